@@ -1,0 +1,139 @@
+"""Marshmallow schemas: they validate requests and generate the OpenAPI document."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+ONE_DAY_MS = 24 * 60 * 60 * 1000
+
+
+class StudentCreateSchema(Schema):
+    external_id = fields.String(
+        required=True,
+        validate=validate.Regexp(
+            r"^[^\x00-\x1f\x7f]{1,200}$", error="must be 1-200 printable characters"
+        ),
+        metadata={"description": "The app's own pseudonymous id for the student (no names)."},
+    )
+
+
+class StudentSchema(Schema):
+    id = fields.String(metadata={"description": "The service's id for the student."})
+    external_id = fields.String()
+    created_at = fields.DateTime()
+
+
+class ExerciseSchema(Schema):
+    """An exercise as shown to a student: never the accepted answers."""
+
+    id = fields.String()
+    skill_ids = fields.List(fields.String())
+    prompt = fields.String()
+    answer_kind = fields.String(metadata={"enum": ["numeric", "multiple_choice", "short_text"]})
+    choices = fields.List(fields.String(), metadata={"description": "For multiple_choice only."})
+    difficulty = fields.Float(metadata={"description": "In [0, 1]."})
+    hints = fields.List(fields.String())
+
+
+class NextExerciseQuerySchema(Schema):
+    seed = fields.Integer(
+        strict=False,
+        validate=validate.Range(0, 2**63 - 1),
+        metadata={"description": "Makes the choice reproducible; default: the student's state."},
+    )
+
+
+class NextExerciseSchema(Schema):
+    exercise = fields.Nested(ExerciseSchema, allow_none=True)
+    skill_id = fields.String(allow_none=True)
+    reason = fields.String(
+        metadata={"description": "weakest_ready_skill, all_mastered or nothing_ready"}
+    )
+    explanation = fields.String()
+    p_mastery = fields.Float(allow_none=True, metadata={"description": "P(L) of the chosen skill."})
+
+
+class ResponseCreateSchema(Schema):
+    exercise_id = fields.String(required=True, validate=validate.Length(1, 100))
+    answer = fields.String(
+        validate=validate.Length(1, 1000),
+        metadata={"description": "The student's answer; the service grades it."},
+    )
+    correct = fields.Boolean(
+        metadata={"description": "Set instead of answer when the app graded the answer itself."},
+        truthy={True},
+        falsy={False},
+    )
+    response_time_ms = fields.Integer(strict=True, validate=validate.Range(0, ONE_DAY_MS))
+    client_response_id = fields.String(
+        validate=validate.Length(1, 100),
+        metadata={"description": "A retry with the same id records nothing and returns the first result."},
+    )
+
+    @validates_schema
+    def answer_or_correct(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if ("answer" in data) == ("correct" in data):
+            raise ValidationError("send exactly one of 'answer' (graded here) or 'correct'.")
+
+
+class SkillStepSchema(Schema):
+    skill_id = fields.String()
+    p_mastery_before = fields.Float()
+    p_correct = fields.Float(metadata={"description": "Predicted P(correct) before the answer."})
+    p_mastery_after = fields.Float()
+    mastered = fields.Boolean()
+
+
+class ResponseSchema(Schema):
+    id = fields.Integer()
+    exercise_id = fields.String()
+    correct = fields.Boolean()
+    graded_by = fields.String(metadata={"enum": ["server", "app"]})
+    correct_answer = fields.String()
+    client_response_id = fields.String(allow_none=True)
+    created_at = fields.DateTime()
+    mastery = fields.Dict(
+        keys=fields.String(), values=fields.Float(),
+        metadata={"description": "P(L) of each skill of the exercise after this answer."},
+    )
+    skills = fields.List(fields.Nested(SkillStepSchema))
+
+
+class SkillProgressSchema(Schema):
+    skill_id = fields.String()
+    name = fields.String()
+    p_mastery = fields.Float(metadata={"description": "P(L): probability the skill is known."})
+    p_correct = fields.Float(metadata={"description": "Predicted P(correct) on the next answer."})
+    attempts = fields.Integer()
+    correct_count = fields.Integer()
+    mastered = fields.Boolean()
+    mastered_at = fields.DateTime(allow_none=True)
+
+
+class ProgressSchema(Schema):
+    student_id = fields.String()
+    mastery_threshold = fields.Float()
+    skills_mastered = fields.Integer()
+    skills_total = fields.Integer()
+    skills = fields.List(fields.Nested(SkillProgressSchema))
+
+
+class ParametersSchema(Schema):
+    version = fields.Integer()
+    source = fields.String(metadata={"enum": ["content", "default", "fitted"]})
+    prior = fields.Float()
+    learn = fields.Float()
+    guess = fields.Float()
+    slip = fields.Float()
+    forget = fields.Float()
+
+
+class SkillSchema(Schema):
+    id = fields.String()
+    name = fields.String()
+    description = fields.String()
+    prerequisites = fields.List(fields.String())
+    exercise_count = fields.Integer()
+    parameters = fields.Nested(ParametersSchema)

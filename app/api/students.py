@@ -1,0 +1,81 @@
+"""Students: create, next exercise, answers, progress."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import current_app, g
+from flask.views import MethodView
+
+from app.api.auth import api_blueprint
+from app.api.schemas import (
+    NextExerciseQuerySchema,
+    NextExerciseSchema,
+    ProgressSchema,
+    ResponseCreateSchema,
+    ResponseSchema,
+    StudentCreateSchema,
+    StudentSchema,
+)
+from app.extensions import db
+from app.services import tutoring
+
+blp = api_blueprint("students", __name__, "A learning app's students and their practice.")
+
+
+@blp.route("/students")
+class Students(MethodView):
+    @blp.arguments(StudentCreateSchema)
+    @blp.response(201, StudentSchema)
+    @blp.alt_response(200, schema=StudentSchema, description="The student already existed.")
+    def post(self, data: dict[str, Any]) -> Any:
+        """Create a student, or return the existing one with this external_id."""
+        student, created = tutoring.get_or_create_student(db.session(), g.app_id, data["external_id"])
+        return student, 201 if created else 200
+
+
+@blp.route("/students/<student_id>")
+class StudentById(MethodView):
+    @blp.response(200, StudentSchema)
+    def get(self, student_id: str) -> Any:
+        return tutoring.get_student(db.session(), g.app_id, student_id)
+
+
+@blp.route("/students/<student_id>/next-exercise")
+class NextExercise(MethodView):
+    @blp.arguments(NextExerciseQuerySchema, location="query")
+    @blp.response(200, NextExerciseSchema)
+    def get(self, query: dict[str, Any], student_id: str) -> Any:
+        """The exercise to practise next, and why it was chosen."""
+        chosen = tutoring.next_exercise(db.session(), g.app_id, student_id, seed=query.get("seed"))
+        rec = chosen.recommendation
+        return {
+            "exercise": chosen.exercise, "skill_id": rec.skill_id, "reason": rec.reason,
+            "explanation": rec.explanation, "p_mastery": rec.p_mastery,
+        }
+
+
+@blp.route("/students/<student_id>/responses")
+class Responses(MethodView):
+    @blp.arguments(ResponseCreateSchema)
+    @blp.response(201, ResponseSchema)
+    @blp.alt_response(200, schema=ResponseSchema, description="A retry: the first result.")
+    def post(self, data: dict[str, Any], student_id: str) -> Any:
+        """Record an answer and update mastery of every skill of the exercise."""
+        result, created = tutoring.record_response(db.session(), g.app_id, student_id, **data)
+        return result, 201 if created else 200
+
+
+@blp.route("/students/<student_id>/progress")
+class Progress(MethodView):
+    @blp.response(200, ProgressSchema)
+    def get(self, student_id: str) -> Any:
+        """Mastery of every skill: P(L), attempts, mastered flag."""
+        skills = tutoring.progress(db.session(), g.app_id, student_id)
+        return {
+            "student_id": student_id,
+            "mastery_threshold": current_app.config["MASTERY_THRESHOLD"],
+            "skills_mastered": sum(s.mastered for s in skills),
+            "skills_total": len(skills),
+            "skills": skills,
+        }

@@ -1,0 +1,41 @@
+"""Extensions: created here, bound to the app in ``create_app``."""
+
+from typing import Any
+
+from flask_migrate import Migrate
+from flask_smorest import Api
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy import MetaData
+from sqlalchemy.orm import DeclarativeBase
+
+
+class Base(DeclarativeBase):
+    # Named constraints, so migrations can alter them on every backend.
+    metadata = MetaData(
+        naming_convention={
+            "ix": "ix_%(column_0_label)s",
+            "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+            "ck": "ck_%(table_name)s_%(constraint_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+
+
+# Results are used after commit (to build responses); no reload needed for that.
+db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})
+migrate = Migrate(render_as_batch=True)
+class TutorApi(Api):
+    """flask-smorest's Api, with a ``message`` in every error body (not only some)."""
+
+    def handle_http_exception(self, error: Any) -> Any:
+        payload, code, headers = super().handle_http_exception(error)
+        if "message" not in payload:
+            if "errors" in payload:
+                payload["message"] = "The request is not valid: see 'errors'."
+            else:
+                payload["message"] = error.description or error.name
+        return payload, code, headers
+
+
+api = TutorApi()

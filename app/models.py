@@ -1,0 +1,250 @@
+"""Database models (SQLAlchemy 2.0 typed). Schema changes go through migrations/."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.extensions import db
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite stores them naive)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime: use app.models.utcnow()")
+        return value.astimezone(UTC) if value is not None else None
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+# SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit id.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class LearningApp(db.Model):  # type: ignore[name-defined]
+    """An API client (a learning app). Students belong to exactly one app."""
+
+    __tablename__ = "learning_apps"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+    keys: Mapped[list[ApiKey]] = relationship(back_populates="app")
+
+
+class ApiKey(db.Model):  # type: ignore[name-defined]
+    """An API key. Only a SHA-256 digest is stored; ``prefix`` identifies the key in logs."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    app_id: Mapped[int] = mapped_column(ForeignKey("learning_apps.id", ondelete="CASCADE"))
+    prefix: Mapped[str] = mapped_column(String(16), unique=True)
+    key_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+    app: Mapped[LearningApp] = relationship(back_populates="keys")
+
+
+class Student(db.Model):  # type: ignore[name-defined]
+    """A pseudonymous student: the app's own ``external_id``, no name or contact data."""
+
+    __tablename__ = "students"
+    __table_args__ = (UniqueConstraint("app_id", "external_id"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=lambda: str(uuid.uuid4()))
+    app_id: Mapped[int] = mapped_column(ForeignKey("learning_apps.id", ondelete="CASCADE"))
+    external_id: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class Skill(db.Model):  # type: ignore[name-defined]
+    __tablename__ = "skills"
+
+    id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    # "content" (from content/) or "imported" (seen only in an imported log)
+    source: Mapped[str] = mapped_column(String(20), default="content")
+    # False once the skill disappears from content/: kept because responses refer to it.
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Position in prerequisite order, for stable listings.
+    position: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class SkillPrerequisite(db.Model):  # type: ignore[name-defined]
+    __tablename__ = "skill_prerequisites"
+
+    skill_id: Mapped[str] = mapped_column(
+        ForeignKey("skills.id", ondelete="CASCADE"), primary_key=True
+    )
+    prerequisite_id: Mapped[str] = mapped_column(
+        ForeignKey("skills.id", ondelete="CASCADE"), primary_key=True
+    )
+
+
+class Exercise(db.Model):  # type: ignore[name-defined]
+    __tablename__ = "exercises"
+    __table_args__ = (CheckConstraint("difficulty >= 0 AND difficulty <= 1", name="difficulty"),)
+
+    id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    prompt: Mapped[str] = mapped_column(Text)
+    answer_kind: Mapped[str] = mapped_column(String(20))
+    answers: Mapped[list[str]] = mapped_column(JSON)
+    choices: Mapped[list[str]] = mapped_column(JSON, default=list)
+    hints: Mapped[list[str]] = mapped_column(JSON, default=list)
+    difficulty: Mapped[float] = mapped_column(Float)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class ExerciseSkill(db.Model):  # type: ignore[name-defined]
+    __tablename__ = "exercise_skills"
+
+    exercise_id: Mapped[str] = mapped_column(
+        ForeignKey("exercises.id", ondelete="CASCADE"), primary_key=True
+    )
+    skill_id: Mapped[str] = mapped_column(ForeignKey("skills.id", ondelete="CASCADE"), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class SkillParameters(db.Model):  # type: ignore[name-defined]
+    """One version of a skill's BKT parameters. Exactly one version per skill is current."""
+
+    __tablename__ = "skill_parameters"
+    __table_args__ = (
+        UniqueConstraint("skill_id", "version"),
+        Index(
+            "uq_skill_parameters_current",
+            "skill_id",
+            unique=True,
+            sqlite_where=text("is_current"),
+            postgresql_where=text("is_current"),
+        ),
+        CheckConstraint(
+            "prior BETWEEN 0 AND 1 AND learn BETWEEN 0 AND 1 AND forget BETWEEN 0 AND 1 "
+            "AND guess >= 0 AND guess < 0.5 AND slip >= 0 AND slip < 0.5",
+            name="probabilities",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    skill_id: Mapped[str] = mapped_column(ForeignKey("skills.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    prior: Mapped[float] = mapped_column(Float)
+    learn: Mapped[float] = mapped_column(Float)
+    guess: Mapped[float] = mapped_column(Float)
+    slip: Mapped[float] = mapped_column(Float)
+    forget: Mapped[float] = mapped_column(Float, default=0.0)
+    # "content" (defaults from content/), "default" (service-wide defaults) or "fitted"
+    source: Mapped[str] = mapped_column(String(20))
+    is_current: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class ContentState(db.Model):  # type: ignore[name-defined]
+    """A single row whose revision changes whenever content or parameters change.
+
+    Each process caches the content graph and compares this revision (one cheap
+    query) to know when to reload it.
+    """
+
+    __tablename__ = "content_state"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    revision: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class Response(db.Model):  # type: ignore[name-defined]
+    """One answer, append-only. ``client_response_id`` makes retries idempotent."""
+
+    __tablename__ = "responses"
+    __table_args__ = (
+        UniqueConstraint("student_id", "client_response_id"),
+        Index("ix_responses_student_id_id", "student_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    student_id: Mapped[str] = mapped_column(ForeignKey("students.id", ondelete="CASCADE"))
+    exercise_id: Mapped[str] = mapped_column(ForeignKey("exercises.id"))
+    correct: Mapped[bool] = mapped_column(Boolean)
+    answer: Mapped[str | None] = mapped_column(Text)
+    # "server" when the service graded ``answer``, "app" when the app sent ``correct``
+    graded_by: Mapped[str] = mapped_column(String(10))
+    response_time_ms: Mapped[int | None] = mapped_column(Integer)
+    client_response_id: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+    skills: Mapped[list[ResponseSkill]] = relationship(
+        back_populates="response", cascade="all, delete-orphan", order_by="ResponseSkill.position"
+    )
+
+
+class ResponseSkill(db.Model):  # type: ignore[name-defined]
+    """The tracing step a response caused on one skill, with the parameters used."""
+
+    __tablename__ = "response_skills"
+
+    response_id: Mapped[int] = mapped_column(
+        ForeignKey("responses.id", ondelete="CASCADE"), primary_key=True
+    )
+    skill_id: Mapped[str] = mapped_column(ForeignKey("skills.id"), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    parameters_id: Mapped[int] = mapped_column(ForeignKey("skill_parameters.id"))
+    p_mastery_before: Mapped[float] = mapped_column(Float)
+    p_correct: Mapped[float] = mapped_column(Float)
+    p_mastery_after: Mapped[float] = mapped_column(Float)
+
+    response: Mapped[Response] = relationship(back_populates="skills")
+
+
+class Mastery(db.Model):  # type: ignore[name-defined]
+    """Current P(L) of a student on a skill (P(L) before their next response)."""
+
+    __tablename__ = "mastery"
+
+    student_id: Mapped[str] = mapped_column(
+        ForeignKey("students.id", ondelete="CASCADE"), primary_key=True
+    )
+    skill_id: Mapped[str] = mapped_column(ForeignKey("skills.id"), primary_key=True)
+    p_mastery: Mapped[float] = mapped_column(Float)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    correct_count: Mapped[int] = mapped_column(Integer, default=0)
+    mastered_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    parameters_id: Mapped[int] = mapped_column(ForeignKey("skill_parameters.id"))
+

@@ -1,0 +1,1 @@
+"""Services: the only code that touches both the domain and the database. They own transactions."""

@@ -1,0 +1,277 @@
+"""Content in the database: syncing files into it, and a per-process cache of it.
+
+The database is the runtime source of truth (the CLI loads files into it). Each
+process keeps one parsed snapshot and reloads it only when ``content_state.revision``
+changes, so a request costs one small query instead of re-reading the graph.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.domain import content as domain
+from app.domain.bkt import BktParams
+from app.models import (
+    ContentState,
+    Exercise,
+    ExerciseSkill,
+    Skill,
+    SkillParameters,
+    SkillPrerequisite,
+    utcnow,
+)
+
+# Used for skills whose content file gives no BKT defaults (pyBKT-like starting values).
+DEFAULT_PARAMS = BktParams(prior=0.1, learn=0.15, guess=0.2, slip=0.1, forget=0.0)
+
+
+@dataclass
+class ContentChanges:
+    added_skills: list[str] = field(default_factory=list)
+    updated_skills: list[str] = field(default_factory=list)
+    retired_skills: list[str] = field(default_factory=list)
+    added_exercises: list[str] = field(default_factory=list)
+    updated_exercises: list[str] = field(default_factory=list)
+    retired_exercises: list[str] = field(default_factory=list)
+    new_parameters: list[str] = field(default_factory=list)
+    kept_fitted_parameters: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return any(
+            getattr(self, name) for name in self.__dataclass_fields__ if name != "kept_fitted_parameters"
+        )
+
+
+@dataclass(frozen=True)
+class CurrentParameters:
+    """The current parameter version of one skill."""
+
+    id: int
+    version: int
+    source: str
+    params: BktParams
+
+
+@dataclass(frozen=True)
+class ContentSnapshot:
+    """What selection and tracing need, read once per content revision."""
+
+    revision: int
+    graph: domain.ContentGraph
+    parameters: dict[str, CurrentParameters]
+    # skill id -> parameters, the form the domain functions take
+    params: dict[str, BktParams]
+
+
+def _bump_revision(session: Session) -> None:
+    state = session.get(ContentState, 1)
+    if state is None:
+        session.add(ContentState(id=1, revision=1))
+    else:
+        state.revision += 1
+        state.updated_at = utcnow()
+
+
+def sync_content(session: Session, graph: domain.ContentGraph) -> ContentChanges:
+    """Make the database match ``graph``; commit once; report what changed.
+
+    Skills and exercises missing from the files are retired, not deleted: responses
+    refer to them. Fitted parameters are never replaced by file defaults.
+    """
+    changes = ContentChanges()
+    skills = {s.id: s for s in session.scalars(select(Skill))}
+    prerequisites: dict[str, set[str]] = {}
+    for link in session.scalars(select(SkillPrerequisite)):
+        prerequisites.setdefault(link.skill_id, set()).add(link.prerequisite_id)
+
+    for position, skill in enumerate(graph.skills.values()):
+        wanted: dict[str, Any] = {
+            "name": skill.name, "description": skill.description, "source": "content",
+            "is_active": True, "position": position,
+        }
+        row = skills.get(skill.id)
+        if row is None:
+            session.add(Skill(id=skill.id, **wanted))
+            changes.added_skills.append(skill.id)
+        elif any(getattr(row, k) != v for k, v in wanted.items() if k != "position") or (
+            prerequisites.get(skill.id, set()) != set(skill.prerequisites)
+        ):
+            for k, v in wanted.items():
+                setattr(row, k, v)
+            changes.updated_skills.append(skill.id)
+        else:
+            row.position = position
+    for skill_id, row in skills.items():
+        if row.source == "content" and row.is_active and skill_id not in graph.skills:
+            row.is_active = False
+            changes.retired_skills.append(skill_id)
+    session.flush()
+
+    touched = set(changes.added_skills) | set(changes.updated_skills)
+    if touched:
+        session.execute(SkillPrerequisite.__table__.delete().where(
+            SkillPrerequisite.skill_id.in_(touched)))
+        session.add_all(
+            SkillPrerequisite(skill_id=s, prerequisite_id=p)
+            for s in touched for p in graph.skills[s].prerequisites
+        )
+
+    _sync_exercises(session, graph, changes)
+    _sync_parameters(session, graph, changes)
+    if changes.changed:
+        _bump_revision(session)
+    session.commit()
+    return changes
+
+
+def _sync_exercises(session: Session, graph: domain.ContentGraph, changes: ContentChanges) -> None:
+    rows = {e.id: e for e in session.scalars(select(Exercise))}
+    tags: dict[str, list[str]] = {}
+    for link in session.scalars(select(ExerciseSkill).order_by(ExerciseSkill.position)):
+        tags.setdefault(link.exercise_id, []).append(link.skill_id)
+
+    retag = []
+    for exercise in graph.exercises.values():
+        wanted: dict[str, Any] = {
+            "prompt": exercise.prompt, "answer_kind": exercise.answer_kind,
+            "answers": list(exercise.answers), "choices": list(exercise.choices),
+            "hints": list(exercise.hints), "difficulty": exercise.difficulty, "is_active": True,
+        }
+        row = rows.get(exercise.id)
+        if row is None:
+            session.add(Exercise(id=exercise.id, **wanted))
+            changes.added_exercises.append(exercise.id)
+            retag.append(exercise)
+        elif any(getattr(row, k) != v for k, v in wanted.items()) or (
+            tags.get(exercise.id, []) != list(exercise.skill_ids)
+        ):
+            for k, v in wanted.items():
+                setattr(row, k, v)
+            changes.updated_exercises.append(exercise.id)
+            retag.append(exercise)
+    for exercise_id, row in rows.items():
+        if row.is_active and exercise_id not in graph.exercises:
+            row.is_active = False
+            changes.retired_exercises.append(exercise_id)
+    session.flush()
+    if retag:
+        session.execute(ExerciseSkill.__table__.delete().where(
+            ExerciseSkill.exercise_id.in_([e.id for e in retag])))
+        session.add_all(
+            ExerciseSkill(exercise_id=e.id, skill_id=s, position=i)
+            for e in retag for i, s in enumerate(e.skill_ids)
+        )
+
+
+def _sync_parameters(session: Session, graph: domain.ContentGraph, changes: ContentChanges) -> None:
+    current = {
+        p.skill_id: p
+        for p in session.scalars(select(SkillParameters).where(SkillParameters.is_current))
+    }
+    latest_version: dict[str, int] = {}
+    for skill_id, version in session.execute(
+        select(SkillParameters.skill_id, SkillParameters.version)
+    ):
+        latest_version[skill_id] = max(version, latest_version.get(skill_id, 0))
+
+    for skill in graph.skills.values():
+        wanted = skill.bkt or DEFAULT_PARAMS
+        source = "content" if skill.bkt else "default"
+        row = current.get(skill.id)
+        if row is not None and row.source == "fitted":
+            changes.kept_fitted_parameters.append(skill.id)
+            continue
+        if row is not None and row.source == source and _params_of(row) == wanted:
+            continue
+        if row is not None:
+            row.is_current = False
+            session.flush()  # the partial unique index allows one current row per skill
+        session.add(SkillParameters(
+            skill_id=skill.id, version=latest_version.get(skill.id, 0) + 1, source=source,
+            is_current=True, prior=wanted.prior, learn=wanted.learn, guess=wanted.guess,
+            slip=wanted.slip, forget=wanted.forget,
+        ))
+        changes.new_parameters.append(skill.id)
+    session.flush()
+
+
+def _params_of(row: SkillParameters) -> BktParams:
+    return BktParams(prior=row.prior, learn=row.learn, guess=row.guess, slip=row.slip, forget=row.forget)
+
+
+def read_snapshot(session: Session) -> ContentSnapshot:
+    """Build a snapshot from the database (active skills and exercises, current parameters)."""
+    revision = session.scalar(select(ContentState.revision).where(ContentState.id == 1)) or 0
+    prerequisites: dict[str, list[str]] = {}
+    for link in session.scalars(select(SkillPrerequisite)):
+        prerequisites.setdefault(link.skill_id, []).append(link.prerequisite_id)
+    skills = [
+        domain.Skill(
+            id=row.id, name=row.name, description=row.description,
+            prerequisites=tuple(sorted(prerequisites.get(row.id, []))),
+        )
+        for row in session.scalars(
+            select(Skill).where(Skill.is_active).order_by(Skill.position, Skill.id))
+    ]
+    tags: dict[str, list[str]] = {}
+    for link in session.scalars(select(ExerciseSkill).order_by(ExerciseSkill.position)):
+        tags.setdefault(link.exercise_id, []).append(link.skill_id)
+    exercises = [
+        _exercise_of(row, tags.get(row.id, []))
+        for row in session.scalars(select(Exercise).where(Exercise.is_active).order_by(Exercise.id))
+    ]
+    parameters = {
+        row.skill_id: CurrentParameters(row.id, row.version, row.source, _params_of(row))
+        for row in session.scalars(select(SkillParameters).where(SkillParameters.is_current))
+    }
+    graph = domain.build_graph(skills, exercises, require_exercises=False)
+    return ContentSnapshot(
+        revision=revision, graph=graph, parameters=parameters,
+        params={skill: current.params for skill, current in parameters.items()},
+    )
+
+
+def _exercise_of(row: Exercise, skill_ids: list[str]) -> domain.Exercise:
+    return domain.Exercise(
+        id=row.id, skill_ids=tuple(skill_ids), prompt=row.prompt,
+        answer_kind=row.answer_kind,  # type: ignore[arg-type]
+        answers=tuple(row.answers), difficulty=row.difficulty,
+        choices=tuple(row.choices or ()), hints=tuple(row.hints or ()),
+    )
+
+
+def load_exercise(session: Session, exercise_id: str) -> domain.Exercise | None:
+    """Any stored exercise, retired ones included (answers to them still count)."""
+    row = session.get(Exercise, exercise_id)
+    if row is None:
+        return None
+    skill_ids = session.scalars(
+        select(ExerciseSkill.skill_id)
+        .where(ExerciseSkill.exercise_id == exercise_id)
+        .order_by(ExerciseSkill.position)
+    ).all()
+    return _exercise_of(row, list(skill_ids))
+
+
+_lock = threading.Lock()
+
+
+def current_snapshot(session: Session) -> ContentSnapshot:
+    """The cached snapshot for this app, reloaded when the stored revision moved."""
+    revision = session.scalar(select(ContentState.revision).where(ContentState.id == 1)) or 0
+    cache = current_app.extensions.setdefault("tutor.content", {})
+    snapshot: ContentSnapshot | None = cache.get("snapshot")
+    if snapshot is not None and snapshot.revision == revision:
+        return snapshot
+    with _lock:
+        snapshot = read_snapshot(session)
+        cache["snapshot"] = snapshot
+    return snapshot
+

@@ -1,0 +1,166 @@
+"""Fixtures: every app-level test runs on SQLite and on PostgreSQL.
+
+Each backend gets its own fresh database for the session (created, migrated,
+loaded with the shipped content, dropped at the end); student data is wiped
+after every test. PostgreSQL is used when a server answers at
+TEST_DATABASE_URL (default: the local server); under CI=true a missing server
+fails the run instead of skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+from flask.testing import FlaskClient
+from flask_migrate import upgrade
+
+from app import create_app
+from app.extensions import db
+from app.models import ApiKey, LearningApp, Mastery, Response, ResponseSkill, Student
+from app.services.apps import create_api_key
+from app.services.content import sync_content
+from app.services.content_files import read_content
+
+ROOT = Path(__file__).resolve().parent.parent
+CONTENT_DIR = ROOT / "content"
+DATA_DIR = ROOT.parent / "shared" / "data"
+PG_ADMIN_URL = os.environ.get(
+    "TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+BACKENDS = ["sqlite", "postgresql"]
+
+
+def _postgres_available() -> str | None:
+    """None when PostgreSQL answers, else why not."""
+    try:
+        engine = sa.create_engine(PG_ADMIN_URL)
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+        engine.dispose()
+    except Exception as error:  # noqa: BLE001 - any failure means "not available"
+        return str(error).splitlines()[0]
+    return None
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield "sqlite:///" + str(tmp_path_factory.mktemp("db") / "test.sqlite3")
+        return
+    problem = _postgres_available()
+    if problem is not None:
+        message = f"PostgreSQL not reachable at {PG_ADMIN_URL}: {problem}"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    name = f"tutor_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield sa.make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def make_app(database_url: str, **overrides: Any) -> Flask:
+    config = {
+        "TESTING": True,
+        "SECRET_KEY": "test",
+        "SQLALCHEMY_DATABASE_URI": database_url,
+        "CONTENT_DIR": str(CONTENT_DIR),
+    }
+    config.update(overrides)
+    return create_app(config)
+
+
+@pytest.fixture(scope="session")
+def shipped_graph() -> Any:
+    return read_content(CONTENT_DIR)
+
+
+@pytest.fixture(scope="session")
+def migrated_app(database_url: str, shipped_graph: Any) -> Iterator[Flask]:
+    app = make_app(database_url)
+    with app.app_context():
+        upgrade()
+        sync_content(db.session, shipped_graph)
+    yield app
+    with app.app_context():
+        db.engine.dispose()
+
+
+def wipe_student_data() -> None:
+    for model in (ResponseSkill, Response, Mastery, Student, ApiKey, LearningApp):
+        db.session.execute(sa.delete(model))
+    db.session.commit()
+
+
+@pytest.fixture
+def app(migrated_app: Flask) -> Iterator[Flask]:
+    yield migrated_app
+    with migrated_app.app_context():
+        db.session.rollback()
+        wipe_student_data()
+
+
+@pytest.fixture
+def content_restored(app: Flask, shipped_graph: Any) -> Iterator[None]:
+    """For tests that change the content: the shipped content is loaded again afterwards."""
+    yield
+    with app.app_context():
+        db.session.rollback()
+        sync_content(db.session, shipped_graph)
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+class ApiClient:
+    """A test client that sends one learning app's key."""
+
+    def __init__(self, client: FlaskClient, key: str) -> None:
+        self.client = client
+        self.headers = {"Authorization": f"Bearer {key}"}
+
+    def get(self, url: str, **kwargs: Any) -> Any:
+        return self.client.get(url, headers=self.headers, **kwargs)
+
+    def post(self, url: str, **kwargs: Any) -> Any:
+        return self.client.post(url, headers=self.headers, **kwargs)
+
+    def new_student(self, external_id: str = "student-1") -> str:
+        response = self.post("/api/v1/students", json={"external_id": external_id})
+        assert response.status_code in (200, 201), response.get_json()
+        return str(response.get_json()["id"])
+
+
+def issue_key(app: Flask, name: str) -> str:
+    with app.app_context():
+        return create_api_key(db.session, name).key
+
+
+@pytest.fixture
+def api(app: Flask, client: FlaskClient) -> ApiClient:
+    return ApiClient(client, issue_key(app, "test-app"))
+
+
+@pytest.fixture
+def other_api(app: Flask, client: FlaskClient) -> ApiClient:
+    return ApiClient(app.test_client(), issue_key(app, "other-app"))
+
+
+@pytest.fixture
+def runner(app: Flask) -> Any:
+    return app.test_cli_runner()

@@ -1,0 +1,119 @@
+"""Operator commands: stable output, idempotence, clear failures, no partial writes."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from app import create_app
+from app.extensions import db
+from app.models import Exercise, Skill, SkillParameters
+from tests.conftest import CONTENT_DIR, ApiClient
+
+
+def test_create_api_key_prints_the_key_last(app, runner, client) -> None:
+    result = runner.invoke(args=["create-api-key", "maths-app"])
+    assert result.exit_code == 0, result.output
+    key = result.output.strip().splitlines()[-1]
+    assert key.startswith("tk_") and " " not in key
+    api = ApiClient(client, key)
+    assert api.post("/api/v1/students", json={"external_id": "x"}).status_code == 201
+    again = runner.invoke(args=["create-api-key", "maths-app"]).output.strip().splitlines()[-1]
+    assert again != key and ApiClient(client, again).get("/api/v1/skills").status_code == 200
+    bad = runner.invoke(args=["create-api-key", "  "])
+    assert bad.exit_code != 0 and "Error: app name must be" in bad.output
+
+
+def test_init_db_is_idempotent(app, runner) -> None:
+    for _ in range(2):
+        result = runner.invoke(args=["init-db"])
+        assert result.exit_code == 0 and "latest schema" in result.output
+
+
+def test_load_content_reports_unchanged_content(app, runner) -> None:
+    result = runner.invoke(args=["load-content"])
+    assert result.exit_code == 0, result.output
+    assert "content unchanged" in result.output.splitlines()[-1]
+
+
+def test_validate_content(app, runner) -> None:
+    result = runner.invoke(args=["validate-content", str(CONTENT_DIR)])
+    assert result.exit_code == 0 and result.output.startswith("Content is valid:")
+
+
+def copy_content(tmp_path: Path) -> Path:
+    target = tmp_path / "content"
+    shutil.copytree(CONTENT_DIR, target)
+    return target
+
+
+def test_broken_content_changes_nothing(app, runner, tmp_path: Path) -> None:
+    content = copy_content(tmp_path)
+    skills = (content / "skills.toml").read_text()
+    first_id = skills.split('id = "')[1].split('"')[0]
+    (content / "skills.toml").write_text(skills.replace(f'id = "{first_id}"', 'id = "renamed"', 1)
+                                         .replace('name = "', 'name = "Changed ', 1))
+    with app.app_context():
+        names_before = dict(db.session.execute(sa.select(Skill.id, Skill.name)).tuples())
+    result = runner.invoke(args=["load-content", str(content)])
+    assert result.exit_code == 1
+    assert f"unknown prerequisite '{first_id}'" in result.output or "has no exercises" in result.output
+    assert result.output.strip().splitlines()[-1].startswith("Error: content in ")
+    with app.app_context():
+        assert dict(db.session.execute(sa.select(Skill.id, Skill.name)).tuples()) == names_before
+
+
+def test_content_update_retires_and_versions(
+    app, runner, tmp_path: Path, content_restored, shipped_graph
+) -> None:
+    content = copy_content(tmp_path)
+    skill = shipped_graph.skill_order[0]
+    exercise_file = next((content / "exercises").glob("*.toml"))
+    text = exercise_file.read_text()
+    blocks = text.split("[[exercise]]")
+    retired_id = blocks[1].split('id = "')[1].split('"')[0]
+    exercise_file.write_text("[[exercise]]".join([blocks[0], *blocks[2:]]))
+    skills_text = (content / "skills.toml").read_text()
+    head, tail = skills_text.split(f'id = "{skill}"', 1)
+    bkt_line = next(line for line in tail.splitlines() if line.startswith("bkt"))
+    (content / "skills.toml").write_text(
+        head + f'id = "{skill}"' + tail.replace(
+            bkt_line, "bkt = { prior = 0.3, learn = 0.25, guess = 0.2, slip = 0.1, forget = 0.0 }", 1))
+
+    result = runner.invoke(args=["load-content", str(content)])
+    assert result.exit_code == 0, result.output
+    assert f"exercises retired: 1 ({retired_id})" in result.output
+    assert f"new parameter versions: 1 ({skill})" in result.output
+    with app.app_context():
+        assert db.session.get(Exercise, retired_id).is_active is False
+        versions = db.session.scalars(
+            sa.select(SkillParameters).where(SkillParameters.skill_id == skill)
+            .order_by(SkillParameters.version)).all()
+        assert [v.version for v in versions] == [1, 2]
+        assert [v.is_current for v in versions] == [False, True] and versions[1].prior == 0.3
+    # The running app sees the new content without a restart.
+    api_key = runner.invoke(args=["create-api-key", "x"]).output.strip().splitlines()[-1]
+    api = ApiClient(app.test_client(), api_key)
+    assert api.get(f"/api/v1/exercises/{retired_id}").status_code == 404
+    assert api.get(f"/api/v1/skills/{skill}").get_json()["parameters"]["prior"] == 0.3
+
+
+def test_commands_fail_clearly_without_a_schema(tmp_path: Path) -> None:
+    app = create_app({"TESTING": True, "SECRET_KEY": "t",
+                      "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'empty.sqlite3'}"})
+    result = app.test_cli_runner().invoke(args=["create-api-key", "x"])
+    assert result.exit_code == 1
+    assert "has 'flask init-db' been run?" in result.output
+
+
+def test_refuses_default_secret_outside_debug(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("SECRET_KEY", raising=False)
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'x.sqlite3'}")
+    with pytest.raises(RuntimeError, match="default SECRET_KEY"):
+        create_app({"SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'x.sqlite3'}"})
+    monkeypatch.setenv("SECRET_KEY", "from-env")
+    app = create_app({"SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'x.sqlite3'}"})
+    assert app.secret_key == "from-env"
