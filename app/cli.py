@@ -6,17 +6,26 @@ non-zero with a one-line ``Error: ...`` message.
 
 from __future__ import annotations
 
+import sys
+from typing import Any
+
 import click
 from flask import Flask, current_app
+from flask.cli import with_appcontext
 from flask_migrate import upgrade
 from sqlalchemy.exc import DatabaseError
 
 from app.domain.content import ContentGraph
 from app.domain.errors import ContentError
+from app.domain.logs import LOG_FORMATS
 from app.extensions import db
 from app.services.apps import create_api_key
 from app.services.content import sync_content
 from app.services.content_files import read_content
+from app.services.evaluation import evaluate_model
+from app.services.fitting import FitError, engine_name, fit_parameters
+from app.services.imports import LogImportError, import_log
+from app.services.mastery import rebuild_mastery
 
 
 def _database_problem(error: DatabaseError) -> str:
@@ -40,6 +49,7 @@ def _read_or_fail(directory: str) -> ContentGraph:
 
 
 @click.command("init-db")
+@with_appcontext
 def init_db_command() -> None:
     """Bring the database schema to the latest migration (safe to run again)."""
     upgrade()
@@ -47,6 +57,7 @@ def init_db_command() -> None:
 
 
 @click.command("validate-content")
+@with_appcontext
 @click.argument("directory", required=False)
 def validate_content_command(directory: str | None) -> None:
     """Check the content files in DIRECTORY (default: the configured content/)."""
@@ -55,6 +66,7 @@ def validate_content_command(directory: str | None) -> None:
 
 
 @click.command("load-content")
+@with_appcontext
 @click.argument("directory", required=False)
 def load_content_command(directory: str | None) -> None:
     """Validate DIRECTORY and load it into the database; report what changed."""
@@ -79,6 +91,7 @@ def load_content_command(directory: str | None) -> None:
 
 
 @click.command("create-api-key")
+@with_appcontext
 @click.argument("name")
 def create_api_key_command(name: str) -> None:
     """Issue an API key for the learning app NAME (created if new). The key is the last line."""
@@ -92,7 +105,137 @@ def create_api_key_command(name: str) -> None:
     click.echo(issued.key)
 
 
+# --- response logs, fitting, replay --------------------------------------------------------------
+
+
+@click.command("import-log")
+@with_appcontext
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--format", "fmt", type=click.Choice(LOG_FORMATS), required=True, help="Log layout.")
+@click.option("--app", "app_name", default="imported-logs", show_default=True,
+              help="Learning app the imported students belong to (created if new).")
+@click.option("--skip-bad-rows", is_flag=True, help="Import the good rows and list the malformed ones.")
+def import_log_command(file: str, fmt: str, app_name: str, skip_bad_rows: bool) -> None:
+    """Append the responses of a log FILE (all or nothing); students and skills are created as needed."""
+    bars: list[Any] = []
+
+    def show(written: int, total: int) -> None:
+        if not bars:
+            bars.append(click.progressbar(
+                length=total, label="Importing responses", show_pos=True, file=sys.stderr))
+        bars[0].update(written)
+
+    try:
+        report = import_log(
+            db.session(), file, fmt, app_name=app_name, skip_bad_rows=skip_bad_rows,  # type: ignore[arg-type]
+            threshold=current_app.config["MASTERY_THRESHOLD"], progress=show,
+        )
+    except LogImportError as error:
+        raise click.ClickException(str(error)) from None
+    except DatabaseError as error:
+        raise click.ClickException(_database_problem(error)) from None
+    finally:
+        if bars:
+            bars[0].render_finish()
+    click.echo(f"Rows read: {report.rows_read}")
+    click.echo(f"Responses imported: {report.responses_imported}")
+    click.echo(f"Already imported (skipped): {report.duplicates}")
+    click.echo(f"Students created: {report.students_created}")
+    click.echo(f"Skills created (marked imported): {len(report.skills_created)}")
+    for reason, count in sorted(report.skipped.items()):
+        click.echo(f"Skipped, {reason}: {count}")
+    if report.bad_rows:
+        click.echo(f"Skipped, malformed: {len(report.bad_rows)}")
+        for bad in report.bad_rows[:50]:
+            click.echo(f"  row {bad.row}: {bad.reason}")
+        if len(report.bad_rows) > 50:
+            click.echo(f"  ... and {len(report.bad_rows) - 50} more")
+
+
+@click.command("fit-params")
+@with_appcontext
+@click.option("--skills", multiple=True, help="Fit only these skill ids (repeatable; default: all).")
+@click.option("--forgets", is_flag=True, help="Also fit a forget probability.")
+@click.option("--min-responses", default=50, show_default=True, type=click.IntRange(1),
+              help="Skills with fewer responses keep their parameters.")
+@click.option("--num-fits", default=5, show_default=True, type=click.IntRange(1),
+              help="EM restarts per skill (the best likelihood wins).")
+@click.option("--seed", default=42, show_default=True, type=int)
+@click.option("--jobs", default=None, type=click.IntRange(1), help="Parallel workers (default: cores).")
+def fit_params_command(skills: tuple[str, ...], forgets: bool, min_responses: int, num_fits: int,
+                       seed: int, jobs: int | None) -> None:
+    """Fit BKT parameters with pyBKT, store them as a new current version, replay mastery."""
+    try:
+        report = fit_parameters(
+            db.session(), skills=list(skills) or None, forgets=forgets, min_responses=min_responses,
+            num_fits=num_fits, seed=seed, n_jobs=jobs, threshold=current_app.config["MASTERY_THRESHOLD"],
+        )
+    except FitError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"Fit run {report.run_id} ({engine_name()}): {report.n_responses} responses, "
+               f"{report.n_students} students")
+    for fit in report.fitted:
+        p = fit.params
+        click.echo(f"  fitted {fit.skill_id}: prior={p['prior']:.4f} learn={p['learn']:.4f} "
+                   f"guess={p['guess']:.4f} slip={p['slip']:.4f} forget={p['forget']:.4f} "
+                   f"(n={fit.n_responses}, LL={fit.log_likelihood:.1f})")
+    for skill, n in sorted(report.too_little_data.items()):
+        click.echo(f"  kept {skill}: too little data ({n} responses < {min_responses})")
+    for skill, why in sorted(report.rejected.items()):
+        click.echo(f"  rejected {skill}: degenerate fit, parameters not changed ({why})")
+    if report.rebuild:
+        click.echo(f"Mastery replayed: {report.rebuild.responses} responses, "
+                   f"{report.rebuild.mastery_rows} student-skill rows")
+    click.echo(f"Fitted {len(report.fitted)}, kept {len(report.too_little_data)}, "
+               f"rejected {len(report.rejected)}.")
+
+
+@click.command("rebuild-mastery")
+@with_appcontext
+def rebuild_mastery_command() -> None:
+    """Recompute every student's mastery from the response log under the current parameters."""
+    report = rebuild_mastery(db.session(), threshold=current_app.config["MASTERY_THRESHOLD"])
+    click.echo(f"Mastery rebuilt: {report.responses} responses, {report.students} students, "
+               f"{report.mastery_rows} student-skill rows.")
+
+
+@click.command("evaluate-model")
+@with_appcontext
+@click.option("--test-fraction", default=0.2, show_default=True, type=click.FloatRange(0, 1, min_open=True,
+                                                                                       max_open=True))
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--num-fits", default=5, show_default=True, type=click.IntRange(1))
+@click.option("--forgets", is_flag=True)
+@click.option("--jobs", default=None, type=click.IntRange(1))
+def evaluate_model_command(test_fraction: float, seed: int, num_fits: int, forgets: bool,
+                           jobs: int | None) -> None:
+    """Fit on some students and score the tracker's predictions on the held-out ones."""
+    try:
+        report = evaluate_model(db.session(), test_fraction=test_fraction, seed=seed, num_fits=num_fits,
+                                forgets=forgets, n_jobs=jobs)
+    except FitError as error:
+        raise click.ClickException(str(error)) from None
+    o = report.overall
+    click.echo(f"Students: {report.n_train_students} train, {report.n_test_students} held out "
+               f"(seed {seed})")
+    click.echo(f"{'skill':<40} {'n':>8} {'AUC':>7} {'RMSE':>7} {'logloss':>8} {'acc':>7}")
+    for name, s in [("OVERALL", o), *sorted(report.per_skill.items())]:
+        click.echo(f"{name[:40]:<40} {s.n:>8} {s.auc:>7.4f} {s.rmse:>7.4f} {s.log_loss:>8.4f} "
+                   f"{s.accuracy:>7.4f}")
+    click.echo("Calibration (predicted P(correct) bin: n, mean predicted, observed):")
+    for b in report.calibration:
+        click.echo(f"  [{b.lower:.1f}, {b.upper:.1f}): {b.count:>7} {b.mean_predicted:.3f} "
+                   f"{b.observed_rate:.3f}")
+    if report.kept_current:
+        kept = ", ".join(report.kept_current)
+        click.echo(f"Degenerate training fit, scored with current parameters: {kept}")
+    if report.unscored_skills:
+        click.echo(f"Not scored (no training data): {len(report.unscored_skills)} skills, "
+                   f"{sum(report.unscored_skills.values())} responses")
+
+
 def init_app(app: Flask) -> None:
     for command in (init_db_command, validate_content_command, load_content_command,
-                    create_api_key_command):
+                    create_api_key_command, import_log_command, fit_params_command,
+                    rebuild_mastery_command, evaluate_model_command):
         app.cli.add_command(command)

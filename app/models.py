@@ -173,6 +173,48 @@ class SkillParameters(db.Model):  # type: ignore[name-defined]
     source: Mapped[str] = mapped_column(String(20))
     is_current: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    # Set for fitted parameters: the run and the data behind them.
+    fit_run_id: Mapped[int | None] = mapped_column(ForeignKey("fit_runs.id"))
+    n_students: Mapped[int | None] = mapped_column(Integer)
+    n_responses: Mapped[int | None] = mapped_column(Integer)
+    log_likelihood: Mapped[float | None] = mapped_column(Float)
+
+
+class FitRun(db.Model):  # type: ignore[name-defined]
+    """One ``fit-params`` run: options, data window, and what happened to each skill."""
+
+    __tablename__ = "fit_runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    engine: Mapped[str] = mapped_column(String(100))
+    options: Mapped[dict[str, Any]] = mapped_column(JSON)
+    window_start: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    window_end: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    first_response_id: Mapped[int | None] = mapped_column(BigId)
+    last_response_id: Mapped[int | None] = mapped_column(BigId)
+    n_students: Mapped[int] = mapped_column(Integer)
+    n_responses: Mapped[int] = mapped_column(Integer)
+    # skill id -> reason, for skills that kept their previous parameters
+    skipped: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    rejected: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+
+
+class LogImport(db.Model):  # type: ignore[name-defined]
+    """One imported log file, for the audit trail (the rows are in ``responses``)."""
+
+    __tablename__ = "log_imports"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    file_name: Mapped[str] = mapped_column(String(500))
+    sha256: Mapped[str] = mapped_column(String(64))
+    format: Mapped[str] = mapped_column(String(20))
+    app_id: Mapped[int] = mapped_column(ForeignKey("learning_apps.id", ondelete="CASCADE"))
+    rows_read: Mapped[int] = mapped_column(Integer)
+    responses_imported: Mapped[int] = mapped_column(Integer)
+    duplicates: Mapped[int] = mapped_column(Integer)
+    skipped: Mapped[dict[str, int]] = mapped_column(JSON, default=dict)
 
 
 class ContentState(db.Model):  # type: ignore[name-defined]
@@ -200,10 +242,11 @@ class Response(db.Model):  # type: ignore[name-defined]
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     student_id: Mapped[str] = mapped_column(ForeignKey("students.id", ondelete="CASCADE"))
-    exercise_id: Mapped[str] = mapped_column(ForeignKey("exercises.id"))
+    # None for responses imported from a log that names only skills.
+    exercise_id: Mapped[str | None] = mapped_column(ForeignKey("exercises.id"))
     correct: Mapped[bool] = mapped_column(Boolean)
     answer: Mapped[str | None] = mapped_column(Text)
-    # "server" when the service graded ``answer``, "app" when the app sent ``correct``
+    # "server" graded ``answer``, "app" sent ``correct``, "import" came from a log file
     graded_by: Mapped[str] = mapped_column(String(10))
     response_time_ms: Mapped[int | None] = mapped_column(Integer)
     client_response_id: Mapped[str | None] = mapped_column(String(100))

@@ -17,13 +17,22 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from flask import Flask
+from flask import Flask, current_app
 from flask.testing import FlaskClient
 from flask_migrate import upgrade
 
 from app import create_app
 from app.extensions import db
-from app.models import ApiKey, LearningApp, Mastery, Response, ResponseSkill, Student
+from app.models import (
+    ApiKey,
+    ContentState,
+    LearningApp,
+    LogImport,
+    Mastery,
+    Response,
+    ResponseSkill,
+    Student,
+)
 from app.services.apps import create_api_key
 from app.services.content import sync_content
 from app.services.content_files import read_content
@@ -93,33 +102,37 @@ def migrated_app(database_url: str, shipped_graph: Any) -> Iterator[Flask]:
     app = make_app(database_url)
     with app.app_context():
         upgrade()
-        sync_content(db.session, shipped_graph)
+        sync_content(db.session(), shipped_graph)
+        app.config["TEST_SHIPPED_REVISION"] = content_revision()
     yield app
     with app.app_context():
         db.engine.dispose()
 
 
-def wipe_student_data() -> None:
-    for model in (ResponseSkill, Response, Mastery, Student, ApiKey, LearningApp):
+def content_revision() -> int:
+    return db.session.scalar(sa.select(ContentState.revision)) or 0
+
+
+def reset_database(shipped_graph: Any) -> None:
+    """Student data always goes; content and parameters are reloaded only when a test changed them."""
+    revision = content_revision()
+    for model in (ResponseSkill, Response, Mastery, Student, ApiKey, LogImport, LearningApp):
         db.session.execute(sa.delete(model))
+    if revision != current_app.config["TEST_SHIPPED_REVISION"]:
+        for table in reversed(db.metadata.sorted_tables):
+            db.session.execute(table.delete())
+        db.session.commit()
+        sync_content(db.session(), shipped_graph)
+        current_app.config["TEST_SHIPPED_REVISION"] = content_revision()
     db.session.commit()
 
 
 @pytest.fixture
-def app(migrated_app: Flask) -> Iterator[Flask]:
+def app(migrated_app: Flask, shipped_graph: Any) -> Iterator[Flask]:
     yield migrated_app
     with migrated_app.app_context():
         db.session.rollback()
-        wipe_student_data()
-
-
-@pytest.fixture
-def content_restored(app: Flask, shipped_graph: Any) -> Iterator[None]:
-    """For tests that change the content: the shipped content is loaded again afterwards."""
-    yield
-    with app.app_context():
-        db.session.rollback()
-        sync_content(db.session, shipped_graph)
+        reset_database(shipped_graph)
 
 
 @pytest.fixture

@@ -70,7 +70,8 @@ class ContentSnapshot:
     params: dict[str, BktParams]
 
 
-def _bump_revision(session: Session) -> None:
+def bump_revision(session: Session) -> None:
+    """Mark content or parameters as changed: every process reloads its snapshot."""
     state = session.get(ContentState, 1)
     if state is None:
         session.add(ContentState(id=1, revision=1))
@@ -126,7 +127,7 @@ def sync_content(session: Session, graph: domain.ContentGraph) -> ContentChanges
     _sync_exercises(session, graph, changes)
     _sync_parameters(session, graph, changes)
     if changes.changed:
-        _bump_revision(session)
+        bump_revision(session)
     session.commit()
     return changes
 

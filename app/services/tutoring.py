@@ -77,7 +77,7 @@ class SkillStep:
 @dataclass(frozen=True)
 class RecordedResponse:
     id: int
-    exercise_id: str
+    exercise_id: str | None
     correct: bool
     graded_by: str
     correct_answer: str
@@ -194,7 +194,7 @@ def _check_same_request(
 
 
 def _result_of(session: Session, response: Response) -> RecordedResponse:
-    exercise = load_exercise(session, response.exercise_id)
+    exercise = load_exercise(session, response.exercise_id) if response.exercise_id else None
     threshold = _threshold()
     return RecordedResponse(
         id=response.id, exercise_id=response.exercise_id, correct=response.correct,
@@ -230,18 +230,18 @@ def next_exercise(
     snapshot = current_snapshot(session)
     mastery = dict(session.execute(
         select(Mastery.skill_id, Mastery.p_mastery).where(Mastery.student_id == student.id)
-    ).tuples().all())
+    ).all())
     recent = session.execute(
         select(Response.id, Response.exercise_id)
         .where(Response.student_id == student.id)
         .order_by(Response.id.desc())
         .limit(RECENT_WINDOW)
-    ).tuples().all()
+    ).all()
     if seed is None:
         latest = recent[0][0] if recent else 0
         seed = random.Random(f"{student.id}:{latest}").getrandbits(63)
     recommendation = choose_next_exercise(
-        snapshot.graph, mastery, snapshot.params, [e for _, e in recent],
+        snapshot.graph, mastery, snapshot.params, [e for _, e in recent if e is not None],
         threshold=_threshold(), seed=seed,
     )
     exercise = (

@@ -175,7 +175,7 @@ def test_replayed_answers_match_an_independent_bkt_computation(app, api: ApiClie
         assert abs(progress[skill_id]["p_mastery"] - p) < 1e-12
         assert progress[skill_id]["attempts"] == attempts[skill_id]
     with app.app_context():
-        stored = dict(db.session.execute(sa.select(Mastery.skill_id, Mastery.p_mastery)).tuples())
+        stored = dict(db.session.execute(sa.select(Mastery.skill_id, Mastery.p_mastery)).all())
     assert stored.keys() == expected.keys()
     assert all(abs(stored[s] - expected[s]) < 1e-12 for s in stored)
     assert len(expected) >= 2  # the tutor moved on to other skills

@@ -57,25 +57,25 @@ def test_broken_content_changes_nothing(app, runner, tmp_path: Path) -> None:
     (content / "skills.toml").write_text(skills.replace(f'id = "{first_id}"', 'id = "renamed"', 1)
                                          .replace('name = "', 'name = "Changed ', 1))
     with app.app_context():
-        names_before = dict(db.session.execute(sa.select(Skill.id, Skill.name)).tuples())
+        names_before = dict(db.session.execute(sa.select(Skill.id, Skill.name)).all())
     result = runner.invoke(args=["load-content", str(content)])
     assert result.exit_code == 1
     assert f"unknown prerequisite '{first_id}'" in result.output or "has no exercises" in result.output
     assert result.output.strip().splitlines()[-1].startswith("Error: content in ")
     with app.app_context():
-        assert dict(db.session.execute(sa.select(Skill.id, Skill.name)).tuples()) == names_before
+        assert dict(db.session.execute(sa.select(Skill.id, Skill.name)).all()) == names_before
 
 
 def test_content_update_retires_and_versions(
-    app, runner, tmp_path: Path, content_restored, shipped_graph
+    app, runner, tmp_path: Path, shipped_graph
 ) -> None:
     content = copy_content(tmp_path)
     skill = shipped_graph.skill_order[0]
     exercise_file = next((content / "exercises").glob("*.toml"))
     text = exercise_file.read_text()
-    blocks = text.split("[[exercise]]")
+    blocks = text.split("\n[[exercise]]\n")
     retired_id = blocks[1].split('id = "')[1].split('"')[0]
-    exercise_file.write_text("[[exercise]]".join([blocks[0], *blocks[2:]]))
+    exercise_file.write_text("\n[[exercise]]\n".join([blocks[0], *blocks[2:]]))
     skills_text = (content / "skills.toml").read_text()
     head, tail = skills_text.split(f'id = "{skill}"', 1)
     bkt_line = next(line for line in tail.splitlines() if line.startswith("bkt"))

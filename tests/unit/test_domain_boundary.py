@@ -3,7 +3,9 @@
 import ast
 from pathlib import Path
 
-FORBIDDEN = {"flask", "flask_sqlalchemy", "flask_smorest", "sqlalchemy", "pyBKT", "pandas", "marshmallow"}
+FORBIDDEN = {
+    "flask", "flask_sqlalchemy", "flask_smorest", "sqlalchemy", "pyBKT", "pandas", "marshmallow", "sklearn",
+}
 DOMAIN = Path(__file__).resolve().parents[2] / "app" / "domain"
 
 

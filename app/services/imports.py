@@ -1,0 +1,341 @@
+"""Importing public response logs (ASSISTments, DataShop) into the response log.
+
+All or nothing per file: the whole file is parsed and checked before anything is
+written, and the write is one transaction. Imported responses are traced online,
+exactly like answers arriving through the API, so the mastery table stays equal
+to a replay of the log.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import re
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session
+
+from app.domain.bkt import is_mastered, predict_correct, update_mastery
+from app.domain.errors import DomainError
+from app.domain.logs import (
+    BadRow,
+    LogFormat,
+    LogRecord,
+    Skip,
+    kc_column,
+    missing_columns,
+    parse_assistments_row,
+    parse_datashop_row,
+)
+from app.models import (
+    LearningApp,
+    LogImport,
+    Mastery,
+    Response,
+    ResponseSkill,
+    Skill,
+    SkillParameters,
+    Student,
+    utcnow,
+)
+from app.services.content import DEFAULT_PARAMS, bump_revision, read_snapshot
+
+BATCH = 5000
+IMPORT_ID_PREFIX = "import:"
+# Called with (responses written in this batch, responses to write in all).
+Progress = Callable[[int, int], None]
+
+
+class LogImportError(DomainError):
+    """The file cannot be imported; nothing was written."""
+
+
+@dataclass
+class ImportReport:
+    file: str
+    format: str
+    rows_read: int = 0
+    responses_imported: int = 0
+    duplicates: int = 0
+    students_created: int = 0
+    skills_created: list[str] = field(default_factory=list)
+    skipped: Counter[str] = field(default_factory=Counter)
+    bad_rows: list[BadRow] = field(default_factory=list)
+
+
+def _decode(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        # The public ASSISTments files are Latin-1.
+        return raw.decode("latin-1")
+
+
+def parse_log(text: str, fmt: LogFormat) -> Iterator[LogRecord | Skip | BadRow]:
+    """Parse a whole file's text; raise LogImportError when the header is unusable."""
+    first_line = text.split("\n", 1)[0]
+    delimiter = "\t" if "\t" in first_line else ","
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
+    columns = [c.strip() for c in reader.fieldnames or []]
+    reader.fieldnames = columns
+    if missing := missing_columns(fmt, columns):
+        raise LogImportError(
+            f"not a {fmt} log: missing column(s) {', '.join(missing)} (found: {', '.join(columns[:12])})"
+        )
+    kc = kc_column(columns) or ""
+    for values in reader:
+        row = reader.line_num
+        if None in values or any(v is None for v in values.values()):
+            yield BadRow(row, f"number of fields differs from the header's {len(columns)}")
+            continue
+        if fmt == "assistments":
+            yield parse_assistments_row(row, values)
+        else:
+            yield parse_datashop_row(row, values, kc)
+
+
+def _slug(name: str) -> str:
+    slug = re.sub(r"[^A-Za-z0-9_.\-]+", "-", name).strip("-.") or "skill"
+    return slug[:80]
+
+
+def _map_skills(session: Session, names: Iterable[str], report: ImportReport) -> dict[str, str]:
+    """Skill name in the file -> skill id; unknown skills are created, marked as imported."""
+    skills = list(session.scalars(select(Skill)))
+    by_id = {s.id: s.id for s in skills}
+    by_name: dict[str, str] = {}
+    for s in skills:
+        by_name.setdefault(s.name, s.id)
+    mapping: dict[str, str] = {}
+    taken = set(by_id)
+    position = max((s.position for s in skills), default=0) + 1
+    for name in sorted(set(names)):
+        if name in by_id:
+            mapping[name] = name
+        elif name in by_name:
+            mapping[name] = by_name[name]
+        else:
+            skill_id = base = _slug(name)
+            suffix = 2
+            while skill_id in taken:
+                skill_id = f"{base}-{suffix}"
+                suffix += 1
+            taken.add(skill_id)
+            session.add(Skill(id=skill_id, name=name[:200], description="Imported from a response log.",
+                              source="imported", is_active=True, position=position))
+            session.add(SkillParameters(skill_id=skill_id, version=1, source="default", is_current=True,
+                                        **_as_columns(DEFAULT_PARAMS)))
+            position += 1
+            mapping[name] = skill_id
+            report.skills_created.append(skill_id)
+    session.flush()
+    return mapping
+
+
+def _as_columns(params: Any) -> dict[str, float]:
+    return {n: getattr(params, n) for n in ("prior", "learn", "guess", "slip", "forget")}
+
+
+def _group_responses(records: list[LogRecord], report: ImportReport) -> dict[str, list[LogRecord]]:
+    """Per student, responses in order; rows sharing (student, order) are one multi-skill answer."""
+    merged: dict[tuple[str, int], LogRecord] = {}
+    for record in records:
+        key = (record.student, record.order)
+        seen = merged.get(key)
+        if seen is None:
+            merged[key] = record
+        elif seen.correct != record.correct:
+            report.bad_rows.append(BadRow(record.row, (
+                f"order {record.order} of student {record.student!r} is already on row {seen.row} "
+                "with a different correctness")))
+        else:
+            skills = tuple(dict.fromkeys(seen.skills + record.skills))
+            merged[key] = LogRecord(seen.row, seen.student, skills, seen.correct, seen.order,
+                                    seen.response_time_ms, seen.groups)
+    by_student: dict[str, list[LogRecord]] = defaultdict(list)
+    for record in merged.values():
+        by_student[record.student].append(record)
+    for responses in by_student.values():
+        responses.sort(key=lambda r: r.order)
+    return by_student
+
+
+def import_log(
+    session: Session,
+    path: str | Path,
+    fmt: LogFormat,
+    *,
+    app_name: str = "imported-logs",
+    skip_bad_rows: bool = False,
+    threshold: float = 0.95,
+    progress: Progress | None = None,
+) -> ImportReport:
+    """Import one log file in one transaction; raise LogImportError (writing nothing) on bad rows."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as error:
+        raise LogImportError(f"cannot read {path}: {error.strerror or error}") from None
+    report = ImportReport(file=str(path), format=fmt)
+    records: list[LogRecord] = []
+    for parsed in parse_log(_decode(raw), fmt):
+        report.rows_read += 1
+        if isinstance(parsed, LogRecord):
+            records.append(parsed)
+        elif isinstance(parsed, Skip):
+            report.skipped[parsed.reason] += 1
+        else:
+            report.bad_rows.append(parsed)
+    by_student = _group_responses(records, report)
+    if report.bad_rows and not skip_bad_rows:
+        shown = "; ".join(f"row {b.row}: {b.reason}" for b in report.bad_rows[:5])
+        more = f" (and {len(report.bad_rows) - 5} more)" if len(report.bad_rows) > 5 else ""
+        raise LogImportError(
+            f"{path.name}: {len(report.bad_rows)} malformed row(s), nothing imported: {shown}{more}. "
+            "Fix them, or pass --skip-bad-rows to import the rest."
+        )
+    if report.bad_rows:
+        bad = {b.row for b in report.bad_rows}
+        by_student = {s: [r for r in rs if r.row not in bad] for s, rs in by_student.items()}
+
+    app = session.scalar(select(LearningApp).where(LearningApp.name == app_name))
+    if app is None:
+        app = LearningApp(name=app_name)
+        session.add(app)
+        session.flush()
+    skill_of = _map_skills(session, {s for rs in by_student.values() for r in rs for s in r.skills}, report)
+    students = _students(session, app.id, list(by_student), report)
+    if report.skills_created:
+        bump_revision(session)
+    snapshot = read_snapshot(session)
+    _write_responses(session, by_student, students, skill_of, snapshot.parameters, threshold, report,
+                     progress)
+    session.add(LogImport(
+        file_name=path.name, sha256=hashlib.sha256(raw).hexdigest(), format=fmt, app_id=app.id,
+        rows_read=report.rows_read, responses_imported=report.responses_imported,
+        duplicates=report.duplicates, skipped=dict(report.skipped),
+    ))
+    session.commit()
+    return report
+
+
+def _students(session: Session, app_id: int, keys: list[str], report: ImportReport) -> dict[str, str]:
+    """External id -> student id, creating the missing students."""
+    found: dict[str, str] = {}
+    for start in range(0, len(keys), BATCH):
+        chunk = keys[start:start + BATCH]
+        found.update(session.execute(
+            select(Student.external_id, Student.id)
+            .where(Student.app_id == app_id, Student.external_id.in_(chunk))
+        ).all())
+    new = [Student(app_id=app_id, external_id=k[:200]) for k in keys if k not in found]
+    session.add_all(new)
+    session.flush()
+    found.update({s.external_id: s.id for s in new})
+    report.students_created = len(new)
+    return found
+
+
+def _write_responses(
+    session: Session,
+    by_student: dict[str, list[LogRecord]],
+    students: dict[str, str],
+    skill_of: dict[str, str],
+    parameters: dict[str, Any],
+    threshold: float,
+    report: ImportReport,
+    progress: Progress | None,
+) -> None:
+    student_ids = [students[k] for k in by_student]
+    imported_before: set[tuple[str, str | None]] = set()
+    state: dict[tuple[str, str], Mastery] = {}
+    for start in range(0, len(student_ids), BATCH):
+        chunk = student_ids[start:start + BATCH]
+        imported_before.update(session.execute(
+            select(Response.student_id, Response.client_response_id).where(
+                Response.student_id.in_(chunk),
+                Response.client_response_id.startswith(IMPORT_ID_PREFIX),
+            )).all())
+        state.update({(m.student_id, m.skill_id): m for m in session.scalars(
+            select(Mastery).where(Mastery.student_id.in_(chunk)))})
+    existing_state = set(state)
+    now = utcnow()
+
+    total = sum(len(records) for records in by_student.values())
+    pending: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
+    for external_id, records in by_student.items():
+        student_id = students[external_id]
+        for record in records:
+            client_id = f"{IMPORT_ID_PREFIX}{record.order}"
+            if (student_id, client_id) in imported_before:
+                report.duplicates += 1
+                continue
+            steps = []
+            for position, name in enumerate(record.skills):
+                skill_id = skill_of[name]
+                current = parameters[skill_id]
+                row = state.get((student_id, skill_id))
+                if row is None:
+                    row = Mastery(student_id=student_id, skill_id=skill_id, p_mastery=current.params.prior,
+                                  attempts=0, correct_count=0, updated_at=now)
+                    state[(student_id, skill_id)] = row
+                before = row.p_mastery
+                after = update_mastery(before, record.correct, current.params)
+                row.p_mastery, row.parameters_id, row.updated_at = after, current.id, now
+                row.attempts += 1
+                row.correct_count += int(record.correct)
+                if row.mastered_at is None and is_mastered(after, threshold):
+                    row.mastered_at = now
+                steps.append({
+                    "skill_id": skill_id, "position": position, "parameters_id": current.id,
+                    "p_mastery_before": before, "p_correct": predict_correct(before, current.params),
+                    "p_mastery_after": after,
+                })
+            pending.append(({
+                "student_id": student_id, "exercise_id": None, "correct": record.correct, "answer": None,
+                "graded_by": "import", "response_time_ms": record.response_time_ms,
+                "client_response_id": client_id, "created_at": now,
+            }, steps))
+            if len(pending) >= BATCH:
+                _flush_responses(session, pending, report, progress, total)
+    _flush_responses(session, pending, report, progress, total)
+
+    # Rows that existed are tracked by the session and flushed on commit; new ones go in bulk.
+    new = [m for key, m in state.items() if key not in existing_state]
+    if new:
+        session.execute(insert(Mastery), [_mastery_row(m) for m in new])
+
+
+def _mastery_row(m: Mastery) -> dict[str, Any]:
+    return {"student_id": m.student_id, "skill_id": m.skill_id, "p_mastery": m.p_mastery,
+            "attempts": m.attempts, "correct_count": m.correct_count, "mastered_at": m.mastered_at,
+            "updated_at": m.updated_at, "parameters_id": m.parameters_id}
+
+
+def _flush_responses(
+    session: Session,
+    pending: list[tuple[dict[str, Any], list[dict[str, Any]]]],
+    report: ImportReport,
+    progress: Progress | None,
+    total: int,
+) -> None:
+    if not pending:
+        return
+    ids = session.scalars(
+        insert(Response).returning(Response.id, sort_by_parameter_order=True),
+        [response for response, _ in pending],
+    ).all()
+    session.execute(insert(ResponseSkill), [
+        {**step, "response_id": response_id}
+        for response_id, (_, steps) in zip(ids, pending, strict=True) for step in steps
+    ])
+    report.responses_imported += len(pending)
+    if progress:
+        progress(len(pending), total)
+    pending.clear()
