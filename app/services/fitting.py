@@ -144,6 +144,7 @@ class FitReport:
     too_little_data: dict[str, int] = field(default_factory=dict)
     rejected: dict[str, str] = field(default_factory=dict)
     rebuild: RebuildReport | None = None
+    restarts: int = 0  # EM restarts run in all, retries of degenerate fits included
 
 
 def fit_parameters(
@@ -175,6 +176,7 @@ def fit_parameters(
     fits = []
     if len(enough):
         fits = fit_frame(enough, forgets=forgets, num_fits=num_fits, seed=seed, n_jobs=n_jobs)
+    report.restarts = sum(f.restarts for f in fits)
     for fit in fits:
         if fit.problems:
             report.rejected[fit.skill_id] = "; ".join(fit.problems)
