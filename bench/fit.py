@@ -37,7 +37,7 @@ from app.services.content import read_snapshot  # noqa: E402
 from app.services.evaluation import predict_frame  # noqa: E402
 from app.services.imports import import_log  # noqa: E402
 
-DATA = ROOT.parent / "shared" / "data"
+DATA = Path(os.environ.get("SHARED_DATA_DIR", ROOT.parent / "shared" / "data"))
 
 
 def main() -> None:

@@ -39,7 +39,17 @@ from app.services.content_files import read_content
 
 ROOT = Path(__file__).resolve().parent.parent
 CONTENT_DIR = ROOT / "content"
-DATA_DIR = ROOT.parent / "shared" / "data"
+
+def _shared_data() -> Path:
+    """The public logs live beside the repo (../shared/data), never inside it."""
+    candidates = [os.environ.get("SHARED_DATA_DIR"), ROOT.parent / "shared" / "data", "/work/shared/data"]
+    for candidate in candidates:
+        if candidate and (Path(candidate) / "assistments_2skills.csv").is_file():
+            return Path(candidate)
+    return ROOT.parent / "shared" / "data"
+
+
+DATA_DIR = _shared_data()
 PG_ADMIN_URL = os.environ.get(
     "TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )

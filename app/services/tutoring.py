@@ -264,7 +264,11 @@ class SkillProgress:
 
 
 def progress(session: Session, app_id: int, student_id: str) -> list[SkillProgress]:
-    """Mastery of every active skill, in prerequisite order."""
+    """Mastery of every practicable skill (and any other the student has answers on), in prerequisite order.
+
+    Skills known only from imported logs have no exercises; they are listed only for
+    students who have answers on them.
+    """
     student = get_student(session, app_id, student_id)
     snapshot = current_snapshot(session)
     rows = {
@@ -276,6 +280,8 @@ def progress(session: Session, app_id: int, student_id: str) -> list[SkillProgre
     out = []
     for skill_id in snapshot.graph.skill_order:
         row = rows.get(skill_id)
+        if row is None and not snapshot.graph.exercises_by_skill.get(skill_id):
+            continue
         p = mastery_of(skill_id, {skill_id: row.p_mastery} if row else {}, params)
         out.append(SkillProgress(
             skill_id=skill_id, name=snapshot.graph.skills[skill_id].name, p_mastery=p,

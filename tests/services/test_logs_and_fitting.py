@@ -288,3 +288,15 @@ def test_evaluation_matches_pybkt_evaluate_on_the_same_split(app, runner) -> Non
         args=["evaluate-model", "--test-fraction", "0.3", "--seed", "3", "--num-fits", "1"])
     assert result.exit_code == 0, result.output
     assert f"OVERALL{'':33} {len(test):>8} {report.overall.auc:>7.4f}" in result.output
+
+
+def test_imported_skills_stay_out_of_app_students_progress(app, slice_csv, api, shipped_graph) -> None:
+    with app.app_context():
+        import_log(db.session(), slice_csv, "assistments")
+    student = api.new_student()
+    progress = api.get(f"/api/v1/students/{student}/progress").get_json()
+    assert progress["skills_total"] == len(shipped_graph.skills)
+    skills = {s["id"]: s for s in api.get("/api/v1/skills").get_json()}
+    assert skills["Table"]["exercise_count"] == 0 and skills["Table"]["parameters"]["source"] == "default"
+    # Next-exercise never picks a skill without exercises.
+    assert api.get(f"/api/v1/students/{student}/next-exercise").get_json()["skill_id"] in shipped_graph.skills
