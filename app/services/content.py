@@ -63,11 +63,20 @@ class CurrentParameters:
 class ContentSnapshot:
     """What selection and tracing need, read once per content revision."""
 
-    revision: int
+    # (revision, time of the change): a restored or recreated database that reuses a
+    # revision number still never matches a stale snapshot.
+    revision: tuple[int, Any]
     graph: domain.ContentGraph
     parameters: dict[str, CurrentParameters]
     # skill id -> parameters, the form the domain functions take
     params: dict[str, BktParams]
+
+
+def _revision(session: Session) -> tuple[int, Any]:
+    row = session.execute(
+        select(ContentState.revision, ContentState.updated_at).where(ContentState.id == 1)
+    ).first()
+    return (row[0], row[1]) if row else (0, None)
 
 
 def bump_revision(session: Session) -> None:
@@ -209,7 +218,7 @@ def _params_of(row: SkillParameters) -> BktParams:
 
 def read_snapshot(session: Session) -> ContentSnapshot:
     """Build a snapshot from the database (active skills and exercises, current parameters)."""
-    revision = session.scalar(select(ContentState.revision).where(ContentState.id == 1)) or 0
+    revision = _revision(session)
     prerequisites: dict[str, list[str]] = {}
     for link in session.scalars(select(SkillPrerequisite)):
         prerequisites.setdefault(link.skill_id, []).append(link.prerequisite_id)
@@ -266,7 +275,7 @@ _lock = threading.Lock()
 
 def current_snapshot(session: Session) -> ContentSnapshot:
     """The cached snapshot for this app, reloaded when the stored revision moved."""
-    revision = session.scalar(select(ContentState.revision).where(ContentState.id == 1)) or 0
+    revision = _revision(session)
     cache = current_app.extensions.setdefault("tutor.content", {})
     snapshot: ContentSnapshot | None = cache.get("snapshot")
     if snapshot is not None and snapshot.revision == revision:

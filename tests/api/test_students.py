@@ -79,3 +79,19 @@ def test_openapi_document_is_served(client) -> None:
                  "/api/v1/skills", "/api/v1/exercises/{exercise_id}"):
         assert path in spec["paths"], path
     assert spec["components"]["securitySchemes"]["apiKey"]["scheme"] == "bearer"
+
+
+def test_unexpected_errors_are_json_500s(tmp_path) -> None:
+    from app import create_app
+
+    app = create_app({"TESTING": True, "PROPAGATE_EXCEPTIONS": False, "SECRET_KEY": "t",
+                      "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'x.sqlite3'}"})
+
+    @app.route("/boom")
+    def boom() -> str:
+        raise RuntimeError("secret detail")
+
+    response = app.test_client().get("/boom")
+    body = response.get_json()
+    assert response.status_code == 500 and body["code"] == 500
+    assert body["status"] == "Internal Server Error" and "secret detail" not in body["message"]
