@@ -22,6 +22,7 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
+from sqlalchemy import true as sa_true
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
@@ -90,6 +91,12 @@ class Student(db.Model):  # type: ignore[name-defined]
     app_id: Mapped[int] = mapped_column(ForeignKey("learning_apps.id", ondelete="CASCADE"))
     external_id: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    # Posterior over the learning-speed factors of app.domain.tracking.SPEEDS (None: the prior).
+    speed_weights: Mapped[list[float] | None] = mapped_column(JSON)
+    # False: the student opted out of personalization (fixed curriculum order).
+    personalized: Mapped[bool] = mapped_column(Boolean, default=True, server_default=sa_true())
+    personalization_changed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    personalization_changed_by: Mapped[str | None] = mapped_column(String(100))
 
 
 class Skill(db.Model):  # type: ignore[name-defined]
@@ -251,6 +258,9 @@ class Response(db.Model):  # type: ignore[name-defined]
     response_time_ms: Mapped[int | None] = mapped_column(Integer)
     client_response_id: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    # The recommendation this answer followed (None when the app chose the exercise itself).
+    recommendation_id: Mapped[int | None] = mapped_column(
+        ForeignKey("recommendations.id", ondelete="SET NULL"))
 
     skills: Mapped[list[ResponseSkill]] = relationship(
         back_populates="response", cascade="all, delete-orphan", order_by="ResponseSkill.position"
@@ -271,8 +281,26 @@ class ResponseSkill(db.Model):  # type: ignore[name-defined]
     p_mastery_before: Mapped[float] = mapped_column(Float)
     p_correct: Mapped[float] = mapped_column(Float)
     p_mastery_after: Mapped[float] = mapped_column(Float)
+    p_mastery_paced_after: Mapped[float | None] = mapped_column(Float)
 
     response: Mapped[Response] = relationship(back_populates="skills")
+
+
+class Recommendation(db.Model):  # type: ignore[name-defined]
+    """A served next-exercise recommendation and why it was made."""
+
+    __tablename__ = "recommendations"
+    __table_args__ = (Index("ix_recommendations_student_id_id", "student_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    student_id: Mapped[str] = mapped_column(ForeignKey("students.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    exercise_id: Mapped[str | None] = mapped_column(ForeignKey("exercises.id"))
+    skill_id: Mapped[str | None] = mapped_column(ForeignKey("skills.id"))
+    policy: Mapped[str] = mapped_column(String(30))
+    reason: Mapped[str] = mapped_column(String(40))
+    explanation: Mapped[str] = mapped_column(Text)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
 class Mastery(db.Model):  # type: ignore[name-defined]
@@ -287,7 +315,12 @@ class Mastery(db.Model):  # type: ignore[name-defined]
     p_mastery: Mapped[float] = mapped_column(Float)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     correct_count: Mapped[int] = mapped_column(Integer, default=0)
+    # P(L | speed factor), one per app.domain.tracking.SPEEDS (the pace-aware estimate's parts)
+    p_by_speed: Mapped[list[float]] = mapped_column(JSON)
+    # First time the pace-aware estimate reached the mastery threshold.
     mastered_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # Time of the last answer on the skill (drives spaced review).
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    review_successes: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     parameters_id: Mapped[int] = mapped_column(ForeignKey("skill_parameters.id"))
 

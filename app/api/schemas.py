@@ -23,6 +23,17 @@ class StudentSchema(Schema):
     id = fields.String(metadata={"description": "The service's id for the student."})
     external_id = fields.String()
     created_at = fields.DateTime()
+    personalized = fields.Boolean(
+        metadata={"description": "False: the student opted out of personalization (fixed order)."})
+    personalization_changed_at = fields.DateTime(allow_none=True)
+
+
+class StudentUpdateSchema(Schema):
+    personalized = fields.Boolean(
+        required=True, truthy={True}, falsy={False},
+        metadata={"description": "false switches personalization off: the fixed curriculum order, "
+                                 "and nothing about the student is used to adapt."},
+    )
 
 
 class ExerciseSchema(Schema):
@@ -45,14 +56,24 @@ class NextExerciseQuerySchema(Schema):
     )
 
 
+REASONS = ["learn", "continue", "review", "explore", "remediate_prerequisite", "fixed_order",
+           "all_mastered", "nothing_ready"]
+
+
 class NextExerciseSchema(Schema):
     exercise = fields.Nested(ExerciseSchema, allow_none=True)
     skill_id = fields.String(allow_none=True)
-    reason = fields.String(
-        metadata={"description": "weakest_ready_skill, all_mastered or nothing_ready"}
-    )
-    explanation = fields.String()
-    p_mastery = fields.Float(allow_none=True, metadata={"description": "P(L) of the chosen skill."})
+    reason = fields.String(metadata={"enum": REASONS})
+    explanation = fields.String(metadata={"description": "The reason in plain language."})
+    policy = fields.String(metadata={"enum": ["adaptive", "fixed_sequence"]})
+    details = fields.Dict(metadata={
+        "description": "Machine-readable reason: the chosen skill's estimates, the scores that decided, "
+                       "alternatives, skills blocked by prerequisites, target and predicted success."})
+    recommendation_id = fields.Integer(allow_none=True)
+    p_mastery = fields.Float(allow_none=True, metadata={
+        "description": "Standard BKT P(L) of the chosen skill (what pyBKT computes)."})
+    p_mastery_paced = fields.Float(allow_none=True, metadata={
+        "description": "Pace-aware P(L) of the chosen skill: this drives mastery and selection."})
 
 
 class ResponseCreateSchema(Schema):
@@ -80,10 +101,12 @@ class ResponseCreateSchema(Schema):
 
 class SkillStepSchema(Schema):
     skill_id = fields.String()
-    p_mastery_before = fields.Float()
-    p_correct = fields.Float(metadata={"description": "Predicted P(correct) before the answer."})
-    p_mastery_after = fields.Float()
-    mastered = fields.Boolean()
+    p_mastery_before = fields.Float(metadata={"description": "Standard BKT P(L) before the answer."})
+    p_correct = fields.Float(metadata={"description": "Standard BKT P(correct) predicted before it."})
+    p_mastery_after = fields.Float(metadata={"description": "Standard BKT P(L) after the answer."})
+    p_mastery_paced_after = fields.Float(allow_none=True, metadata={
+        "description": "Pace-aware P(L) after the answer; decides `mastered`."})
+    mastered = fields.Boolean(metadata={"description": "p_mastery_paced_after >= the mastery threshold."})
 
 
 class ResponseSchema(Schema):
@@ -94,9 +117,15 @@ class ResponseSchema(Schema):
     correct_answer = fields.String()
     client_response_id = fields.String(allow_none=True)
     created_at = fields.DateTime()
+    recommendation_id = fields.Integer(allow_none=True, metadata={
+        "description": "The recommendation this answer followed, if it was the one served last."})
     mastery = fields.Dict(
         keys=fields.String(), values=fields.Float(),
-        metadata={"description": "P(L) of each skill of the exercise after this answer."},
+        metadata={"description": "Standard BKT P(L) of each skill of the exercise after this answer."},
+    )
+    mastery_paced = fields.Dict(
+        keys=fields.String(), values=fields.Float(allow_none=True),
+        metadata={"description": "Pace-aware P(L) of each skill after this answer (drives decisions)."},
     )
     skills = fields.List(fields.Nested(SkillStepSchema))
 
@@ -104,20 +133,43 @@ class ResponseSchema(Schema):
 class SkillProgressSchema(Schema):
     skill_id = fields.String()
     name = fields.String()
-    p_mastery = fields.Float(metadata={"description": "P(L): probability the skill is known."})
-    p_correct = fields.Float(metadata={"description": "Predicted P(correct) on the next answer."})
+    p_mastery = fields.Float(metadata={
+        "description": "Standard BKT P(L) under the skill's parameters (what pyBKT computes)."})
+    p_mastery_paced = fields.Float(metadata={
+        "description": "P(L) given the student's own pace: this decides `mastered` and selection."})
+    p_correct = fields.Float(metadata={"description": "Predicted P(correct) on the next answer (paced)."})
     attempts = fields.Integer()
     correct_count = fields.Integer()
-    mastered = fields.Boolean()
+    mastered = fields.Boolean(metadata={"description": "p_mastery_paced >= mastery_threshold."})
     mastered_at = fields.DateTime(allow_none=True)
+    last_practiced_at = fields.DateTime(allow_none=True)
+    recall = fields.Float(allow_none=True, metadata={
+        "description": "Predicted recall after the time since the last practice (spaced review)."})
+    review_due = fields.Boolean()
 
 
 class ProgressSchema(Schema):
     student_id = fields.String()
     mastery_threshold = fields.Float()
+    personalized = fields.Boolean()
+    speed = fields.Float(metadata={
+        "description": "Posterior mean learning-speed factor from the student's answers (1 = typical)."})
     skills_mastered = fields.Integer()
     skills_total = fields.Integer()
     skills = fields.List(fields.Nested(SkillProgressSchema))
+
+
+class RecommendationSchema(Schema):
+    id = fields.Integer()
+    created_at = fields.DateTime()
+    exercise_id = fields.String(allow_none=True)
+    skill_id = fields.String(allow_none=True)
+    policy = fields.String()
+    reason = fields.String(metadata={"enum": REASONS})
+    explanation = fields.String()
+    details = fields.Dict()
+    response_id = fields.Integer(allow_none=True, metadata={"description": "The answer that followed."})
+    correct = fields.Boolean(allow_none=True)
 
 
 class ParametersSchema(Schema):

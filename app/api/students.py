@@ -12,10 +12,12 @@ from app.api.schemas import (
     NextExerciseQuerySchema,
     NextExerciseSchema,
     ProgressSchema,
+    RecommendationSchema,
     ResponseCreateSchema,
     ResponseSchema,
     StudentCreateSchema,
     StudentSchema,
+    StudentUpdateSchema,
 )
 from app.extensions import db
 from app.services import tutoring
@@ -40,6 +42,13 @@ class StudentById(MethodView):
     def get(self, student_id: str) -> Any:
         return tutoring.get_student(db.session(), g.app_id, student_id)
 
+    @blp.arguments(StudentUpdateSchema)
+    @blp.response(200, StudentSchema)
+    def patch(self, data: dict[str, Any], student_id: str) -> Any:
+        """Switch personalization off (fixed curriculum order) or on again; recorded with time and actor."""
+        return tutoring.set_personalization(db.session(), g.app_id, student_id,
+                                            enabled=data["personalized"], actor=f"app:{g.app_id}")
+
 
 @blp.route("/students/<student_id>/next-exercise")
 class NextExercise(MethodView):
@@ -51,8 +60,18 @@ class NextExercise(MethodView):
         rec = chosen.recommendation
         return {
             "exercise": chosen.exercise, "skill_id": rec.skill_id, "reason": rec.reason,
-            "explanation": rec.explanation, "p_mastery": rec.p_mastery,
+            "explanation": rec.explanation, "policy": rec.policy, "details": rec.details,
+            "recommendation_id": chosen.recommendation_id, "p_mastery": chosen.p_mastery,
+            "p_mastery_paced": rec.p_mastery,
         }
+
+
+@blp.route("/students/<student_id>/recommendations")
+class Recommendations(MethodView):
+    @blp.response(200, RecommendationSchema(many=True))
+    def get(self, student_id: str) -> Any:
+        """The latest recommendations served to the student and why (newest first)."""
+        return tutoring.recommendation_history(db.session(), g.app_id, student_id)
 
 
 @blp.route("/students/<student_id>/responses")
@@ -71,11 +90,13 @@ class Progress(MethodView):
     @blp.response(200, ProgressSchema)
     def get(self, student_id: str) -> Any:
         """Mastery of every skill: P(L), attempts, mastered flag."""
-        skills = tutoring.progress(db.session(), g.app_id, student_id)
+        report = tutoring.progress(db.session(), g.app_id, student_id)
         return {
             "student_id": student_id,
             "mastery_threshold": current_app.config["MASTERY_THRESHOLD"],
-            "skills_mastered": sum(s.mastered for s in skills),
-            "skills_total": len(skills),
-            "skills": skills,
+            "personalized": report.personalized,
+            "speed": report.speed,
+            "skills_mastered": sum(s.mastered for s in report.skills),
+            "skills_total": len(report.skills),
+            "skills": report.skills,
         }

@@ -18,10 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
-from app.domain.bkt import is_mastered, predict_correct, update_mastery
 from app.domain.errors import DomainError
 from app.domain.logs import (
     BadRow,
@@ -33,6 +32,7 @@ from app.domain.logs import (
     parse_assistments_row,
     parse_datashop_row,
 )
+from app.domain.tracking import StudentModel, apply_answer
 from app.models import (
     LearningApp,
     LogImport,
@@ -45,6 +45,7 @@ from app.models import (
     utcnow,
 )
 from app.services.content import DEFAULT_PARAMS, bump_revision, read_snapshot
+from app.services.student_models import load_model, row_values
 
 BATCH = 5000
 IMPORT_ID_PREFIX = "import:"
@@ -252,9 +253,10 @@ def _write_responses(
     report: ImportReport,
     progress: Progress | None,
 ) -> None:
+    """Append each student's responses in order, tracing them with the same tracker as the API."""
     student_ids = [students[k] for k in by_student]
     imported_before: set[tuple[str, str | None]] = set()
-    state: dict[tuple[str, str], Mastery] = {}
+    models: dict[str, StudentModel] = {}
     for start in range(0, len(student_ids), BATCH):
         chunk = student_ids[start:start + BATCH]
         imported_before.update(session.execute(
@@ -262,60 +264,50 @@ def _write_responses(
                 Response.student_id.in_(chunk),
                 Response.client_response_id.startswith(IMPORT_ID_PREFIX),
             )).all())
-        state.update({(m.student_id, m.skill_id): m for m in session.scalars(
-            select(Mastery).where(Mastery.student_id.in_(chunk)))})
-    existing_state = set(state)
+        for student in session.scalars(select(Student).where(Student.id.in_(chunk))):
+            models[student.id] = load_model(session, student)[0]
+    params = {skill: current.params for skill, current in parameters.items()}
     now = utcnow()
 
     total = sum(len(records) for records in by_student.values())
     pending: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
     for external_id, records in by_student.items():
         student_id = students[external_id]
+        model = models[student_id]
         for record in records:
             client_id = f"{IMPORT_ID_PREFIX}{record.order}"
             if (student_id, client_id) in imported_before:
                 report.duplicates += 1
                 continue
-            steps = []
-            for position, name in enumerate(record.skills):
-                skill_id = skill_of[name]
-                current = parameters[skill_id]
-                row = state.get((student_id, skill_id))
-                if row is None:
-                    row = Mastery(student_id=student_id, skill_id=skill_id, p_mastery=current.params.prior,
-                                  attempts=0, correct_count=0, updated_at=now)
-                    state[(student_id, skill_id)] = row
-                before = row.p_mastery
-                after = update_mastery(before, record.correct, current.params)
-                row.p_mastery, row.parameters_id, row.updated_at = after, current.id, now
-                row.attempts += 1
-                row.correct_count += int(record.correct)
-                if row.mastered_at is None and is_mastered(after, threshold):
-                    row.mastered_at = now
-                steps.append({
-                    "skill_id": skill_id, "position": position, "parameters_id": current.id,
-                    "p_mastery_before": before, "p_correct": predict_correct(before, current.params),
-                    "p_mastery_after": after,
-                })
+            skill_ids = [skill_of[name] for name in record.skills]
+            steps = apply_answer(model, skill_ids, record.correct, params, now=now, threshold=threshold)
             pending.append(({
                 "student_id": student_id, "exercise_id": None, "correct": record.correct, "answer": None,
                 "graded_by": "import", "response_time_ms": record.response_time_ms,
                 "client_response_id": client_id, "created_at": now,
-            }, steps))
+            }, [{
+                "skill_id": step.skill_id, "position": position,
+                "parameters_id": parameters[step.skill_id].id, "p_mastery_before": step.p_mastery_before,
+                "p_correct": step.p_correct, "p_mastery_after": step.p_mastery_after,
+                "p_mastery_paced_after": step.p_mastery_paced_after,
+            } for position, step in enumerate(steps)]))
             if len(pending) >= BATCH:
                 _flush_responses(session, pending, report, progress, total)
     _flush_responses(session, pending, report, progress, total)
 
-    # Rows that existed are tracked by the session and flushed on commit; new ones go in bulk.
-    new = [m for key, m in state.items() if key not in existing_state]
-    if new:
-        session.execute(insert(Mastery), [_mastery_row(m) for m in new])
-
-
-def _mastery_row(m: Mastery) -> dict[str, Any]:
-    return {"student_id": m.student_id, "skill_id": m.skill_id, "p_mastery": m.p_mastery,
-            "attempts": m.attempts, "correct_count": m.correct_count, "mastered_at": m.mastered_at,
-            "updated_at": m.updated_at, "parameters_id": m.parameters_id}
+    # The touched students' whole models are rewritten: simpler than diffing, same result.
+    for start in range(0, len(student_ids), BATCH):
+        chunk = student_ids[start:start + BATCH]
+        session.execute(delete(Mastery).where(Mastery.student_id.in_(chunk)))
+        rows = [
+            {"student_id": sid, "skill_id": skill_id, "parameters_id": parameters[skill_id].id,
+             **row_values(state)}
+            for sid in chunk for skill_id, state in models[sid].skills.items()
+        ]
+        if rows:
+            session.execute(insert(Mastery), rows)
+        session.execute(update(Student), [{"id": sid, "speed_weights": models[sid].speed_weights}
+                                          for sid in chunk])
 
 
 def _flush_responses(

@@ -1,7 +1,7 @@
-"""Replaying the response log: the mastery table must always equal a replay under the current parameters.
+"""Replaying the response log: the student models must always equal a replay under the current parameters.
 
 Used after new parameters become current (``fit-params``), by ``flask rebuild-mastery``,
-and by tests that check the table against the log.
+and by tests that check the stored state against the log.
 """
 
 from __future__ import annotations
@@ -9,14 +9,15 @@ from __future__ import annotations
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
-from app.domain.bkt import BktParams, is_mastered, predict_correct, update_mastery
-from app.models import Mastery, Response, ResponseSkill
+from app.domain.bkt import BktParams
+from app.domain.tracking import SPEED_PRIOR, StudentModel, apply_answer
+from app.models import Mastery, Response, ResponseSkill, Student
 from app.services.content import read_snapshot
+from app.services.student_models import row_values
 
 BATCH = 5000
 
@@ -31,14 +32,13 @@ class ReplayStep:
     p_mastery_before: float
     p_correct: float
     p_mastery_after: float
+    p_mastery_paced_after: float
 
 
-def replay_log(
-    session: Session,
-    params: dict[str, BktParams],
-    student_ids: Collection[str] | None = None,
-) -> Iterator[ReplayStep]:
-    """Every (response, skill) of the log, in order per student, traced from the priors."""
+def _responses(
+    session: Session, student_ids: Collection[str] | None
+) -> Iterator[tuple[str, int, bool, datetime, list[str]]]:
+    """(student, response id, correct, time, skills) in answer order, student by student."""
     query = (
         select(Response.student_id, Response.id, Response.correct, Response.created_at,
                ResponseSkill.skill_id)
@@ -48,17 +48,46 @@ def replay_log(
     )
     if student_ids is not None:
         query = query.where(Response.student_id.in_(list(student_ids)))
-    student: str | None = None
-    state: dict[str, float] = {}
+    current: tuple[str, int, bool, datetime, list[str]] | None = None
     for student_id, response_id, correct, created_at, skill_id in session.execute(query):
+        if current is not None and current[1] == response_id:
+            current[4].append(skill_id)
+            continue
+        if current is not None:
+            yield current
+        current = (student_id, response_id, correct, created_at, [skill_id])
+    if current is not None:
+        yield current
+
+
+def replay_models(
+    session: Session, params: dict[str, BktParams], threshold: float,
+    student_ids: Collection[str] | None = None,
+) -> Iterator[tuple[str, StudentModel, list[ReplayStep]]]:
+    """Each student's model rebuilt from the priors by the tracker, with every step."""
+    student: str | None = None
+    model = StudentModel()
+    steps: list[ReplayStep] = []
+    for student_id, response_id, correct, created_at, skills in _responses(session, student_ids):
         if student_id != student:
-            student, state = student_id, {}
-        skill_params = params[skill_id]
-        before = state.get(skill_id, skill_params.prior)
-        after = update_mastery(before, correct, skill_params)
-        state[skill_id] = after
-        yield ReplayStep(student_id, response_id, skill_id, correct, created_at, before,
-                         predict_correct(before, skill_params), after)
+            if student is not None:
+                yield student, model, steps
+            student, model, steps = student_id, StudentModel(), []
+        for step in apply_answer(model, skills, correct, params, now=created_at, threshold=threshold):
+            steps.append(ReplayStep(student_id, response_id, step.skill_id, correct, created_at,
+                                    step.p_mastery_before, step.p_correct, step.p_mastery_after,
+                                    step.p_mastery_paced_after))
+    if student is not None:
+        yield student, model, steps
+
+
+def replay_log(
+    session: Session, params: dict[str, BktParams], threshold: float = 0.95,
+    student_ids: Collection[str] | None = None,
+) -> Iterator[ReplayStep]:
+    """Every (response, skill) of the log, in order per student, traced from the priors."""
+    for _, _, steps in replay_models(session, params, threshold, student_ids):
+        yield from steps
 
 
 @dataclass(frozen=True)
@@ -72,62 +101,65 @@ def rebuild_mastery(
     session: Session, *, threshold: float, student_ids: Collection[str] | None = None,
     commit: bool = True,
 ) -> RebuildReport:
-    """Recompute mastery rows from the log under the current parameters (one transaction)."""
+    """Recompute student models (mastery rows and pace) from the log under the current parameters."""
     snapshot = read_snapshot(session)
-    rows: dict[tuple[str, str], dict[str, Any]] = {}
-    responses: set[int] = set()
-    for step in replay_log(session, snapshot.params, student_ids):
-        responses.add(step.response_id)
-        row = rows.get((step.student_id, step.skill_id))
-        if row is None:
-            row = rows[(step.student_id, step.skill_id)] = {
-                "student_id": step.student_id, "skill_id": step.skill_id, "attempts": 0,
-                "correct_count": 0, "mastered_at": None,
-                "parameters_id": snapshot.parameters[step.skill_id].id,
-            }
-        row["p_mastery"] = step.p_mastery_after
-        row["attempts"] += 1
-        row["correct_count"] += int(step.correct)
-        row["updated_at"] = step.created_at
-        if row["mastered_at"] is None and is_mastered(step.p_mastery_after, threshold):
-            row["mastered_at"] = step.created_at
+    rows: list[dict[str, object]] = []
+    weights: list[dict[str, object]] = []
+    responses = 0
+    for student_id, model, steps in replay_models(session, snapshot.params, threshold, student_ids):
+        responses += len({s.response_id for s in steps})
+        weights.append({"id": student_id, "speed_weights": model.speed_weights})
+        rows.extend(
+            {"student_id": student_id, "skill_id": skill_id,
+             "parameters_id": snapshot.parameters[skill_id].id, **row_values(state)}
+            for skill_id, state in model.skills.items()
+        )
 
     clear = delete(Mastery)
+    reset = update(Student).values(speed_weights=None)
     if student_ids is not None:
         clear = clear.where(Mastery.student_id.in_(list(student_ids)))
+        reset = reset.where(Student.id.in_(list(student_ids)))
     session.execute(clear)
-    values = list(rows.values())
-    for start in range(0, len(values), BATCH):
-        session.execute(insert(Mastery), values[start:start + BATCH])
+    session.execute(reset)
+    for start in range(0, len(rows), BATCH):
+        session.execute(insert(Mastery), rows[start:start + BATCH])
+    if weights:
+        session.execute(update(Student), weights)
     if commit:
         session.commit()
-    n_students = len({s for s, _ in rows}) if student_ids is None else len(student_ids)
-    return RebuildReport(students=n_students, responses=len(responses), mastery_rows=len(rows))
+    return RebuildReport(students=len(weights), responses=responses, mastery_rows=len(rows))
 
 
 @dataclass(frozen=True)
 class Mismatch:
     student_id: str
-    skill_id: str
-    stored: float | None
-    replayed: float | None
+    skill_id: str  # "(pace)" for the speed posterior
+    stored: object
+    replayed: object
 
 
-def check_mastery(session: Session, tolerance: float = 1e-9) -> list[Mismatch]:
-    """Stored mastery rows that differ from a replay of the log (empty when consistent)."""
+def check_mastery(session: Session, tolerance: float = 1e-9, threshold: float = 0.95) -> list[Mismatch]:
+    """Stored student state that differs from a replay of the log (empty when consistent)."""
     snapshot = read_snapshot(session)
-    replayed: dict[tuple[str, str], float] = {}
-    for step in replay_log(session, snapshot.params):
-        replayed[(step.student_id, step.skill_id)] = step.p_mastery_after
+    replayed: dict[tuple[str, str], tuple[float, ...]] = {}
+    replayed_pace: dict[str, list[float]] = {}
+    for student_id, model, _ in replay_models(session, snapshot.params, threshold):
+        replayed_pace[student_id] = model.speed_weights
+        for skill_id, state in model.skills.items():
+            replayed[(student_id, skill_id)] = (state.p_mastery, *state.p_by_speed, state.attempts)
     stored = {
-        (s, k): p for s, k, p in session.execute(
-            select(Mastery.student_id, Mastery.skill_id, Mastery.p_mastery))
+        (row.student_id, row.skill_id): (row.p_mastery, *row.p_by_speed, row.attempts)
+        for row in session.scalars(select(Mastery))
     }
     mismatches = []
     for key in sorted(set(replayed) | set(stored)):
         a, b = stored.get(key), replayed.get(key)
-        if a is None or b is None or abs(a - b) > tolerance:
+        if a is None or b is None or any(abs(x - y) > tolerance for x, y in zip(a, b, strict=True)):
             mismatches.append(Mismatch(key[0], key[1], a, b))
+    for student_id, stored_weights in session.execute(select(Student.id, Student.speed_weights)).all():
+        want = replayed_pace.get(student_id, list(SPEED_PRIOR))
+        have = stored_weights or list(SPEED_PRIOR)
+        if any(abs(x - y) > tolerance for x, y in zip(have, want, strict=True)):
+            mismatches.append(Mismatch(student_id, "(pace)", have, want))
     return mismatches
-
-

@@ -9,23 +9,33 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.domain.bkt import is_mastered, predict_correct, update_mastery
 from app.domain.content import Exercise
 from app.domain.errors import Conflict, UnknownExercise, UnknownStudent
 from app.domain.grading import grade_answer
-from app.domain.selection import RECENT_WINDOW, Recommendation, choose_next_exercise, mastery_of
-from app.models import Mastery, Response, ResponseSkill, Student, utcnow
+from app.domain.selection import PolicyConfig, StudentView, choose_next_exercise, recall
+from app.domain.selection import Recommendation as Choice
+from app.domain.tracking import apply_answer
+from app.models import Mastery, Recommendation, Response, ResponseSkill, Student, utcnow
 from app.services.content import current_snapshot, load_exercise
+from app.services.student_models import load_model, row_values
+
+
+def policy_config() -> PolicyConfig:
+    """The policy settings: MASTERY_THRESHOLD, then any POLICY mapping of the app config."""
+    threshold = float(current_app.config["MASTERY_THRESHOLD"])
+    overrides = dict(current_app.config.get("POLICY", {}))
+    return PolicyConfig(**{"mastery_threshold": threshold, "ready_threshold": threshold, **overrides})
 
 
 def _threshold() -> float:
-    return float(current_app.config["MASTERY_THRESHOLD"])
+    return policy_config().mastery_threshold
 
 
 # --- students -----------------------------------------------------------------------------
@@ -71,6 +81,7 @@ class SkillStep:
     p_mastery_before: float
     p_correct: float
     p_mastery_after: float
+    p_mastery_paced_after: float | None
     mastered: bool
 
 
@@ -83,11 +94,16 @@ class RecordedResponse:
     correct_answer: str
     client_response_id: str | None
     created_at: datetime
+    recommendation_id: int | None
     skills: list[SkillStep]
 
     @property
     def mastery(self) -> dict[str, float]:
         return {s.skill_id: s.p_mastery_after for s in self.skills}
+
+    @property
+    def mastery_paced(self) -> dict[str, float | None]:
+        return {s.skill_id: s.p_mastery_paced_after for s in self.skills}
 
 
 def record_response(
@@ -101,7 +117,7 @@ def record_response(
     response_time_ms: int | None = None,
     client_response_id: str | None = None,
 ) -> tuple[RecordedResponse, bool]:
-    """Store one answer and update mastery of every skill of the exercise, in one transaction.
+    """Store one answer and update the student model for every skill of the exercise, in one transaction.
 
     Exactly one of ``answer`` (graded here) and ``correct`` (graded by the app) is given.
     Returns (result, created); a retry with a known ``client_response_id`` returns the
@@ -123,53 +139,57 @@ def record_response(
     graded_by = "app" if answer is None else "server"
     is_correct = grade_answer(exercise, answer) if answer is not None else bool(correct)
 
-    rows = {
-        m.skill_id: m
-        for m in session.scalars(
-            select(Mastery).where(
-                Mastery.student_id == student.id, Mastery.skill_id.in_(exercise.skill_ids)
-            )
-        )
-    }
+    # The whole model: a new pace estimate can bring other skills to mastery.
+    model, rows = load_model(session, student)
     now = utcnow()
+    steps = apply_answer(model, exercise.skill_ids, is_correct, snapshot.params, now=now,
+                         threshold=_threshold())
+    student.speed_weights = model.speed_weights
+    for skill_id, row in rows.items():
+        if row.mastered_at is None and model.skills[skill_id].mastered_at is not None:
+            row.mastered_at = model.skills[skill_id].mastered_at
     response = Response(
         student_id=student.id, exercise_id=exercise.id, correct=is_correct,
         answer=answer, graded_by=graded_by, response_time_ms=response_time_ms,
         client_response_id=client_response_id, created_at=now,
+        recommendation_id=_pending_recommendation(session, student.id, exercise.id),
     )
-    steps = []
-    threshold = _threshold()
-    for position, skill_id in enumerate(exercise.skill_ids):
-        current = snapshot.parameters[skill_id]
-        parameters_id, params = current.id, current.params
-        row = rows.get(skill_id)
-        before = params.prior if row is None else row.p_mastery
-        after = update_mastery(before, is_correct, params)
+    for position, step in enumerate(steps):
+        parameters_id = snapshot.parameters[step.skill_id].id
+        row = rows.get(step.skill_id)
         if row is None:
-            row = Mastery(student_id=student.id, skill_id=skill_id, attempts=0, correct_count=0)
+            row = Mastery(student_id=student.id, skill_id=step.skill_id)
             session.add(row)
-        row.p_mastery = after
-        row.attempts += 1
-        row.correct_count += int(is_correct)
-        row.updated_at = now
+        for name, value in row_values(model.skills[step.skill_id]).items():
+            setattr(row, name, value)
         row.parameters_id = parameters_id
-        if row.mastered_at is None and is_mastered(after, threshold):
-            row.mastered_at = now
         response.skills.append(ResponseSkill(
-            skill_id=skill_id, position=position, parameters_id=parameters_id,
-            p_mastery_before=before, p_correct=predict_correct(before, params),
-            p_mastery_after=after,
-        ))
-        steps.append(SkillStep(
-            skill_id, before, predict_correct(before, params), after, is_mastered(after, threshold)
+            skill_id=step.skill_id, position=position, parameters_id=parameters_id,
+            p_mastery_before=step.p_mastery_before, p_correct=step.p_correct,
+            p_mastery_after=step.p_mastery_after, p_mastery_paced_after=step.p_mastery_paced_after,
         ))
     session.add(response)
     session.commit()
     return RecordedResponse(
         id=response.id, exercise_id=exercise.id, correct=is_correct, graded_by=graded_by,
         correct_answer=exercise.answers[0], client_response_id=client_response_id,
-        created_at=now, skills=steps,
+        created_at=now, recommendation_id=response.recommendation_id,
+        skills=[SkillStep(s.skill_id, s.p_mastery_before, s.p_correct, s.p_mastery_after,
+                          s.p_mastery_paced_after, s.mastered) for s in steps],
     ), True
+
+
+def _pending_recommendation(session: Session, student_id: str, exercise_id: str) -> int | None:
+    """The latest recommendation, when it was for this exercise and is not answered yet."""
+    latest = session.execute(
+        select(Recommendation.id, Recommendation.exercise_id)
+        .where(Recommendation.student_id == student_id)
+        .order_by(Recommendation.id.desc()).limit(1)
+    ).first()
+    if latest is None or latest[1] != exercise_id:
+        return None
+    answered = session.scalar(select(Response.id).where(Response.recommendation_id == latest[0]).limit(1))
+    return None if answered else int(latest[0])
 
 
 def _find_by_client_id(session: Session, student_id: str, client_response_id: str) -> Response | None:
@@ -201,9 +221,12 @@ def _result_of(session: Session, response: Response) -> RecordedResponse:
         graded_by=response.graded_by,
         correct_answer=exercise.answers[0] if exercise else "",
         client_response_id=response.client_response_id, created_at=response.created_at,
+        recommendation_id=response.recommendation_id,
         skills=[
             SkillStep(s.skill_id, s.p_mastery_before, s.p_correct, s.p_mastery_after,
-                      is_mastered(s.p_mastery_after, threshold))
+                      s.p_mastery_paced_after,
+                      (s.p_mastery_paced_after if s.p_mastery_paced_after is not None
+                       else s.p_mastery_after) >= threshold)
             for s in response.skills
         ],
     )
@@ -214,41 +237,107 @@ def _result_of(session: Session, response: Response) -> RecordedResponse:
 
 @dataclass(frozen=True)
 class NextExercise:
-    recommendation: Recommendation
+    recommendation: Choice
     exercise: Exercise | None
+    recommendation_id: int | None
+    p_mastery: float | None  # standard BKT P(L) of the chosen skill
+
+
+def _view(session: Session, student: Student, snapshot: Any, config: PolicyConfig) -> StudentView:
+    model, _ = load_model(session, student)
+    recent = session.execute(
+        select(Response.id, Response.exercise_id, Response.correct, Response.recommendation_id)
+        .where(Response.student_id == student.id)
+        .order_by(Response.id.desc())
+        .limit(max(config.recent_window, 10))
+    ).all()
+    last_skill = last_reason = None
+    if recent:
+        # The reason behind the last ANSWERED recommendation drives interleaving, so asking
+        # twice without answering gives the same exercise.
+        if recent[0][3] is not None:
+            last = session.get(Recommendation, recent[0][3])
+            last_reason = last.reason if last else None
+        last_skill = session.scalar(
+            select(ResponseSkill.skill_id).where(ResponseSkill.response_id == recent[0][0])
+            .order_by(ResponseSkill.position).limit(1))
+    n_responses = session.scalar(
+        select(func.count()).select_from(Response).where(Response.student_id == student.id)) or 0
+    return StudentView(
+        model=model, now=utcnow(),
+        recent_exercise_ids=[e for _, e, _, _ in recent if e is not None],
+        recent_correct=[c for _, _, c, _ in recent], n_responses=n_responses,
+        last_skill_id=last_skill, last_reason=last_reason, personalized=student.personalized,
+    )
 
 
 def next_exercise(
     session: Session, app_id: int, student_id: str, *, seed: int | None = None
 ) -> NextExercise:
-    """The next exercise for a student, with the reason it was chosen.
+    """The next exercise for a student, with the reason it was chosen (stored for later review).
 
     Without a seed the draw is seeded by the student and their latest response, so
     asking twice without answering gives the same exercise.
     """
     student = get_student(session, app_id, student_id)
     snapshot = current_snapshot(session)
-    mastery = dict(session.execute(
-        select(Mastery.skill_id, Mastery.p_mastery).where(Mastery.student_id == student.id)
-    ).all())
-    recent = session.execute(
-        select(Response.id, Response.exercise_id)
-        .where(Response.student_id == student.id)
-        .order_by(Response.id.desc())
-        .limit(RECENT_WINDOW)
-    ).all()
+    config = policy_config()
+    view = _view(session, student, snapshot, config)
     if seed is None:
-        latest = recent[0][0] if recent else 0
+        latest = session.scalar(select(func.max(Response.id)).where(Response.student_id == student.id)) or 0
         seed = random.Random(f"{student.id}:{latest}").getrandbits(63)
-    recommendation = choose_next_exercise(
-        snapshot.graph, mastery, snapshot.params, [e for _, e in recent if e is not None],
-        threshold=_threshold(), seed=seed,
-    )
-    exercise = (
-        snapshot.graph.exercises[recommendation.exercise_id]
-        if recommendation.exercise_id else None
-    )
-    return NextExercise(recommendation, exercise)
+    choice = choose_next_exercise(snapshot.graph, snapshot.params, view, config, seed)
+    stored = _store_recommendation(session, student.id, choice)
+    exercise = snapshot.graph.exercises[choice.exercise_id] if choice.exercise_id else None
+    state = view.model.skills.get(choice.skill_id) if choice.skill_id else None
+    p_mastery = state.p_mastery if state else (
+        snapshot.params[choice.skill_id].prior if choice.skill_id else None)
+    return NextExercise(choice, exercise, stored, p_mastery)
+
+
+def _store_recommendation(session: Session, student_id: str, choice: Choice) -> int:
+    latest = session.scalar(select(Recommendation).where(Recommendation.student_id == student_id)
+                            .order_by(Recommendation.id.desc()).limit(1))
+    if (latest is not None and latest.exercise_id == choice.exercise_id and latest.reason == choice.reason
+            and session.scalar(select(Response.id).where(Response.recommendation_id == latest.id)) is None):
+        return int(latest.id)  # the same unanswered recommendation, served again
+    row = Recommendation(student_id=student_id, exercise_id=choice.exercise_id, skill_id=choice.skill_id,
+                         policy=choice.policy, reason=choice.reason, explanation=choice.explanation,
+                         details=choice.details)
+    session.add(row)
+    session.commit()
+    return int(row.id)
+
+
+def recommendation_history(
+    session: Session, app_id: int, student_id: str, limit: int = 50
+) -> list[dict[str, Any]]:
+    """The latest recommendations served to a student, with the answer that followed (if any)."""
+    student = get_student(session, app_id, student_id)
+    rows = session.execute(
+        select(Recommendation, Response.id, Response.correct)
+        .outerjoin(Response, Response.recommendation_id == Recommendation.id)
+        .where(Recommendation.student_id == student.id)
+        .order_by(Recommendation.id.desc()).limit(limit)
+    ).all()
+    return [{
+        "id": rec.id, "created_at": rec.created_at, "exercise_id": rec.exercise_id, "skill_id": rec.skill_id,
+        "policy": rec.policy, "reason": rec.reason, "explanation": rec.explanation, "details": rec.details,
+        "response_id": response_id, "correct": correct,
+    } for rec, response_id, correct in rows]
+
+
+def set_personalization(
+    session: Session, app_id: int, student_id: str, *, enabled: bool, actor: str
+) -> Student:
+    """Switch personalization on or off (off: fixed curriculum order); records when and by whom."""
+    student = get_student(session, app_id, student_id, lock=True)
+    if student.personalized != enabled:
+        student.personalized = enabled
+        student.personalization_changed_at = utcnow()
+        student.personalization_changed_by = actor
+    session.commit()
+    return student
 
 
 @dataclass(frozen=True)
@@ -256,14 +345,25 @@ class SkillProgress:
     skill_id: str
     name: str
     p_mastery: float
+    p_mastery_paced: float
     p_correct: float
     attempts: int
     correct_count: int
     mastered: bool
     mastered_at: datetime | None
+    last_practiced_at: datetime | None
+    recall: float | None
+    review_due: bool
 
 
-def progress(session: Session, app_id: int, student_id: str) -> list[SkillProgress]:
+@dataclass(frozen=True)
+class Progress:
+    speed: float
+    personalized: bool
+    skills: list[SkillProgress]
+
+
+def progress(session: Session, app_id: int, student_id: str) -> Progress:
     """Mastery of every practicable skill (and any other the student has answers on), in prerequisite order.
 
     Skills known only from imported logs have no exercises; they are listed only for
@@ -271,24 +371,25 @@ def progress(session: Session, app_id: int, student_id: str) -> list[SkillProgre
     """
     student = get_student(session, app_id, student_id)
     snapshot = current_snapshot(session)
-    rows = {
-        m.skill_id: m
-        for m in session.scalars(select(Mastery).where(Mastery.student_id == student.id))
-    }
-    threshold = _threshold()
-    params = snapshot.params
+    config = policy_config()
+    model, _ = load_model(session, student)
+    view = StudentView(model=model, now=utcnow())
     out = []
     for skill_id in snapshot.graph.skill_order:
-        row = rows.get(skill_id)
-        if row is None and not snapshot.graph.exercises_by_skill.get(skill_id):
+        state = model.skills.get(skill_id)
+        if state is None and not snapshot.graph.exercises_by_skill.get(skill_id):
             continue
-        p = mastery_of(skill_id, {skill_id: row.p_mastery} if row else {}, params)
+        params = snapshot.params[skill_id]
+        paced = model.paced(skill_id, params)
+        mastered = paced >= config.mastery_threshold
+        level = recall(view, skill_id, config) if state else None
         out.append(SkillProgress(
-            skill_id=skill_id, name=snapshot.graph.skills[skill_id].name, p_mastery=p,
-            p_correct=predict_correct(p, params[skill_id]),
-            attempts=row.attempts if row else 0,
-            correct_count=row.correct_count if row else 0,
-            mastered=is_mastered(p, threshold),
-            mastered_at=row.mastered_at if row else None,
+            skill_id=skill_id, name=snapshot.graph.skills[skill_id].name,
+            p_mastery=state.p_mastery if state else params.prior, p_mastery_paced=paced,
+            p_correct=model.paced_correct(skill_id, params),
+            attempts=state.attempts if state else 0, correct_count=state.correct_count if state else 0,
+            mastered=mastered, mastered_at=state.mastered_at if state else None,
+            last_practiced_at=state.last_practiced_at if state else None, recall=level,
+            review_due=bool(mastered and level is not None and level < config.review_threshold),
         ))
-    return out
+    return Progress(speed=model.speed, personalized=student.personalized, skills=out)

@@ -39,8 +39,10 @@ def test_first_exercise_is_from_a_skill_without_prerequisites(api: ApiClient, sh
     student = api.new_student()
     body = api.get(f"/api/v1/students/{student}/next-exercise").get_json()
     exercise = body["exercise"]
-    assert body["reason"] == "weakest_ready_skill" and body["explanation"]
+    assert body["reason"] in {"learn", "explore"} and body["explanation"] and body["policy"] == "adaptive"
     assert shipped_graph.skills[body["skill_id"]].prerequisites == ()
+    assert body["details"]["skill"]["id"] == body["skill_id"] and body["details"]["target_success"] == 0.7
+    assert body["p_mastery"] == body["p_mastery_paced"] == skill_params(api)[body["skill_id"]]["prior"]
     assert body["skill_id"] in exercise["skill_ids"]
     assert set(exercise) == {"id", "skill_ids", "prompt", "answer_kind", "choices", "difficulty", "hints"}
     assert 0 <= exercise["difficulty"] <= 1
@@ -202,9 +204,9 @@ def test_student_who_always_answers_right_masters_everything(app, api: ApiClient
         assert set(shipped_graph.skills[body["skill_id"]].prerequisites) <= mastered
         result = api.post(f"/api/v1/students/{student}/responses",
                           json={"exercise_id": body["exercise"]["id"], "correct": True}).get_json()
-        mastered |= {s["skill_id"] for s in result["skills"] if s["p_mastery_after"] >= threshold}
-    assert body == {"exercise": None, "skill_id": None, "reason": "all_mastered",
-                    "explanation": body["explanation"], "p_mastery": None}
+        mastered |= {s["skill_id"] for s in result["skills"] if s["mastered"]}
+        assert all(s["mastered"] == (s["p_mastery_paced_after"] >= threshold) for s in result["skills"])
+    assert body["exercise"] is None and body["skill_id"] is None and body["reason"] == "all_mastered"
     progress = api.get(f"/api/v1/students/{student}/progress").get_json()
     assert progress["skills_mastered"] == progress["skills_total"] == len(shipped_graph.skills)
     assert all(s["mastered"] and s["mastered_at"] for s in progress["skills"])
@@ -216,8 +218,10 @@ def test_progress_of_a_new_student_is_at_the_priors(api: ApiClient, shipped_grap
     body = api.get(f"/api/v1/students/{student}/progress").get_json()
     assert body["mastery_threshold"] == 0.95 and body["skills_mastered"] == 0
     assert [s["skill_id"] for s in body["skills"]] == list(shipped_graph.skill_order)
+    assert body["personalized"] is True and body["speed"] > 0
     for skill in body["skills"]:
-        assert skill["p_mastery"] == params[skill["skill_id"]]["prior"]
+        assert skill["p_mastery"] == skill["p_mastery_paced"] == params[skill["skill_id"]]["prior"]
+        assert skill["review_due"] is False and skill["recall"] is None
         assert skill["attempts"] == 0 and skill["mastered"] is False and skill["mastered_at"] is None
 
 
@@ -236,3 +240,46 @@ def test_skills_and_exercises_are_published_without_answers(api: ApiClient, ship
         assert "answers" not in body and body["id"] == exercise_id
     missing = api.get("/api/v1/exercises/nope")
     assert missing.status_code == 404 and missing.get_json()["message"] == "Unknown exercise 'nope'."
+
+
+def test_opt_out_gives_fixed_order_and_is_recorded(app, api: ApiClient, shipped_graph) -> None:
+    student = api.new_student()
+    off = api.client.patch(f"/api/v1/students/{student}", json={"personalized": False}, headers=api.headers)
+    assert off.status_code == 200
+    assert off.get_json()["personalized"] is False and off.get_json()["personalization_changed_at"]
+    order = [e for s in shipped_graph.skill_order for e in shipped_graph.exercises_by_skill[s]
+             if shipped_graph.exercises[e].skill_ids[0] == s]
+    seen = []
+    for i in range(4):
+        body = api.get(f"/api/v1/students/{student}/next-exercise").get_json()
+        assert body["reason"] == "fixed_order" and body["policy"] == "fixed_sequence"
+        seen.append(body["exercise"]["id"])
+        api.post(f"/api/v1/students/{student}/responses",
+                 json={"exercise_id": body["exercise"]["id"], "correct": i % 2 == 0})
+    assert seen == order[:4]
+    assert api.get(f"/api/v1/students/{student}/progress").get_json()["personalized"] is False
+    on = api.client.patch(f"/api/v1/students/{student}", json={"personalized": True}, headers=api.headers)
+    assert on.get_json()["personalized"] is True
+    assert api.get(f"/api/v1/students/{student}/next-exercise").get_json()["policy"] == "adaptive"
+    for bad in ({}, {"personalized": "no"}, {"personalized": None}):
+        response = api.client.patch(f"/api/v1/students/{student}", json=bad, headers=api.headers)
+        assert response.status_code == 422, bad
+
+
+def test_recommendations_are_stored_with_the_answer_that_followed(app, api: ApiClient) -> None:
+    student = api.new_student()
+    first = api.get(f"/api/v1/students/{student}/next-exercise").get_json()
+    again = api.get(f"/api/v1/students/{student}/next-exercise").get_json()
+    assert again["recommendation_id"] == first["recommendation_id"]  # served twice, stored once
+    answered = api.post(f"/api/v1/students/{student}/responses",
+                        json={"exercise_id": first["exercise"]["id"], "correct": True}).get_json()
+    assert answered["recommendation_id"] == first["recommendation_id"]
+    second = api.get(f"/api/v1/students/{student}/next-exercise").get_json()
+    assert second["recommendation_id"] != first["recommendation_id"]
+    # An exercise the app chose itself is not attributed to a recommendation.
+    other = next(e for e in api.get("/api/v1/skills").get_json() if e["id"] != second["skill_id"])
+    history = api.get(f"/api/v1/students/{student}/recommendations").get_json()
+    assert [h["id"] for h in history] == [second["recommendation_id"], first["recommendation_id"]]
+    assert history[1]["response_id"] == answered["id"] and history[1]["correct"] is True
+    assert history[1]["explanation"] == first["explanation"] and history[1]["details"] == first["details"]
+    assert history[0]["response_id"] is None and other["id"]

@@ -1,0 +1,44 @@
+"""Loading and storing the domain ``StudentModel`` (student row + mastery rows)."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.domain.tracking import SPEED_PRIOR, SkillState, StudentModel
+from app.models import Mastery, Student
+
+
+def state_of(row: Mastery) -> SkillState:
+    return SkillState(
+        p_mastery=row.p_mastery, p_by_speed=list(row.p_by_speed), attempts=row.attempts,
+        correct_count=row.correct_count, mastered_at=row.mastered_at, last_practiced_at=row.updated_at,
+        review_successes=row.review_successes,
+    )
+
+
+def row_values(state: SkillState) -> dict[str, Any]:
+    """Mastery columns for a skill state (everything but the keys and parameters_id)."""
+    return {
+        "p_mastery": state.p_mastery, "p_by_speed": list(state.p_by_speed), "attempts": state.attempts,
+        "correct_count": state.correct_count, "mastered_at": state.mastered_at,
+        "updated_at": state.last_practiced_at, "review_successes": state.review_successes,
+    }
+
+
+def load_model(
+    session: Session, student: Student, skill_ids: Collection[str] | None = None
+) -> tuple[StudentModel, dict[str, Mastery]]:
+    """The student's model (all skills, or only ``skill_ids``) and the rows it came from."""
+    query = select(Mastery).where(Mastery.student_id == student.id)
+    if skill_ids is not None:
+        query = query.where(Mastery.skill_id.in_(list(skill_ids)))
+    rows = {m.skill_id: m for m in session.scalars(query)}
+    model = StudentModel(
+        speed_weights=list(student.speed_weights or SPEED_PRIOR),
+        skills={skill_id: state_of(row) for skill_id, row in rows.items()},
+    )
+    return model, rows
