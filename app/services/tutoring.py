@@ -145,9 +145,9 @@ def record_response(
     steps = apply_answer(model, exercise.skill_ids, is_correct, snapshot.params, now=now,
                          threshold=_threshold())
     student.speed_weights = model.speed_weights
-    for skill_id, row in rows.items():
-        if row.mastered_at is None and model.skills[skill_id].mastered_at is not None:
-            row.mastered_at = model.skills[skill_id].mastered_at
+    for skill_id, existing in rows.items():
+        if existing.mastered_at is None and model.skills[skill_id].mastered_at is not None:
+            existing.mastered_at = model.skills[skill_id].mastered_at
     response = Response(
         student_id=student.id, exercise_id=exercise.id, correct=is_correct,
         answer=answer, graded_by=graded_by, response_time_ms=response_time_ms,
@@ -158,7 +158,7 @@ def record_response(
         parameters_id = snapshot.parameters[step.skill_id].id
         row = rows.get(step.skill_id)
         if row is None:
-            row = Mastery(student_id=student.id, skill_id=step.skill_id)
+            row = rows[step.skill_id] = Mastery(student_id=student.id, skill_id=step.skill_id)
             session.add(row)
         for name, value in row_values(model.skills[step.skill_id]).items():
             setattr(row, name, value)
