@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Literal
+from typing import Literal, TypeVar
 
 from app.domain.bkt import BktParams
 from app.domain.errors import ContentError
@@ -40,6 +40,9 @@ class Exercise:
     choices: tuple[str, ...] = ()
     hints: tuple[str, ...] = ()
     origin: str = field(default="", compare=False)
+
+
+_Item = TypeVar("_Item", Skill, Exercise)
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,18 @@ def topological_order(prerequisites: Mapping[str, Iterable[str]]) -> list[str]:
     return order
 
 
+def _by_id(items: Iterable[_Item], kind: str, problems: list[str]) -> dict[str, _Item]:
+    """Items by id; a repeated id is a problem (the first definition wins)."""
+    found: dict[str, _Item] = {}
+    for item in items:
+        if item.id in found:
+            problems.append(f"{_label(item.origin, kind, item.id)}: duplicate id "
+                            f"(first defined in {found[item.id].origin})")
+        else:
+            found[item.id] = item
+    return found
+
+
 def build_graph(
     skills: Iterable[Skill],
     exercises: Iterable[Exercise],
@@ -115,25 +130,8 @@ def build_graph(
 ) -> ContentGraph:
     """Check the whole graph and return it; raise ``ContentError`` listing every problem."""
     problems: list[str] = []
-    skill_map: dict[str, Skill] = {}
-    for skill in skills:
-        if skill.id in skill_map:
-            first = skill_map[skill.id].origin
-            problems.append(
-                f"{_label(skill.origin, 'skill', skill.id)}: duplicate id (first defined in {first})"
-            )
-            continue
-        skill_map[skill.id] = skill
-
-    exercise_map: dict[str, Exercise] = {}
-    for exercise in exercises:
-        if exercise.id in exercise_map:
-            first = exercise_map[exercise.id].origin
-            problems.append(
-                f"{_label(exercise.origin, 'exercise', exercise.id)}: duplicate id (first defined in {first})"
-            )
-            continue
-        exercise_map[exercise.id] = exercise
+    skill_map = _by_id(skills, "skill", problems)
+    exercise_map = _by_id(exercises, "exercise", problems)
 
     for skill in skill_map.values():
         for prerequisite in skill.prerequisites:
