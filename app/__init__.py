@@ -11,6 +11,7 @@ from sqlalchemy.engine import Engine
 
 from app import api, cli, errors
 from app.config import DEFAULT_SECRET_KEY, defaults
+from app.domain.selection import PolicyConfig
 from app.extensions import db, migrate
 
 
@@ -28,6 +29,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
             "Refusing to start with the default SECRET_KEY: set SECRET_KEY in the environment "
             f"or in {os.path.join(app.instance_path, 'config.py')} (scripts/serve writes one)."
         )
+
+    try:
+        PolicyConfig(**app.config.get("POLICY", {}))
+    except TypeError as error:
+        raise RuntimeError(f"invalid POLICY setting: {error}") from None
 
     db.init_app(app)
     migrate.init_app(app, db, directory=os.path.join(os.path.dirname(__file__), "..", "migrations"))

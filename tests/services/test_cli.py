@@ -117,3 +117,14 @@ def test_refuses_default_secret_outside_debug(monkeypatch: pytest.MonkeyPatch, t
     monkeypatch.setenv("SECRET_KEY", "from-env")
     app = create_app({"SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'x.sqlite3'}"})
     assert app.secret_key == "from-env"
+
+
+def test_policy_settings_are_checked_at_start(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'p.sqlite3'}"
+    with pytest.raises(RuntimeError, match="invalid POLICY setting"):
+        create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": url, "POLICY": {"explore": 0.2}})
+    app = create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": url, "POLICY": {"explore_rate": 0.0}})
+    with app.app_context():
+        from app.services.tutoring import policy_config
+
+        assert policy_config().explore_rate == 0.0 and policy_config().mastery_threshold == 0.95
