@@ -7,6 +7,8 @@ non-zero with a one-line ``Error: ...`` message.
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
+from functools import partial
 from typing import Any
 
 import click
@@ -18,14 +20,17 @@ from sqlalchemy.exc import DatabaseError
 from app.domain.content import ContentGraph
 from app.domain.errors import ContentError
 from app.domain.logs import LOG_FORMATS
+from app.domain.selection import POLICIES
+from app.domain.simulation import SimulationConfig, check_targets, format_report, run_comparison
 from app.extensions import db
 from app.services.apps import create_api_key
-from app.services.content import sync_content
+from app.services.content import current_snapshot, sync_content
 from app.services.content_files import read_content
 from app.services.evaluation import evaluate_model
 from app.services.fitting import FitError, engine_name, fit_parameters
 from app.services.imports import LogImportError, import_log
 from app.services.mastery import rebuild_mastery
+from app.services.tutoring import policy_config
 
 
 def _database_problem(error: DatabaseError) -> str:
@@ -178,7 +183,8 @@ def fit_params_command(skills: tuple[str, ...], forgets: bool, min_responses: in
         p = fit.params
         click.echo(f"  fitted {fit.skill_id}: prior={p['prior']:.4f} learn={p['learn']:.4f} "
                    f"guess={p['guess']:.4f} slip={p['slip']:.4f} forget={p['forget']:.4f} "
-                   f"(n={fit.n_responses}, LL={fit.log_likelihood:.1f})")
+                   f"(n={fit.n_responses}, LL={fit.log_likelihood:.1f})"
+                   + (f" constrained: {', '.join(fit.constrained)} held at 0.45" if fit.constrained else ""))
     for skill, n in sorted(report.too_little_data.items()):
         click.echo(f"  kept {skill}: too little data ({n} responses < {min_responses})")
     for skill, why in sorted(report.rejected.items()):
@@ -234,8 +240,53 @@ def evaluate_model_command(test_fraction: float, seed: int, num_fits: int, forge
                    f"{sum(report.unscored_skills.values())} responses")
 
 
+def _without_review(policy: Any, graph: Any, params: Any, view: Any, config: Any, seed: int) -> Any:
+    return policy(graph, params, view, replace(config, review_threshold=0.0), seed)
+
+
+@click.command("simulate")
+@with_appcontext
+@click.option("--students", default=50, show_default=True, type=click.IntRange(1),
+              help="Simulated students per learner group.")
+@click.option("--policy", "policies", multiple=True, type=click.Choice(sorted(POLICIES)),
+              help="Policies to compare (repeatable; default: all).")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--content-params", is_flag=True,
+              help="Give the tracker each skill's own parameters instead of the pooled fit.")
+@click.option("--jobs", default=None, type=click.IntRange(1), help="Worker processes (default: cores).")
+@click.option("--strict-baselines", default=0.98, show_default=True, type=click.FloatRange(0.5, 0.999),
+              help="Also run the baselines at this threshold, to compare at equal accuracy (0 skips).")
+def simulate_command(students: int, policies: tuple[str, ...], seed: int, content_params: bool,
+                     jobs: int | None, strict_baselines: float) -> None:
+    """Run the policies on simulated fast and slow learners over the current content graph."""
+    config = SimulationConfig(students_per_group=students, seed=seed, policy=policy_config())
+    if content_params:
+        config = replace(config, model_params=None)
+    graph = current_snapshot(db.session()).graph
+    chosen = {name: POLICIES[name] for name in (policies or POLICIES)}
+    if "adaptive" in chosen:
+        # The simulated students never forget, so reviews can only cost attempts here:
+        # show ours without them too.
+        chosen["adaptive_no_review"] = partial(_without_review, chosen["adaptive"])
+        config = replace(config, paced_policies=frozenset({"adaptive", "adaptive_no_review"}))
+    report = run_comparison(graph, config, chosen, processes=jobs)
+    click.echo(format_report(report))
+    if not {"adaptive", "fixed_order", "lowest_mastery"} <= set(report.policies):
+        return
+    for check in check_targets(report):
+        click.echo(f"[{'met' if check.met else 'NOT met'}] {check.name}: {check.detail}")
+    # A stricter threshold makes the baselines as accurate as ours: compare attempts there.
+    strict = replace(config, policy=replace(config.policy, mastery_threshold=strict_baselines))
+    baselines = [p for p in report.policies if not p.startswith("adaptive")]
+    strict_report = run_comparison(graph, strict, baselines, processes=jobs)
+    click.echo(f"\nBaselines at threshold {strict_baselines}:")
+    click.echo(format_report(strict_report))
+    for check in check_targets(report, baseline_report=strict_report)[2:]:
+        click.echo(f"[{'met' if check.met else 'NOT met'}] {check.name}: {check.detail}")
+
+
 def init_app(app: Flask) -> None:
     for command in (init_db_command, validate_content_command, load_content_command,
                     create_api_key_command, import_log_command, fit_params_command,
-                    rebuild_mastery_command, evaluate_model_command):
+                    rebuild_mastery_command, evaluate_model_command, simulate_command):
         app.cli.add_command(command)

@@ -94,7 +94,8 @@ def main() -> None:
             fitting.rebuild_mastery = real_rebuild
             timings[label] = elapsed - replay
             print(f"{label}: {elapsed - replay:8.1f} s  (+ mastery replay {replay:.1f} s); "
-                  f"fitted {len(fit.fitted)}, kept {len(fit.too_little_data)}, rejected {len(fit.rejected)}; "
+                  f"fitted {len(fit.fitted)} ({sum(bool(f.constrained) for f in fit.fitted)} constrained), "
+                  f"kept {len(fit.too_little_data)}, rejected {len(fit.rejected)}; "
                   f"EM restarts {fit.restarts} (direct: {args.num_fits * train['skill_name'].nunique()})")
 
         b, c = timings["(b) service path, sequential"], timings["(c) service path, parallel"]

@@ -11,7 +11,8 @@ The adaptive policy, in order:
 4. otherwise the ready skill with the largest expected gain in paced P(L), with a bonus
    for staying on the skill just practised (continuity);
 5. wheel-spinning (``wheel_spin_attempts`` without mastery): every ``remediation_every``
-   items, practise the skill's weakest prerequisite instead;
+   items, practise the skill's weakest prerequisite instead, when that prerequisite shows
+   weakness (not mastered, or likely forgotten);
 6. within the skill, among exercises not answered recently, the one whose predicted
    P(correct) is closest to a target success rate that adapts to the learner.
 """
@@ -42,7 +43,7 @@ class PolicyConfig:
     wheel_spin_attempts: int = 10
     remediation_every: int = 3
     review_threshold: float = 0.8  # predicted recall below which a mastered skill is due
-    review_half_life_days: float = 2.0  # doubles with every successful review
+    review_half_life_days: float = 4.0  # doubles with every successful review
     recent_window: int = 20  # exercises answered this recently are not repeated
 
 
@@ -227,11 +228,16 @@ def choose_next_exercise(
     spinning = attempts >= config.wheel_spin_attempts
     if (spinning and prerequisites and view.last_reason != "remediate_prerequisite"
             and (attempts - config.wheel_spin_attempts) % config.remediation_every == 0):
-        weakest = min(prerequisites, key=lambda p: (paced[p], position[p]))
-        return recommend(weakest, "remediate_prerequisite", (
-            f"{name[skill_id].name} has taken {attempts} attempts without mastery, so this practises its "
-            f"weakest prerequisite, {name[weakest].name} (estimated mastery {paced[weakest]:.0%})."),
-            {**extra, "remediation": {"for_skill": skill_id, "attempts": attempts}})
+        weakest = min(prerequisites, key=lambda p: (paced[p], recall(view, p, config), position[p]))
+        # Only a prerequisite with evidence of weakness (not mastered, or likely forgotten) is
+        # worth the detour; with solid prerequisites the student is simply slow here, and the
+        # target success rate already eases the items.
+        weak = paced[weakest] < config.mastery_threshold
+        if weak or recall(view, weakest, config) < config.review_threshold:
+            return recommend(weakest, "remediate_prerequisite", (
+                f"{name[skill_id].name} has taken {attempts} attempts without mastery, so this practises its "
+                f"weakest prerequisite, {name[weakest].name} (estimated mastery {paced[weakest]:.0%})."),
+                {**extra, "remediation": {"for_skill": skill_id, "attempts": attempts}})
 
     if skill_id == view.last_skill_id and len(learning) > 1:
         reason, why = "continue", (f"Keep going with {name[skill_id].name}: estimated mastery "
@@ -318,7 +324,8 @@ def alosi_weighted(graph: ContentGraph, params: Mapping[str, BktParams], view: S
                    config: PolicyConfig = PolicyConfig(), seed: int = 0) -> Recommendation:
     """Baseline (harvard-vpal ALOSI): weighted remediation + readiness + continuity + difficulty match.
 
-    Never repeats an item (falls back to the oldest when a skill's items are exhausted).
+    Never repeats an item it is shown as recent (the service passes the last 20); when
+    nothing unseen is useful it falls back to lowest mastery first.
     """
     rng = random.Random(seed)
     threshold = config.mastery_threshold

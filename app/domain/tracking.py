@@ -21,6 +21,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from functools import lru_cache
 
 from app.domain.bkt import BktParams, predict_correct, update_mastery
 
@@ -29,6 +30,7 @@ SPEEDS: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0)
 SPEED_PRIOR: tuple[float, ...] = (0.1, 0.2, 0.4, 0.2, 0.1)
 
 
+@lru_cache(maxsize=4096)
 def params_at_speed(params: BktParams, speed: float) -> BktParams:
     """The skill's parameters for a learner ``speed`` times as fast (learn rate only)."""
     if speed == 1.0:
@@ -118,9 +120,9 @@ def apply_answer(
 ) -> list[TraceStep]:
     """Update the model with one answer to an exercise tagged with ``skill_ids``.
 
-    Every tagged skill sees the same observation (as pyBKT does with one row per skill).
-    The speed posterior is updated first, with the likelihood of the answer under each
-    speed, using the states *before* the answer.
+    Every tagged skill sees the same observation (as pyBKT does with one row per skill), so
+    the answer's likelihood under a speed is the product over those per-skill observations.
+    The speed posterior is updated first, using the states *before* the answer.
     """
     states = [model.state(s, params[s]) for s in skill_ids]
     likelihood = [1.0] * len(SPEEDS)

@@ -26,8 +26,11 @@ from app.services.content import bump_revision
 from app.services.mastery import RebuildReport, rebuild_mastery
 
 FRAME_COLUMNS = ["order_id", "user_id", "skill_name", "correct"]
-# A degenerate fit is retried once with this many times the restarts, from another seed.
+# A degenerate fit is retried with this many times the restarts, from other seeds...
 RETRY_RESTARTS = 4
+# ...and, if still degenerate, refitted with the offending guess/slip held at this value
+# (the likelihood's best point inside the admissible region lies on its edge).
+CONSTRAINED_LIMIT = 0.45
 
 
 class FitError(DomainError):
@@ -60,6 +63,7 @@ class SkillFit:
     n_responses: int
     log_likelihood: float
     restarts: int
+    constrained: tuple[str, ...] = ()  # parameters held at CONSTRAINED_LIMIT
 
     @property
     def problems(self) -> list[str]:
@@ -79,12 +83,19 @@ def log_likelihood(frame: pd.DataFrame, params: BktParams) -> float:
 
 
 def _pybkt_fit(
-    frame: pd.DataFrame, skill_id: str, *, forgets: bool, num_fits: int, seed: int
+    frame: pd.DataFrame, skill_id: str, *, forgets: bool, num_fits: int, seed: int,
+    hold: dict[str, float] | None = None,
 ) -> dict[str, float]:
+    """One pyBKT fit of one skill; ``hold`` pins parameters (e.g. {"guesses": 0.45})."""
+    import numpy as np
     from pyBKT.models import Model  # imported here: heavy, and only needed in fitting processes
 
     model = Model(seed=seed, num_fits=num_fits, parallel=False)
-    model.fit(data=frame.copy(), forgets=forgets)  # fit() sorts its input in place
+    if hold:
+        model.coef_ = {skill_id: {name: np.array([value]) for name, value in hold.items()}}
+        model.fit(data=frame.copy(), forgets=forgets, fixed={skill_id: dict.fromkeys(hold, True)})
+    else:
+        model.fit(data=frame.copy(), forgets=forgets)  # fit() sorts its input in place
     fitted = model.fit_model[skill_id]
     return {
         "prior": float(fitted["prior"]),
@@ -100,8 +111,9 @@ def fit_skill(skill_id: str, frame: pd.DataFrame, *, forgets: bool, num_fits: in
 
     EM often prefers guess or slip above 0.5 on real data. Then ``RETRY_RESTARTS`` x
     ``num_fits`` more single restarts are run from other seeds, and the most likely
-    *admissible* one is kept; if none is admissible the degenerate fit is returned
-    (and then rejected by the caller).
+    *admissible* one is kept; if none is admissible, the offending parameter is held at
+    ``CONSTRAINED_LIMIT`` and the rest refitted (reported as constrained). Only if that
+    still fails is the degenerate fit returned (and rejected by the caller).
     """
     ordered = frame.sort_values(["user_id", "order_id"], kind="mergesort")
     params = _pybkt_fit(frame, skill_id, forgets=forgets, num_fits=num_fits, seed=seed)
@@ -117,8 +129,18 @@ def fit_skill(skill_id: str, frame: pd.DataFrame, *, forgets: bool, num_fits: in
                     best = (ll, candidate)
         if best is not None:
             params = best[1]
+    constrained: tuple[str, ...] = ()
+    if parameter_problems(params):
+        constrained = tuple(n for n in ("guess", "slip") if params[n] >= 0.5)
+        hold = {f"{n}es" if n == "guess" else f"{n}s": CONSTRAINED_LIMIT for n in constrained}
+        candidate = _pybkt_fit(frame, skill_id, forgets=forgets, num_fits=num_fits, seed=seed, hold=hold)
+        restarts += num_fits
+        if not parameter_problems(candidate):
+            params = candidate
+        else:
+            constrained = ()
     ll = math.nan if parameter_problems(params) else log_likelihood(ordered, BktParams(**params))
-    return SkillFit(skill_id, params, int(frame["user_id"].nunique()), len(frame), ll, restarts)
+    return SkillFit(skill_id, params, int(frame["user_id"].nunique()), len(frame), ll, restarts, constrained)
 
 
 def fit_frame(

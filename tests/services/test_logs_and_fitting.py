@@ -17,7 +17,7 @@ from app.extensions import db
 from app.models import FitRun, LearningApp, Mastery, Response, ResponseSkill, Skill, SkillParameters, Student
 from app.services.content import read_snapshot
 from app.services.evaluation import evaluate_model, predict_frame, split_students
-from app.services.fitting import adopt_parameters, fit_parameters, response_frame
+from app.services.fitting import FRAME_COLUMNS, adopt_parameters, fit_parameters, fit_skill, response_frame
 from app.services.imports import import_log
 from app.services.mastery import check_mastery, replay_log
 from tests.conftest import DATA_DIR
@@ -304,3 +304,18 @@ def test_imported_skills_stay_out_of_app_students_progress(app, slice_csv, api, 
     assert skills["Table"]["exercise_count"] == 0 and skills["Table"]["parameters"]["source"] == "default"
     # Next-exercise never picks a skill without exercises.
     assert api.get(f"/api/v1/students/{student}/next-exercise").get_json()["skill_id"] in shipped_graph.skills
+
+
+def test_a_degenerate_fit_is_constrained_to_the_admissible_edge(two_skills) -> None:
+    """On 105 real students EM puts guess above 0.5 for 'Box and Whisker' from every start."""
+    users = two_skills["user_id"].drop_duplicates().head(150).astype(str)
+    frame = two_skills[two_skills["user_id"].astype(str).isin(users)][FRAME_COLUMNS].copy()
+    frame["user_id"] = frame["user_id"].astype(str)
+    train = frame[~frame["user_id"].isin(split_students(list(users), 0.3, 3))]
+    rows = train[train["skill_name"] == "Box and Whisker"]
+    fit = fit_skill("Box and Whisker", rows, forgets=False, num_fits=1, seed=3)
+    assert fit.constrained == ("guess",) and fit.params["guess"] == 0.45 and fit.problems == []
+    assert fit.params["slip"] < 0.5 and math.isfinite(fit.log_likelihood)
+    free = Model(seed=3, num_fits=1, parallel=False)
+    free.fit(data=rows.copy())
+    assert float(free.fit_model["Box and Whisker"]["guesses"][0]) >= 0.5  # what pyBKT alone gives

@@ -95,16 +95,28 @@ def test_exploration_picks_an_unstarted_ready_skill(graph) -> None:
     assert rec.reason == "explore" and rec.skill_id == "subtract"
 
 
-def test_wheel_spinning_routes_to_the_weakest_prerequisite(graph) -> None:
-    skills = {"count": state(0.96), "add": state(0.3, attempts=10), "subtract": state(0.99)}
-    rec = choose_next_exercise(graph, PARAMS, view(skills), NO_EXPLORE, seed=1)
+def test_wheel_spinning_routes_to_a_weak_prerequisite(graph) -> None:
+    lenient = PolicyConfig(explore_rate=0.0, ready_threshold=0.9)
+    skills = {"count": state(0.92), "add": state(0.3, attempts=10), "subtract": state(0.99)}
+    rec = choose_next_exercise(graph, PARAMS, view(skills), lenient, seed=1)
     assert rec.reason == "remediate_prerequisite" and rec.skill_id == "count"
     assert rec.details["remediation"] == {"for_skill": "add", "attempts": 10}
     back = choose_next_exercise(graph, PARAMS, view(skills, last_reason="remediate_prerequisite"),
-                                NO_EXPLORE, seed=1)
+                                lenient, seed=1)
     assert back.skill_id == "add"
     skills["add"] = state(0.3, attempts=11)
-    assert choose_next_exercise(graph, PARAMS, view(skills), NO_EXPLORE, seed=1).skill_id == "add"
+    assert choose_next_exercise(graph, PARAMS, view(skills), lenient, seed=1).skill_id == "add"
+
+
+def test_wheel_spinning_on_solid_prerequisites_keeps_going(graph) -> None:
+    skills = {"count": state(0.99), "add": state(0.3, attempts=10), "subtract": state(0.99)}
+    rec = choose_next_exercise(graph, PARAMS, view(skills), NO_EXPLORE, seed=1)
+    assert rec.skill_id == "add" and "10 attempts so far" in rec.explanation
+    # ...unless the prerequisite was probably forgotten.
+    skills["count"] = state(0.99, practiced=NOW - timedelta(days=20))
+    skills["subtract"] = state(0.99, practiced=NOW - timedelta(hours=1))
+    rec = choose_next_exercise(graph, PARAMS, view(skills, last_reason="review"), NO_EXPLORE, seed=1)
+    assert rec.reason == "remediate_prerequisite" and rec.skill_id == "count"
 
 
 def test_difficulty_follows_an_adaptive_target(graph) -> None:

@@ -24,7 +24,7 @@ def test_standard_estimate_is_plain_bkt() -> None:
 
 
 def test_speed_factor_turns_learn_rate_into_k_opportunities() -> None:
-    assert params_at_speed(P, 1.0) is P
+    assert params_at_speed(P, 1.0) == P
     assert params_at_speed(P, 2.0).learn == pytest.approx(1 - 0.89**2)
     assert params_at_speed(P, 0.5).learn < P.learn < params_at_speed(P, 4.0).learn
 
