@@ -263,6 +263,8 @@ def simulate_command(students: int, policies: tuple[str, ...], seed: int, conten
     if content_params:
         config = replace(config, model_params=None)
     graph = current_snapshot(db.session()).graph
+    if not any(graph.exercises_by_skill.values()):
+        raise click.ClickException("no content to simulate on: run 'flask load-content' first")
     chosen = {name: POLICIES[name] for name in (policies or POLICIES)}
     if "adaptive" in chosen:
         # The simulated students never forget, so reviews can only cost attempts here:

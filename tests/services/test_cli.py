@@ -144,3 +144,14 @@ def test_simulate_compares_policies_on_the_shipped_graph(app, runner) -> None:
     again = runner.invoke(args=["simulate", "--students", "2", "--policy", "adaptive", "--policy",
                                 "fixed_order", "--policy", "lowest_mastery", "--jobs", "1"])
     assert again.output == result.output  # seeded: the same run twice
+
+
+def test_simulate_needs_content(tmp_path: Path) -> None:
+    app = create_app({"TESTING": True, "SECRET_KEY": "t",
+                      "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'empty.sqlite3'}"})
+    with app.app_context():
+        from flask_migrate import upgrade
+
+        upgrade()
+    result = app.test_cli_runner().invoke(args=["simulate", "--students", "1"])
+    assert result.exit_code == 1 and "run 'flask load-content' first" in result.output
