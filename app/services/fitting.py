@@ -106,7 +106,9 @@ def _pybkt_fit(
     }
 
 
-def fit_skill(skill_id: str, frame: pd.DataFrame, *, forgets: bool, num_fits: int, seed: int) -> SkillFit:
+def fit_skill(
+    skill_id: str, frame: pd.DataFrame, *, forgets: bool, num_fits: int, seed: int, repair: bool = True,
+) -> SkillFit:
     """Fit one skill's rows with pyBKT (``num_fits`` restarts, best likelihood wins).
 
     EM often prefers guess or slip above 0.5 on real data. Then ``RETRY_RESTARTS`` x
@@ -114,11 +116,12 @@ def fit_skill(skill_id: str, frame: pd.DataFrame, *, forgets: bool, num_fits: in
     *admissible* one is kept; if none is admissible, the offending parameter is held at
     ``CONSTRAINED_LIMIT`` and the rest refitted (reported as constrained). Only if that
     still fails is the degenerate fit returned (and rejected by the caller).
+    ``repair=False`` skips both steps (pyBKT's own fit, for like-for-like benchmarks).
     """
     ordered = frame.sort_values(["user_id", "order_id"], kind="mergesort")
     params = _pybkt_fit(frame, skill_id, forgets=forgets, num_fits=num_fits, seed=seed)
     restarts = num_fits
-    if parameter_problems(params):
+    if repair and parameter_problems(params):
         best: tuple[float, dict[str, float]] | None = None
         for offset in range(1, RETRY_RESTARTS * num_fits + 1):
             candidate = _pybkt_fit(frame, skill_id, forgets=forgets, num_fits=1, seed=seed + offset)
@@ -130,7 +133,7 @@ def fit_skill(skill_id: str, frame: pd.DataFrame, *, forgets: bool, num_fits: in
         if best is not None:
             params = best[1]
     constrained: tuple[str, ...] = ()
-    if parameter_problems(params):
+    if repair and parameter_problems(params):
         constrained = tuple(n for n in ("guess", "slip") if params[n] >= 0.5)
         hold = {f"{n}es" if n == "guess" else f"{n}s": CONSTRAINED_LIMIT for n in constrained}
         candidate = _pybkt_fit(frame, skill_id, forgets=forgets, num_fits=num_fits, seed=seed, hold=hold)
@@ -145,14 +148,17 @@ def fit_skill(skill_id: str, frame: pd.DataFrame, *, forgets: bool, num_fits: in
 
 def fit_frame(
     frame: pd.DataFrame, *, forgets: bool, num_fits: int, seed: int, n_jobs: int | None = None,
+    repair: bool = True,
 ) -> list[SkillFit]:
     """Fit every skill of the frame, in parallel across skills."""
     groups = [(skill, rows) for skill, rows in frame.groupby("skill_name", sort=True)]
     jobs = n_jobs or min(len(groups), os.cpu_count() or 1) or 1
     if jobs == 1:
-        return [fit_skill(str(s), rows, forgets=forgets, num_fits=num_fits, seed=seed) for s, rows in groups]
+        return [fit_skill(str(s), rows, forgets=forgets, num_fits=num_fits, seed=seed, repair=repair)
+                for s, rows in groups]
     fits: list[SkillFit] = Parallel(n_jobs=jobs)(
-        delayed(fit_skill)(str(s), rows, forgets=forgets, num_fits=num_fits, seed=seed) for s, rows in groups
+        delayed(fit_skill)(str(s), rows, forgets=forgets, num_fits=num_fits, seed=seed, repair=repair)
+        for s, rows in groups
     )
     return fits
 
@@ -179,6 +185,7 @@ def fit_parameters(
     seed: int = 42,
     n_jobs: int | None = None,
     threshold: float = 0.95,
+    repair: bool = True,
 ) -> FitReport:
     """Fit, store a new parameter version per fitted skill, make it current and replay mastery.
 
@@ -197,7 +204,7 @@ def fit_parameters(
     enough = frame[~frame["skill_name"].isin(report.too_little_data)]
     fits = []
     if len(enough):
-        fits = fit_frame(enough, forgets=forgets, num_fits=num_fits, seed=seed, n_jobs=n_jobs)
+        fits = fit_frame(enough, forgets=forgets, num_fits=num_fits, seed=seed, n_jobs=n_jobs, repair=repair)
     report.restarts = sum(f.restarts for f in fits)
     for fit in fits:
         if fit.problems:
