@@ -14,7 +14,7 @@ import io
 import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -131,16 +131,12 @@ def _map_skills(session: Session, names: Iterable[str], report: ImportReport) ->
             session.add(Skill(id=skill_id, name=name[:200], description="Imported from a response log.",
                               source="imported", is_active=True, position=position))
             session.add(SkillParameters(skill_id=skill_id, version=1, source="default", is_current=True,
-                                        **_as_columns(DEFAULT_PARAMS)))
+                                        **asdict(DEFAULT_PARAMS)))
             position += 1
             mapping[name] = skill_id
             report.skills_created.append(skill_id)
     session.flush()
     return mapping
-
-
-def _as_columns(params: Any) -> dict[str, float]:
-    return {n: getattr(params, n) for n in ("prior", "learn", "guess", "slip", "forget")}
 
 
 def _group_responses(records: list[LogRecord], report: ImportReport) -> dict[str, list[LogRecord]]:

@@ -243,7 +243,8 @@ class NextExercise:
     p_mastery: float | None  # standard BKT P(L) of the chosen skill
 
 
-def _view(session: Session, student: Student, snapshot: Any, config: PolicyConfig) -> StudentView:
+def _view(session: Session, student: Student, config: PolicyConfig) -> tuple[StudentView, int]:
+    """What the policy may know about the student, and their latest response id (0 if none)."""
     model, _ = load_model(session, student)
     recent = session.execute(
         select(Response.id, Response.exercise_id, Response.correct, Response.recommendation_id)
@@ -268,7 +269,7 @@ def _view(session: Session, student: Student, snapshot: Any, config: PolicyConfi
         recent_exercise_ids=[e for _, e, _, _ in recent if e is not None],
         recent_correct=[c for _, _, c, _ in recent], n_responses=n_responses,
         last_skill_id=last_skill, last_reason=last_reason, personalized=student.personalized,
-    )
+    ), (recent[0][0] if recent else 0)
 
 
 def next_exercise(
@@ -282,9 +283,8 @@ def next_exercise(
     student = get_student(session, app_id, student_id)
     snapshot = current_snapshot(session)
     config = policy_config()
-    view = _view(session, student, snapshot, config)
+    view, latest = _view(session, student, config)
     if seed is None:
-        latest = session.scalar(select(func.max(Response.id)).where(Response.student_id == student.id)) or 0
         seed = random.Random(f"{student.id}:{latest}").getrandbits(63)
     choice = choose_next_exercise(snapshot.graph, snapshot.params, view, config, seed)
     stored = _store_recommendation(session, student.id, choice)

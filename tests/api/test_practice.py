@@ -266,7 +266,7 @@ def test_opt_out_gives_fixed_order_and_is_recorded(app, api: ApiClient, shipped_
         assert response.status_code == 422, bad
 
 
-def test_recommendations_are_stored_with_the_answer_that_followed(app, api: ApiClient) -> None:
+def test_recommendations_are_stored_with_the_answer_that_followed(app, api: ApiClient, shipped_graph) -> None:
     student = api.new_student()
     first = api.get(f"/api/v1/students/{student}/next-exercise").get_json()
     again = api.get(f"/api/v1/students/{student}/next-exercise").get_json()
@@ -277,9 +277,12 @@ def test_recommendations_are_stored_with_the_answer_that_followed(app, api: ApiC
     second = api.get(f"/api/v1/students/{student}/next-exercise").get_json()
     assert second["recommendation_id"] != first["recommendation_id"]
     # An exercise the app chose itself is not attributed to a recommendation.
-    other = next(e for e in api.get("/api/v1/skills").get_json() if e["id"] != second["skill_id"])
+    own_choice = next(e for e in shipped_graph.exercises if e != second["exercise"]["id"])
+    unlinked = api.post(f"/api/v1/students/{student}/responses",
+                        json={"exercise_id": own_choice, "correct": False}).get_json()
+    assert unlinked["recommendation_id"] is None
     history = api.get(f"/api/v1/students/{student}/recommendations").get_json()
     assert [h["id"] for h in history] == [second["recommendation_id"], first["recommendation_id"]]
     assert history[1]["response_id"] == answered["id"] and history[1]["correct"] is True
     assert history[1]["explanation"] == first["explanation"] and history[1]["details"] == first["details"]
-    assert history[0]["response_id"] is None and other["id"]
+    assert history[0]["response_id"] is None
