@@ -5,14 +5,14 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from flask import Flask
+from flask import Flask, Response, request
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from app import api, cli, errors
+from app import api, cli, errors, sessions, web
 from app.config import DEFAULT_SECRET_KEY, defaults
 from app.domain.selection import PolicyConfig
-from app.extensions import db, migrate
+from app.extensions import csrf, db, limiter, migrate
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
@@ -39,10 +39,34 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     migrate.init_app(app, db, directory=os.path.join(os.path.dirname(__file__), "..", "migrations"))
     with app.app_context():
         _tune_sqlite(db.engine)
+    csrf.init_app(app)
+    limiter.init_app(app)
+    sessions.init_app(app)
     errors.init_app(app)
     api.init_app(app)
+    web.init_app(app)
     cli.init_app(app)
+    app.after_request(_security_headers)
     return app
+
+
+# Every asset is served by the app itself: no inline scripts, no CDN, no framing.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+
+
+def _security_headers(response: Response) -> Response:
+    headers = response.headers
+    headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+    headers.setdefault("X-Frame-Options", "DENY")
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("Referrer-Policy", "same-origin")
+    if request.endpoint != "static":
+        # Pages and answers carry student data: never kept by browsers or proxies.
+        headers.setdefault("Cache-Control", "no-store")
+    return response
 
 
 def _tune_sqlite(engine: Engine) -> None:

@@ -6,7 +6,10 @@ non-zero with a one-line ``Error: ...`` message.
 
 from __future__ import annotations
 
+import csv
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from functools import partial
 from typing import Any
@@ -17,18 +20,20 @@ from flask.cli import with_appcontext
 from flask_migrate import upgrade
 from sqlalchemy.exc import DatabaseError
 
+from app.domain.access import Role
 from app.domain.content import ContentGraph
-from app.domain.errors import ContentError
+from app.domain.errors import ContentError, DomainError
 from app.domain.logs import LOG_FORMATS
 from app.domain.selection import POLICIES
 from app.domain.simulation import SimulationConfig, check_targets, format_report, run_comparison
 from app.extensions import db
-from app.services.apps import create_api_key
+from app.services import accounts
+from app.services.apps import create_api_key, revoke_api_key
 from app.services.content import current_snapshot, sync_content
 from app.services.content_files import read_content
 from app.services.evaluation import evaluate_model
 from app.services.fitting import FitError, engine_name, fit_parameters
-from app.services.imports import LogImportError, import_log
+from app.services.imports import import_log
 from app.services.mastery import rebuild_mastery
 from app.services.tutoring import policy_config
 
@@ -95,19 +100,107 @@ def load_content_command(directory: str | None) -> None:
     click.echo(f"Loaded: {summary}; {len(graph.skills)} skills, {len(graph.exercises)} exercises.")
 
 
+# --- schools, staff, classes, API keys ------------------------------------------------------------
+
+
+@contextmanager
+def _reported_errors() -> Iterator[None]:
+    """Domain and database errors become a one-line ``Error: ...`` and a non-zero exit."""
+    try:
+        yield
+    except DomainError as error:
+        db.session.rollback()
+        raise click.ClickException(str(error)) from None
+    except DatabaseError as error:
+        db.session.rollback()
+        raise click.ClickException(_database_problem(error)) from None
+
+
+@click.command("create-school")
+@with_appcontext
+@click.argument("name")
+def create_school_command(name: str) -> None:
+    """Create the school NAME (a tenant). Safe to run again: an existing school is left as it is."""
+    with _reported_errors():
+        school, created = accounts.create_school(db.session(), name)
+    click.echo(f"{'Created' if created else 'Already exists:'} school {school.name!r} (id {school.id}).")
+
+
+@click.command("create-teacher")
+@with_appcontext
+@click.argument("email")
+@click.option("--name", required=True, help="The name shown to colleagues and students.")
+@click.option("--school", "school_name", help="The school (default: the only one).")
+@click.option("--admin", is_flag=True, help="A school admin (manages API keys, sees every class).")
+@click.password_option(envvar="TUTOR_PASSWORD", help="Asked for when not given (or set TUTOR_PASSWORD).")
+def create_teacher_command(email: str, name: str, school_name: str | None, admin: bool,
+                           password: str) -> None:
+    """Create a teacher (or, with --admin, a school admin) who signs in with EMAIL and a password."""
+    with _reported_errors():
+        school = accounts.resolve_school(db.session(), school_name)
+        role = Role.ADMIN if admin else Role.TEACHER
+        user = accounts.create_staff_user(db.session(), school, email, name, password, role=role)
+    click.echo(f"Created {role.value} {user.email} in school {school.name!r}.")
+
+
+@click.command("create-class")
+@with_appcontext
+@click.argument("name")
+@click.option("--teacher", "teacher_email", required=True, help="Email of the teacher who owns the class.")
+def create_class_command(name: str, teacher_email: str) -> None:
+    """Create a class owned by a teacher. The join code (students sign in with it) is the last line."""
+    with _reported_errors():
+        teacher = accounts.find_staff_user(db.session(), teacher_email)
+        klass = accounts.create_class(db.session(), teacher, name)
+    click.echo(f"Created class {klass.name!r} (id {klass.id}) for {teacher.email}; join code:")
+    click.echo(klass.join_code)
+
+
+@click.command("enroll")
+@with_appcontext
+@click.argument("join_code")
+@click.argument("roster", type=click.File("r", encoding="utf-8-sig"))
+@click.option("--reissue", is_flag=True, help="Issue new personal codes to students who already have one.")
+def enroll_command(join_code: str, roster: Any, reissue: bool) -> None:
+    """Enroll the students of a ROSTER CSV (column external_id; '-' reads stdin) in a class.
+
+    New students are created. Prints CSV (external_id,personal_code,status) on stdout: hand each
+    student their personal code; codes are shown once. All or nothing: a bad row enrolls nobody.
+    """
+    with _reported_errors():
+        klass = accounts.find_class_by_code(db.session(), join_code)
+        results = accounts.enroll(db.session(), klass, accounts.read_roster(roster.read()), reissue=reissue)
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow(["external_id", "personal_code", "status"])
+    for row in results:
+        status = "new student" if row.created else ("added to class" if row.added else "already in class")
+        writer.writerow([row.external_id, row.code or "(unchanged)", status])
+    click.echo(f"Enrolled {len(results)} student(s) in {klass.name!r}; join code {klass.join_code}.",
+               err=True)
+
+
 @click.command("create-api-key")
 @with_appcontext
 @click.argument("name")
-def create_api_key_command(name: str) -> None:
+@click.option("--school", "school_name", help="The app's school (default: the only one).")
+def create_api_key_command(name: str, school_name: str | None) -> None:
     """Issue an API key for the learning app NAME (created if new). The key is the last line."""
-    try:
-        issued = create_api_key(db.session(), name)
-    except ValueError as error:
-        raise click.ClickException(str(error)) from None
-    except DatabaseError as error:
-        raise click.ClickException(_database_problem(error)) from None
-    click.echo(f"API key for app {issued.app_name!r} (prefix {issued.prefix}); shown once, store it now:")
+    with _reported_errors():
+        school = accounts.resolve_school(db.session(), school_name)
+        issued = create_api_key(db.session(), name, school)
+    click.echo(f"API key for app {issued.app_name!r} of school {school.name!r} (prefix {issued.prefix}); "
+               "shown once, store it now:")
     click.echo(issued.key)
+
+
+@click.command("revoke-api-key")
+@with_appcontext
+@click.argument("prefix")
+def revoke_api_key_command(prefix: str) -> None:
+    """Revoke the API key with this PREFIX (the second part of tk_<prefix>_...). Takes effect at once."""
+    with _reported_errors():
+        key = revoke_api_key(db.session(), prefix.strip())
+    click.echo(f"Revoked key {key.prefix} (revoked at {key.revoked_at:%Y-%m-%d %H:%M:%S} UTC).")
 
 
 # --- response logs, fitting, replay --------------------------------------------------------------
@@ -119,8 +212,11 @@ def create_api_key_command(name: str) -> None:
 @click.option("--format", "fmt", type=click.Choice(LOG_FORMATS), required=True, help="Log layout.")
 @click.option("--app", "app_name", default="imported-logs", show_default=True,
               help="Learning app the imported students belong to (created if new).")
+@click.option("--school", "school_name",
+              help="The school of a new app (default: the only one); students join its roster.")
 @click.option("--skip-bad-rows", is_flag=True, help="Import the good rows and list the malformed ones.")
-def import_log_command(file: str, fmt: str, app_name: str, skip_bad_rows: bool) -> None:
+def import_log_command(file: str, fmt: str, app_name: str, school_name: str | None,
+                       skip_bad_rows: bool) -> None:
     """Append the responses of a log FILE (all or nothing); students and skills are created as needed."""
     bars: list[Any] = []
 
@@ -132,10 +228,11 @@ def import_log_command(file: str, fmt: str, app_name: str, skip_bad_rows: bool) 
 
     try:
         report = import_log(
-            db.session(), file, fmt, app_name=app_name, skip_bad_rows=skip_bad_rows,  # type: ignore[arg-type]
+            db.session(), file, fmt, app_name=app_name, school_name=school_name,  # type: ignore[arg-type]
+            skip_bad_rows=skip_bad_rows,
             threshold=current_app.config["MASTERY_THRESHOLD"], progress=show,
         )
-    except LogImportError as error:
+    except DomainError as error:  # LogImportError, or no such school
         raise click.ClickException(str(error)) from None
     except DatabaseError as error:
         raise click.ClickException(_database_problem(error)) from None
@@ -289,6 +386,7 @@ def simulate_command(students: int, policies: tuple[str, ...], seed: int, conten
 
 def init_app(app: Flask) -> None:
     for command in (init_db_command, validate_content_command, load_content_command,
-                    create_api_key_command, import_log_command, fit_params_command,
+                    create_school_command, create_teacher_command, create_class_command, enroll_command,
+                    create_api_key_command, revoke_api_key_command, import_log_command, fit_params_command,
                     rebuild_mastery_command, evaluate_model_command, simulate_command):
         app.cli.add_command(command)

@@ -5,6 +5,7 @@ these defaults, environment variables, ``instance/config.py``, the test mapping.
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,13 @@ def database_url_from_env(instance_path: str) -> str:
     return url
 
 
+def _env_flag(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
 def defaults(instance_path: str) -> dict[str, Any]:
     return {
         "SECRET_KEY": os.environ.get("SECRET_KEY", DEFAULT_SECRET_KEY),
@@ -30,6 +38,20 @@ def defaults(instance_path: str) -> dict[str, Any]:
         "CONTENT_DIR": os.environ.get("CONTENT_DIR", str(PROJECT_ROOT / "content")),
         # P(L) at or above which a skill counts as mastered (Corbett & Anderson; OATutor).
         "MASTERY_THRESHOLD": float(os.environ.get("MASTERY_THRESHOLD", "0.95")),
+        # Sessions (web sign-in). Secure cookies by default: set SESSION_COOKIE_SECURE=false only
+        # for plain http on loopback (scripts/serve does, in instance/config.py).
+        "SESSION_COOKIE_SECURE": _env_flag("SESSION_COOKIE_SECURE", True),
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "PERMANENT_SESSION_LIFETIME": timedelta(hours=12),
+        # CSRF tokens live as long as the session (a student may practise for hours).
+        "WTF_CSRF_TIME_LIMIT": None,
+        # Sign-in throttling: per account (lockout) and per client address (rate limit).
+        "LOGIN_MAX_FAILURES": 5,
+        "LOGIN_LOCKOUT_MINUTES": 15,
+        "RATELIMIT_STORAGE_URI": os.environ.get("RATELIMIT_STORAGE_URI", "memory://"),
+        "RATELIMIT_LOGIN": os.environ.get("RATELIMIT_LOGIN", "10 per minute"),
+        "RATELIMIT_API": os.environ.get("RATELIMIT_API", "1200 per minute"),
         # flask-smorest / OpenAPI
         "API_TITLE": "Adaptive tutor API",
         "API_VERSION": "v1",

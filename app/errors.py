@@ -1,8 +1,8 @@
-"""One error shape for the whole API: {"code", "status", "message", "errors"?}.
+"""One error shape for the whole API: {"code", "status", "message", "errors"?}; HTML pages elsewhere.
 
 flask-smorest already answers HTTP errors (including 404 for unknown routes, 405,
-and 422 for schema failures) in this shape; here domain errors are mapped onto
-the same shape, so a view never builds an error body itself.
+and 422 for schema failures) in this shape (see ``TutorApi``); here domain errors
+are mapped onto the same shape, so a view never builds an error body itself.
 """
 
 from __future__ import annotations
@@ -10,11 +10,12 @@ from __future__ import annotations
 from http import HTTPStatus
 from typing import Any
 
-from flask import Flask, jsonify
+from flask import Flask, jsonify, render_template
 from flask.typing import ResponseReturnValue
 
-from app.domain.errors import Conflict, DomainError, InvalidParameters, NotFound
+from app.domain.errors import Conflict, DomainError, Forbidden, InvalidParameters, NotFound
 from app.domain.grading import InvalidAnswer
+from app.extensions import is_api_request
 
 
 def error_body(status: int, message: str, errors: Any = None) -> dict[str, Any]:
@@ -24,18 +25,28 @@ def error_body(status: int, message: str, errors: Any = None) -> dict[str, Any]:
     return body
 
 
-def _domain_error(error: DomainError) -> ResponseReturnValue:
+def _status_of(error: DomainError) -> tuple[int, Any]:
     if isinstance(error, NotFound):
         if error.field:
-            return jsonify(error_body(422, str(error), {"json": {error.field: [str(error)]}})), 422
-        return jsonify(error_body(404, str(error))), 404
+            return 422, {"json": {error.field: [str(error)]}}
+        return 404, None
     if isinstance(error, InvalidAnswer):
-        return jsonify(error_body(422, str(error), {"json": {"answer": [str(error)]}})), 422
+        return 422, {"json": {"answer": [str(error)]}}
+    if isinstance(error, Forbidden):
+        return 403, None
     if isinstance(error, Conflict):
-        return jsonify(error_body(409, str(error))), 409
+        return 409, None
     if isinstance(error, InvalidParameters):
-        return jsonify(error_body(422, str(error))), 422
-    return jsonify(error_body(400, str(error))), 400
+        return 422, None
+    return 400, None
+
+
+def _domain_error(error: DomainError) -> ResponseReturnValue:
+    status, errors = _status_of(error)
+    if is_api_request():
+        return jsonify(error_body(status, str(error), errors)), status
+    page = render_template("error.html", code=status, title=HTTPStatus(status).phrase, message=str(error))
+    return page, status
 
 
 def init_app(app: Flask) -> None:

@@ -2,9 +2,14 @@
 
 from typing import Any
 
+from flask import render_template, request
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_smorest import Api
 from flask_sqlalchemy import SQLAlchemy
+from flask_wtf import CSRFProtect
 from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
 
@@ -26,9 +31,18 @@ class Base(DeclarativeBase):
 db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})
 migrate = Migrate(render_as_batch=True)
 class TutorApi(Api):
-    """flask-smorest's Api, with a ``message`` in every error body (not only some)."""
+    """flask-smorest's Api, with a ``message`` in every error body (not only some).
+
+    Its handler answers every HTTP error of the app; pages outside /api/ get an
+    HTML error page instead of JSON.
+    """
 
     def handle_http_exception(self, error: Any) -> Any:
+        if not is_api_request():
+            headers = dict(getattr(error, "data", None) or {}).get("headers", {})
+            page = render_template("error.html", code=error.code, title=error.name,
+                                   message=error.description)
+            return page, error.code, headers
         payload, code, headers = super().handle_http_exception(error)
         if "message" not in payload:
             if "errors" in payload:
@@ -38,4 +52,13 @@ class TutorApi(Api):
         return payload, code, headers
 
 
+def is_api_request() -> bool:
+    return request.path == "/api" or request.path.startswith("/api/")
+
+
 api = TutorApi()
+login_manager = LoginManager()
+csrf = CSRFProtect()
+# Limits are set per route from the config (RATELIMIT_LOGIN, RATELIMIT_API); counters live in
+# RATELIMIT_STORAGE_URI (memory:// per process by default, redis://... to share them).
+limiter = Limiter(key_func=get_remote_address, headers_enabled=True)

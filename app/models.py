@@ -53,16 +53,71 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+class School(db.Model):  # type: ignore[name-defined]
+    """A tenant: every student, class, staff user and learning app belongs to exactly one school."""
+
+    __tablename__ = "schools"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
 class LearningApp(db.Model):  # type: ignore[name-defined]
-    """An API client (a learning app). Students belong to exactly one app."""
+    """An API client (a learning app) of one school; it sees that school's students."""
 
     __tablename__ = "learning_apps"
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("schools.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
     keys: Mapped[list[ApiKey]] = relationship(back_populates="app")
+
+
+class StaffUser(db.Model):  # type: ignore[name-defined]
+    """A teacher or a school admin: signs in to the web UI with email and password."""
+
+    __tablename__ = "staff_users"
+    __table_args__ = (CheckConstraint("role IN ('teacher', 'admin')", name="role"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("schools.id", ondelete="CASCADE"), index=True)
+    # Stored lower-cased: sign-in is case-insensitive on the email.
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(10))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    # Bumped on password change: sessions signed in with the old password end.
+    session_version: Mapped[int] = mapped_column(Integer, default=0)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class SchoolClass(db.Model):  # type: ignore[name-defined]
+    """A class: owned by one teacher; students join it with its join code."""
+
+    __tablename__ = "classes"
+    __table_args__ = (UniqueConstraint("teacher_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("schools.id", ondelete="CASCADE"), index=True)
+    teacher_id: Mapped[int] = mapped_column(ForeignKey("staff_users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    join_code: Mapped[str] = mapped_column(String(16), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class ClassMembership(db.Model):  # type: ignore[name-defined]
+    __tablename__ = "class_members"
+
+    class_id: Mapped[int] = mapped_column(ForeignKey("classes.id", ondelete="CASCADE"), primary_key=True)
+    student_id: Mapped[str] = mapped_column(
+        ForeignKey("students.id", ondelete="CASCADE"), primary_key=True, index=True)
+    added_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
 class ApiKey(db.Model):  # type: ignore[name-defined]
@@ -82,13 +137,19 @@ class ApiKey(db.Model):  # type: ignore[name-defined]
 
 
 class Student(db.Model):  # type: ignore[name-defined]
-    """A pseudonymous student: the app's own ``external_id``, no name or contact data."""
+    """A pseudonymous student of one school: an ``external_id`` chosen by the school or its apps.
+
+    No name or contact data. ``external_id`` is unique within the school, so an app and the
+    web UI that use the school's roster ids reach the same student.
+    """
 
     __tablename__ = "students"
-    __table_args__ = (UniqueConstraint("app_id", "external_id"),)
+    __table_args__ = (UniqueConstraint("school_id", "external_id"),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=lambda: str(uuid.uuid4()))
-    app_id: Mapped[int] = mapped_column(ForeignKey("learning_apps.id", ondelete="CASCADE"))
+    school_id: Mapped[int] = mapped_column(ForeignKey("schools.id", ondelete="CASCADE"))
+    # The app that created the student (None: enrolled by a teacher, or the app was removed).
+    app_id: Mapped[int | None] = mapped_column(ForeignKey("learning_apps.id", ondelete="SET NULL"))
     external_id: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     # Posterior over the learning-speed factors of app.domain.tracking.SPEEDS (None: the prior).
@@ -97,6 +158,27 @@ class Student(db.Model):  # type: ignore[name-defined]
     personalized: Mapped[bool] = mapped_column(Boolean, default=True, server_default=sa_true())
     personalization_changed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     personalization_changed_by: Mapped[str | None] = mapped_column(String(100))
+
+
+class StudentCredential(db.Model):  # type: ignore[name-defined]
+    """A student's web sign-in: a personal code issued by their teacher (no email needed).
+
+    The code is ``<login_prefix>-<secret>``: the prefix finds the row, only a
+    password hash of the whole code is stored.
+    """
+
+    __tablename__ = "student_credentials"
+
+    student_id: Mapped[str] = mapped_column(
+        ForeignKey("students.id", ondelete="CASCADE"), primary_key=True)
+    login_prefix: Mapped[str] = mapped_column(String(8), unique=True)
+    code_hash: Mapped[str] = mapped_column(String(255))
+    # Bumped when a new code is issued: sessions signed in with the old one end.
+    version: Mapped[int] = mapped_column(Integer, default=0)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    issued_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class Skill(db.Model):  # type: ignore[name-defined]

@@ -25,14 +25,21 @@ from app import create_app
 from app.extensions import db
 from app.models import (
     ApiKey,
+    ClassMembership,
     ContentState,
     LearningApp,
     LogImport,
     Mastery,
+    Recommendation,
     Response,
     ResponseSkill,
+    School,
+    SchoolClass,
+    StaffUser,
     Student,
+    StudentCredential,
 )
+from app.services.accounts import create_school
 from app.services.apps import create_api_key
 from app.services.content import sync_content
 from app.services.content_files import read_content
@@ -97,6 +104,8 @@ def make_app(database_url: str, **overrides: Any) -> Flask:
         "SECRET_KEY": "test",
         "SQLALCHEMY_DATABASE_URI": database_url,
         "CONTENT_DIR": str(CONTENT_DIR),
+        "SESSION_COOKIE_SECURE": False,  # the test client speaks plain http
+        "RATELIMIT_LOGIN": "10000 per minute",  # every test signs in from 127.0.0.1
     }
     config.update(overrides)
     return create_app(config)
@@ -126,7 +135,8 @@ def content_revision() -> int:
 def reset_database(shipped_graph: Any) -> None:
     """Student data always goes; content and parameters are reloaded only when a test changed them."""
     revision = content_revision()
-    for model in (ResponseSkill, Response, Mastery, Student, ApiKey, LogImport, LearningApp):
+    for model in (ResponseSkill, Response, Recommendation, Mastery, ClassMembership, StudentCredential, Student,
+                  SchoolClass, StaffUser, ApiKey, LogImport, LearningApp, School):
         db.session.execute(sa.delete(model))
     if revision != current_app.config["TEST_SHIPPED_REVISION"]:
         for table in reversed(db.metadata.sorted_tables):
@@ -169,9 +179,11 @@ class ApiClient:
         return str(response.get_json()["id"])
 
 
-def issue_key(app: Flask, name: str) -> str:
+def issue_key(app: Flask, name: str, school: str | None = None) -> str:
+    """A key for app ``name`` of ``school`` (default: a school of its own, created if new)."""
     with app.app_context():
-        return create_api_key(db.session, name).key
+        tenant, _ = create_school(db.session(), school or f"{name} school")
+        return create_api_key(db.session(), name, tenant).key
 
 
 @pytest.fixture
@@ -182,6 +194,13 @@ def api(app: Flask, client: FlaskClient) -> ApiClient:
 @pytest.fixture
 def other_api(app: Flask, client: FlaskClient) -> ApiClient:
     return ApiClient(app.test_client(), issue_key(app, "other-app"))
+
+
+@pytest.fixture
+def school(app: Flask) -> str:
+    """One school, so commands that default to "the only school" have one."""
+    with app.app_context():
+        return create_school(db.session(), "Test school")[0].name
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from app.api import exercises, students
+from app.api import classes, exercises, students
 from app.extensions import api
 
 
@@ -13,6 +13,10 @@ def init_app(app: Flask) -> None:
     api.spec.components.security_scheme(
         "apiKey", {"type": "http", "scheme": "bearer", "description": "A learning app's API key."}
     )
-    api.spec.options["security"] = [{"apiKey": []}]
-    for blueprint in (students.blp, exercises.blp):
+    api.spec.components.security_scheme(
+        "session", {"type": "apiKey", "in": "cookie", "name": "session",
+                    "description": "A signed-in teacher, admin or student (writes need X-CSRFToken)."}
+    )
+    api.spec.options["security"] = [{"apiKey": []}, {"session": []}]
+    for blueprint in (students.blp, classes.blp, exercises.blp):
         api.register_blueprint(blueprint, url_prefix="/api/v1")

@@ -189,3 +189,23 @@ class SkillSchema(Schema):
     prerequisites = fields.List(fields.String())
     exercise_count = fields.Integer()
     parameters = fields.Nested(ParametersSchema)
+
+
+class ClassSchema(Schema):
+    id = fields.Integer()
+    name = fields.String()
+    teacher = fields.String(metadata={"description": "The owning teacher's name."})
+    student_count = fields.Integer()
+    created_at = fields.DateTime()
+
+
+class ClassMemberSchema(Schema):
+    id = fields.String(metadata={"description": "The service's id for the student."})
+    external_id = fields.String()
+    attempts = fields.Integer(metadata={"description": "Answers recorded, all skills."})
+    skills_mastered = fields.Integer()
+    last_active_at = fields.DateTime(allow_none=True)
+
+
+class ClassDetailSchema(ClassSchema):
+    students = fields.List(fields.Nested(ClassMemberSchema))

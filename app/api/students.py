@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import current_app, g
+from flask import current_app
 from flask.views import MethodView
 
-from app.api.auth import api_blueprint
+from app.api.auth import api_blueprint, current_principal
 from app.api.schemas import (
     NextExerciseQuerySchema,
     NextExerciseSchema,
@@ -31,8 +31,9 @@ class Students(MethodView):
     @blp.response(201, StudentSchema)
     @blp.alt_response(200, schema=StudentSchema, description="The student already existed.")
     def post(self, data: dict[str, Any]) -> Any:
-        """Create a student, or return the existing one with this external_id."""
-        student, created = tutoring.get_or_create_student(db.session(), g.app_id, data["external_id"])
+        """Create a student of the app's school, or return the one with this external_id (apps only)."""
+        student, created = tutoring.get_or_create_student(
+            db.session(), current_principal(), data["external_id"])
         return student, 201 if created else 200
 
 
@@ -40,14 +41,14 @@ class Students(MethodView):
 class StudentById(MethodView):
     @blp.response(200, StudentSchema)
     def get(self, student_id: str) -> Any:
-        return tutoring.get_student(db.session(), g.app_id, student_id)
+        return tutoring.get_student(db.session(), current_principal(), student_id)
 
     @blp.arguments(StudentUpdateSchema)
     @blp.response(200, StudentSchema)
     def patch(self, data: dict[str, Any], student_id: str) -> Any:
         """Switch personalization off (fixed curriculum order) or on again; recorded with time and actor."""
-        return tutoring.set_personalization(db.session(), g.app_id, student_id,
-                                            enabled=data["personalized"], actor=f"app:{g.app_id}")
+        return tutoring.set_personalization(db.session(), current_principal(), student_id,
+                                            enabled=data["personalized"])
 
 
 @blp.route("/students/<student_id>/next-exercise")
@@ -56,7 +57,7 @@ class NextExercise(MethodView):
     @blp.response(200, NextExerciseSchema)
     def get(self, query: dict[str, Any], student_id: str) -> Any:
         """The exercise to practise next, and why it was chosen."""
-        chosen = tutoring.next_exercise(db.session(), g.app_id, student_id, seed=query.get("seed"))
+        chosen = tutoring.next_exercise(db.session(), current_principal(), student_id, seed=query.get("seed"))
         rec = chosen.recommendation
         return {
             "exercise": chosen.exercise, "skill_id": rec.skill_id, "reason": rec.reason,
@@ -71,7 +72,7 @@ class Recommendations(MethodView):
     @blp.response(200, RecommendationSchema(many=True))
     def get(self, student_id: str) -> Any:
         """The latest recommendations served to the student and why (newest first)."""
-        return tutoring.recommendation_history(db.session(), g.app_id, student_id)
+        return tutoring.recommendation_history(db.session(), current_principal(), student_id)
 
 
 @blp.route("/students/<student_id>/responses")
@@ -81,7 +82,7 @@ class Responses(MethodView):
     @blp.alt_response(200, schema=ResponseSchema, description="A retry: the first result.")
     def post(self, data: dict[str, Any], student_id: str) -> Any:
         """Record an answer and update mastery of every skill of the exercise."""
-        result, created = tutoring.record_response(db.session(), g.app_id, student_id, **data)
+        result, created = tutoring.record_response(db.session(), current_principal(), student_id, **data)
         return result, 201 if created else 200
 
 
@@ -90,7 +91,7 @@ class Progress(MethodView):
     @blp.response(200, ProgressSchema)
     def get(self, student_id: str) -> Any:
         """Mastery of every skill: P(L), attempts, mastered flag."""
-        report = tutoring.progress(db.session(), g.app_id, student_id)
+        report = tutoring.progress(db.session(), current_principal(), student_id)
         return {
             "student_id": student_id,
             "mastery_threshold": current_app.config["MASTERY_THRESHOLD"],

@@ -46,3 +46,15 @@ class UnknownSkill(NotFound):
 
 class Conflict(DomainError):
     """The request contradicts what is stored (e.g. a reused client_response_id)."""
+
+
+class UnknownClass(NotFound):
+    kind = "class"
+
+
+class UnknownApiKey(NotFound):
+    kind = "API key"
+
+
+class Forbidden(DomainError):
+    """The caller's role may never do this (whoever the target is)."""

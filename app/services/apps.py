@@ -16,7 +16,10 @@ from datetime import timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.models import ApiKey, LearningApp, utcnow
+from app.domain.access import Action, Principal, ensure_allowed
+from app.domain.errors import Conflict, UnknownApiKey
+from app.models import ApiKey, LearningApp, School, utcnow
+from app.services.accounts import AccountError, app_principal
 
 KEY_SCHEME = "tk"
 # Writing last_used_at on every request would turn every read into a write.
@@ -35,16 +38,21 @@ def _digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def create_api_key(session: Session, app_name: str) -> IssuedKey:
-    """Create the app if it does not exist, issue it a new key; commit. The key is shown once."""
+def create_api_key(session: Session, app_name: str, school: School) -> IssuedKey:
+    """Issue a new key to the app ``app_name`` of ``school`` (the app is created if new); commit.
+
+    The key is returned once and never stored.
+    """
     name = app_name.strip()
     if not name or len(name) > 100:
-        raise ValueError("app name must be 1 to 100 characters")
+        raise AccountError("an app name must be 1 to 100 characters")
     app = session.scalar(select(LearningApp).where(LearningApp.name == name))
     if app is None:
-        app = LearningApp(name=name)
+        app = LearningApp(name=name, school_id=school.id)
         session.add(app)
         session.flush()
+    elif app.school_id != school.id:
+        raise Conflict(f"the app name {name!r} is taken by another school")
     prefix = secrets.token_hex(4)
     key = f"{KEY_SCHEME}_{prefix}_{secrets.token_urlsafe(32)}"
     session.add(ApiKey(app_id=app.id, prefix=prefix, key_hash=_digest(key)))
@@ -52,18 +60,56 @@ def create_api_key(session: Session, app_name: str) -> IssuedKey:
     return IssuedKey(app_id=app.id, app_name=app.name, prefix=prefix, key=key)
 
 
-def authenticate(session: Session, key: str) -> int | None:
-    """The id of the app owning this (unrevoked) key, or None."""
+def issue_api_key(session: Session, by: Principal, app_name: str) -> IssuedKey:
+    """An admin issues a key to an app of their school."""
+    ensure_allowed(by, Action.MANAGE_API_KEYS)
+    school = session.get(School, by.school_id)
+    assert school is not None  # a principal's school exists while it is signed in
+    return create_api_key(session, app_name, school)
+
+
+def list_api_keys(session: Session, by: Principal) -> list[tuple[ApiKey, str]]:
+    """(key, app name) for the admin's school, newest first: prefixes and dates, never the keys."""
+    ensure_allowed(by, Action.MANAGE_API_KEYS)
+    rows = session.execute(
+        select(ApiKey, LearningApp.name).join(LearningApp, LearningApp.id == ApiKey.app_id)
+        .where(LearningApp.school_id == by.school_id).order_by(ApiKey.id.desc())).all()
+    return [(key, name) for key, name in rows]
+
+
+def revoke_api_key(session: Session, prefix: str, *, by: Principal | None = None) -> ApiKey:
+    """Revoke the key with this prefix; commit. Idempotent.
+
+    ``by``: an admin, who reaches only their school's keys (None: the operator's CLI).
+    """
+    query = select(ApiKey).join(LearningApp, LearningApp.id == ApiKey.app_id).where(ApiKey.prefix == prefix)
+    if by is not None:
+        ensure_allowed(by, Action.MANAGE_API_KEYS)
+        query = query.where(LearningApp.school_id == by.school_id)
+    row: ApiKey | None = session.scalar(query)
+    if row is None:
+        raise UnknownApiKey(prefix)
+    if row.revoked_at is None:
+        row.revoked_at = utcnow()
+        session.commit()
+    return row
+
+
+def authenticate(session: Session, key: str) -> Principal | None:
+    """The app owning this (unrevoked) key, as a principal; or None."""
     parts = key.split("_")
     if len(parts) < 3 or parts[0] != KEY_SCHEME:
         return None
-    row = session.scalar(select(ApiKey).where(ApiKey.prefix == parts[1]))
-    if row is None or row.revoked_at is not None:
+    found = session.execute(
+        select(ApiKey, LearningApp).join(LearningApp, LearningApp.id == ApiKey.app_id)
+        .where(ApiKey.prefix == parts[1])).first()
+    if found is None:
         return None
-    if not hmac.compare_digest(row.key_hash, _digest(key)):
+    row, app = found
+    if row.revoked_at is not None or not hmac.compare_digest(row.key_hash, _digest(key)):
         return None
     now = utcnow()
     if row.last_used_at is None or now - row.last_used_at > LAST_USED_RESOLUTION:
         row.last_used_at = now
         session.commit()
-    return int(row.app_id)
+    return app_principal(app)

@@ -44,6 +44,7 @@ from app.models import (
     Student,
     utcnow,
 )
+from app.services.accounts import resolve_school
 from app.services.content import DEFAULT_PARAMS, bump_revision, read_snapshot
 from app.services.student_models import load_model, row_values
 
@@ -169,6 +170,7 @@ def import_log(
     fmt: LogFormat,
     *,
     app_name: str = "imported-logs",
+    school_name: str | None = None,
     skip_bad_rows: bool = False,
     threshold: float = 0.95,
     progress: Progress | None = None,
@@ -203,11 +205,13 @@ def import_log(
 
     app = session.scalar(select(LearningApp).where(LearningApp.name == app_name))
     if app is None:
-        app = LearningApp(name=app_name)
+        app = LearningApp(name=app_name, school_id=resolve_school(session, school_name).id)
         session.add(app)
         session.flush()
+    elif school_name is not None and app.school_id != resolve_school(session, school_name).id:
+        raise LogImportError(f"the app {app_name!r} belongs to another school than {school_name!r}")
     skill_of = _map_skills(session, {s for rs in by_student.values() for r in rs for s in r.skills}, report)
-    students = _students(session, app.id, list(by_student), report)
+    students = _students(session, app, list(by_student), report)
     if report.skills_created:
         bump_revision(session)
     snapshot = read_snapshot(session)
@@ -222,16 +226,17 @@ def import_log(
     return report
 
 
-def _students(session: Session, app_id: int, keys: list[str], report: ImportReport) -> dict[str, str]:
-    """External id -> student id, creating the missing students."""
+def _students(session: Session, app: LearningApp, keys: list[str], report: ImportReport) -> dict[str, str]:
+    """External id -> student id, creating the missing students in the app's school."""
     found: dict[str, str] = {}
     for start in range(0, len(keys), BATCH):
         chunk = keys[start:start + BATCH]
         found.update(session.execute(
             select(Student.external_id, Student.id)
-            .where(Student.app_id == app_id, Student.external_id.in_(chunk))
+            .where(Student.school_id == app.school_id, Student.external_id.in_(chunk))
         ).all())
-    new = [Student(app_id=app_id, external_id=k[:200]) for k in keys if k not in found]
+    new = [Student(school_id=app.school_id, app_id=app.id, external_id=k[:200])
+           for k in keys if k not in found]
     session.add_all(new)
     session.flush()
     found.update({s.external_id: s.id for s in new})

@@ -1,7 +1,8 @@
 """Students, answers and mastery: recording responses, choosing the next exercise, progress.
 
-Every function takes the calling app's id and only ever sees that app's students:
-a student of another app is indistinguishable from one that does not exist.
+Every function takes the caller (a principal) and reaches students only through
+``app.services.access``: a student the caller may not see is indistinguishable
+from one that does not exist.
 """
 
 from __future__ import annotations
@@ -16,13 +17,15 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from app.domain.access import Action, Principal, Role, ensure_allowed
 from app.domain.content import Exercise
-from app.domain.errors import Conflict, UnknownExercise, UnknownStudent
+from app.domain.errors import Conflict, UnknownExercise
 from app.domain.grading import grade_answer
 from app.domain.selection import PolicyConfig, StudentView, choose_next_exercise, recall
 from app.domain.selection import Recommendation as Choice
 from app.domain.tracking import apply_answer
 from app.models import Mastery, Recommendation, Response, ResponseSkill, Student, utcnow
+from app.services.access import find_student
 from app.services.content import current_snapshot, load_exercise
 from app.services.student_models import load_model, row_values
 
@@ -41,13 +44,16 @@ def _threshold() -> float:
 # --- students -----------------------------------------------------------------------------
 
 
-def get_or_create_student(session: Session, app_id: int, external_id: str) -> tuple[Student, bool]:
-    """The app's student with this external id, created if new. Returns (student, created)."""
-    query = select(Student).where(Student.app_id == app_id, Student.external_id == external_id)
+def get_or_create_student(session: Session, principal: Principal, external_id: str) -> tuple[Student, bool]:
+    """The school's student with this external id, created if new. Returns (student, created)."""
+    ensure_allowed(principal, Action.CREATE_STUDENT)
+    query = select(Student).where(Student.school_id == principal.school_id,
+                                  Student.external_id == external_id)
     student = session.scalar(query)
     if student is not None:
         return student, False
-    student = Student(app_id=app_id, external_id=external_id)
+    created_by = int(principal.id) if principal.role is Role.APP else None
+    student = Student(school_id=principal.school_id, app_id=created_by, external_id=external_id)
     session.add(student)
     try:
         session.commit()
@@ -61,15 +67,8 @@ def get_or_create_student(session: Session, app_id: int, external_id: str) -> tu
     return student, True
 
 
-def get_student(session: Session, app_id: int, student_id: str, *, lock: bool = False) -> Student:
-    query = select(Student).where(Student.id == student_id, Student.app_id == app_id)
-    if lock:
-        # PostgreSQL: serialise answers of one student. SQLite: BEGIN IMMEDIATE already does.
-        query = query.with_for_update()
-    found: Student | None = session.scalar(query)
-    if found is None:
-        raise UnknownStudent(student_id)
-    return found
+def get_student(session: Session, principal: Principal, student_id: str) -> Student:
+    return find_student(session, principal, student_id, Action.READ_STUDENT)
 
 
 # --- responses ------------------------------------------------------------------------------
@@ -108,7 +107,7 @@ class RecordedResponse:
 
 def record_response(
     session: Session,
-    app_id: int,
+    principal: Principal,
     student_id: str,
     *,
     exercise_id: str,
@@ -123,7 +122,7 @@ def record_response(
     Returns (result, created); a retry with a known ``client_response_id`` returns the
     first result with created=False.
     """
-    student = get_student(session, app_id, student_id, lock=True)
+    student = find_student(session, principal, student_id, Action.PRACTISE, lock=True)
     if client_response_id is not None:
         previous = _find_by_client_id(session, student.id, client_response_id)
         if previous is not None:
@@ -273,14 +272,14 @@ def _view(session: Session, student: Student, config: PolicyConfig) -> tuple[Stu
 
 
 def next_exercise(
-    session: Session, app_id: int, student_id: str, *, seed: int | None = None
+    session: Session, principal: Principal, student_id: str, *, seed: int | None = None
 ) -> NextExercise:
     """The next exercise for a student, with the reason it was chosen (stored for later review).
 
     Without a seed the draw is seeded by the student and their latest response, so
     asking twice without answering gives the same exercise.
     """
-    student = get_student(session, app_id, student_id)
+    student = find_student(session, principal, student_id, Action.PRACTISE)
     snapshot = current_snapshot(session)
     config = policy_config()
     view, latest = _view(session, student, config)
@@ -310,10 +309,10 @@ def _store_recommendation(session: Session, student_id: str, choice: Choice) -> 
 
 
 def recommendation_history(
-    session: Session, app_id: int, student_id: str, limit: int = 50
+    session: Session, principal: Principal, student_id: str, limit: int = 50
 ) -> list[dict[str, Any]]:
     """The latest recommendations served to a student, with the answer that followed (if any)."""
-    student = get_student(session, app_id, student_id)
+    student = get_student(session, principal, student_id)
     rows = session.execute(
         select(Recommendation, Response.id, Response.correct)
         .outerjoin(Response, Response.recommendation_id == Recommendation.id)
@@ -328,14 +327,14 @@ def recommendation_history(
 
 
 def set_personalization(
-    session: Session, app_id: int, student_id: str, *, enabled: bool, actor: str
+    session: Session, principal: Principal, student_id: str, *, enabled: bool
 ) -> Student:
     """Switch personalization on or off (off: fixed curriculum order); records when and by whom."""
-    student = get_student(session, app_id, student_id, lock=True)
+    student = find_student(session, principal, student_id, Action.SET_PERSONALIZATION, lock=True)
     if student.personalized != enabled:
         student.personalized = enabled
         student.personalization_changed_at = utcnow()
-        student.personalization_changed_by = actor
+        student.personalization_changed_by = principal.actor
     session.commit()
     return student
 
@@ -363,13 +362,13 @@ class Progress:
     skills: list[SkillProgress]
 
 
-def progress(session: Session, app_id: int, student_id: str) -> Progress:
+def progress(session: Session, principal: Principal, student_id: str) -> Progress:
     """Mastery of every practicable skill (and any other the student has answers on), in prerequisite order.
 
     Skills known only from imported logs have no exercises; they are listed only for
     students who have answers on them.
     """
-    student = get_student(session, app_id, student_id)
+    student = get_student(session, principal, student_id)
     snapshot = current_snapshot(session)
     config = policy_config()
     model, _ = load_model(session, student)

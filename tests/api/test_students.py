@@ -64,7 +64,7 @@ def test_revoked_key_is_refused_and_use_is_recorded(app, api: ApiClient) -> None
 
 
 def test_unknown_routes_and_methods_use_the_error_shape(api: ApiClient, client) -> None:
-    for response, code in ((api.get("/api/v1/nothing"), 404), (client.get("/nowhere"), 404),
+    for response, code in ((api.get("/api/v1/nothing"), 404), (client.get("/api/nowhere"), 404),
                            (api.client.delete("/api/v1/skills", headers=api.headers), 405)):
         body = response.get_json()
         assert response.status_code == code
@@ -87,11 +87,22 @@ def test_unexpected_errors_are_json_500s(tmp_path) -> None:
     app = create_app({"TESTING": True, "PROPAGATE_EXCEPTIONS": False, "SECRET_KEY": "t",
                       "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'x.sqlite3'}"})
 
+    @app.route("/api/boom")
     @app.route("/boom")
     def boom() -> str:
         raise RuntimeError("secret detail")
 
-    response = app.test_client().get("/boom")
+    response = app.test_client().get("/api/boom")
     body = response.get_json()
     assert response.status_code == 500 and body["code"] == 500
     assert body["status"] == "Internal Server Error" and "secret detail" not in body["message"]
+    page = app.test_client().get("/boom")
+    assert page.status_code == 500 and page.mimetype == "text/html"
+    assert "secret detail" not in page.get_data(as_text=True)
+
+
+def test_pages_outside_the_api_get_html_errors(client) -> None:
+    response = client.get("/nowhere")
+    assert response.status_code == 404 and response.mimetype == "text/html"
+    assert "<h1>Not Found</h1>" in response.get_data(as_text=True)
+

@@ -14,7 +14,7 @@ from app.models import Exercise, Skill, SkillParameters
 from tests.conftest import CONTENT_DIR, ApiClient
 
 
-def test_create_api_key_prints_the_key_last(app, runner, client) -> None:
+def test_create_api_key_prints_the_key_last(app, runner, client, school) -> None:
     result = runner.invoke(args=["create-api-key", "maths-app"])
     assert result.exit_code == 0, result.output
     key = result.output.strip().splitlines()[-1]
@@ -24,7 +24,22 @@ def test_create_api_key_prints_the_key_last(app, runner, client) -> None:
     again = runner.invoke(args=["create-api-key", "maths-app"]).output.strip().splitlines()[-1]
     assert again != key and ApiClient(client, again).get("/api/v1/skills").status_code == 200
     bad = runner.invoke(args=["create-api-key", "  "])
-    assert bad.exit_code != 0 and "Error: app name must be" in bad.output
+    assert bad.exit_code != 0 and "Error: an app name must be" in bad.output
+
+
+def test_create_api_key_needs_a_school_when_there_is_not_exactly_one(app, runner) -> None:
+    none = runner.invoke(args=["create-api-key", "maths-app"])
+    assert none.exit_code == 1 and "there is no school yet" in none.output
+    for name in ("North", "South"):
+        assert runner.invoke(args=["create-school", name]).exit_code == 0
+    both = runner.invoke(args=["create-api-key", "maths-app"])
+    assert both.exit_code == 1 and "say which one with --school" in both.output
+    chosen = runner.invoke(args=["create-api-key", "maths-app", "--school", "South"])
+    assert chosen.exit_code == 0 and "of school 'South'" in chosen.output
+    taken = runner.invoke(args=["create-api-key", "maths-app", "--school", "North"])
+    assert taken.exit_code == 1 and "taken by another school" in taken.output
+    unknown = runner.invoke(args=["create-api-key", "x", "--school", "West"])
+    assert unknown.exit_code == 1 and "Unknown school 'West'" in unknown.output
 
 
 def test_init_db_is_idempotent(app, runner) -> None:
@@ -95,6 +110,7 @@ def test_content_update_retires_and_versions(
         assert [v.version for v in versions] == [1, 2]
         assert [v.is_current for v in versions] == [False, True] and versions[1].prior == 0.3
     # The running app sees the new content without a restart.
+    runner.invoke(args=["create-school", "S"])
     api_key = runner.invoke(args=["create-api-key", "x"]).output.strip().splitlines()[-1]
     api = ApiClient(app.test_client(), api_key)
     assert api.get(f"/api/v1/exercises/{retired_id}").status_code == 404

@@ -15,6 +15,7 @@ from sklearn.metrics import roc_auc_score
 from app.domain.bkt import BktParams
 from app.extensions import db
 from app.models import FitRun, LearningApp, Mastery, Response, ResponseSkill, Skill, SkillParameters, Student
+from app.services.accounts import create_school
 from app.services.content import read_snapshot
 from app.services.evaluation import evaluate_model, predict_frame, split_students
 from app.services.fitting import FRAME_COLUMNS, adopt_parameters, fit_parameters, fit_skill, response_frame
@@ -37,6 +38,12 @@ def slice_csv(two_skills: pd.DataFrame, tmp_path: Path) -> Path:
     path = tmp_path / "slice.csv"
     two_skills[two_skills["user_id"].isin(users)].to_csv(path, encoding="latin-1")
     return path
+
+
+@pytest.fixture(autouse=True)
+def research_school(school: str) -> str:
+    """Imported students belong to the only school unless --school says otherwise."""
+    return school
 
 
 def count(model) -> int:
@@ -133,7 +140,10 @@ def test_import_datashop_with_multi_kc_and_missing_kc(app, runner, tmp_path) -> 
         assert attempts == {skill_named("Add fractions"): 2, skill_named("Simplify"): 3}
     comma = tmp_path / "steps.csv"
     comma.write_text(DATASHOP.replace("\t", ",").replace("4.5", "4.5"))
-    result = runner.invoke(args=["import-log", str(comma), "--format", "datashop", "--app", "other"])
+    # Same student ids in another school: other students, so nothing is a duplicate.
+    assert runner.invoke(args=["create-school", "Other"]).exit_code == 0
+    result = runner.invoke(args=["import-log", str(comma), "--format", "datashop", "--app", "other",
+                                 "--school", "Other"])
     assert result.exit_code == 0 and "Responses imported: 4" in result.output
 
 
@@ -157,8 +167,10 @@ def test_tracker_agrees_with_pybkt_predict(app, slice_csv) -> None:
         assert any(p.forget > 0 for p in params.values())
         adopt_parameters(session, params, engine="pyBKT (test)")
         assert check_mastery(session) == []
-        # The online path: a second import traces every row as it is appended.
-        import_log(session, slice_csv, "assistments", app_name="agreement-online")
+        # The online path: a second import (other school, so other students) traces every row as
+        # it is appended.
+        create_school(session, "Online")
+        import_log(session, slice_csv, "assistments", app_name="agreement-online", school_name="Online")
         rows = session.execute(
             sa.select(Student.external_id, Response.client_response_id, LearningApp.name,
                       ResponseSkill.p_correct, ResponseSkill.p_mastery_before)
@@ -294,9 +306,10 @@ def test_evaluation_matches_pybkt_evaluate_on_the_same_split(app, runner) -> Non
     assert f"OVERALL{'':33} {len(test):>8} {report.overall.auc:>7.4f}" in result.output
 
 
-def test_imported_skills_stay_out_of_app_students_progress(app, slice_csv, api, shipped_graph) -> None:
+def test_imported_skills_stay_out_of_app_students_progress(app, slice_csv, api, shipped_graph,
+                                                           research_school) -> None:
     with app.app_context():
-        import_log(db.session(), slice_csv, "assistments")
+        import_log(db.session(), slice_csv, "assistments", school_name=research_school)
     student = api.new_student()
     progress = api.get(f"/api/v1/students/{student}/progress").get_json()
     assert progress["skills_total"] == len(shipped_graph.skills)

@@ -1,0 +1,76 @@
+"""Who may do what: the roles, the actions, and which role may attempt which action.
+
+This answers only "may this KIND of caller ever do this?" (a 403 when not).
+"Is this particular student or class theirs?" is answered by the scoped queries
+in ``app.services.access`` (a 404 when not, so existence is never revealed).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from app.domain.errors import Forbidden
+
+
+class Role(StrEnum):
+    APP = "app"  # a learning app, by API key; sees its school's students
+    ADMIN = "admin"  # manages one school
+    TEACHER = "teacher"  # sees the classes they own and the students in them
+    STUDENT = "student"  # sees only themself
+
+
+class Action(StrEnum):
+    READ_CONTENT = "read content"
+    CREATE_STUDENT = "create students"
+    READ_STUDENT = "read a student's data"
+    SET_PERSONALIZATION = "change a student's personalization"
+    PRACTISE = "practise (ask for exercises, answer them)"
+    READ_CLASS = "read classes"
+    MANAGE_API_KEYS = "manage API keys"
+    CHANGE_PASSWORD = "change a password"
+
+
+PERMISSIONS: dict[Role, frozenset[Action]] = {
+    Role.APP: frozenset({
+        Action.READ_CONTENT, Action.CREATE_STUDENT, Action.READ_STUDENT, Action.SET_PERSONALIZATION,
+        Action.PRACTISE, Action.READ_CLASS,
+    }),
+    Role.ADMIN: frozenset({
+        Action.READ_CONTENT, Action.READ_STUDENT, Action.SET_PERSONALIZATION, Action.READ_CLASS,
+        Action.MANAGE_API_KEYS, Action.CHANGE_PASSWORD,
+    }),
+    Role.TEACHER: frozenset({
+        Action.READ_CONTENT, Action.READ_STUDENT, Action.SET_PERSONALIZATION, Action.READ_CLASS,
+        Action.CHANGE_PASSWORD,
+    }),
+    # A student practises as themself; whose data they can read is the scope's business.
+    Role.STUDENT: frozenset({
+        Action.READ_CONTENT, Action.READ_STUDENT, Action.SET_PERSONALIZATION, Action.PRACTISE,
+    }),
+}
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The authenticated caller of one request.
+
+    ``id`` is the app's id, the staff user's id, or the student's id (as a string);
+    ``school_id`` is the tenant every query is confined to.
+    """
+
+    role: Role
+    id: str
+    school_id: int
+    name: str
+
+    @property
+    def actor(self) -> str:
+        """How the caller is recorded in audit fields, e.g. ``teacher:12``."""
+        return f"{self.role.value}:{self.id}"
+
+
+def ensure_allowed(principal: Principal, action: Action) -> None:
+    """Raise Forbidden when the principal's role may never perform ``action``."""
+    if action not in PERMISSIONS[principal.role]:
+        raise Forbidden(f"A {principal.role.value} may not {action.value}.")

@@ -1,0 +1,213 @@
+"""Server-rendered pages: sign-in for staff and students, classes, API keys, a student's home.
+
+Views are thin: a form or the URL in, one service call, a template out. Who may
+see what is decided by the same services the API uses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar, cast
+
+from flask import Blueprint, Flask, abort, current_app, flash, redirect, render_template, request, url_for
+from flask import session as cookie_session
+from flask.typing import ResponseReturnValue
+from flask_login import login_user, logout_user
+
+from app.domain.access import Action, Principal, Role, ensure_allowed
+from app.domain.errors import Conflict
+from app.extensions import db, limiter
+from app.services import accounts, apps, rosters, tutoring
+from app.sessions import SessionUser, login_policy, signed_in
+from app.web.forms import ApiKeyForm, ConfirmForm, PasswordChangeForm, StaffLoginForm, StudentLoginForm
+
+bp = Blueprint("web", __name__)
+View = TypeVar("View", bound=Callable[..., ResponseReturnValue])
+SIGN_IN_FAILED = ("Sign-in failed: check what you typed. After several failed attempts, "
+                  "sign-in is paused for a few minutes.")
+
+
+def signed_in_page(sign_in: str = "web.login") -> Callable[[View], View]:
+    """Signed-out visitors go to the sign-in page; the view gets the principal.
+
+    What the principal may do there is decided by the services it calls (403/404).
+    """
+
+    def decorate(view: View) -> View:
+        @wraps(view)
+        def guarded(*args: Any, **kwargs: Any) -> ResponseReturnValue:
+            principal = signed_in()
+            if principal is None:
+                return redirect(url_for(sign_in, next=request.full_path.rstrip("?")))
+            return view(principal, *args, **kwargs)
+
+        return cast(View, guarded)
+
+    return decorate
+
+
+def _login_limit() -> str:
+    return str(current_app.config["RATELIMIT_LOGIN"])
+
+
+def _safe_next(default: str) -> str:
+    target = request.args.get("next", "")
+    # Only paths on this site: no scheme, no host, no protocol-relative //host.
+    if target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return default
+
+
+def _home_of(principal: Principal) -> str:
+    return url_for("web.me") if principal.role is Role.STUDENT else url_for("web.classes")
+
+
+@bp.get("/")
+def home() -> ResponseReturnValue:
+    principal = signed_in()
+    return redirect(_home_of(principal) if principal else url_for("web.login"))
+
+
+@bp.route("/login", methods=["GET", "POST"])
+@limiter.limit(_login_limit, methods=["POST"])
+def login() -> ResponseReturnValue:
+    """Teachers and admins: email and password."""
+    principal = signed_in()
+    if principal is not None:
+        return redirect(_home_of(principal))
+    form = StaffLoginForm()
+    status = 200
+    if form.validate_on_submit():
+        user = accounts.verify_staff_login(db.session(), form.email.data, form.password.data, login_policy())
+        if user is not None:
+            _start_session(SessionUser(accounts.staff_principal(user), accounts.staff_session_id(user)))
+            return redirect(_safe_next(url_for("web.classes")))
+        form.form_errors.append(SIGN_IN_FAILED)
+        status = 401
+    elif request.method == "POST":
+        status = 400
+    return render_template("login.html", form=form), status
+
+
+@bp.route("/student-login", methods=["GET", "POST"])
+@limiter.limit(_login_limit, methods=["POST"])
+def student_login() -> ResponseReturnValue:
+    """Students: their class code and the personal code their teacher gave them."""
+    principal = signed_in()
+    if principal is not None:
+        return redirect(_home_of(principal))
+    form = StudentLoginForm()
+    status = 200
+    if form.validate_on_submit():
+        found = accounts.verify_student_login(
+            db.session(), form.join_code.data, form.personal_code.data, login_policy())
+        if found is not None:
+            student, version = found
+            _start_session(SessionUser(accounts.student_principal(student),
+                                       accounts.student_session_id(student.id, version)))
+            return redirect(_safe_next(url_for("web.me")))
+        form.form_errors.append(SIGN_IN_FAILED)
+        status = 401
+    elif request.method == "POST":
+        status = 400
+    return render_template("student_login.html", form=form), status
+
+
+def _start_session(user: SessionUser) -> None:
+    logout_user()
+    login_user(user)
+    cookie_session.permanent = True
+
+
+@bp.post("/logout")
+def logout() -> ResponseReturnValue:
+    logout_user()
+    return redirect(url_for("web.login"))
+
+
+@bp.route("/account/password", methods=["GET", "POST"])
+@signed_in_page()
+def change_password(principal: Principal) -> ResponseReturnValue:
+    ensure_allowed(principal, Action.CHANGE_PASSWORD)
+    form = PasswordChangeForm()
+    status = 200
+    if form.validate_on_submit():
+        try:
+            user = accounts.change_password(db.session(), principal, form.current.data, form.new.data)
+        except accounts.AccountError as error:
+            form.form_errors.append(str(error))
+            status = 400
+        else:
+            # This session continues under the new version; every other one ends.
+            _start_session(SessionUser(principal, accounts.staff_session_id(user)))
+            flash("Your password was changed. Other sessions were signed out.")
+            return redirect(url_for("web.classes"))
+    elif request.method == "POST":
+        status = 400
+    return render_template("password.html", form=form), status
+
+
+@bp.get("/classes")
+@signed_in_page()
+def classes(principal: Principal) -> ResponseReturnValue:
+    summaries = rosters.class_summaries(db.session(), principal)
+    return render_template("classes.html", classes=summaries, principal=principal)
+
+
+@bp.get("/classes/<int:class_id>")
+@signed_in_page()
+def class_page(principal: Principal, class_id: int) -> ResponseReturnValue:
+    detail = rosters.class_detail(db.session(), principal, class_id)
+    return render_template("class.html", klass=detail)
+
+
+@bp.get("/me")
+@signed_in_page(sign_in="web.student_login")
+def me(principal: Principal) -> ResponseReturnValue:
+    if principal.role is not Role.STUDENT:
+        abort(403, "This page is for students.")
+    report = tutoring.progress(db.session(), principal, principal.id)
+    return render_template("me.html", principal=principal, report=report)
+
+
+@bp.route("/admin/api-keys", methods=["GET", "POST"])
+@signed_in_page()
+def api_keys(principal: Principal) -> ResponseReturnValue:
+    keys = apps.list_api_keys(db.session(), principal)
+    form = ApiKeyForm()
+    issued = None
+    status = 200
+    if form.validate_on_submit():
+        try:
+            issued = apps.issue_api_key(db.session(), principal, form.app_name.data)
+        except (accounts.AccountError, Conflict) as error:
+            form.app_name.errors.append(str(error))
+            status = 400
+        else:
+            status = 201
+            form = ApiKeyForm(formdata=None)
+            keys = apps.list_api_keys(db.session(), principal)
+    elif request.method == "POST":
+        status = 400
+    return render_template("api_keys.html", form=form, keys=keys, issued=issued,
+                           revoke_form=ConfirmForm()), status
+
+
+@bp.post("/admin/api-keys/<prefix>/revoke")
+@signed_in_page()
+def revoke_api_key(principal: Principal, prefix: str) -> ResponseReturnValue:
+    if not ConfirmForm().validate_on_submit():
+        abort(400, "The form expired: reload the page and try again.")
+    key = apps.revoke_api_key(db.session(), prefix, by=principal)
+    flash(f"Key {key.prefix} is revoked: apps using it are refused from now on.")
+    return redirect(url_for("web.api_keys"))
+
+
+@bp.app_context_processor
+def _template_globals() -> dict[str, Any]:
+    return {"signed_in": signed_in(), "logout_form": ConfirmForm, "Role": Role}
+
+
+def init_app(app: Flask) -> None:
+    app.register_blueprint(bp)
