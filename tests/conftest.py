@@ -10,8 +10,10 @@ fails the run instead of skipping.
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ from flask.testing import FlaskClient
 from flask_migrate import upgrade
 
 from app import create_app
+from app.domain.access import Role
 from app.extensions import db
 from app.models import (
     ApiKey,
@@ -39,7 +42,7 @@ from app.models import (
     Student,
     StudentCredential,
 )
-from app.services.accounts import create_school
+from app.services.accounts import create_class, create_school, create_staff_user, enroll
 from app.services.apps import create_api_key
 from app.services.content import sync_content
 from app.services.content_files import read_content
@@ -135,8 +138,8 @@ def content_revision() -> int:
 def reset_database(shipped_graph: Any) -> None:
     """Student data always goes; content and parameters are reloaded only when a test changed them."""
     revision = content_revision()
-    for model in (ResponseSkill, Response, Recommendation, Mastery, ClassMembership, StudentCredential, Student,
-                  SchoolClass, StaffUser, ApiKey, LogImport, LearningApp, School):
+    for model in (ResponseSkill, Response, Recommendation, Mastery, ClassMembership, StudentCredential,
+                  Student, SchoolClass, StaffUser, ApiKey, LogImport, LearningApp, School):
         db.session.execute(sa.delete(model))
     if revision != current_app.config["TEST_SHIPPED_REVISION"]:
         for table in reversed(db.metadata.sorted_tables):
@@ -206,3 +209,109 @@ def school(app: Flask) -> str:
 @pytest.fixture
 def runner(app: Flask) -> Any:
     return app.test_cli_runner()
+
+
+# --- schools, people and their sessions (access tests, pages) ------------------------------------
+
+PASSWORD = "correct horse battery"
+CSRF_META = re.compile(r'<meta name="csrf-token" content="([^"]+)">')
+
+
+def csrf_token_of(html: str) -> str:
+    match = CSRF_META.search(html)
+    assert match, "page has no csrf-token meta tag"
+    return match.group(1)
+
+
+class Actor:
+    """One caller with its own cookie jar: anonymous, signed in on the web, or an app with a key."""
+
+    def __init__(self, name: str, client: FlaskClient, key: str | None = None) -> None:
+        self.name = name
+        self.client = client
+        self.headers = {"Authorization": f"Bearer {key}"} if key else {}
+        self.csrf = ""
+
+    def refresh_csrf(self, page: str) -> None:
+        self.csrf = csrf_token_of(self.client.get(page, headers=self.headers).get_data(as_text=True))
+
+    def request(self, method: str, url: str, *, json: Any = None, form: dict[str, str] | None = None) -> Any:
+        headers = dict(self.headers)
+        if json is not None and self.csrf:
+            headers["X-CSRFToken"] = self.csrf
+        if form is not None:
+            form = {"csrf_token": self.csrf, **form}
+        response = self.client.open(url, method=method, headers=headers, json=json, data=form)
+        response.get_data()  # buffered, so the file of a static response can be closed now
+        response.close()
+        return response
+
+    def sign_in_staff(self, email: str, password: str = PASSWORD) -> Any:
+        self.refresh_csrf("/login")
+        return self.request("POST", "/login", form={"email": email, "password": password})
+
+    def sign_in_student(self, join_code: str, personal_code: str) -> Any:
+        self.refresh_csrf("/student-login")
+        return self.request("POST", "/student-login",
+                            form={"join_code": join_code, "personal_code": personal_code})
+
+
+@dataclass
+class World:
+    """Two schools. North: an admin, teacher A (class A: student A), teacher B (class B: student B),
+    app 1. South: app 2."""
+
+    north: int
+    south: int
+    class_a: int
+    class_b: int
+    join_a: str
+    join_b: str
+    student_a: str
+    student_b: str
+    code_a: str
+    code_b: str
+    key_1: str
+    key_2: str
+    actors: dict[str, Actor] = field(default_factory=dict)
+
+
+@pytest.fixture
+def world(app: Flask) -> World:
+    with app.app_context():
+        session = db.session()
+        north, _ = create_school(session, "North")
+        south, _ = create_school(session, "South")
+        create_staff_user(session, north, "admin@north.test", "Ada Admin", PASSWORD, role=Role.ADMIN)
+        teacher_a = create_staff_user(session, north, "a@north.test", "A", PASSWORD, role=Role.TEACHER)
+        teacher_b = create_staff_user(session, north, "b@north.test", "B", PASSWORD, role=Role.TEACHER)
+        class_a = create_class(session, teacher_a, "Class A")
+        class_b = create_class(session, teacher_b, "Class B")
+        [a] = enroll(session, class_a, ["student-a"])
+        [b] = enroll(session, class_b, ["student-b"])
+        assert a.code and b.code
+        built = World(
+            north=north.id, south=south.id, class_a=class_a.id, class_b=class_b.id,
+            join_a=class_a.join_code, join_b=class_b.join_code,
+            student_a=a.student_id, student_b=b.student_id, code_a=a.code, code_b=b.code,
+            key_1=create_api_key(session, "app-1", north).key,
+            key_2=create_api_key(session, "app-2", south).key,
+        )
+    actors = {name: Actor(name, app.test_client()) for name in ROLES}
+    actors["app1"] = Actor("app1", app.test_client(), built.key_1)
+    actors["app2"] = Actor("app2", app.test_client(), built.key_2)
+    for name, email in (("teacher_a", "a@north.test"), ("teacher_other", "b@north.test"),
+                        ("admin", "admin@north.test")):
+        assert actors[name].sign_in_staff(email).status_code == 302
+        actors[name].refresh_csrf("/classes")
+    for name, join, code in (("student_a", built.join_a, built.code_a),
+                             ("student_b", built.join_b, built.code_b)):
+        assert actors[name].sign_in_student(join, code).status_code == 302
+        actors[name].refresh_csrf("/me")
+    for name in ("anonymous", "app1", "app2"):
+        actors[name].refresh_csrf("/login")
+    built.actors = actors
+    return built
+
+
+ROLES = ("anonymous", "student_a", "student_b", "teacher_a", "teacher_other", "app1", "app2", "admin")

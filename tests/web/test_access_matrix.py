@@ -1,0 +1,133 @@
+"""Every route × every kind of caller → the expected status.
+
+Routes are discovered from the app's URL map: a new route (or method) without a
+row here fails the test, so access rules cannot be forgotten. Conventions:
+401 API call without credentials; 302 a page for a signed-out visitor (to sign-in);
+403 the caller's role may never do this; 404 a resource that is not theirs
+(exactly as if it did not exist).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from typing import Any
+
+import sqlalchemy as sa
+from flask import Flask
+
+from app.extensions import db
+from app.models import Exercise, School, Skill
+from app.services.apps import create_api_key
+from tests.conftest import ROLES, World
+
+# Columns follow ROLES: anonymous, student_a, student_b, teacher_a, teacher_other, app1, app2, admin.
+EVERYONE_200 = (200,) * 8
+READ_STUDENT_A = (401, 200, 404, 200, 404, 200, 404, 200)
+PRACTISE_AS_A = (401, 200, 404, 403, 403, 200, 404, 403)
+SIGN_IN_PAGE = (200, 302, 302, 302, 302, 200, 200, 302)  # signed-in users go home; apps are anonymous here
+SIGN_IN_POST = (401, 302, 302, 302, 302, 401, 401, 302)  # wrong credentials
+STAFF_PAGE = (302, 403, 403, 200, 200, 302, 302, 200)
+ADMIN_PAGE = (302, 403, 403, 403, 403, 302, 302, 200)
+CONTENT = (401,) + (200,) * 7
+
+EXPECTED: dict[tuple[str, str], tuple[int, ...]] = {
+    ("GET", "/static/<path:filename>"): EVERYONE_200,
+    ("GET", "/api/v1/openapi.json"): EVERYONE_200,
+    ("POST", "/api/v1/students"): (401, 403, 403, 403, 403, 201, 201, 403),
+    ("GET", "/api/v1/students/<student_id>"): READ_STUDENT_A,
+    ("PATCH", "/api/v1/students/<student_id>"): READ_STUDENT_A,
+    ("GET", "/api/v1/students/<student_id>/next-exercise"): PRACTISE_AS_A,
+    ("POST", "/api/v1/students/<student_id>/responses"): (401, 201, 404, 403, 403, 201, 404, 403),
+    ("GET", "/api/v1/students/<student_id>/progress"): READ_STUDENT_A,
+    ("GET", "/api/v1/students/<student_id>/recommendations"): READ_STUDENT_A,
+    ("GET", "/api/v1/classes"): (401, 403, 403, 200, 200, 200, 200, 200),
+    ("GET", "/api/v1/classes/<int:class_id>"): (401, 403, 403, 200, 404, 200, 404, 200),
+    ("GET", "/api/v1/skills"): CONTENT,
+    ("GET", "/api/v1/skills/<skill_id>"): CONTENT,
+    ("GET", "/api/v1/exercises/<exercise_id>"): CONTENT,
+    ("GET", "/"): (302,) * 8,
+    ("GET", "/login"): SIGN_IN_PAGE,
+    ("POST", "/login"): SIGN_IN_POST,
+    ("GET", "/student-login"): SIGN_IN_PAGE,
+    ("POST", "/student-login"): SIGN_IN_POST,
+    ("GET", "/account/password"): STAFF_PAGE,
+    ("POST", "/account/password"): (302, 403, 403, 400, 400, 302, 302, 400),  # wrong current password
+    ("GET", "/classes"): STAFF_PAGE,
+    ("GET", "/classes/<int:class_id>"): (302, 403, 403, 200, 404, 302, 302, 200),
+    ("GET", "/me"): (302, 200, 200, 403, 403, 302, 302, 403),
+    ("GET", "/admin/api-keys"): ADMIN_PAGE,
+    ("POST", "/admin/api-keys"): (302, 403, 403, 403, 403, 302, 302, 201),
+    ("POST", "/admin/api-keys/<prefix>/revoke"): (302, 403, 403, 403, 403, 302, 302, 302),
+    ("POST", "/logout"): (302,) * 8,  # run last: it ends the session
+}
+
+counter = itertools.count()
+
+
+def fresh_key_prefix(app: Flask) -> str:
+    """A key of North nobody uses, so revoking it disturbs no other request."""
+    with app.app_context():
+        north = db.session.scalar(sa.select(School).where(School.name == "North"))
+        return create_api_key(db.session(), "spare-app", north).prefix
+
+
+def request_for(app: Flask, world: World, method: str, rule: str) -> tuple[str, dict[str, Any]]:
+    """The URL (placeholders filled with student A's resources) and body for one route."""
+    with app.app_context():
+        skill = db.session.scalar(sa.select(Skill.id).order_by(Skill.position).limit(1))
+        exercise = db.session.scalar(sa.select(Exercise.id).order_by(Exercise.id).limit(1))
+    fill: dict[str, Callable[[], str]] = {
+        "<path:filename>": lambda: "style.css",
+        "<student_id>": lambda: world.student_a,
+        "<int:class_id>": lambda: str(world.class_a),
+        "<skill_id>": lambda: skill,
+        "<exercise_id>": lambda: exercise,
+        "<prefix>": lambda: fresh_key_prefix(app),
+    }
+    url = rule
+    for placeholder, value in fill.items():
+        if placeholder in url:
+            url = url.replace(placeholder, value())
+    n = next(counter)
+    bodies: dict[tuple[str, str], dict[str, Any]] = {
+        ("POST", "/api/v1/students"): {"json": {"external_id": f"new-{n}"}},
+        ("PATCH", "/api/v1/students/<student_id>"): {"json": {"personalized": True}},
+        ("POST", "/api/v1/students/<student_id>/responses"): {
+            "json": {"exercise_id": exercise, "correct": True}},
+        ("POST", "/login"): {"form": {"email": "nobody@north.test", "password": "not the password"}},
+        ("POST", "/student-login"): {"form": {"join_code": world.join_a, "personal_code": "AAAAA-BBBBBB"}},
+        ("POST", "/account/password"): {"form": {"current": "not the password", "new": "a-new-password-1",
+                                                 "confirm": "a-new-password-1"}},
+        ("POST", "/admin/api-keys"): {"form": {"app_name": f"new-app-{n}"}},
+        ("POST", "/admin/api-keys/<prefix>/revoke"): {"form": {}},
+        ("POST", "/logout"): {"form": {}},
+    }
+    return url, bodies.get((method, rule), {})
+
+
+def routes(app: Flask) -> set[tuple[str, str]]:
+    found = set()
+    for rule in app.url_map.iter_rules():
+        for method in rule.methods - {"HEAD", "OPTIONS"}:
+            found.add((method, rule.rule))
+    return found
+
+
+def test_every_route_has_a_row(app: Flask) -> None:
+    assert routes(app) - set(EXPECTED) == set(), "new routes need a row in EXPECTED"
+    assert set(EXPECTED) - routes(app) == set(), "rows for routes that no longer exist"
+
+
+def test_access_matrix(app: Flask, world: World) -> None:
+    mismatches = []
+    cases = sorted(EXPECTED, key=lambda case: case == ("POST", "/logout"))
+    for method, rule in cases:
+        for role, expected in zip(ROLES, EXPECTED[(method, rule)], strict=True):
+            url, body = request_for(app, world, method, rule)
+            response = world.actors[role].request(method, url, **body)
+            if response.status_code != expected:
+                mismatches.append(f"{method} {url} as {role}: {response.status_code}, expected {expected}")
+            if rule.startswith("/api/") and response.status_code >= 400:
+                assert response.get_json()["code"] == response.status_code  # the one JSON error shape
+    assert mismatches == []
