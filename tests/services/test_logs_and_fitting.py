@@ -286,8 +286,10 @@ def test_evaluation_matches_pybkt_evaluate_on_the_same_split(app, runner) -> Non
         auc, rmse = model.evaluate(data=rows.copy(), metric=["auc", "rmse"])
         theirs = model.predict(data=rows.copy()).sort_values("order_id")
         ours = predict_frame(rows, report.params)
+        # Rounding differs in the last bits at each step and accumulates along students with hundreds of
+        # answers: up to ~1e-8 on some random splits (the split depends on the students' random ids).
         assert np.abs(ours["correct_predictions"].to_numpy()
-                      - theirs["correct_predictions"].to_numpy()).max() < 1e-9
+                      - theirs["correct_predictions"].to_numpy()).max() < 1e-7
         # Same predictions, same metric definitions as scikit-learn's...
         assert report.per_skill[skill].auc == pytest.approx(
             roc_auc_score(ours["correct"], ours["correct_predictions"]), abs=1e-12)
