@@ -13,6 +13,7 @@ import os
 import re
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,10 +79,11 @@ def _postgres_available() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session", params=BACKENDS)
-def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield "sqlite:///" + str(tmp_path_factory.mktemp("db") / "test.sqlite3")
+@contextmanager
+def fresh_database(backend: str, directory: Path, prefix: str = "tutor_test") -> Iterator[str]:
+    """The URL of a new, empty database (PostgreSQL: created now, dropped afterwards)."""
+    if backend == "sqlite":
+        yield f"sqlite:///{directory / (prefix + '.sqlite3')}"
         return
     problem = _postgres_available()
     if problem is not None:
@@ -89,7 +91,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(message)
         pytest.skip(message)
-    name = f"tutor_test_{uuid.uuid4().hex[:12]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
@@ -99,6 +101,12 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
         with admin.connect() as conn:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with fresh_database(request.param, tmp_path_factory.mktemp("db")) as url:
+        yield url
 
 
 def make_app(database_url: str, **overrides: Any) -> Flask:

@@ -161,9 +161,8 @@ def verify_staff_login(session: Session, email: str, password: str, policy: Logi
     user: StaffUser | None = session.scalar(
         select(StaffUser).where(StaffUser.email == email.strip().lower()).with_for_update())
     now = utcnow()
-    if user is None or (user.locked_until is not None and user.locked_until > now):
-        check_password_hash(_dummy_hash(), password)
-        session.rollback()
+    if user is None or _is_locked(user):
+        _refuse(session, password)
         return None
     if not check_password_hash(user.password_hash, password):
         _count_failure(user, policy)
@@ -174,6 +173,16 @@ def verify_staff_login(session: Session, email: str, password: str, policy: Logi
     user.last_login_at = now
     session.commit()
     return user
+
+
+def _is_locked(account: StaffUser | StudentCredential) -> bool:
+    return account.locked_until is not None and account.locked_until > utcnow()
+
+
+def _refuse(session: Session, secret: str) -> None:
+    # The same hash work as a wrong password, so timing does not tell whether the account exists.
+    check_password_hash(_dummy_hash(), secret)
+    session.rollback()
 
 
 def _count_failure(account: StaffUser | StudentCredential, policy: LoginPolicy) -> None:
@@ -314,9 +323,8 @@ def verify_student_login(
         credential = session.scalar(
             select(StudentCredential).where(StudentCredential.login_prefix == prefix).with_for_update())
     now = utcnow()
-    if credential is None or (credential.locked_until is not None and credential.locked_until > now):
-        check_password_hash(_dummy_hash(), code)
-        session.rollback()
+    if credential is None or _is_locked(credential):
+        _refuse(session, code)
         return None
     in_class = session.scalar(
         select(func.count()).select_from(ClassMembership)

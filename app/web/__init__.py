@@ -14,6 +14,7 @@ from flask import Blueprint, Flask, abort, current_app, flash, redirect, render_
 from flask import session as cookie_session
 from flask.typing import ResponseReturnValue
 from flask_login import login_user, logout_user
+from flask_wtf import FlaskForm
 
 from app.domain.access import Action, Principal, Role, ensure_allowed
 from app.domain.errors import Conflict
@@ -69,49 +70,55 @@ def home() -> ResponseReturnValue:
     return redirect(_home_of(principal) if principal else url_for("web.login"))
 
 
-@bp.route("/login", methods=["GET", "POST"])
-@limiter.limit(_login_limit, methods=["POST"])
-def login() -> ResponseReturnValue:
-    """Teachers and admins: email and password."""
+SignIn = tuple[Principal, str]  # the principal and its session id
+
+
+def _sign_in_page(form: FlaskForm, verify: Callable[[], SignIn | None], template: str) -> ResponseReturnValue:
+    """GET shows the form; a POST signs in (302), or re-shows it: 401 wrong credentials, 400 bad form."""
     principal = signed_in()
     if principal is not None:
         return redirect(_home_of(principal))
-    form = StaffLoginForm()
     status = 200
     if form.validate_on_submit():
-        user = accounts.verify_staff_login(db.session(), form.email.data, form.password.data, login_policy())
-        if user is not None:
-            _start_session(SessionUser(accounts.staff_principal(user), accounts.staff_session_id(user)))
-            return redirect(_safe_next(url_for("web.classes")))
+        found = verify()
+        if found is not None:
+            _start_session(SessionUser(*found))
+            return redirect(_safe_next(_home_of(found[0])))
         form.form_errors.append(SIGN_IN_FAILED)
         status = 401
     elif request.method == "POST":
         status = 400
-    return render_template("login.html", form=form), status
+    return render_template(template, form=form), status
+
+
+@bp.route("/login", methods=["GET", "POST"])
+@limiter.limit(_login_limit, methods=["POST"])
+def login() -> ResponseReturnValue:
+    """Teachers and admins: email and password."""
+    form = StaffLoginForm()
+
+    def verify() -> SignIn | None:
+        user = accounts.verify_staff_login(db.session(), form.email.data, form.password.data, login_policy())
+        return (accounts.staff_principal(user), accounts.staff_session_id(user)) if user else None
+
+    return _sign_in_page(form, verify, "login.html")
 
 
 @bp.route("/student-login", methods=["GET", "POST"])
 @limiter.limit(_login_limit, methods=["POST"])
 def student_login() -> ResponseReturnValue:
     """Students: their class code and the personal code their teacher gave them."""
-    principal = signed_in()
-    if principal is not None:
-        return redirect(_home_of(principal))
     form = StudentLoginForm()
-    status = 200
-    if form.validate_on_submit():
+
+    def verify() -> SignIn | None:
         found = accounts.verify_student_login(
             db.session(), form.join_code.data, form.personal_code.data, login_policy())
-        if found is not None:
-            student, version = found
-            _start_session(SessionUser(accounts.student_principal(student),
-                                       accounts.student_session_id(student.id, version)))
-            return redirect(_safe_next(url_for("web.me")))
-        form.form_errors.append(SIGN_IN_FAILED)
-        status = 401
-    elif request.method == "POST":
-        status = 400
-    return render_template("student_login.html", form=form), status
+        if found is None:
+            return None
+        student, version = found
+        return accounts.student_principal(student), accounts.student_session_id(student.id, version)
+
+    return _sign_in_page(form, verify, "student_login.html")
 
 
 def _start_session(user: SessionUser) -> None:

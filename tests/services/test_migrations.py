@@ -1,7 +1,5 @@
 """The migrations and the models describe the same schema, and migrations run both ways."""
 
-import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +11,7 @@ from flask_migrate import downgrade, upgrade
 
 from app import create_app
 from app.extensions import db
-from tests.conftest import PG_ADMIN_URL, _postgres_available
+from tests.conftest import BACKENDS, fresh_database
 
 
 def test_models_match_migrations(app) -> None:
@@ -35,26 +33,10 @@ def test_upgrade_downgrade_upgrade(tmp_path: Path) -> None:
         assert set(sa.inspect(db.engine).get_table_names()) == tables
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=BACKENDS)
 def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'data.sqlite3'}"
-        return
-    problem = _postgres_available()
-    if problem is not None:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(problem)
-        pytest.skip(problem)
-    name = f"tutor_mig_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield sa.make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with fresh_database(request.param, tmp_path, prefix="tutor_migration") as url:
+        yield url
 
 
 def test_upgrading_a_database_with_data_keeps_every_row(empty_database: str) -> None:
