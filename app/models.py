@@ -401,6 +401,8 @@ class Mastery(db.Model):  # type: ignore[name-defined]
     p_by_speed: Mapped[list[float]] = mapped_column(JSON)
     # First time the pace-aware estimate reached the mastery threshold.
     mastered_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # Attempts on the skill when it was first mastered (reports: attempts to mastery).
+    attempts_at_mastery: Mapped[int | None] = mapped_column(Integer)
     # Time of the last answer on the skill (drives spaced review).
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     review_successes: Mapped[int] = mapped_column(Integer, default=0, server_default="0")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC
 from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
@@ -209,3 +210,98 @@ class ClassMemberSchema(Schema):
 
 class ClassDetailSchema(ClassSchema):
     students = fields.List(fields.Nested(ClassMemberSchema))
+
+
+class SkillReportSchema(Schema):
+    skill_id = fields.String()
+    name = fields.String()
+    prerequisites = fields.List(fields.String())
+    status = fields.String(metadata={"enum": ["mastered", "learning", "ready", "locked"]})
+    enough_data = fields.Boolean(metadata={"description": "False below a few answers: no estimates then."})
+    p_mastery = fields.Float(allow_none=True, metadata={"description": "Paced P(L); null: not enough data."})
+    attempts = fields.Integer()
+    correct = fields.Integer()
+    accuracy = fields.Float(allow_none=True)
+    mastered = fields.Boolean()
+    mastered_at = fields.DateTime(allow_none=True)
+    attempts_at_mastery = fields.Integer(allow_none=True)
+    last_practiced_at = fields.DateTime(allow_none=True)
+    predicted_attempts_to_mastery = fields.Integer(
+        allow_none=True, metadata={"description": "Answers still needed at the student's pace (expected)."})
+    prediction = fields.String(
+        metadata={"enum": ["mastered", "estimate", "not_enough_data", "beyond_horizon"]})
+    recall = fields.Float(allow_none=True)
+    review_due = fields.Boolean()
+
+
+class StudentReportSchema(Schema):
+    student_id = fields.String()
+    external_id = fields.String()
+    generated_at = fields.DateTime()
+    skills_mastered = fields.Integer()
+    skills_total = fields.Integer()
+    ready = fields.List(fields.String(), metadata={"description": "Skills whose prerequisites are mastered."})
+    locked = fields.Integer()
+    reviews_due = fields.List(fields.String())
+    last_activity_at = fields.DateTime(allow_none=True)
+    speed = fields.Float(allow_none=True,
+                         metadata={"description": "Pace factor (1 = as fitted); null early on."})
+    answers = fields.Integer()
+    skills = fields.List(fields.Nested(SkillReportSchema))
+
+
+class ReportWindowSchema(Schema):
+    since = fields.AwareDateTime(default_timezone=UTC,
+                                 metadata={"description": "Count activity from here."})
+    until = fields.AwareDateTime(default_timezone=UTC,
+                                 metadata={"description": "Report as of (default now)."})
+
+    @validates_schema
+    def check_order(self, data: dict[str, Any], **_: Any) -> None:
+        if data.get("since") and data.get("until") and data["since"] > data["until"]:
+            raise ValidationError("since must not be after until", "since")
+
+
+class CellSchema(Schema):
+    p_mastery = fields.Float(allow_none=True)
+    attempts = fields.Integer()
+    mastered = fields.Boolean()
+
+
+class HelpReasonSchema(Schema):
+    kind = fields.String(metadata={"enum": ["wheel_spinning", "inactive", "review_overdue", "slow_pace"]})
+    skill_id = fields.String(allow_none=True)
+    detail = fields.String()
+
+
+class ClassSkillSchema(Schema):
+    skill_id = fields.String()
+    name = fields.String()
+    share_mastered = fields.Float()
+    mastered = fields.Integer()
+    practising = fields.Integer()
+    median_attempts_to_mastery = fields.Float(allow_none=True)
+    wheel_spinning = fields.Integer()
+    stuck = fields.Boolean()
+
+
+class ClassStudentSchema(Schema):
+    student_id = fields.String()
+    external_id = fields.String()
+    cells = fields.List(fields.Nested(CellSchema), metadata={"description": "Aligned with 'skills'."})
+    skills_mastered = fields.Integer()
+    answers = fields.Integer()
+    answers_in_window = fields.Integer()
+    last_active_at = fields.DateTime(allow_none=True)
+    speed = fields.Float()
+    needs_help = fields.List(fields.Nested(HelpReasonSchema))
+
+
+class ClassReportSchema(Schema):
+    class_id = fields.Integer()
+    name = fields.String()
+    since = fields.DateTime(allow_none=True)
+    until = fields.DateTime()
+    skills = fields.List(fields.Nested(ClassSkillSchema))
+    students = fields.List(fields.Nested(ClassStudentSchema))
+    stuck_skills = fields.List(fields.String())

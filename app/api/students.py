@@ -16,11 +16,13 @@ from app.api.schemas import (
     ResponseCreateSchema,
     ResponseSchema,
     StudentCreateSchema,
+    StudentReportSchema,
     StudentSchema,
     StudentUpdateSchema,
 )
 from app.extensions import db
-from app.services import tutoring
+from app.models import utcnow
+from app.services import reports, tutoring
 
 blp = api_blueprint("students", __name__, "A learning app's students and their practice.")
 
@@ -101,3 +103,18 @@ class Progress(MethodView):
             "skills_total": len(report.skills),
             "skills": report.skills,
         }
+
+
+@blp.route("/students/<student_id>/report")
+class StudentReport(MethodView):
+    @blp.response(200, StudentReportSchema)
+    def get(self, student_id: str) -> Any:
+        """Where the student stands: per skill status, paced P(L), accuracy, answers still needed at
+        their pace, reviews due; skills mastered along the prerequisite graph.
+
+        "Not enough data" (null estimates) below a few answers on a skill.
+        """
+        student, report = reports.student_report(db.session(), current_principal(), student_id)
+        return {"student_id": student.id, "external_id": student.external_id, "generated_at": utcnow(),
+                **vars(report)}
+

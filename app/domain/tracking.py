@@ -45,6 +45,7 @@ class SkillState:
     attempts: int = 0
     correct_count: int = 0
     mastered_at: datetime | None = None  # first time p_mastery_paced reached the threshold
+    attempts_at_mastery: int | None = None  # attempts on the skill at that moment
     last_practiced_at: datetime | None = None
     review_successes: int = 0  # correct answers given while already mastered
 
@@ -152,12 +153,12 @@ def apply_answer(
             state.review_successes += 1
         paced = model.paced(skill_id, skill_params)
         if state.mastered_at is None and paced >= threshold:
-            state.mastered_at = now
+            state.mastered_at, state.attempts_at_mastery = now, state.attempts
         steps.append(TraceStep(skill_id, before, predict_correct(before, skill_params),
                                state.p_mastery, paced, paced >= threshold))
     # A new speed estimate moves every skill's paced P(L): record mastery reached that way too.
     for skill_id, state in model.skills.items():
         if state.mastered_at is None and skill_id in params:
             if model.paced(skill_id, params[skill_id]) >= threshold:
-                state.mastered_at = now
+                state.mastered_at, state.attempts_at_mastery = now, state.attempts
     return steps

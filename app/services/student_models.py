@@ -15,7 +15,8 @@ from app.models import Mastery, Student
 def state_of(row: Mastery) -> SkillState:
     return SkillState(
         p_mastery=row.p_mastery, p_by_speed=list(row.p_by_speed), attempts=row.attempts,
-        correct_count=row.correct_count, mastered_at=row.mastered_at, last_practiced_at=row.updated_at,
+        correct_count=row.correct_count, mastered_at=row.mastered_at,
+        attempts_at_mastery=row.attempts_at_mastery, last_practiced_at=row.updated_at,
         review_successes=row.review_successes,
     )
 
@@ -25,7 +26,8 @@ def row_values(state: SkillState) -> dict[str, Any]:
     return {
         "p_mastery": state.p_mastery, "p_by_speed": list(state.p_by_speed), "attempts": state.attempts,
         "correct_count": state.correct_count, "mastered_at": state.mastered_at,
-        "updated_at": state.last_practiced_at, "review_successes": state.review_successes,
+        "attempts_at_mastery": state.attempts_at_mastery, "updated_at": state.last_practiced_at,
+        "review_successes": state.review_successes,
     }
 
 

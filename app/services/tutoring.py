@@ -145,8 +145,9 @@ def record_response(
                          threshold=_threshold())
     student.speed_weights = model.speed_weights
     for skill_id, existing in rows.items():
-        if existing.mastered_at is None and model.skills[skill_id].mastered_at is not None:
-            existing.mastered_at = model.skills[skill_id].mastered_at
+        state = model.skills[skill_id]
+        if existing.mastered_at is None and state.mastered_at is not None:
+            existing.mastered_at, existing.attempts_at_mastery = state.mastered_at, state.attempts_at_mastery
     response = Response(
         student_id=student.id, exercise_id=exercise.id, correct=is_correct,
         answer=answer, graded_by=graded_by, response_time_ms=response_time_ms,

@@ -6,11 +6,24 @@ see what is decided by the same services the API uses.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
+from datetime import UTC, date, datetime, time, timedelta
 from functools import wraps
 from typing import Any, TypeVar, cast
 
-from flask import Blueprint, Flask, abort, current_app, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask import session as cookie_session
 from flask.typing import ResponseReturnValue
 from flask_login import login_user, logout_user
@@ -19,8 +32,10 @@ from flask_wtf import FlaskForm
 from app.domain.access import Action, Principal, Role, ensure_allowed
 from app.domain.errors import Conflict
 from app.extensions import db, limiter
-from app.services import accounts, apps, rosters, tutoring
+from app.services import accounts, apps, reports, rosters, tutoring
 from app.sessions import SessionUser, login_policy, signed_in
+from app.web.charts import mastery_over_time
+from app.web.exports import class_report_csv
 from app.web.forms import ApiKeyForm, ConfirmForm, PasswordChangeForm, StaffLoginForm, StudentLoginForm
 
 bp = Blueprint("web", __name__)
@@ -165,8 +180,55 @@ def classes(principal: Principal) -> ResponseReturnValue:
 @bp.get("/classes/<int:class_id>")
 @signed_in_page()
 def class_page(principal: Principal, class_id: int) -> ResponseReturnValue:
-    detail = rosters.class_detail(db.session(), principal, class_id)
-    return render_template("class.html", klass=detail)
+    """The class dashboard: heatmap of students × skills, who needs help, where the class is stuck."""
+    since, until = _window()
+    result = reports.class_report(db.session(), principal, class_id, since=since, until=until)
+    return render_template("class.html", klass=result.klass, report=result.report,
+                           since=request.args.get("since", ""), until=request.args.get("until", ""))
+
+
+@bp.get("/classes/<int:class_id>/report.csv")
+@signed_in_page()
+def class_csv(principal: Principal, class_id: int) -> ResponseReturnValue:
+    since, until = _window()
+    result = reports.class_report(db.session(), principal, class_id, since=since, until=until)
+    name = re.sub(r"[^A-Za-z0-9_-]+", "-", result.klass.name).strip("-") or "class"
+    return Response(class_report_csv(result.report), mimetype="text/csv", headers={
+        "Content-Disposition": f'attachment; filename="{name}-report.csv"'})
+
+
+@bp.get("/students/<student_id>")
+@signed_in_page()
+def student_page(principal: Principal, student_id: str) -> ResponseReturnValue:
+    """One student, as their teacher sees them: the report, mastery over time, and why each exercise."""
+    student, report = reports.student_report(db.session(), principal, student_id)
+    history = reports.mastery_history(db.session(), principal, student_id)
+    names = {s.skill_id: s.name for s in report.skills}
+    chart = mastery_over_time([(p.at, p.skill_id, p.p_mastery) for p in history], names,
+                              threshold=reports.report_config().mastery_threshold)
+    why = tutoring.recommendation_history(db.session(), principal, student_id, limit=20)
+    return render_template("student.html", student=student, report=report, chart=chart, why=why,
+                           names=names)
+
+
+def _window() -> tuple[datetime | None, datetime | None]:
+    """``since`` / ``until`` from the query string as dates (whole days, UTC); 400 when malformed."""
+    bounds: list[datetime | None] = []
+    for name, end_of_day in (("since", False), ("until", True)):
+        raw = request.args.get(name, "").strip()
+        if not raw:
+            bounds.append(None)
+            continue
+        try:
+            day = date.fromisoformat(raw)
+        except ValueError:
+            abort(400, f"'{name}' must be a date like 2026-09-01, not {raw!r}.")
+        start = datetime.combine(day, time.min, tzinfo=UTC)
+        bounds.append(start + timedelta(days=1) - timedelta(microseconds=1) if end_of_day else start)
+    since, until = bounds
+    if since and until and since > until:
+        abort(400, "'since' must not be after 'until'.")
+    return since, until
 
 
 @bp.get("/me")

@@ -30,6 +30,7 @@ SIGN_IN_POST = (401, 302, 302, 302, 302, 401, 401, 302)  # wrong credentials
 STAFF_PAGE = (302, 403, 403, 200, 200, 302, 302, 200)
 ADMIN_PAGE = (302, 403, 403, 403, 403, 302, 302, 200)
 CONTENT = (401,) + (200,) * 7
+CLASS_A_PAGE = (302, 403, 403, 200, 404, 302, 302, 200)
 
 EXPECTED: dict[tuple[str, str], tuple[int, ...]] = {
     ("GET", "/static/<path:filename>"): EVERYONE_200,
@@ -41,6 +42,8 @@ EXPECTED: dict[tuple[str, str], tuple[int, ...]] = {
     ("POST", "/api/v1/students/<student_id>/responses"): (401, 201, 404, 403, 403, 201, 404, 403),
     ("GET", "/api/v1/students/<student_id>/progress"): READ_STUDENT_A,
     ("GET", "/api/v1/students/<student_id>/recommendations"): READ_STUDENT_A,
+    ("GET", "/api/v1/students/<student_id>/report"): READ_STUDENT_A,
+    ("GET", "/api/v1/classes/<int:class_id>/report"): (401, 403, 403, 200, 404, 200, 404, 200),
     ("GET", "/api/v1/classes"): (401, 403, 403, 200, 200, 200, 200, 200),
     ("GET", "/api/v1/classes/<int:class_id>"): (401, 403, 403, 200, 404, 200, 404, 200),
     ("GET", "/api/v1/skills"): CONTENT,
@@ -54,7 +57,9 @@ EXPECTED: dict[tuple[str, str], tuple[int, ...]] = {
     ("GET", "/account/password"): STAFF_PAGE,
     ("POST", "/account/password"): (302, 403, 403, 400, 400, 302, 302, 400),  # wrong current password
     ("GET", "/classes"): STAFF_PAGE,
-    ("GET", "/classes/<int:class_id>"): (302, 403, 403, 200, 404, 302, 302, 200),
+    ("GET", "/classes/<int:class_id>"): CLASS_A_PAGE,
+    ("GET", "/classes/<int:class_id>/report.csv"): CLASS_A_PAGE,
+    ("GET", "/students/<student_id>"): (302, 200, 404, 200, 404, 302, 302, 200),
     ("GET", "/me"): (302, 200, 200, 403, 403, 302, 302, 403),
     ("GET", "/admin/api-keys"): ADMIN_PAGE,
     ("POST", "/admin/api-keys"): (302, 403, 403, 403, 403, 302, 302, 201),
