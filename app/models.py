@@ -158,6 +158,9 @@ class Student(db.Model):  # type: ignore[name-defined]
     personalized: Mapped[bool] = mapped_column(Boolean, default=True, server_default=sa_true())
     personalization_changed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     personalization_changed_by: Mapped[str | None] = mapped_column(String(100))
+    # Kept with every answer (reports read them instead of counting the log).
+    answer_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_answer_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class StudentCredential(db.Model):  # type: ignore[name-defined]

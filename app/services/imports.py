@@ -46,7 +46,7 @@ from app.models import (
 )
 from app.services.accounts import resolve_school
 from app.services.content import DEFAULT_PARAMS, bump_revision, read_snapshot
-from app.services.student_models import load_model, row_values
+from app.services.student_models import load_model, refresh_answer_counts, row_values
 
 BATCH = 5000
 IMPORT_ID_PREFIX = "import:"
@@ -309,6 +309,7 @@ def _write_responses(
             session.execute(insert(Mastery), rows)
         session.execute(update(Student), [{"id": sid, "speed_weights": models[sid].speed_weights}
                                           for sid in chunk])
+    refresh_answer_counts(session, student_ids)
 
 
 def _flush_responses(

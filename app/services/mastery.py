@@ -10,7 +10,7 @@ from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from app.domain.bkt import BktParams
@@ -107,8 +107,10 @@ def rebuild_mastery(
     weights: list[dict[str, object]] = []
     responses = 0
     for student_id, model, steps in replay_models(session, snapshot.params, threshold, student_ids):
-        responses += len({s.response_id for s in steps})
-        weights.append({"id": student_id, "speed_weights": model.speed_weights})
+        answered = len({s.response_id for s in steps})
+        responses += answered
+        weights.append({"id": student_id, "speed_weights": model.speed_weights, "answer_count": answered,
+                        "last_answer_at": max((s.created_at for s in steps), default=None)})
         rows.extend(
             {"student_id": student_id, "skill_id": skill_id,
              "parameters_id": snapshot.parameters[skill_id].id, **row_values(state)}
@@ -116,7 +118,7 @@ def rebuild_mastery(
         )
 
     clear = delete(Mastery)
-    reset = update(Student).values(speed_weights=None)
+    reset = update(Student).values(speed_weights=None, answer_count=0, last_answer_at=None)
     if student_ids is not None:
         clear = clear.where(Mastery.student_id.in_(list(student_ids)))
         reset = reset.where(Student.id.in_(list(student_ids)))
@@ -157,6 +159,11 @@ def check_mastery(session: Session, tolerance: float = 1e-9, threshold: float = 
         a, b = stored.get(key), replayed.get(key)
         if a is None or b is None or any(abs(x - y) > tolerance for x, y in zip(a, b, strict=True)):
             mismatches.append(Mismatch(key[0], key[1], a, b))
+    counted = dict(session.execute(
+        select(Response.student_id, func.count()).group_by(Response.student_id)).all())
+    for student_id, answers in session.execute(select(Student.id, Student.answer_count)).all():
+        if answers != counted.get(student_id, 0):
+            mismatches.append(Mismatch(student_id, "(answers)", answers, counted.get(student_id, 0)))
     for student_id, stored_weights in session.execute(select(Student.id, Student.speed_weights)).all():
         want = replayed_pace.get(student_id, list(SPEED_PRIOR))
         have = stored_weights or list(SPEED_PRIOR)

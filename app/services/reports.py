@@ -67,41 +67,47 @@ def class_report(
     klass = find_class(session, principal, class_id)
     snapshot = current_snapshot(session)
     members = session.execute(
-        select(Student.id, Student.external_id, Student.speed_weights)
+        select(Student.id, Student.external_id, Student.speed_weights, Student.answer_count,
+               Student.last_answer_at)
         .join(ClassMembership, ClassMembership.student_id == Student.id)
         .where(ClassMembership.class_id == klass.id)).all()
     ids = [m.id for m in members]
     weights = {m.id: list(m.speed_weights or SPEED_PRIOR) for m in members}
+    # Core columns: this is the one query whose size grows with students × skills.
+    table = Mastery.__table__
     mastery = _chunked(session, ids, lambda chunk: select(
-        Mastery.student_id, Mastery.skill_id, Mastery.p_by_speed, Mastery.attempts, Mastery.correct_count,
-        Mastery.mastered_at, Mastery.attempts_at_mastery, Mastery.updated_at, Mastery.review_successes,
-    ).where(Mastery.student_id.in_(chunk)))
-    skills: dict[str, dict[str, SkillRecord]] = {sid: {} for sid in ids}
+        table.c.student_id, table.c.skill_id, table.c.p_by_speed, table.c.attempts, table.c.correct_count,
+        table.c.mastered_at, table.c.attempts_at_mastery, table.c.updated_at, table.c.review_successes,
+    ).where(table.c.student_id.in_(chunk)))
     if until is None and since is None:
         end = utcnow()
+        skills: dict[str, dict[str, SkillRecord]] = {sid: {} for sid in ids}
         for row in mastery:
             skills[row.student_id][row.skill_id] = SkillRecord(
                 p_mastery=_paced(weights[row.student_id], row.p_by_speed), attempts=row.attempts,
                 correct=row.correct_count, mastered_at=row.mastered_at,
                 attempts_at_mastery=row.attempts_at_mastery, last_practiced_at=row.updated_at,
                 review_successes=row.review_successes)
+        # The counters kept with every answer: no need to count the log.
+        answers = {m.id: (m.answer_count, m.answer_count, m.last_answer_at) for m in members}
     else:
         end = until or utcnow()
         skills = _skills_as_of(session, ids, end, mastery)
-    answers = {row.student_id: row for row in _chunked(session, ids, lambda chunk: select(
-        Response.student_id, func.count().label("answers"),
-        func.sum(case((Response.created_at >= since, 1), else_=0) if since else 1).label("in_window"),
-        func.max(Response.created_at).label("last_at"),
-    ).where(Response.student_id.in_(chunk), Response.created_at <= end).group_by(Response.student_id))}
+        answers = {row.student_id: (int(row.answers), int(row.in_window or 0), row.last_at)
+                   for row in _chunked(session, ids, lambda chunk: select(
+                       Response.student_id, func.count().label("answers"),
+                       func.sum(case((Response.created_at >= since, 1), else_=0) if since else 1)
+                       .label("in_window"),
+                       func.max(Response.created_at).label("last_at"),
+                   ).where(Response.student_id.in_(chunk), Response.created_at <= end)
+                   .group_by(Response.student_id))}
     records = []
     for member in members:
-        counted = answers.get(member.id)
+        total, in_window, last_at = answers.get(member.id, (0, 0, None))
         records.append(StudentRecord(
             student_id=member.id, external_id=member.external_id,
             speed=sum(w * k for w, k in zip(weights[member.id], SPEEDS, strict=True)),
-            answers=int(counted.answers) if counted else 0,
-            answers_in_window=int(counted.in_window or 0) if counted else 0,
-            last_active_at=counted.last_at if counted else None, skills=skills[member.id]))
+            answers=total, answers_in_window=in_window, last_active_at=last_at, skills=skills[member.id]))
     report = build_class_report(snapshot.graph, records, report_config(), until=end, since=since)
     return ClassReportResult(klass, report)
 

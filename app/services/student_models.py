@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from app.domain.tracking import SPEED_PRIOR, SkillState, StudentModel
-from app.models import Mastery, Student
+from app.models import Mastery, Response, Student
 
 
 def state_of(row: Mastery) -> SkillState:
@@ -29,6 +29,16 @@ def row_values(state: SkillState) -> dict[str, Any]:
         "attempts_at_mastery": state.attempts_at_mastery, "updated_at": state.last_practiced_at,
         "review_successes": state.review_successes,
     }
+
+
+def refresh_answer_counts(session: Session, student_ids: Collection[str]) -> None:
+    """Recount ``answer_count`` and ``last_answer_at`` of these students from the log."""
+    answers = select(func.count()).where(Response.student_id == Student.id).scalar_subquery()
+    last = select(func.max(Response.created_at)).where(Response.student_id == Student.id).scalar_subquery()
+    ids = list(student_ids)
+    for start in range(0, len(ids), 500):
+        session.execute(update(Student).where(Student.id.in_(ids[start:start + 500]))
+                        .values(answer_count=answers, last_answer_at=last))
 
 
 def load_model(

@@ -144,6 +144,8 @@ def record_response(
     steps = apply_answer(model, exercise.skill_ids, is_correct, snapshot.params, now=now,
                          threshold=_threshold())
     student.speed_weights = model.speed_weights
+    student.answer_count += 1
+    student.last_answer_at = now
     for skill_id, existing in rows.items():
         state = model.skills[skill_id]
         if existing.mastered_at is None and state.mastered_at is not None:
