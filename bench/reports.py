@@ -52,7 +52,8 @@ def build(args: argparse.Namespace) -> tuple[int, list[str]]:
     defaults = BktParams(prior=0.2, learn=0.15, guess=0.2, slip=0.1)
     skills = [Skill(f"s{i:04d}", f"Skill {i}", prerequisites=(f"s{i - 1:04d}",) if i % 10 else (),
                     bkt=defaults) for i in range(args.skills)]
-    exercises = [Exercise(f"e{i:04d}", (s.id,), "1 + 1", "numeric", ("2",), 0.5) for i, s in enumerate(skills)]
+    exercises = [Exercise(f"e{i:04d}", (s.id,), "1 + 1", "numeric", ("2",), 0.5)
+                 for i, s in enumerate(skills)]
     session = db.session()
     sync_content(session, build_graph(skills, exercises))
     school, _ = accounts.create_school(session, "Bench school")
@@ -109,7 +110,8 @@ def median_times(runs: dict[str, Callable[[], object]], repeat: int) -> dict[str
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--students", type=int, default=40)
     parser.add_argument("--skills", type=int, default=100)
     parser.add_argument("--answers", type=int, default=50, help="answers per student per skill")
@@ -142,7 +144,8 @@ def main() -> None:
             return result
 
         client = app.test_client()
-        token = client.get("/login").get_data(as_text=True).split('name="csrf-token" content="')[1].split('"')[0]
+        login_page = client.get("/login").get_data(as_text=True)
+        token = login_page.split('name="csrf-token" content="')[1].split('"')[0]
         assert client.post("/login", data={"csrf_token": token, "email": "t@bench.test",
                                            "password": PASSWORD}).status_code == 302
 
