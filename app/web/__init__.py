@@ -236,7 +236,7 @@ def _window() -> tuple[datetime | None, datetime | None]:
 def me(principal: Principal) -> ResponseReturnValue:
     if principal.role is not Role.STUDENT:
         abort(403, "This page is for students.")
-    report = tutoring.progress(db.session(), principal, principal.id)
+    _, report = reports.student_report(db.session(), principal, principal.id)
     return render_template("me.html", principal=principal, report=report)
 
 

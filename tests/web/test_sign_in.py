@@ -35,7 +35,9 @@ def test_teacher_sees_own_classes_and_admin_sees_the_school(app: Flask, world: W
     assert "Class A" in school and "Class B" in school
     roster = page(world.actors["teacher_a"], f"/classes/{world.class_a}")
     assert "student-a" in roster and "student-b" not in roster
-    assert "Hello, student-a" in page(world.actors["student_a"], "/me")
+    home = page(world.actors["student_a"], "/me")
+    assert "Hello, student-a" in home and "You have mastered 0 of" in home
+    assert "Ready to learn next: " in home and "ready to start" in home
 
 
 def test_sign_out_ends_the_session(app: Flask, world: World) -> None:
