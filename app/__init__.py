@@ -8,6 +8,7 @@ from typing import Any
 from flask import Flask, Response, request
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app import api, cli, errors, sessions, web
 from app.config import DEFAULT_SECRET_KEY, defaults
@@ -35,12 +36,18 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     except TypeError as error:
         raise RuntimeError(f"invalid POLICY setting: {error}") from None
 
+    if app.config.get("PROXY_COUNT"):
+        # Behind N reverse proxies: take the client address and scheme from their X-Forwarded-* headers,
+        # so rate limits count clients, not the proxy.
+        hops = int(app.config["PROXY_COUNT"])
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
+
     db.init_app(app)
     migrate.init_app(app, db, directory=os.path.join(os.path.dirname(__file__), "..", "migrations"))
     with app.app_context():
         _tune_sqlite(db.engine)
+    limiter.init_app(app)  # first: rate limits apply before any other check (CSRF included)
     csrf.init_app(app)
-    limiter.init_app(app)
     sessions.init_app(app)
     errors.init_app(app)
     api.init_app(app)

@@ -52,6 +52,8 @@ def defaults(instance_path: str) -> dict[str, Any]:
         "RATELIMIT_STORAGE_URI": os.environ.get("RATELIMIT_STORAGE_URI", "memory://"),
         "RATELIMIT_LOGIN": os.environ.get("RATELIMIT_LOGIN", "10 per minute"),
         "RATELIMIT_API": os.environ.get("RATELIMIT_API", "1200 per minute"),
+        # Reverse proxies in front of the app (X-Forwarded-For is trusted from that many hops).
+        "PROXY_COUNT": int(os.environ.get("PROXY_COUNT", "0")),
         # flask-smorest / OpenAPI
         "API_TITLE": "Adaptive tutor API",
         "API_VERSION": "v1",

@@ -160,7 +160,6 @@ def verify_staff_login(session: Session, email: str, password: str, policy: Logi
     """The user when email and password match and the account is not locked; else None."""
     user: StaffUser | None = session.scalar(
         select(StaffUser).where(StaffUser.email == email.strip().lower()).with_for_update())
-    now = utcnow()
     if user is None or _is_locked(user):
         _refuse(session, password)
         return None
@@ -168,9 +167,7 @@ def verify_staff_login(session: Session, email: str, password: str, policy: Logi
         _count_failure(user, policy)
         session.commit()
         return None
-    user.failed_logins = 0
-    user.locked_until = None
-    user.last_login_at = now
+    _count_success(user)
     session.commit()
     return user
 
@@ -183,6 +180,12 @@ def _refuse(session: Session, secret: str) -> None:
     # The same hash work as a wrong password, so timing does not tell whether the account exists.
     check_password_hash(_dummy_hash(), secret)
     session.rollback()
+
+
+def _count_success(account: StaffUser | StudentCredential) -> None:
+    account.failed_logins = 0
+    account.locked_until = None
+    account.last_login_at = utcnow()
 
 
 def _count_failure(account: StaffUser | StudentCredential, policy: LoginPolicy) -> None:
@@ -322,7 +325,6 @@ def verify_student_login(
     if len(prefix) == LOGIN_PREFIX_LENGTH and secret:
         credential = session.scalar(
             select(StudentCredential).where(StudentCredential.login_prefix == prefix).with_for_update())
-    now = utcnow()
     if credential is None or _is_locked(credential):
         _refuse(session, code)
         return None
@@ -335,9 +337,7 @@ def verify_student_login(
         _count_failure(credential, policy)
         session.commit()
         return None
-    credential.failed_logins = 0
-    credential.locked_until = None
-    credential.last_login_at = now
+    _count_success(credential)
     student = session.get(Student, credential.student_id)
     session.commit()
     assert student is not None  # the credential's foreign key guarantees it

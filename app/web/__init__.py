@@ -31,7 +31,7 @@ from flask_wtf import FlaskForm
 
 from app.domain.access import Action, Principal, Role, ensure_allowed
 from app.domain.errors import Conflict
-from app.extensions import db, limiter
+from app.extensions import csrf, db, limiter
 from app.services import accounts, apps, reports, rosters, tutoring
 from app.sessions import SessionUser, login_policy, signed_in
 from app.web.charts import mastery_over_time
@@ -106,8 +106,11 @@ def _sign_in_page(form: FlaskForm, verify: Callable[[], SignIn | None], template
     return render_template(template, form=form), status
 
 
+# Sign-in forms check their CSRF token as a form field (FlaskForm), not in CSRFProtect's before-request
+# hook: that hook runs before the rate limit, so refused posts would never count against it.
 @bp.route("/login", methods=["GET", "POST"])
 @limiter.limit(_login_limit, methods=["POST"])
+@csrf.exempt
 def login() -> ResponseReturnValue:
     """Teachers and admins: email and password."""
     form = StaffLoginForm()
@@ -121,6 +124,7 @@ def login() -> ResponseReturnValue:
 
 @bp.route("/student-login", methods=["GET", "POST"])
 @limiter.limit(_login_limit, methods=["POST"])
+@csrf.exempt
 def student_login() -> ResponseReturnValue:
     """Students: their class code and the personal code their teacher gave them."""
     form = StudentLoginForm()

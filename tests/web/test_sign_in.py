@@ -12,7 +12,7 @@ from app import create_app
 from app.extensions import db
 from app.models import ApiKey, SchoolClass, StaffUser, Student, StudentCredential, utcnow
 from app.services.accounts import enroll
-from tests.conftest import PASSWORD, Actor, World
+from tests.conftest import PASSWORD, Actor, World, make_app
 
 
 def fresh(app: Flask, name: str = "visitor") -> Actor:
@@ -103,6 +103,21 @@ def test_sign_in_is_rate_limited_per_address(app: Flask, world: World) -> None:
         app.config["RATELIMIT_LOGIN"] = limit
 
 
+def test_behind_a_proxy_limits_count_clients_not_the_proxy(database_url: str) -> None:
+    proxied = make_app(database_url, PROXY_COUNT=1, RATELIMIT_LOGIN="2 per minute")
+    client = proxied.test_client()
+    client.environ_base["REMOTE_ADDR"] = "10.9.9.9"  # the proxy
+    for _ in range(2):
+        for client_address in ("203.0.113.7", "203.0.113.8"):
+            response = client.post("/login", headers={"X-Forwarded-For": client_address},
+                                   data={"email": "x@y.test", "password": "not it at all"})
+            assert response.status_code == 400  # no CSRF token: refused, but counted per client
+    limited = client.post("/login", headers={"X-Forwarded-For": "203.0.113.7"}, data={})
+    assert limited.status_code == 429
+    with proxied.app_context():
+        db.engine.dispose()
+
+
 def test_the_api_is_rate_limited_per_key(app: Flask, world: World) -> None:
     limit = app.config["RATELIMIT_API"]
     app.config["RATELIMIT_API"] = "3 per minute"
@@ -126,8 +141,11 @@ def test_every_form_needs_its_csrf_token(app: Flask, world: World) -> None:
         key = db.session.scalar(sa.select(ApiKey.prefix).limit(1))
     for rule in posts:
         url = rule.replace("<prefix>", key)
-        response = admin.client.post(url, data={"app_name": "sneaky", "email": "a@north.test",
+        # Sign-in forms are posted by signed-out visitors (signed-in ones are sent home).
+        poster = fresh(app) if rule in ("/login", "/student-login") else admin
+        response = poster.client.post(url, data={"app_name": "sneaky", "email": "a@north.test",
                                                 "password": PASSWORD, "current": PASSWORD,
+                                                "join_code": world.join_a, "personal_code": world.code_a,
                                                 "new": "x" * 12, "confirm": "x" * 12})
         assert response.status_code == 400, url
         assert "CSRF token is missing" in response.get_data(as_text=True), url
