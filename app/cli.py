@@ -20,14 +20,15 @@ from flask.cli import with_appcontext
 from flask_migrate import upgrade
 from sqlalchemy.exc import DatabaseError
 
-from app.domain.access import Role
+from app.domain.access import Principal, Role
 from app.domain.content import ContentGraph
 from app.domain.errors import ContentError, DomainError
 from app.domain.logs import LOG_FORMATS
 from app.domain.selection import POLICIES
 from app.domain.simulation import SimulationConfig, check_targets, format_report, run_comparison
 from app.extensions import db
-from app.services import accounts
+from app.models import Student
+from app.services import accounts, privacy, tutoring
 from app.services.apps import create_api_key, revoke_api_key
 from app.services.content import current_snapshot, sync_content
 from app.services.content_files import read_content
@@ -201,6 +202,92 @@ def revoke_api_key_command(prefix: str) -> None:
     with _reported_errors():
         key = revoke_api_key(db.session(), prefix.strip())
     click.echo(f"Revoked key {key.prefix} (revoked at {key.revoked_at:%Y-%m-%d %H:%M:%S} UTC).")
+
+
+# --- data rights ------------------------------------------------------------------------------------
+
+
+def _operator(student_id: str) -> Principal:
+    """The operator at the shell acts as an admin of the student's school (and is logged as such)."""
+    student = db.session.get(Student, student_id)
+    if student is None:
+        raise click.ClickException(f"Unknown student {student_id!r}.")
+    return Principal(Role.ADMIN, "operator", student.school_id, "operator (CLI)")
+
+
+@click.command("export-student")
+@with_appcontext
+@click.argument("student_id")
+@click.option("--format", "fmt", type=click.Choice(["json", "csv"]), default="json", show_default=True,
+              help="json: one document; csv: a ZIP of CSV files (needs --output).")
+@click.option("--output", type=click.Path(dir_okay=False, writable=True),
+              help="File to write (default: stdout).")
+def export_student_command(student_id: str, fmt: str, output: str | None) -> None:
+    """Export everything stored about STUDENT_ID (the access is logged)."""
+    if fmt == "csv" and not output:
+        raise click.ClickException("--format csv writes a ZIP: give --output FILE")
+    with _reported_errors():
+        policy = policy_config()
+        export = privacy.export_student(db.session(), _operator(student_id), student_id,
+                                        threshold=policy.mastery_threshold,
+                                        target_success=policy.target_success)
+    data = (privacy.export_zip(export) if fmt == "csv"
+            else current_app.json.dumps(export.as_json(), indent=2).encode())
+    if output:
+        with open(output, "wb") as handle:
+            handle.write(data)
+        click.echo(f"Wrote {output} ({len(data)} bytes).", err=True)
+    else:
+        click.echo(data.decode())
+
+
+@click.command("delete-student")
+@with_appcontext
+@click.argument("student_id")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def delete_student_command(student_id: str, yes: bool) -> None:
+    """Delete STUDENT_ID and everything derived from them, in one transaction. Cannot be undone."""
+    if not yes:
+        click.confirm(f"Delete student {student_id} and all their data for good?", abort=True)
+    with _reported_errors():
+        counts = privacy.delete_student(db.session(), student_id, by=None, actor="operator")
+    click.echo("Deleted: " + ", ".join(f"{table} {n}" for table, n in counts.items() if n))
+
+
+@click.command("set-personalization")
+@with_appcontext
+@click.argument("student_id")
+@click.argument("state", type=click.Choice(["on", "off"]))
+def set_personalization_command(student_id: str, state: str) -> None:
+    """Switch personalization of STUDENT_ID on or off (recorded with time and actor "operator")."""
+    with _reported_errors():
+        student = tutoring.set_personalization(db.session(), _operator(student_id), student_id,
+                                               enabled=state == "on")
+    click.echo(f"Personalization of {student.id} is {'on' if student.personalized else 'off'}.")
+
+
+@click.command("purge-expired")
+@with_appcontext
+@click.option("--dry-run", is_flag=True, help="Count what would be deleted; delete nothing.")
+def purge_expired_command(dry_run: bool) -> None:
+    """Delete answers, recommendations and access-log entries past their retention.
+
+    RETENTION_RESPONSE_DAYS and RETENTION_ACCESS_LOG_DAYS (default 365 each). Mastery keeps the
+    current state; the raw history goes (each student's state at the cut-off is kept as their baseline).
+    """
+    config = current_app.config
+    with _reported_errors():
+        report = privacy.purge_expired(
+            db.session(), response_days=int(config["RETENTION_RESPONSE_DAYS"]),
+            access_log_days=int(config["RETENTION_ACCESS_LOG_DAYS"]),
+            threshold=float(config["MASTERY_THRESHOLD"]), dry_run=dry_run)
+    verb = "Would delete" if dry_run else "Deleted"
+    click.echo(f"Answers and recommendations before {report.responses_before:%Y-%m-%d %H:%M} UTC, "
+               f"access log before {report.access_log_before:%Y-%m-%d %H:%M} UTC.")
+    for table, n in report.counts.items():
+        click.echo(f"{verb} {table}: {n}")
+    click.echo(f"Students whose state before the cut-off {'would be' if dry_run else 'was'} kept as a "
+               f"baseline: {report.students_folded}")
 
 
 # --- response logs, fitting, replay --------------------------------------------------------------
@@ -387,6 +474,8 @@ def simulate_command(students: int, policies: tuple[str, ...], seed: int, conten
 def init_app(app: Flask) -> None:
     for command in (init_db_command, validate_content_command, load_content_command,
                     create_school_command, create_teacher_command, create_class_command, enroll_command,
-                    create_api_key_command, revoke_api_key_command, import_log_command, fit_params_command,
+                    create_api_key_command, revoke_api_key_command, export_student_command,
+                    delete_student_command, set_personalization_command, purge_expired_command,
+                    import_log_command, fit_params_command,
                     rebuild_mastery_command, evaluate_model_command, simulate_command):
         app.cli.add_command(command)

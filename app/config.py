@@ -54,6 +54,9 @@ def defaults(instance_path: str) -> dict[str, Any]:
         "RATELIMIT_API": os.environ.get("RATELIMIT_API", "1200 per minute"),
         # Reverse proxies in front of the app (X-Forwarded-For is trusted from that many hops).
         "PROXY_COUNT": int(os.environ.get("PROXY_COUNT", "0")),
+        # Retention (days): raw answers and recommendations, and the access log. `flask purge-expired`.
+        "RETENTION_RESPONSE_DAYS": int(os.environ.get("RETENTION_RESPONSE_DAYS", "365")),
+        "RETENTION_ACCESS_LOG_DAYS": int(os.environ.get("RETENTION_ACCESS_LOG_DAYS", "365")),
         # flask-smorest / OpenAPI
         "API_TITLE": "Adaptive tutor API",
         "API_VERSION": "v1",

@@ -411,3 +411,64 @@ class Mastery(db.Model):  # type: ignore[name-defined]
     review_successes: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     parameters_id: Mapped[int] = mapped_column(ForeignKey("skill_parameters.id"))
 
+
+
+class ConsentEvent(db.Model):  # type: ignore[name-defined]
+    """A consent given or withdrawn (personalization; later, group attributes): who, when, for what."""
+
+    __tablename__ = "consent_events"
+    __table_args__ = (Index("ix_consent_events_student_id_id", "student_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    student_id: Mapped[str] = mapped_column(ForeignKey("students.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(40))  # "personalization", ...
+    granted: Mapped[bool] = mapped_column(Boolean)
+    # What the consent covers, when it is about named items (e.g. attributes); else empty.
+    scope: Mapped[list[str]] = mapped_column(JSON, default=list)
+    actor: Mapped[str] = mapped_column(String(100))  # e.g. "teacher:12", "app:3", "student:<id>", "operator"
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class AccessLogEntry(db.Model):  # type: ignore[name-defined]
+    """A read of a student's data by someone else (teacher, admin, app): who, what, when.
+
+    Never any answer content.
+    """
+
+    __tablename__ = "access_log"
+    __table_args__ = (Index("ix_access_log_student_id_id", "student_id", "id"),
+                      Index("ix_access_log_created_at", "created_at"))
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    student_id: Mapped[str] = mapped_column(ForeignKey("students.id", ondelete="CASCADE"))
+    actor: Mapped[str] = mapped_column(String(100))
+    actor_name: Mapped[str] = mapped_column(String(200))
+    what: Mapped[str] = mapped_column(String(40))  # "profile", "progress", "report", "export", ...
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class StudentBaseline(db.Model):  # type: ignore[name-defined]
+    """The state folded from answers purged under the retention policy: replays of the log start here."""
+
+    __tablename__ = "student_baselines"
+
+    student_id: Mapped[str] = mapped_column(
+        ForeignKey("students.id", ondelete="CASCADE"), primary_key=True)
+    speed_weights: Mapped[list[float]] = mapped_column(JSON)
+    answer_count: Mapped[int] = mapped_column(Integer)
+    last_answer_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # skill id -> the SkillState fields (datetimes as ISO 8601 strings)
+    skills: Mapped[dict[str, Any]] = mapped_column(JSON)
+    purged_before: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class DeletionRecord(db.Model):  # type: ignore[name-defined]
+    """That a student was deleted, by whom and when, and how many rows went: nothing that identifies them."""
+
+    __tablename__ = "deletion_records"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int | None] = mapped_column(ForeignKey("schools.id", ondelete="SET NULL"))
+    actor: Mapped[str] = mapped_column(String(100))
+    rows_deleted: Mapped[dict[str, int]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

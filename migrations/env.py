@@ -97,6 +97,9 @@ def run_migrations_online():
         context.configure(
             connection=connection,
             target_metadata=get_metadata(),
+            # SQLite can roll DDL back: one transaction for the whole upgrade, so a failed
+            # foreign key check below leaves the database as it was.
+            transactional_ddl=True if sqlite else None,
             **conf_args
         )
         try:
@@ -108,6 +111,8 @@ def run_migrations_online():
                         raise RuntimeError(f"migration left rows with broken foreign keys: {broken[:5]}")
         finally:
             if sqlite:
+                if connection.in_transaction():
+                    connection.rollback()
                 connection.connection.driver_connection.execute("PRAGMA foreign_keys=ON")
 
 

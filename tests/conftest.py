@@ -245,7 +245,7 @@ class Actor:
 
     def request(self, method: str, url: str, *, json: Any = None, form: dict[str, str] | None = None) -> Any:
         headers = dict(self.headers)
-        if json is not None and self.csrf:
+        if self.csrf and form is None and method not in ("GET", "HEAD"):
             headers["X-CSRFToken"] = self.csrf
         if form is not None:
             form = {"csrf_token": self.csrf, **form}

@@ -305,3 +305,13 @@ class ClassReportSchema(Schema):
     skills = fields.List(fields.Nested(ClassSkillSchema))
     students = fields.List(fields.Nested(ClassStudentSchema))
     stuck_skills = fields.List(fields.String())
+
+
+class ExportQuerySchema(Schema):
+    format = fields.String(load_default="json", validate=validate.OneOf(["json", "csv"]),
+                           metadata={"description": "json (one document) or csv (a ZIP of CSV files)."})
+
+
+class DeletionSchema(Schema):
+    deleted = fields.Dict(keys=fields.String(), values=fields.Integer(),
+                          metadata={"description": "Rows deleted per table."})

@@ -9,6 +9,8 @@ from flask.views import MethodView
 
 from app.api.auth import api_blueprint, current_principal
 from app.api.schemas import (
+    DeletionSchema,
+    ExportQuerySchema,
     NextExerciseQuerySchema,
     NextExerciseSchema,
     ProgressSchema,
@@ -22,7 +24,8 @@ from app.api.schemas import (
 )
 from app.extensions import db
 from app.models import utcnow
-from app.services import reports, tutoring
+from app.services import privacy, reports, tutoring
+from app.web.exports import student_export_response
 
 blp = api_blueprint("students", __name__, "A learning app's students and their practice.")
 
@@ -44,6 +47,11 @@ class StudentById(MethodView):
     @blp.response(200, StudentSchema)
     def get(self, student_id: str) -> Any:
         return tutoring.get_student(db.session(), current_principal(), student_id)
+
+    @blp.response(200, DeletionSchema)
+    def delete(self, student_id: str) -> Any:
+        """Delete the student and everything derived from them, at once and for good (apps, admins)."""
+        return {"deleted": privacy.delete_student(db.session(), student_id, by=current_principal())}
 
     @blp.arguments(StudentUpdateSchema)
     @blp.response(200, StudentSchema)
@@ -118,3 +126,12 @@ class StudentReport(MethodView):
         return {"student_id": student.id, "external_id": student.external_id, "generated_at": utcnow(),
                 **vars(report)}
 
+
+@blp.route("/students/<student_id>/export")
+class StudentExport(MethodView):
+    @blp.arguments(ExportQuerySchema, location="query")
+    @blp.response(200, description="JSON, or with format=csv a ZIP of CSV files.")
+    def get(self, query: dict[str, Any], student_id: str) -> Any:
+        """Everything stored about the student (profile, answers, mastery and its history, recommendations
+        and their reasons, consents, who read their data) and how the tutor uses it."""
+        return student_export_response(current_principal(), student_id, query["format"])

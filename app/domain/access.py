@@ -29,16 +29,17 @@ class Action(StrEnum):
     READ_CLASS = "read classes"
     MANAGE_API_KEYS = "manage API keys"
     CHANGE_PASSWORD = "change a password"
+    DELETE_STUDENT = "delete a student and all their data"
 
 
 PERMISSIONS: dict[Role, frozenset[Action]] = {
     Role.APP: frozenset({
         Action.READ_CONTENT, Action.CREATE_STUDENT, Action.READ_STUDENT, Action.SET_PERSONALIZATION,
-        Action.PRACTISE, Action.READ_CLASS,
+        Action.PRACTISE, Action.READ_CLASS, Action.DELETE_STUDENT,
     }),
     Role.ADMIN: frozenset({
         Action.READ_CONTENT, Action.READ_STUDENT, Action.SET_PERSONALIZATION, Action.READ_CLASS,
-        Action.MANAGE_API_KEYS, Action.CHANGE_PASSWORD,
+        Action.MANAGE_API_KEYS, Action.CHANGE_PASSWORD, Action.DELETE_STUDENT,
     }),
     Role.TEACHER: frozenset({
         Action.READ_CONTENT, Action.READ_STUDENT, Action.SET_PERSONALIZATION, Action.READ_CLASS,

@@ -8,12 +8,12 @@ role may attempt the action at all (403) is ``app.domain.access.ensure_allowed``
 
 from __future__ import annotations
 
-from sqlalchemy import ColumnElement, false, select
+from sqlalchemy import ColumnElement, false, insert, select
 from sqlalchemy.orm import Session
 
 from app.domain.access import Action, Principal, Role, ensure_allowed
 from app.domain.errors import UnknownClass, UnknownStudent
-from app.models import ClassMembership, SchoolClass, Student
+from app.models import AccessLogEntry, ClassMembership, SchoolClass, Student, utcnow
 
 
 def _taught_by(teacher_id: int) -> ColumnElement[bool]:
@@ -48,9 +48,13 @@ def class_scope(principal: Principal) -> ColumnElement[bool]:
 
 
 def find_student(
-    session: Session, principal: Principal, student_id: str, action: Action, *, lock: bool = False
+    session: Session, principal: Principal, student_id: str, action: Action, *, lock: bool = False,
+    what: str = "profile",
 ) -> Student:
-    """The student, if ``principal`` may do ``action`` on them; else Forbidden or UnknownStudent."""
+    """The student, if ``principal`` may do ``action`` on them; else Forbidden or UnknownStudent.
+
+    A read by anyone but the student themself is written to the access log as ``what``.
+    """
     ensure_allowed(principal, action)
     query = select(Student).where(Student.id == student_id, student_scope(principal))
     if lock:
@@ -59,7 +63,20 @@ def find_student(
     found: Student | None = session.scalar(query)
     if found is None:
         raise UnknownStudent(student_id)
+    if action is Action.READ_STUDENT:
+        record_access(session, principal, [found.id], what)
     return found
+
+
+def record_access(session: Session, principal: Principal, student_ids: list[str], what: str) -> None:
+    """Log that ``principal`` read these students' data (not when students read their own); commits."""
+    if principal.role is Role.STUDENT or not student_ids:
+        return
+    now = utcnow()
+    session.execute(insert(AccessLogEntry), [
+        {"student_id": sid, "actor": principal.actor, "actor_name": principal.name, "what": what,
+         "created_at": now} for sid in student_ids])
+    session.commit()
 
 
 def find_class(session: Session, principal: Principal, class_id: int) -> SchoolClass:

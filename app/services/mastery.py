@@ -1,7 +1,8 @@
 """Replaying the response log: the student models must always equal a replay under the current parameters.
 
 Used after new parameters become current (``fit-params``), by ``flask rebuild-mastery``,
-and by tests that check the stored state against the log.
+and by tests that check the stored state against the log. A student whose oldest answers
+were purged (retention) replays from the state folded from them (``student_baselines``).
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from app.domain.bkt import BktParams
-from app.domain.tracking import SPEED_PRIOR, StudentModel, apply_answer
-from app.models import Mastery, Response, ResponseSkill, Student
+from app.domain.tracking import SPEED_PRIOR, SkillState, StudentModel, apply_answer
+from app.models import Mastery, Response, ResponseSkill, Student, StudentBaseline
 from app.services.content import read_snapshot
-from app.services.student_models import row_values
+from app.services.student_models import refresh_answer_counts, row_values
 
 BATCH = 5000
 
@@ -36,7 +37,7 @@ class ReplayStep:
 
 
 def _responses(
-    session: Session, student_ids: Collection[str] | None
+    session: Session, student_ids: Collection[str] | None, before: datetime | None = None,
 ) -> Iterator[tuple[str, int, bool, datetime, list[str]]]:
     """(student, response id, correct, time, skills) in answer order, student by student."""
     query = (
@@ -48,6 +49,8 @@ def _responses(
     )
     if student_ids is not None:
         query = query.where(Response.student_id.in_(list(student_ids)))
+    if before is not None:
+        query = query.where(Response.created_at < before)
     current: tuple[str, int, bool, datetime, list[str]] | None = None
     for student_id, response_id, correct, created_at, skill_id in session.execute(query):
         if current is not None and current[1] == response_id:
@@ -62,23 +65,59 @@ def _responses(
 
 def replay_models(
     session: Session, params: dict[str, BktParams], threshold: float,
-    student_ids: Collection[str] | None = None,
+    student_ids: Collection[str] | None = None, *, before: datetime | None = None,
 ) -> Iterator[tuple[str, StudentModel, list[ReplayStep]]]:
-    """Each student's model rebuilt from the priors by the tracker, with every step."""
+    """Each student's model rebuilt by the tracker (from the priors, or from the state folded from
+    purged answers), with every step; only answers given ``before``, when set."""
+    baselines = load_baselines(session, student_ids)
     student: str | None = None
     model = StudentModel()
     steps: list[ReplayStep] = []
-    for student_id, response_id, correct, created_at, skills in _responses(session, student_ids):
+    for student_id, response_id, correct, created_at, skills in _responses(session, student_ids, before):
         if student_id != student:
             if student is not None:
                 yield student, model, steps
-            student, model, steps = student_id, StudentModel(), []
+            student, model, steps = student_id, baselines.pop(student_id, StudentModel()), []
         for step in apply_answer(model, skills, correct, params, now=created_at, threshold=threshold):
             steps.append(ReplayStep(student_id, response_id, step.skill_id, correct, created_at,
                                     step.p_mastery_before, step.p_correct, step.p_mastery_after,
                                     step.p_mastery_paced_after))
     if student is not None:
         yield student, model, steps
+    for student_id, folded in baselines.items():  # every answer purged: the folded state is all there is
+        yield student_id, folded, []
+
+
+def load_baselines(session: Session, student_ids: Collection[str] | None) -> dict[str, StudentModel]:
+    query = select(StudentBaseline)
+    if student_ids is not None:
+        query = query.where(StudentBaseline.student_id.in_(list(student_ids)))
+    return {row.student_id: model_of_baseline(row) for row in session.scalars(query)}
+
+
+def model_of_baseline(row: StudentBaseline) -> StudentModel:
+    return StudentModel(speed_weights=list(row.speed_weights), skills={
+        skill_id: SkillState(
+            p_mastery=v["p_mastery"], p_by_speed=list(v["p_by_speed"]), attempts=v["attempts"],
+            correct_count=v["correct_count"], mastered_at=_when(v["mastered_at"]),
+            attempts_at_mastery=v["attempts_at_mastery"], last_practiced_at=_when(v["last_practiced_at"]),
+            review_successes=v["review_successes"])
+        for skill_id, v in row.skills.items()})
+
+
+def baseline_skills(model: StudentModel) -> dict[str, dict[str, object]]:
+    """The model's skills as JSON for ``student_baselines.skills``."""
+    return {skill_id: {
+        "p_mastery": s.p_mastery, "p_by_speed": list(s.p_by_speed), "attempts": s.attempts,
+        "correct_count": s.correct_count, "mastered_at": s.mastered_at.isoformat() if s.mastered_at else None,
+        "attempts_at_mastery": s.attempts_at_mastery,
+        "last_practiced_at": s.last_practiced_at.isoformat() if s.last_practiced_at else None,
+        "review_successes": s.review_successes,
+    } for skill_id, s in model.skills.items()}
+
+
+def _when(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
 
 
 def replay_log(
@@ -107,10 +146,8 @@ def rebuild_mastery(
     weights: list[dict[str, object]] = []
     responses = 0
     for student_id, model, steps in replay_models(session, snapshot.params, threshold, student_ids):
-        answered = len({s.response_id for s in steps})
-        responses += answered
-        weights.append({"id": student_id, "speed_weights": model.speed_weights, "answer_count": answered,
-                        "last_answer_at": max((s.created_at for s in steps), default=None)})
+        responses += len({s.response_id for s in steps})
+        weights.append({"id": student_id, "speed_weights": model.speed_weights})
         rows.extend(
             {"student_id": student_id, "skill_id": skill_id,
              "parameters_id": snapshot.parameters[skill_id].id, **row_values(state)}
@@ -118,7 +155,7 @@ def rebuild_mastery(
         )
 
     clear = delete(Mastery)
-    reset = update(Student).values(speed_weights=None, answer_count=0, last_answer_at=None)
+    reset = update(Student).values(speed_weights=None)
     if student_ids is not None:
         clear = clear.where(Mastery.student_id.in_(list(student_ids)))
         reset = reset.where(Student.id.in_(list(student_ids)))
@@ -128,6 +165,8 @@ def rebuild_mastery(
         session.execute(insert(Mastery), rows[start:start + BATCH])
     if weights:
         session.execute(update(Student), weights)
+    refresh_answer_counts(session, student_ids if student_ids is not None
+                          else list(session.scalars(select(Student.id))))
     if commit:
         session.commit()
     return RebuildReport(students=len(weights), responses=responses, mastery_rows=len(rows))
@@ -161,6 +200,9 @@ def check_mastery(session: Session, tolerance: float = 1e-9, threshold: float = 
             mismatches.append(Mismatch(key[0], key[1], a, b))
     counted = dict(session.execute(
         select(Response.student_id, func.count()).group_by(Response.student_id)).all())
+    for student_id, folded in session.execute(select(StudentBaseline.student_id,
+                                                     StudentBaseline.answer_count)).all():
+        counted[student_id] = counted.get(student_id, 0) + folded
     for student_id, answers in session.execute(select(Student.id, Student.answer_count)).all():
         if answers != counted.get(student_id, 0):
             mismatches.append(Mismatch(student_id, "(answers)", answers, counted.get(student_id, 0)))

@@ -27,7 +27,7 @@ from app.domain.reports import (
 )
 from app.domain.tracking import SPEED_PRIOR, SPEEDS
 from app.models import ClassMembership, Mastery, Response, ResponseSkill, SchoolClass, Student, utcnow
-from app.services.access import find_class
+from app.services.access import find_class, record_access
 from app.services.content import current_snapshot
 from app.services.student_models import load_model
 from app.services.tutoring import get_student, policy_config
@@ -45,7 +45,7 @@ def report_config() -> ReportConfig:
 
 
 def student_report(session: Session, principal: Principal, student_id: str) -> tuple[Student, StudentReport]:
-    student = get_student(session, principal, student_id)
+    student = get_student(session, principal, student_id, "report")
     snapshot = current_snapshot(session)
     model, _ = load_model(session, student)
     report = build_student_report(snapshot.graph, snapshot.params, model, utcnow(), report_config(),
@@ -72,6 +72,7 @@ def class_report(
         .join(ClassMembership, ClassMembership.student_id == Student.id)
         .where(ClassMembership.class_id == klass.id)).all()
     ids = [m.id for m in members]
+    record_access(session, principal, ids, "class report")
     weights = {m.id: list(m.speed_weights or SPEED_PRIOR) for m in members}
     # Core columns: this is the one query whose size grows with students × skills.
     table = Mastery.__table__
@@ -167,7 +168,7 @@ class MasteryPoint:
 def mastery_history(session: Session, principal: Principal, student_id: str,
                     limit: int = 400) -> list[MasteryPoint]:
     """The student's paced P(L) after each of their latest answers, oldest first."""
-    student = get_student(session, principal, student_id)
+    student = get_student(session, principal, student_id, "mastery history")
     rows = session.execute(
         select(Response.created_at, ResponseSkill.skill_id,
                func.coalesce(ResponseSkill.p_mastery_paced_after, ResponseSkill.p_mastery_after))

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from app.domain.access import Principal
 from app.models import ClassMembership, Mastery, Response, SchoolClass, StaffUser, Student
-from app.services.access import class_scope, find_class, visible_classes
+from app.services.access import class_scope, find_class, record_access, visible_classes
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,7 @@ def class_detail(session: Session, principal: Principal, class_id: int) -> Class
         select(Student).join(ClassMembership, ClassMembership.student_id == Student.id)
         .where(ClassMembership.class_id == klass.id).order_by(Student.external_id)))
     ids = [s.id for s in members]
+    record_access(session, principal, ids, "class roster")
     answers = {sid: (n, last) for sid, n, last in session.execute(
         select(Response.student_id, func.count(), func.max(Response.created_at))
         .where(Response.student_id.in_(ids)).group_by(Response.student_id)).all()}

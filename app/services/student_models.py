@@ -9,7 +9,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from app.domain.tracking import SPEED_PRIOR, SkillState, StudentModel
-from app.models import Mastery, Response, Student
+from app.models import Mastery, Response, Student, StudentBaseline
 
 
 def state_of(row: Mastery) -> SkillState:
@@ -32,9 +32,15 @@ def row_values(state: SkillState) -> dict[str, Any]:
 
 
 def refresh_answer_counts(session: Session, student_ids: Collection[str]) -> None:
-    """Recount ``answer_count`` and ``last_answer_at`` of these students from the log."""
-    answers = select(func.count()).where(Response.student_id == Student.id).scalar_subquery()
-    last = select(func.max(Response.created_at)).where(Response.student_id == Student.id).scalar_subquery()
+    """Recount ``answer_count`` and ``last_answer_at`` of these students from the log (and what was
+    folded into their baseline when old answers were purged)."""
+    folded = select(StudentBaseline.answer_count).where(StudentBaseline.student_id == Student.id)
+    folded_last = select(StudentBaseline.last_answer_at).where(StudentBaseline.student_id == Student.id)
+    answers = (select(func.count()).where(Response.student_id == Student.id).scalar_subquery()
+               + func.coalesce(folded.scalar_subquery(), 0))
+    last = func.coalesce(
+        select(func.max(Response.created_at)).where(Response.student_id == Student.id).scalar_subquery(),
+        folded_last.scalar_subquery())
     ids = list(student_ids)
     for start in range(0, len(ids), 500):
         session.execute(update(Student).where(Student.id.in_(ids[start:start + 500]))

@@ -24,7 +24,7 @@ from app.domain.grading import grade_answer
 from app.domain.selection import PolicyConfig, StudentView, choose_next_exercise, recall
 from app.domain.selection import Recommendation as Choice
 from app.domain.tracking import apply_answer
-from app.models import Mastery, Recommendation, Response, ResponseSkill, Student, utcnow
+from app.models import ConsentEvent, Mastery, Recommendation, Response, ResponseSkill, Student, utcnow
 from app.services.access import find_student
 from app.services.content import current_snapshot, load_exercise
 from app.services.student_models import load_model, row_values
@@ -67,8 +67,8 @@ def get_or_create_student(session: Session, principal: Principal, external_id: s
     return student, True
 
 
-def get_student(session: Session, principal: Principal, student_id: str) -> Student:
-    return find_student(session, principal, student_id, Action.READ_STUDENT)
+def get_student(session: Session, principal: Principal, student_id: str, what: str = "profile") -> Student:
+    return find_student(session, principal, student_id, Action.READ_STUDENT, what=what)
 
 
 # --- responses ------------------------------------------------------------------------------
@@ -315,7 +315,7 @@ def recommendation_history(
     session: Session, principal: Principal, student_id: str, limit: int = 50
 ) -> list[dict[str, Any]]:
     """The latest recommendations served to a student, with the answer that followed (if any)."""
-    student = get_student(session, principal, student_id)
+    student = get_student(session, principal, student_id, "recommendations")
     rows = session.execute(
         select(Recommendation, Response.id, Response.correct)
         .outerjoin(Response, Response.recommendation_id == Recommendation.id)
@@ -335,9 +335,12 @@ def set_personalization(
     """Switch personalization on or off (off: fixed curriculum order); records when and by whom."""
     student = find_student(session, principal, student_id, Action.SET_PERSONALIZATION, lock=True)
     if student.personalized != enabled:
+        now = utcnow()
         student.personalized = enabled
-        student.personalization_changed_at = utcnow()
+        student.personalization_changed_at = now
         student.personalization_changed_by = principal.actor
+        session.add(ConsentEvent(student_id=student.id, kind="personalization", granted=enabled,
+                                 actor=principal.actor, created_at=now))
     session.commit()
     return student
 
@@ -371,7 +374,7 @@ def progress(session: Session, principal: Principal, student_id: str) -> Progres
     Skills known only from imported logs have no exercises; they are listed only for
     students who have answers on them.
     """
-    student = get_student(session, principal, student_id)
+    student = get_student(session, principal, student_id, "progress")
     snapshot = current_snapshot(session)
     config = policy_config()
     model, _ = load_model(session, student)

@@ -35,8 +35,15 @@ from app.extensions import csrf, db, limiter
 from app.services import accounts, apps, reports, rosters, tutoring
 from app.sessions import SessionUser, login_policy, signed_in
 from app.web.charts import mastery_over_time
-from app.web.exports import class_report_csv
-from app.web.forms import ApiKeyForm, ConfirmForm, PasswordChangeForm, StaffLoginForm, StudentLoginForm
+from app.web.exports import class_report_csv, student_export_response
+from app.web.forms import (
+    ApiKeyForm,
+    ConfirmForm,
+    PasswordChangeForm,
+    PersonalizationForm,
+    StaffLoginForm,
+    StudentLoginForm,
+)
 
 bp = Blueprint("web", __name__)
 View = TypeVar("View", bound=Callable[..., ResponseReturnValue])
@@ -240,8 +247,50 @@ def _window() -> tuple[datetime | None, datetime | None]:
 def me(principal: Principal) -> ResponseReturnValue:
     if principal.role is not Role.STUDENT:
         abort(403, "This page is for students.")
-    _, report = reports.student_report(db.session(), principal, principal.id)
-    return render_template("me.html", principal=principal, report=report)
+    student, report = reports.student_report(db.session(), principal, principal.id)
+    form = PersonalizationForm(personalized="off" if student.personalized else "on")
+    return render_template("me.html", principal=principal, report=report, student=student,
+                           personalization_form=form)
+
+
+@bp.get("/me/export")
+@signed_in_page(sign_in="web.student_login")
+def my_export(principal: Principal) -> ResponseReturnValue:
+    """A student downloads everything stored about them (JSON, or ?format=csv for a ZIP of CSV files)."""
+    if principal.role is not Role.STUDENT:
+        abort(403, "This page is for students.")
+    return student_export_response(principal, principal.id, _export_format())
+
+
+@bp.post("/me/personalization")
+@signed_in_page(sign_in="web.student_login")
+def my_personalization(principal: Principal) -> ResponseReturnValue:
+    """A student switches personalization off (fixed order) or on again."""
+    if principal.role is not Role.STUDENT:
+        abort(403, "This page is for students.")
+    form = PersonalizationForm()
+    if not form.validate_on_submit():
+        abort(400, "Choose on or off.")
+    enabled = form.personalized.data == "on"
+    tutoring.set_personalization(db.session(), principal, principal.id, enabled=enabled)
+    flash("Personalization is on: exercises are chosen for you." if enabled else
+          "Personalization is off: exercises come in the fixed order, and nothing about you is used to "
+          "choose them.")
+    return redirect(url_for("web.me"))
+
+
+@bp.get("/students/<student_id>/export")
+@signed_in_page()
+def student_export(principal: Principal, student_id: str) -> ResponseReturnValue:
+    """A teacher or admin downloads a student's data (for a parent's request, say); it is logged."""
+    return student_export_response(principal, student_id, _export_format())
+
+
+def _export_format() -> str:
+    fmt = request.args.get("format", "json")
+    if fmt not in ("json", "csv"):
+        abort(400, "format must be json or csv.")
+    return fmt
 
 
 @bp.route("/admin/api-keys", methods=["GET", "POST"])

@@ -1,15 +1,35 @@
-"""The class report as CSV: one row per student, one column per skill (paced P(L) in %, blank when there
-is not enough data), then the per-skill summary rows."""
+"""Downloads: the class report as CSV, and a student's data export (JSON or a ZIP of CSV files)."""
 
 from __future__ import annotations
 
 import csv
 import io
 
+from flask import Response, current_app
+
+from app.domain.access import Principal
 from app.domain.reports import ClassReport
+from app.extensions import db
+from app.services import privacy
+from app.services.tutoring import policy_config
+
+
+def student_export_response(principal: Principal, student_id: str, fmt: str) -> Response:
+    """The export as a download: ``fmt`` "json" (one document) or "csv" (a ZIP of CSV files)."""
+    policy = policy_config()
+    export = privacy.export_student(db.session(), principal, student_id, threshold=policy.mastery_threshold,
+                                    target_success=policy.target_success)
+    if fmt == "csv":
+        return Response(privacy.export_zip(export), mimetype="application/zip", headers={
+            "Content-Disposition": f'attachment; filename="student-{student_id}.zip"'})
+    body = current_app.json.dumps(export.as_json(), indent=2)
+    return Response(body, mimetype="application/json", headers={
+        "Content-Disposition": f'attachment; filename="student-{student_id}.json"'})
 
 
 def class_report_csv(report: ClassReport) -> str:
+    """One row per student, one column per skill (paced P(L) in %, blank when there is not enough data),
+    then the per-skill summary rows."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     skills = [s.skill_id for s in report.skills]

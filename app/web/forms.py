@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import PasswordField, StringField
-from wtforms.validators import DataRequired, EqualTo, Length
+from wtforms import HiddenField, PasswordField, StringField
+from wtforms.validators import AnyOf, DataRequired, EqualTo, Length
 
 from app.services.accounts import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
 
@@ -33,3 +33,7 @@ class ApiKeyForm(FlaskForm):
 
 class ConfirmForm(FlaskForm):
     """A button-only form (sign out, revoke): the CSRF token is its only field."""
+
+
+class PersonalizationForm(FlaskForm):
+    personalized = HiddenField(validators=[AnyOf(["on", "off"])])

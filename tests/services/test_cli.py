@@ -45,7 +45,7 @@ def test_create_api_key_needs_a_school_when_there_is_not_exactly_one(app, runner
 def test_init_db_is_idempotent(app, runner) -> None:
     for _ in range(2):
         result = runner.invoke(args=["init-db"])
-        assert result.exit_code == 0 and "latest schema" in result.output
+        assert result.exit_code == 0 and "latest schema" in result.output, (result.output, result.exception)
 
 
 def test_load_content_reports_unchanged_content(app, runner) -> None:

@@ -65,6 +65,9 @@ def test_upgrading_a_database_with_data_keeps_every_row(empty_database: str) -> 
             ):
                 conn.exec_driver_sql(statement)
         upgrade()
+        if db.engine.dialect.name == "sqlite":  # foreign keys are back on for everyone after a migration
+            with db.engine.connect() as conn:
+                assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
         counts = {table: db.session.scalar(sa.text(f"SELECT COUNT(*) FROM {table}"))
                   for table in ("learning_apps", "api_keys", "students", "responses", "response_skills",
                                 "mastery")}

@@ -17,7 +17,8 @@ import sqlalchemy as sa
 from flask import Flask
 
 from app.extensions import db
-from app.models import Exercise, School, Skill
+from app.models import Exercise, School, SchoolClass, Skill
+from app.services.accounts import enroll
 from app.services.apps import create_api_key
 from tests.conftest import ROLES, World
 
@@ -31,6 +32,8 @@ STAFF_PAGE = (302, 403, 403, 200, 200, 302, 302, 200)
 ADMIN_PAGE = (302, 403, 403, 403, 403, 302, 302, 200)
 CONTENT = (401,) + (200,) * 7
 CLASS_A_PAGE = (302, 403, 403, 200, 404, 302, 302, 200)
+STUDENT_A_PAGE = (302, 200, 404, 200, 404, 302, 302, 200)
+STUDENTS_ONLY = (302, 200, 200, 403, 403, 302, 302, 403)
 
 EXPECTED: dict[tuple[str, str], tuple[int, ...]] = {
     ("GET", "/static/<path:filename>"): EVERYONE_200,
@@ -38,6 +41,9 @@ EXPECTED: dict[tuple[str, str], tuple[int, ...]] = {
     ("POST", "/api/v1/students"): (401, 403, 403, 403, 403, 201, 201, 403),
     ("GET", "/api/v1/students/<student_id>"): READ_STUDENT_A,
     ("PATCH", "/api/v1/students/<student_id>"): READ_STUDENT_A,
+    # (a fresh student of class A for every call: deleting student A would end the other rows)
+    ("DELETE", "/api/v1/students/<student_id>"): (401, 403, 403, 403, 403, 200, 404, 200),
+    ("GET", "/api/v1/students/<student_id>/export"): READ_STUDENT_A,
     ("GET", "/api/v1/students/<student_id>/next-exercise"): PRACTISE_AS_A,
     ("POST", "/api/v1/students/<student_id>/responses"): (401, 201, 404, 403, 403, 201, 404, 403),
     ("GET", "/api/v1/students/<student_id>/progress"): READ_STUDENT_A,
@@ -59,8 +65,11 @@ EXPECTED: dict[tuple[str, str], tuple[int, ...]] = {
     ("GET", "/classes"): STAFF_PAGE,
     ("GET", "/classes/<int:class_id>"): CLASS_A_PAGE,
     ("GET", "/classes/<int:class_id>/report.csv"): CLASS_A_PAGE,
-    ("GET", "/students/<student_id>"): (302, 200, 404, 200, 404, 302, 302, 200),
-    ("GET", "/me"): (302, 200, 200, 403, 403, 302, 302, 403),
+    ("GET", "/students/<student_id>"): STUDENT_A_PAGE,
+    ("GET", "/students/<student_id>/export"): STUDENT_A_PAGE,
+    ("GET", "/me/export"): STUDENTS_ONLY,
+    ("POST", "/me/personalization"): (302, 302, 302, 403, 403, 302, 302, 403),
+    ("GET", "/me"): STUDENTS_ONLY,
     ("GET", "/admin/api-keys"): ADMIN_PAGE,
     ("POST", "/admin/api-keys"): (302, 403, 403, 403, 403, 302, 302, 201),
     ("POST", "/admin/api-keys/<prefix>/revoke"): (302, 403, 403, 403, 403, 302, 302, 302),
@@ -77,6 +86,12 @@ def fresh_key_prefix(app: Flask) -> str:
         return create_api_key(db.session(), "spare-app", north).prefix
 
 
+def fresh_student_of_class_a(app: Flask, world: World) -> str:
+    with app.app_context():
+        klass = db.session.get(SchoolClass, world.class_a)
+        return enroll(db.session(), klass, [f"doomed-{next(counter)}"])[0].student_id
+
+
 def request_for(app: Flask, world: World, method: str, rule: str) -> tuple[str, dict[str, Any]]:
     """The URL (placeholders filled with student A's resources) and body for one route."""
     with app.app_context():
@@ -84,7 +99,8 @@ def request_for(app: Flask, world: World, method: str, rule: str) -> tuple[str, 
         exercise = db.session.scalar(sa.select(Exercise.id).order_by(Exercise.id).limit(1))
     fill: dict[str, Callable[[], str]] = {
         "<path:filename>": lambda: "style.css",
-        "<student_id>": lambda: world.student_a,
+        "<student_id>": (lambda: fresh_student_of_class_a(app, world)) if method == "DELETE"
+        else (lambda: world.student_a),
         "<int:class_id>": lambda: str(world.class_a),
         "<skill_id>": lambda: skill,
         "<exercise_id>": lambda: exercise,
@@ -107,6 +123,7 @@ def request_for(app: Flask, world: World, method: str, rule: str) -> tuple[str, 
         ("POST", "/admin/api-keys"): {"form": {"app_name": f"new-app-{n}"}},
         ("POST", "/admin/api-keys/<prefix>/revoke"): {"form": {}},
         ("POST", "/logout"): {"form": {}},
+        ("POST", "/me/personalization"): {"form": {"personalized": "on"}},
     }
     return url, bodies.get((method, rule), {})
 
