@@ -23,7 +23,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy import true as sa_true
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, column_property, mapped_column, relationship
 
 from app.extensions import db
 
@@ -346,6 +346,9 @@ class Response(db.Model):  # type: ignore[name-defined]
     # The recommendation this answer followed (None when the app chose the exercise itself).
     recommendation_id: Mapped[int | None] = mapped_column(
         ForeignKey("recommendations.id", ondelete="SET NULL"))
+    # Hints seen before answering. A right answer after a hint is not evidence of knowing the skill
+    # (the ASSISTments convention the fitted parameters come from): see ``credited``.
+    hints_used: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     skills: Mapped[list[ResponseSkill]] = relationship(
         back_populates="response", cascade="all, delete-orphan", order_by="ResponseSkill.position"
@@ -386,6 +389,8 @@ class Recommendation(db.Model):  # type: ignore[name-defined]
     reason: Mapped[str] = mapped_column(String(40))
     explanation: Mapped[str] = mapped_column(Text)
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # Hints of the exercise shown to the student so far (the web practice page records them).
+    hints_shown: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class Mastery(db.Model):  # type: ignore[name-defined]
@@ -472,3 +477,8 @@ class DeletionRecord(db.Model):  # type: ignore[name-defined]
     actor: Mapped[str] = mapped_column(String(100))
     rows_deleted: Mapped[dict[str, int]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+# The observation tracing and fitting use: right, and without a hint.
+Response.credited = column_property(Response.correct & (Response.hints_used == 0))
+

@@ -27,22 +27,7 @@ from flask_migrate import upgrade
 from app import create_app
 from app.domain.access import Role
 from app.extensions import db
-from app.models import (
-    ApiKey,
-    ClassMembership,
-    ContentState,
-    LearningApp,
-    LogImport,
-    Mastery,
-    Recommendation,
-    Response,
-    ResponseSkill,
-    School,
-    SchoolClass,
-    StaffUser,
-    Student,
-    StudentCredential,
-)
+from app.models import ContentState
 from app.services.accounts import create_class, create_school, create_staff_user, enroll
 from app.services.apps import create_api_key
 from app.services.content import sync_content
@@ -143,12 +128,17 @@ def content_revision() -> int:
     return db.session.scalar(sa.select(ContentState.revision)) or 0
 
 
+# Content and parameters survive between tests (reloaded only when a test changed them).
+CONTENT_TABLES = {"skills", "skill_prerequisites", "exercises", "exercise_skills", "skill_parameters",
+                  "content_state", "fit_runs"}
+
+
 def reset_database(shipped_graph: Any) -> None:
-    """Student data always goes; content and parameters are reloaded only when a test changed them."""
+    """Everything but content goes after each test, so no test sees another's schools, students or logs."""
     revision = content_revision()
-    for model in (ResponseSkill, Response, Recommendation, Mastery, ClassMembership, StudentCredential,
-                  Student, SchoolClass, StaffUser, ApiKey, LogImport, LearningApp, School):
-        db.session.execute(sa.delete(model))
+    for table in reversed(db.metadata.sorted_tables):
+        if table.name not in CONTENT_TABLES:
+            db.session.execute(table.delete())
     if revision != current_app.config["TEST_SHIPPED_REVISION"]:
         for table in reversed(db.metadata.sorted_tables):
             db.session.execute(table.delete())

@@ -93,6 +93,11 @@ class ResponseCreateSchema(Schema):
         validate=validate.Length(1, 100),
         metadata={"description": "A retry with the same id records nothing and returns the first result."},
     )
+    hints_used = fields.Integer(
+        strict=True, load_default=0, validate=validate.Range(0, 100),
+        metadata={"description": "Hints the student saw first: a right answer after a hint is stored as "
+                                 "right but is not counted as evidence of knowing the skill."},
+    )
 
     @validates_schema
     def answer_or_correct(self, data: dict[str, Any], **kwargs: Any) -> None:
@@ -120,6 +125,9 @@ class ResponseSchema(Schema):
     created_at = fields.DateTime()
     recommendation_id = fields.Integer(allow_none=True, metadata={
         "description": "The recommendation this answer followed, if it was the one served last."})
+    hints_used = fields.Integer()
+    credited = fields.Boolean(
+        metadata={"description": "Counted as evidence of knowing: right, without a hint."})
     mastery = fields.Dict(
         keys=fields.String(), values=fields.Float(),
         metadata={"description": "Standard BKT P(L) of each skill of the exercise after this answer."},
@@ -216,6 +224,7 @@ class SkillReportSchema(Schema):
     skill_id = fields.String()
     name = fields.String()
     prerequisites = fields.List(fields.String())
+    depth = fields.Integer(metadata={"description": "Steps from a skill without prerequisites."})
     status = fields.String(metadata={"enum": ["mastered", "learning", "ready", "locked"]})
     enough_data = fields.Boolean(metadata={"description": "False below a few answers: no estimates then."})
     p_mastery = fields.Float(allow_none=True, metadata={"description": "Paced P(L); null: not enough data."})

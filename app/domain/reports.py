@@ -40,6 +40,7 @@ class SkillReport:
     skill_id: str
     name: str
     prerequisites: list[str]
+    depth: int  # 0 without prerequisites, else 1 + the deepest prerequisite: groups along the graph
     status: str  # "mastered", "learning", "ready" (not started, prerequisites mastered), "locked"
     enough_data: bool
     p_mastery: float | None  # paced P(L); None when not enough data
@@ -105,6 +106,10 @@ def build_student_report(
     still needed at the student's pace, review due; and the summary along the prerequisite graph."""
     mastered = {s for s in graph.skill_order
                 if model.paced(s, params[s]) >= config.mastery_threshold and s in model.skills}
+    depth: dict[str, int] = {}
+    for skill_id in graph.skill_order:  # prerequisites first, so theirs are known
+        prereqs = graph.skills[skill_id].prerequisites
+        depth[skill_id] = 1 + max(depth[p] for p in prereqs) if prereqs else 0
     rows = []
     for skill_id in graph.skill_order:
         state = model.skills.get(skill_id)
@@ -132,7 +137,8 @@ def build_student_report(
         level = (predicted_recall(state.last_practiced_at, state.review_successes, now,
                                   config.review_half_life_days) if state and is_mastered else None)
         rows.append(SkillReport(
-            skill_id=skill_id, name=skill.name, prerequisites=list(skill.prerequisites), status=status,
+            skill_id=skill_id, name=skill.name, prerequisites=list(skill.prerequisites),
+            depth=depth[skill_id], status=status,
             enough_data=enough, p_mastery=model.paced(skill_id, params[skill_id]) if enough or is_mastered
             else None,
             attempts=attempts, correct=state.correct_count if state else 0,

@@ -44,7 +44,8 @@ def engine_name() -> str:
 def response_frame(session: Session, skills: Collection[str] | None = None) -> pd.DataFrame:
     """The log in pyBKT's ASSISTments layout: one row per (response, skill), in answer order."""
     query = (
-        select(Response.id, Response.student_id, ResponseSkill.skill_id, Response.correct)
+        select(Response.id, Response.student_id, ResponseSkill.skill_id,
+               Response.credited.label("correct"))
         .join(ResponseSkill, ResponseSkill.response_id == Response.id)
         .order_by(Response.id, ResponseSkill.position)
     )

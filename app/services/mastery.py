@@ -41,7 +41,7 @@ def _responses(
 ) -> Iterator[tuple[str, int, bool, datetime, list[str]]]:
     """(student, response id, correct, time, skills) in answer order, student by student."""
     query = (
-        select(Response.student_id, Response.id, Response.correct, Response.created_at,
+        select(Response.student_id, Response.id, Response.credited, Response.created_at,
                ResponseSkill.skill_id)
         .join(ResponseSkill, ResponseSkill.response_id == Response.id)
         .order_by(Response.student_id, Response.id, ResponseSkill.position)

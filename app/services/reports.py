@@ -130,7 +130,7 @@ def _skills_as_of(
     """Each student's standing per skill at ``end``: counts and the last traced step, by SQL aggregates."""
     steps = _chunked(session, ids, lambda chunk: select(
         Response.student_id, ResponseSkill.skill_id, func.count().label("attempts"),
-        func.sum(case((Response.correct, 1), else_=0)).label("correct"),
+        func.sum(case((Response.credited, 1), else_=0)).label("correct"),
         func.max(Response.id).label("last_id"), func.max(Response.created_at).label("last_at"),
     ).join(Response, Response.id == ResponseSkill.response_id)
      .where(Response.student_id.in_(chunk), Response.created_at <= end)

@@ -95,6 +95,12 @@ class RecordedResponse:
     created_at: datetime
     recommendation_id: int | None
     skills: list[SkillStep]
+    hints_used: int = 0
+
+    @property
+    def credited(self) -> bool:
+        """Counted as evidence of knowing: right, and without a hint."""
+        return self.correct and self.hints_used == 0
 
     @property
     def mastery(self) -> dict[str, float]:
@@ -115,10 +121,12 @@ def record_response(
     correct: bool | None = None,
     response_time_ms: int | None = None,
     client_response_id: str | None = None,
+    hints_used: int = 0,
 ) -> tuple[RecordedResponse, bool]:
     """Store one answer and update the student model for every skill of the exercise, in one transaction.
 
-    Exactly one of ``answer`` (graded here) and ``correct`` (graded by the app) is given.
+    Exactly one of ``answer`` (graded here) and ``correct`` (graded by the app) is given. After a hint,
+    a right answer is stored as right but traced as no evidence of knowing (``credited`` is false).
     Returns (result, created); a retry with a known ``client_response_id`` returns the
     first result with created=False.
     """
@@ -127,7 +135,7 @@ def record_response(
         previous = _find_by_client_id(session, student.id, client_response_id)
         if previous is not None:
             _check_same_request(previous, exercise_id, answer, correct, client_response_id)
-            result = _result_of(session, previous)
+            result = result_of(session, previous)
             session.rollback()
             return result, False
 
@@ -141,8 +149,8 @@ def record_response(
     # The whole model: a new pace estimate can bring other skills to mastery.
     model, rows = load_model(session, student)
     now = utcnow()
-    steps = apply_answer(model, exercise.skill_ids, is_correct, snapshot.params, now=now,
-                         threshold=_threshold())
+    steps = apply_answer(model, exercise.skill_ids, is_correct and hints_used == 0, snapshot.params,
+                         now=now, threshold=_threshold())
     student.speed_weights = model.speed_weights
     student.answer_count += 1
     student.last_answer_at = now
@@ -154,7 +162,7 @@ def record_response(
         student_id=student.id, exercise_id=exercise.id, correct=is_correct,
         answer=answer, graded_by=graded_by, response_time_ms=response_time_ms,
         client_response_id=client_response_id, created_at=now,
-        recommendation_id=_pending_recommendation(session, student.id, exercise.id),
+        recommendation_id=_pending_recommendation(session, student.id, exercise.id), hints_used=hints_used,
     )
     for position, step in enumerate(steps):
         parameters_id = snapshot.parameters[step.skill_id].id
@@ -175,7 +183,7 @@ def record_response(
     return RecordedResponse(
         id=response.id, exercise_id=exercise.id, correct=is_correct, graded_by=graded_by,
         correct_answer=exercise.answers[0], client_response_id=client_response_id,
-        created_at=now, recommendation_id=response.recommendation_id,
+        created_at=now, recommendation_id=response.recommendation_id, hints_used=hints_used,
         skills=[SkillStep(s.skill_id, s.p_mastery_before, s.p_correct, s.p_mastery_after,
                           s.p_mastery_paced_after, s.mastered) for s in steps],
     ), True
@@ -215,7 +223,7 @@ def _check_same_request(
         )
 
 
-def _result_of(session: Session, response: Response) -> RecordedResponse:
+def result_of(session: Session, response: Response) -> RecordedResponse:
     exercise = load_exercise(session, response.exercise_id) if response.exercise_id else None
     threshold = _threshold()
     return RecordedResponse(
@@ -223,7 +231,7 @@ def _result_of(session: Session, response: Response) -> RecordedResponse:
         graded_by=response.graded_by,
         correct_answer=exercise.answers[0] if exercise else "",
         client_response_id=response.client_response_id, created_at=response.created_at,
-        recommendation_id=response.recommendation_id,
+        recommendation_id=response.recommendation_id, hints_used=response.hints_used,
         skills=[
             SkillStep(s.skill_id, s.p_mastery_before, s.p_correct, s.p_mastery_after,
                       s.p_mastery_paced_after,

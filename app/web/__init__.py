@@ -11,6 +11,7 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
 from functools import wraps
 from typing import Any, TypeVar, cast
+from urllib.parse import urlsplit
 
 from flask import (
     Blueprint,
@@ -31,12 +32,15 @@ from flask_wtf import FlaskForm
 
 from app.domain.access import Action, Principal, Role, ensure_allowed
 from app.domain.errors import Conflict
+from app.domain.grading import InvalidAnswer
 from app.extensions import csrf, db, limiter
 from app.services import accounts, apps, reports, rosters, tutoring
+from app.services import practice as practice_service
 from app.sessions import SessionUser, login_policy, signed_in
 from app.web.charts import mastery_over_time
 from app.web.exports import class_report_csv, student_export_response
 from app.web.forms import (
+    AnswerForm,
     ApiKeyForm,
     ConfirmForm,
     PasswordChangeForm,
@@ -62,12 +66,25 @@ def signed_in_page(sign_in: str = "web.login") -> Callable[[View], View]:
         def guarded(*args: Any, **kwargs: Any) -> ResponseReturnValue:
             principal = signed_in()
             if principal is None:
-                return redirect(url_for(sign_in, next=request.full_path.rstrip("?")))
+                flash("Please sign in to continue (sessions end after a while).")
+                target = request.full_path.rstrip("?") if request.method == "GET" else request.referrer
+                return redirect(url_for(sign_in, next=_same_site_path(target)),
+                                code=302 if request.method == "GET" else 303)
             return view(principal, *args, **kwargs)
 
         return cast(View, guarded)
 
     return decorate
+
+
+def _same_site_path(target: str | None) -> str | None:
+    """A path on this site to come back to after signing in, or None."""
+    if not target:
+        return None
+    parts = urlsplit(target)
+    if parts.netloc and parts.netloc != request.host:
+        return None
+    return parts.path + (f"?{parts.query}" if parts.query else "")
 
 
 def _login_limit() -> str:
@@ -83,7 +100,7 @@ def _safe_next(default: str) -> str:
 
 
 def _home_of(principal: Principal) -> str:
-    return url_for("web.me") if principal.role is Role.STUDENT else url_for("web.classes")
+    return url_for("web.practice") if principal.role is Role.STUDENT else url_for("web.classes")
 
 
 @bp.get("/")
@@ -248,17 +265,77 @@ def me(principal: Principal) -> ResponseReturnValue:
     if principal.role is not Role.STUDENT:
         abort(403, "This page is for students.")
     student, report = reports.student_report(db.session(), principal, principal.id)
-    form = PersonalizationForm(personalized="off" if student.personalized else "on")
+    upcoming = tutoring.next_exercise(db.session(), principal, principal.id)
+    names = {s.skill_id: s.name for s in report.skills}
     return render_template("me.html", principal=principal, report=report, student=student,
-                           personalization_form=form)
+                           upcoming=upcoming, names=names)
+
+
+def _student_only(principal: Principal) -> None:
+    if principal.role is not Role.STUDENT:
+        abort(403, "This page is for students.")
+
+
+@bp.get("/practice")
+@signed_in_page(sign_in="web.student_login")
+def practice(principal: Principal) -> ResponseReturnValue:
+    """The next exercise, why it was chosen, hints on request."""
+    _student_only(principal)
+    item = practice_service.current_item(db.session(), principal)
+    return render_template("practice.html", item=item, form=AnswerForm(), hint_form=ConfirmForm())
+
+
+@bp.post("/practice/<int:recommendation_id>/hint")
+@signed_in_page(sign_in="web.student_login")
+def practice_hint(principal: Principal, recommendation_id: int) -> ResponseReturnValue:
+    _student_only(principal)
+    if not ConfirmForm().validate_on_submit():
+        abort(400, "This page was open too long: reload it and try again.")
+    practice_service.reveal_hint(db.session(), principal, recommendation_id)
+    return redirect(url_for("web.practice", _anchor="hints"), code=303)
+
+
+@bp.post("/practice/<int:recommendation_id>/answer")
+@signed_in_page(sign_in="web.student_login")
+def practice_answer(principal: Principal, recommendation_id: int) -> ResponseReturnValue:
+    """Record the answer (once, however often it is sent) and show its result on its own page."""
+    _student_only(principal)
+    form = AnswerForm()
+    if not form.validate_on_submit():
+        flash("Type or choose an answer first.")
+        return redirect(url_for("web.practice"), code=303)
+    try:
+        recorded, _ = practice_service.answer(db.session(), principal, recommendation_id,
+                                              form.answer.data.strip())
+    except InvalidAnswer as error:
+        flash(str(error))
+        return redirect(url_for("web.practice"), code=303)
+    return redirect(url_for("web.practice_result", response_id=recorded.id), code=303)
+
+
+@bp.get("/practice/answers/<int:response_id>")
+@signed_in_page(sign_in="web.student_login")
+def practice_result(principal: Principal, response_id: int) -> ResponseReturnValue:
+    _student_only(principal)
+    shown = practice_service.answer_result(db.session(), principal, response_id)
+    return render_template("practice_result.html", shown=shown)
+
+
+@bp.get("/me/data")
+@signed_in_page(sign_in="web.student_login")
+def my_data(principal: Principal) -> ResponseReturnValue:
+    """Download everything stored; switch personalization off or on."""
+    _student_only(principal)
+    student = tutoring.get_student(db.session(), principal, principal.id)
+    form = PersonalizationForm(personalized="off" if student.personalized else "on")
+    return render_template("my_data.html", student=student, personalization_form=form)
 
 
 @bp.get("/me/export")
 @signed_in_page(sign_in="web.student_login")
 def my_export(principal: Principal) -> ResponseReturnValue:
     """A student downloads everything stored about them (JSON, or ?format=csv for a ZIP of CSV files)."""
-    if principal.role is not Role.STUDENT:
-        abort(403, "This page is for students.")
+    _student_only(principal)
     return student_export_response(principal, principal.id, _export_format())
 
 
@@ -266,8 +343,7 @@ def my_export(principal: Principal) -> ResponseReturnValue:
 @signed_in_page(sign_in="web.student_login")
 def my_personalization(principal: Principal) -> ResponseReturnValue:
     """A student switches personalization off (fixed order) or on again."""
-    if principal.role is not Role.STUDENT:
-        abort(403, "This page is for students.")
+    _student_only(principal)
     form = PersonalizationForm()
     if not form.validate_on_submit():
         abort(400, "Choose on or off.")
@@ -276,7 +352,7 @@ def my_personalization(principal: Principal) -> ResponseReturnValue:
     flash("Personalization is on: exercises are chosen for you." if enabled else
           "Personalization is off: exercises come in the fixed order, and nothing about you is used to "
           "choose them.")
-    return redirect(url_for("web.me"))
+    return redirect(url_for("web.my_data"))
 
 
 @bp.get("/students/<student_id>/export")

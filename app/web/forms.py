@@ -37,3 +37,7 @@ class ConfirmForm(FlaskForm):
 
 class PersonalizationForm(FlaskForm):
     personalized = HiddenField(validators=[AnyOf(["on", "off"])])
+
+
+class AnswerForm(FlaskForm):
+    answer = StringField("Your answer", validators=[DataRequired(), Length(max=1000)])

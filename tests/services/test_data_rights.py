@@ -218,10 +218,10 @@ def test_opt_out_by_each_party_is_recorded_and_practice_goes_on(app: Flask, worl
     assert world.actors["app1"].request("PATCH", url, json={"personalized": False}).status_code == 200
     assert world.actors["teacher_a"].request("PATCH", url, json={"personalized": True}).status_code == 200
     student = world.actors["student_a"]
-    page = student.request("GET", "/me").get_data(as_text=True)
+    page = student.request("GET", "/me/data").get_data(as_text=True)
     assert "Switch personalization off" in page
     assert student.request("POST", "/me/personalization", form={"personalized": "off"}).status_code == 302
-    assert "Personalization is off" in student.request("GET", "/me").get_data(as_text=True)
+    assert "Personalization is off" in student.request("GET", "/me/data").get_data(as_text=True)
     assert runner.invoke(args=["set-personalization", world.student_a, "on"]).exit_code == 0
     assert runner.invoke(args=["set-personalization", world.student_a, "off"]).exit_code == 0
     with app.app_context():

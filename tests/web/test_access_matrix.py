@@ -61,18 +61,24 @@ EXPECTED: dict[tuple[str, str], tuple[int, ...]] = {
     ("GET", "/student-login"): SIGN_IN_PAGE,
     ("POST", "/student-login"): SIGN_IN_POST,
     ("GET", "/account/password"): STAFF_PAGE,
-    ("POST", "/account/password"): (302, 403, 403, 400, 400, 302, 302, 400),  # wrong current password
+    ("POST", "/account/password"): (303, 403, 403, 400, 400, 303, 303, 400),  # wrong current password
     ("GET", "/classes"): STAFF_PAGE,
     ("GET", "/classes/<int:class_id>"): CLASS_A_PAGE,
     ("GET", "/classes/<int:class_id>/report.csv"): CLASS_A_PAGE,
     ("GET", "/students/<student_id>"): STUDENT_A_PAGE,
     ("GET", "/students/<student_id>/export"): STUDENT_A_PAGE,
     ("GET", "/me/export"): STUDENTS_ONLY,
-    ("POST", "/me/personalization"): (302, 302, 302, 403, 403, 302, 302, 403),
+    ("POST", "/me/personalization"): (303, 302, 302, 403, 403, 303, 303, 403),
+    ("GET", "/me/data"): STUDENTS_ONLY,
+    ("GET", "/practice"): STUDENTS_ONLY,
+    # signed-out posts go to sign-in (303); A's own suggestion/answer only; staff never practise
+    ("POST", "/practice/<int:recommendation_id>/hint"): (303, 303, 404, 403, 403, 303, 303, 403),
+    ("POST", "/practice/<int:recommendation_id>/answer"): (303, 303, 404, 403, 403, 303, 303, 403),
+    ("GET", "/practice/answers/<int:response_id>"): (302, 200, 404, 403, 403, 302, 302, 403),
     ("GET", "/me"): STUDENTS_ONLY,
     ("GET", "/admin/api-keys"): ADMIN_PAGE,
-    ("POST", "/admin/api-keys"): (302, 403, 403, 403, 403, 302, 302, 201),
-    ("POST", "/admin/api-keys/<prefix>/revoke"): (302, 403, 403, 403, 403, 302, 302, 302),
+    ("POST", "/admin/api-keys"): (303, 403, 403, 403, 403, 303, 303, 201),
+    ("POST", "/admin/api-keys/<prefix>/revoke"): (303, 403, 403, 403, 403, 303, 303, 302),
     ("POST", "/logout"): (302,) * 8,  # run last: it ends the session
 }
 
@@ -92,6 +98,17 @@ def fresh_student_of_class_a(app: Flask, world: World) -> str:
         return enroll(db.session(), klass, [f"doomed-{next(counter)}"])[0].student_id
 
 
+def suggestion_for_a(world: World) -> int:
+    body = world.actors["app1"].request("GET", f"/api/v1/students/{world.student_a}/next-exercise").get_json()
+    return int(body["recommendation_id"])
+
+
+def answer_of_a(world: World, exercise: str) -> int:
+    body = world.actors["app1"].request("POST", f"/api/v1/students/{world.student_a}/responses",
+                                        json={"exercise_id": exercise, "correct": False}).get_json()
+    return int(body["id"])
+
+
 def request_for(app: Flask, world: World, method: str, rule: str) -> tuple[str, dict[str, Any]]:
     """The URL (placeholders filled with student A's resources) and body for one route."""
     with app.app_context():
@@ -105,6 +122,8 @@ def request_for(app: Flask, world: World, method: str, rule: str) -> tuple[str, 
         "<skill_id>": lambda: skill,
         "<exercise_id>": lambda: exercise,
         "<prefix>": lambda: fresh_key_prefix(app),
+        "<int:recommendation_id>": lambda: str(suggestion_for_a(world)),
+        "<int:response_id>": lambda: str(answer_of_a(world, exercise)),
     }
     url = rule
     for placeholder, value in fill.items():
@@ -124,6 +143,8 @@ def request_for(app: Flask, world: World, method: str, rule: str) -> tuple[str, 
         ("POST", "/admin/api-keys/<prefix>/revoke"): {"form": {}},
         ("POST", "/logout"): {"form": {}},
         ("POST", "/me/personalization"): {"form": {"personalized": "on"}},
+        ("POST", "/practice/<int:recommendation_id>/answer"): {"form": {"answer": "42"}},
+        ("POST", "/practice/<int:recommendation_id>/hint"): {"form": {}},
     }
     return url, bodies.get((method, rule), {})
 

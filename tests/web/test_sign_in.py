@@ -10,7 +10,7 @@ from flask import Flask
 
 from app import create_app
 from app.extensions import db
-from app.models import ApiKey, SchoolClass, StaffUser, Student, StudentCredential, utcnow
+from app.models import ApiKey, Response, SchoolClass, StaffUser, Student, StudentCredential, utcnow
 from app.services.accounts import enroll
 from tests.conftest import PASSWORD, Actor, World, make_app
 
@@ -36,8 +36,8 @@ def test_teacher_sees_own_classes_and_admin_sees_the_school(app: Flask, world: W
     roster = page(world.actors["teacher_a"], f"/classes/{world.class_a}")
     assert "student-a" in roster and "student-b" not in roster
     home = page(world.actors["student_a"], "/me")
-    assert "Hello, student-a" in home and "You have mastered 0 of" in home
-    assert "Ready to learn next: " in home and "ready to start" in home
+    assert "Hello, student-a" in home and "You have mastered <strong>0</strong> of" in home
+    assert "What to practise next" in home and "ready to start" in home
 
 
 def test_sign_out_ends_the_session(app: Flask, world: World) -> None:
@@ -139,20 +139,28 @@ def test_every_form_needs_its_csrf_token(app: Flask, world: World) -> None:
     admin = world.actors["admin"]
     with app.app_context():
         key = db.session.scalar(sa.select(ApiKey.prefix).limit(1))
+    suggestion = world.actors["app1"].request(
+        "GET", f"/api/v1/students/{world.student_a}/next-exercise").get_json()["recommendation_id"]
     for rule in posts:
-        url = rule.replace("<prefix>", key)
-        # Sign-in forms are posted by signed-out visitors (signed-in ones are sent home).
-        poster = fresh(app) if rule in ("/login", "/student-login") else admin
+        url = rule.replace("<prefix>", key).replace("<int:recommendation_id>", str(suggestion))
+        # Sign-in forms are posted by signed-out visitors (signed-in ones are sent home); practice and a
+        # student's own pages by the student.
+        poster = (fresh(app) if rule in ("/login", "/student-login")
+                  else world.actors["student_a"] if rule.startswith(("/practice", "/me")) else admin)
         response = poster.client.post(url, data={"app_name": "sneaky", "email": "a@north.test",
                                                 "password": PASSWORD, "current": PASSWORD,
                                                 "join_code": world.join_a, "personal_code": world.code_a,
-                                                "new": "x" * 12, "confirm": "x" * 12})
+                                                "new": "x" * 12, "confirm": "x" * 12, "answer": "1",
+                                                "personalized": "off"})
         assert response.status_code == 400, url
         assert "CSRF token is missing" in response.get_data(as_text=True), url
     with app.app_context():
         assert db.session.get(ApiKey, db.session.scalar(sa.select(ApiKey.id).where(ApiKey.prefix == key))
                               ).revoked_at is None
     assert admin.request("GET", "/classes").status_code == 200  # still signed in: logout was refused too
+    with app.app_context():
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(Response)) == 0
+        assert db.session.get(Student, world.student_a).personalized is True
 
 
 def test_session_writes_to_the_api_need_the_csrf_header(app: Flask, world: World) -> None:

@@ -1,0 +1,98 @@
+"""The web practice loop for a signed-in student: the exercise, hints on request, an answer, its result.
+
+Answers go through ``tutoring.record_response`` like the API's, with ``web-<recommendation id>`` as the
+client response id: a double click, a refresh or the back button can never record an answer twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.domain.access import Action, Principal
+from app.domain.content import Exercise
+from app.domain.errors import NotFound
+from app.models import Recommendation, Response
+from app.services import tutoring
+from app.services.access import find_student
+from app.services.content import current_snapshot, load_exercise
+
+
+class UnknownRecommendation(NotFound):
+    kind = "exercise suggestion"
+
+
+class UnknownAnswer(NotFound):
+    kind = "answer"
+
+
+@dataclass(frozen=True)
+class PracticeItem:
+    """What the practice page shows: the exercise, why it was chosen, and the hints revealed so far."""
+
+    next: tutoring.NextExercise
+    hints: list[str]  # revealed so far
+    hints_left: int
+
+
+def current_item(session: Session, principal: Principal) -> PracticeItem:
+    chosen = tutoring.next_exercise(session, principal, principal.id)
+    shown = 0
+    if chosen.recommendation_id is not None:
+        shown = session.scalar(select(Recommendation.hints_shown)
+                               .where(Recommendation.id == chosen.recommendation_id)) or 0
+    hints = list(chosen.exercise.hints) if chosen.exercise else []
+    return PracticeItem(chosen, hints[:shown], max(len(hints) - shown, 0))
+
+
+def _own_recommendation(session: Session, principal: Principal, recommendation_id: int) -> Recommendation:
+    student = find_student(session, principal, principal.id, Action.PRACTISE, lock=True)
+    rec: Recommendation | None = session.scalar(select(Recommendation).where(
+        Recommendation.id == recommendation_id, Recommendation.student_id == student.id))
+    if rec is None or rec.exercise_id is None:
+        raise UnknownRecommendation(str(recommendation_id))
+    return rec
+
+
+def reveal_hint(session: Session, principal: Principal, recommendation_id: int) -> int:
+    """Show one more hint of the recommended exercise (recorded: the answer will carry it). Commits."""
+    rec = _own_recommendation(session, principal, recommendation_id)
+    exercise = load_exercise(session, rec.exercise_id or "")
+    answered = session.scalar(select(Response.id).where(Response.recommendation_id == rec.id).limit(1))
+    if exercise is not None and answered is None and rec.hints_shown < len(exercise.hints):
+        rec.hints_shown += 1
+    shown = rec.hints_shown
+    session.commit()
+    return shown
+
+
+def answer(session: Session, principal: Principal, recommendation_id: int,
+           text: str) -> tuple[tutoring.RecordedResponse, bool]:
+    """Grade and record the answer to a recommended exercise; a repeat returns the first result."""
+    rec = _own_recommendation(session, principal, recommendation_id)
+    return tutoring.record_response(
+        session, principal, principal.id, exercise_id=rec.exercise_id or "", answer=text,
+        client_response_id=f"web-{rec.id}", hints_used=rec.hints_shown)
+
+
+@dataclass(frozen=True)
+class AnswerResult:
+    result: tutoring.RecordedResponse
+    exercise: Exercise | None
+    answer: str | None
+    skill_names: dict[str, str]
+
+
+def answer_result(session: Session, principal: Principal, response_id: int) -> AnswerResult:
+    student = find_student(session, principal, principal.id, Action.PRACTISE)
+    response: Response | None = session.scalar(select(Response).where(
+        Response.id == response_id, Response.student_id == student.id))
+    if response is None:
+        raise UnknownAnswer(str(response_id))
+    snapshot = current_snapshot(session)
+    names = {s: snapshot.graph.skills[s].name for s in [step.skill_id for step in response.skills]
+             if s in snapshot.graph.skills}
+    exercise = load_exercise(session, response.exercise_id) if response.exercise_id else None
+    return AnswerResult(tutoring.result_of(session, response), exercise, response.answer, names)
