@@ -70,8 +70,18 @@ def reveal_hint(session: Session, principal: Principal, recommendation_id: int) 
 
 def answer(session: Session, principal: Principal, recommendation_id: int,
            text: str) -> tuple[tutoring.RecordedResponse, bool]:
-    """Grade and record the answer to a recommended exercise; a repeat returns the first result."""
+    """Grade and record the answer to a recommended exercise.
+
+    A repeat (double click, back button, another tab) returns the first result, even with another
+    answer: an exercise counts once, as first answered.
+    """
     rec = _own_recommendation(session, principal, recommendation_id)
+    first = session.scalar(select(Response).where(
+        Response.student_id == rec.student_id, Response.client_response_id == f"web-{rec.id}"))
+    if first is not None:
+        result = tutoring.result_of(session, first)
+        session.rollback()
+        return result, False
     return tutoring.record_response(
         session, principal, principal.id, exercise_id=rec.exercise_id or "", answer=text,
         client_response_id=f"web-{rec.id}", hints_used=rec.hints_shown)

@@ -29,11 +29,12 @@ from flask import session as cookie_session
 from flask.typing import ResponseReturnValue
 from flask_login import login_user, logout_user
 from flask_wtf import FlaskForm
+from flask_wtf.csrf import CSRFError
 
 from app.domain.access import Action, Principal, Role, ensure_allowed
 from app.domain.errors import Conflict
 from app.domain.grading import InvalidAnswer
-from app.extensions import csrf, db, limiter
+from app.extensions import api, csrf, db, is_api_request, limiter
 from app.services import accounts, apps, reports, rosters, tutoring
 from app.services import practice as practice_service
 from app.sessions import SessionUser, login_policy, signed_in
@@ -66,7 +67,6 @@ def signed_in_page(sign_in: str = "web.login") -> Callable[[View], View]:
         def guarded(*args: Any, **kwargs: Any) -> ResponseReturnValue:
             principal = signed_in()
             if principal is None:
-                flash("Please sign in to continue (sessions end after a while).")
                 target = request.full_path.rstrip("?") if request.method == "GET" else request.referrer
                 return redirect(url_for(sign_in, next=_same_site_path(target)),
                                 code=302 if request.method == "GET" else 303)
@@ -292,7 +292,7 @@ def practice_hint(principal: Principal, recommendation_id: int) -> ResponseRetur
     if not ConfirmForm().validate_on_submit():
         abort(400, "This page was open too long: reload it and try again.")
     practice_service.reveal_hint(db.session(), principal, recommendation_id)
-    return redirect(url_for("web.practice", _anchor="hints"), code=303)
+    return redirect(url_for("web.practice"), code=303)
 
 
 @bp.post("/practice/<int:recommendation_id>/answer")
@@ -407,5 +407,20 @@ def _template_globals() -> dict[str, Any]:
     return {"signed_in": signed_in(), "logout_form": ConfirmForm, "Role": Role}
 
 
+def _csrf_failed(error: CSRFError) -> ResponseReturnValue:
+    """A form sent without a valid token: after the session ended, sign in again; else reload."""
+    if is_api_request():
+        answer: ResponseReturnValue = api.handle_http_exception(error)
+        return answer
+    if signed_in() is None:
+        student_pages = request.path.startswith(("/practice", "/me"))
+        return redirect(url_for("web.student_login" if student_pages else "web.login",
+                                next=_same_site_path(request.referrer) or "/"), code=303)
+    return render_template("error.html", code=400, title="Please reload the page",
+                           message="This page was open too long, or was sent twice. Reload it and try "
+                                   "again."), 400
+
+
 def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
+    app.register_error_handler(CSRFError, _csrf_failed)
