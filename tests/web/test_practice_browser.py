@@ -9,8 +9,8 @@ from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from axe_playwright_python.sync_playwright import Axe
-from playwright.sync_api import expect
 from flask import Flask
+from playwright.sync_api import expect
 
 from app.extensions import db
 from app.models import Response
@@ -29,7 +29,8 @@ def accessible(page: Any, name: str) -> None:
     violations = AXE.run(page).response["violations"]
     summary = [(v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3]) for v in violations]
     assert summary == [], f"{name}: {summary}"
-    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), f"{name} scrolls sideways"
+    fits = page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    assert fits, f"{name} scrolls sideways"
     screenshot(page, f"student-{name}")
 
 
