@@ -11,6 +11,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
+from datetime import UTC
 from functools import partial
 from typing import Any
 
@@ -28,7 +29,7 @@ from app.domain.selection import POLICIES
 from app.domain.simulation import SimulationConfig, check_targets, format_report, run_comparison
 from app.extensions import db
 from app.models import Student
-from app.services import accounts, privacy, tutoring
+from app.services import accounts, bias, groups, privacy, tutoring
 from app.services.apps import create_api_key, revoke_api_key
 from app.services.content import current_snapshot, sync_content
 from app.services.content_files import read_content
@@ -290,6 +291,64 @@ def purge_expired_command(dry_run: bool) -> None:
                f"baseline: {report.students_folded}")
 
 
+# --- bias checks ------------------------------------------------------------------------------------
+
+
+def _school_admin(school_name: str | None) -> Principal:
+    school = accounts.resolve_school(db.session(), school_name)
+    return Principal(Role.ADMIN, "operator", school.id, "operator (CLI)")
+
+
+@click.command("import-group-attributes")
+@with_appcontext
+@click.argument("roster", type=click.File("r", encoding="utf-8-sig"))
+@click.option("--school", "school_name", help="The students' school (default: the only one).")
+def import_group_attributes_command(roster: Any, school_name: str | None) -> None:
+    """Record group attributes for bias checks, with consent, from a CSV (columns external_id,
+    consent_given_by, and one column per attribute; blank = not recorded). All or nothing."""
+    with _reported_errors():
+        count = groups.import_csv(db.session(), _school_admin(school_name), roster.read())
+    click.echo(f"Recorded group attributes (with consent) for {count} student(s).")
+
+
+@click.command("audit-bias")
+@with_appcontext
+@click.option("--attribute", required=True,
+              help="gender, language_learner, disability_support, school or class")
+@click.option("--school", "school_name", help="The school audited (default: the only one).")
+@click.option("--skill", "skills", multiple=True, help="Only these skills (repeat the option).")
+@click.option("--from", "since", type=click.DateTime(), help="Answers from this date (UTC).")
+@click.option("--to", "until", type=click.DateTime(), help="Answers until this date (UTC).")
+@click.option("--bootstrap", type=click.IntRange(50, 10000), help="Bootstrap replicates (default 1000).")
+@click.option("--seed", type=int, help="Random seed (default 0).")
+def audit_bias_command(attribute: str, school_name: str | None, skills: tuple[str, ...], since: Any,
+                       until: Any, bootstrap: int | None, seed: int | None) -> None:
+    """Check whether predictions and decisions serve every group equally well; store the report."""
+    with _reported_errors():
+        stored = bias.run_bias_check(
+            db.session(), _school_admin(school_name), attribute, skills=list(skills) or None,
+            since=since.replace(tzinfo=UTC) if since else None,
+            until=until.replace(tzinfo=UTC) if until else None, bootstrap=bootstrap, seed=seed)
+    report = stored.report
+    click.echo(f"Bias check {stored.id}: {attribute}, reference group {report['reference']!r}")
+    for line in report["summary"]:
+        click.echo(f"  {line}")
+    for group in report["groups"]:
+        if group["status"] == "suppressed":
+            continue
+        auc, acc = group["metrics"]["auc"], group["metrics"]["attempts_to_mastery"]
+        click.echo(f"  {group['group']:>20}: {group['students']} students, {group['responses']} answers, "
+                   f"AUC {_fmt(auc)}, answers to mastery {_fmt(acc)}")
+    click.echo(f"Flags: {len(report['flagged'])}" + "".join(f"\n  {f}" for f in report["flagged"]))
+
+
+def _fmt(estimate: dict[str, Any]) -> str:
+    if estimate["value"] is None:
+        return "n/a"
+    interval = (f" [{estimate['low']:.3f}, {estimate['high']:.3f}]" if estimate["low"] is not None else "")
+    return f"{estimate['value']:.3f}{interval}"
+
+
 # --- response logs, fitting, replay --------------------------------------------------------------
 
 
@@ -476,6 +535,7 @@ def init_app(app: Flask) -> None:
                     create_school_command, create_teacher_command, create_class_command, enroll_command,
                     create_api_key_command, revoke_api_key_command, export_student_command,
                     delete_student_command, set_personalization_command, purge_expired_command,
+                    import_group_attributes_command, audit_bias_command,
                     import_log_command, fit_params_command,
                     rebuild_mastery_command, evaluate_model_command, simulate_command):
         app.cli.add_command(command)

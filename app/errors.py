@@ -13,7 +13,7 @@ from typing import Any
 from flask import Flask, jsonify, render_template
 from flask.typing import ResponseReturnValue
 
-from app.domain.errors import Conflict, DomainError, Forbidden, InvalidParameters, NotFound
+from app.domain.errors import Conflict, DomainError, Forbidden, InvalidInput, InvalidParameters, NotFound
 from app.domain.grading import InvalidAnswer
 from app.extensions import is_api_request
 
@@ -36,7 +36,7 @@ def _status_of(error: DomainError) -> tuple[int, Any]:
         return 403, None
     if isinstance(error, Conflict):
         return 409, None
-    if isinstance(error, InvalidParameters):
+    if isinstance(error, (InvalidParameters, InvalidInput)):
         return 422, None
     return 400, None
 

@@ -431,6 +431,8 @@ class ConsentEvent(db.Model):  # type: ignore[name-defined]
     # What the consent covers, when it is about named items (e.g. attributes); else empty.
     scope: Mapped[list[str]] = mapped_column(JSON, default=list)
     actor: Mapped[str] = mapped_column(String(100))  # e.g. "teacher:12", "app:3", "student:<id>", "operator"
+    # Who gave (or withdrew) the consent, when someone else records it: "parent", "student", ...
+    given_by: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
@@ -479,6 +481,35 @@ class DeletionRecord(db.Model):  # type: ignore[name-defined]
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
+
+
+class GroupAttribute(db.Model):  # type: ignore[name-defined]
+    """A student's group for bias checks (e.g. gender), stored apart from learning data, only with consent.
+
+    Never read by tracing or selection: only ``services/bias.py`` and exports read this table.
+    """
+
+    __tablename__ = "group_attributes"
+
+    student_id: Mapped[str] = mapped_column(ForeignKey("students.id", ondelete="CASCADE"), primary_key=True)
+    attribute: Mapped[str] = mapped_column(String(40), primary_key=True)
+    value: Mapped[str] = mapped_column(String(60))
+    set_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    set_by: Mapped[str] = mapped_column(String(100))
+
+
+class BiasReport(db.Model):  # type: ignore[name-defined]
+    """A stored bias check: aggregates per group only (never an individual's attributes)."""
+
+    __tablename__ = "bias_reports"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("schools.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    actor: Mapped[str] = mapped_column(String(100))
+    attribute: Mapped[str] = mapped_column(String(40))
+    report: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
 # The observation tracing and fitting use: right, and without a hint.
 Response.credited = column_property(Response.correct & (Response.hints_used == 0))
-

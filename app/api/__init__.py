@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from app.api import classes, exercises, students
+from app.api import bias, classes, exercises, students
 from app.extensions import api
 
 
@@ -18,5 +18,5 @@ def init_app(app: Flask) -> None:
                     "description": "A signed-in teacher, admin or student (writes need X-CSRFToken)."}
     )
     api.spec.options["security"] = [{"apiKey": []}, {"session": []}]
-    for blueprint in (students.blp, classes.blp, exercises.blp):
+    for blueprint in (students.blp, classes.blp, exercises.blp, bias.blp):
         api.register_blueprint(blueprint, url_prefix="/api/v1")

@@ -324,3 +324,42 @@ class ExportQuerySchema(Schema):
 class DeletionSchema(Schema):
     deleted = fields.Dict(keys=fields.String(), values=fields.Integer(),
                           metadata={"description": "Rows deleted per table."})
+
+
+class GroupAttributesSchema(Schema):
+    values = fields.Dict(keys=fields.String(), values=fields.String(), required=True,
+                         metadata={"description": "attribute -> value, e.g. {\"gender\": \"female\"}."})
+    consent_given_by = fields.String(required=True, validate=validate.Length(1, 100),
+                                     metadata={"description": "Who gave consent: 'parent', 'student', ..."})
+
+
+class GroupAttributesResultSchema(Schema):
+    recorded = fields.List(fields.String())
+
+
+class DeclineResultSchema(Schema):
+    removed = fields.Integer()
+
+
+class BiasCheckRequestSchema(Schema):
+    attribute = fields.String(required=True, validate=validate.Length(1, 40))
+    skills = fields.List(fields.String(validate=validate.Length(1, 100)), validate=validate.Length(max=500))
+    since = fields.AwareDateTime(default_timezone=UTC)
+    until = fields.AwareDateTime(default_timezone=UTC)
+    bootstrap = fields.Integer(strict=True, validate=validate.Range(50, 5000))
+    seed = fields.Integer(strict=True, validate=validate.Range(0, 2**31 - 1))
+
+
+class BiasCheckSchema(Schema):
+    id = fields.Integer()
+    created_at = fields.DateTime()
+    actor = fields.String()
+    attribute = fields.String()
+    report = fields.Dict(metadata={"description": "Groups, estimates with intervals, tests, flags, settings, "
+                                                  "data window, model versions, caveats. Aggregates only."})
+
+
+class BiasCheckListSchema(Schema):
+    id = fields.Integer()
+    created_at = fields.DateTime()
+    attribute = fields.String()

@@ -30,6 +30,10 @@ class Action(StrEnum):
     MANAGE_API_KEYS = "manage API keys"
     CHANGE_PASSWORD = "change a password"
     DELETE_STUDENT = "delete a student and all their data"
+    SET_GROUP_ATTRIBUTES = "record a student's group attributes"
+    DECLINE_GROUP_ATTRIBUTES = "withdraw consent to group attributes"
+    RUN_BIAS_CHECK = "run bias checks"
+    READ_BIAS_CHECK = "read bias checks"
 
 
 PERMISSIONS: dict[Role, frozenset[Action]] = {
@@ -39,15 +43,17 @@ PERMISSIONS: dict[Role, frozenset[Action]] = {
     }),
     Role.ADMIN: frozenset({
         Action.READ_CONTENT, Action.READ_STUDENT, Action.SET_PERSONALIZATION, Action.READ_CLASS,
-        Action.MANAGE_API_KEYS, Action.CHANGE_PASSWORD, Action.DELETE_STUDENT,
+        Action.MANAGE_API_KEYS, Action.CHANGE_PASSWORD, Action.DELETE_STUDENT, Action.SET_GROUP_ATTRIBUTES,
+        Action.DECLINE_GROUP_ATTRIBUTES, Action.RUN_BIAS_CHECK, Action.READ_BIAS_CHECK,
     }),
     Role.TEACHER: frozenset({
         Action.READ_CONTENT, Action.READ_STUDENT, Action.SET_PERSONALIZATION, Action.READ_CLASS,
-        Action.CHANGE_PASSWORD,
+        Action.CHANGE_PASSWORD, Action.READ_BIAS_CHECK,
     }),
     # A student practises as themself; whose data they can read is the scope's business.
     Role.STUDENT: frozenset({
         Action.READ_CONTENT, Action.READ_STUDENT, Action.SET_PERSONALIZATION, Action.PRACTISE,
+        Action.DECLINE_GROUP_ATTRIBUTES,
     }),
 }
 

@@ -56,5 +56,9 @@ class UnknownApiKey(NotFound):
     kind = "API key"
 
 
+class InvalidInput(DomainError):
+    """Values that are well-formed but not acceptable (unknown attribute, value outside its list, ...)."""
+
+
 class Forbidden(DomainError):
     """The caller's role may never do this (whoever the target is)."""

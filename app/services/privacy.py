@@ -23,6 +23,7 @@ from app.models import (
     ClassMembership,
     ConsentEvent,
     DeletionRecord,
+    GroupAttribute,
     LearningApp,
     Mastery,
     Recommendation,
@@ -38,6 +39,7 @@ from app.models import (
 )
 from app.services.access import find_student
 from app.services.content import read_snapshot
+from app.services.groups import student_groups
 from app.services.mastery import baseline_skills, replay_models
 from app.services.student_models import refresh_answer_counts
 
@@ -136,8 +138,10 @@ def export_student(session: Session, principal: Principal, student_id: str, *, t
             "explanation": rec.explanation, "details": rec.details,
         } for rec in session.scalars(select(Recommendation).where(Recommendation.student_id == student.id)
                                      .order_by(Recommendation.id))],
+        "group_attributes": student_groups(session, student.id),
         "consents": [{
-            "kind": c.kind, "granted": c.granted, "scope": c.scope, "actor": c.actor, "at": c.created_at,
+            "kind": c.kind, "granted": c.granted, "scope": c.scope, "actor": c.actor, "given_by": c.given_by,
+            "at": c.created_at,
         } for c in session.scalars(select(ConsentEvent).where(ConsentEvent.student_id == student.id)
                                    .order_by(ConsentEvent.id))],
         "access_log": [{
@@ -159,6 +163,7 @@ def export_zip(export: StudentExport) -> bytes:
         "mastery.csv": data["mastery"],
         "recommendations.csv": data["recommendations"],
         "consents.csv": data["consents"],
+        "group_attributes.csv": [{"attribute": k, "value": v} for k, v in data["group_attributes"].items()],
         "access_log.csv": data["access_log"],
     }
     buffer = io.BytesIO()
@@ -227,6 +232,7 @@ def delete_student(session: Session, student_id: str, *, by: Principal | None, a
         (ClassMembership, ClassMembership.student_id == student.id),
         (StudentCredential, StudentCredential.student_id == student.id),
         (ConsentEvent, ConsentEvent.student_id == student.id),
+        (GroupAttribute, GroupAttribute.student_id == student.id),
         (AccessLogEntry, AccessLogEntry.student_id == student.id),
         (Student, Student.id == student.id),
     ):

@@ -35,14 +35,16 @@ from app.domain.access import Action, Principal, Role, ensure_allowed
 from app.domain.errors import Conflict
 from app.domain.grading import InvalidAnswer
 from app.extensions import api, csrf, db, is_api_request, limiter
-from app.services import accounts, apps, reports, rosters, tutoring
+from app.services import accounts, apps, bias, groups, reports, rosters, tutoring
 from app.services import practice as practice_service
+from app.services.groups import ORGANISATIONAL
 from app.sessions import SessionUser, login_policy, signed_in
-from app.web.charts import mastery_over_time
+from app.web.charts import interval_chart, mastery_over_time
 from app.web.exports import class_report_csv, student_export_response
 from app.web.forms import (
     AnswerForm,
     ApiKeyForm,
+    BiasCheckForm,
     ConfirmForm,
     PasswordChangeForm,
     PersonalizationForm,
@@ -367,6 +369,40 @@ def _export_format() -> str:
     if fmt not in ("json", "csv"):
         abort(400, "format must be json or csv.")
     return fmt
+
+
+@bp.route("/bias-checks", methods=["GET", "POST"])
+@signed_in_page()
+def bias_checks(principal: Principal) -> ResponseReturnValue:
+    """The school's bias checks; admins run a new one here."""
+    reports_list = bias.list_reports(db.session(), principal)
+    form = BiasCheckForm()
+    form.attribute.choices = [(a, a) for a in (*ORGANISATIONAL, *sorted(groups.allowed_attributes()))]
+    if request.method == "POST":
+        if not form.validate_on_submit():
+            abort(400, "Choose an attribute.")
+        stored = bias.run_bias_check(db.session(), principal, form.attribute.data)
+        return redirect(url_for("web.bias_check", report_id=stored.id), code=303)
+    return render_template("bias_checks.html", reports=reports_list, form=form,
+                           can_run=principal.role is Role.ADMIN)
+
+
+@bp.get("/bias-checks/<int:report_id>")
+@signed_in_page()
+def bias_check(principal: Principal, report_id: int) -> ResponseReturnValue:
+    """A bias check in plain words, with each metric's per-group estimates and intervals."""
+    stored = bias.get_report(db.session(), principal, report_id)
+    report = stored.report
+    charts = []
+    for metric, text in report["metrics"].items():
+        rows = [(g["group"], g["metrics"][metric]["value"], g["metrics"][metric]["low"],
+                 g["metrics"][metric]["high"]) for g in report["groups"]
+                if g["status"] != "suppressed" and metric in g["metrics"]
+                and g["metrics"][metric]["value"] is not None]
+        if rows:
+            reference = next((r[1] for r in rows if r[0] == report["reference"]), None)
+            charts.append((text, interval_chart(text, rows, reference=reference)))
+    return render_template("bias_check.html", stored=stored, report=report, charts=charts)
 
 
 @bp.route("/admin/api-keys", methods=["GET", "POST"])

@@ -63,3 +63,40 @@ def mastery_over_time(
         f'fill="{PALETTE[i % len(PALETTE)]}"/></svg></span> {escape(names.get(s, s))}</li>'
         for i, s in enumerate(shown))
     return Markup("".join(parts) + f'<ul class="legend">{legend}</ul>')
+
+
+def interval_chart(title: str, rows: Sequence[tuple[str, float, float | None, float | None]], *,
+                   reference: float | None = None, width: int = 520) -> Markup:
+    """One row per group: the estimate as a dot and its 95% interval as a line, on a shared axis."""
+    if not rows:
+        return Markup("")
+    values = [e for _, v, lo, hi in rows for e in (v, lo, hi) if e is not None]
+    low, high = min(values), max(values)
+    if high - low < 1e-9:
+        low, high = low - 0.5, high + 0.5
+    pad = (high - low) * 0.1
+    low, high = low - pad, high + pad
+    left, right, row_h = 150, 20, 26
+    height = row_h * len(rows) + 30
+
+    def x(v: float) -> float:
+        return left + (width - left - right) * (v - low) / (high - low)
+
+    parts = [f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" aria-label="{escape(title)}">'
+             f"<title>{escape(title)}</title>"]
+    if reference is not None and low <= reference <= high:
+        parts.append(f'<line x1="{x(reference):.1f}" y1="4" x2="{x(reference):.1f}" y2="{height - 24}" '
+                     'stroke="#4a5563" stroke-dasharray="3 3"/>')
+    for i, (name, value, lo, hi) in enumerate(rows):
+        y = 16 + i * row_h
+        parts.append(f'<text x="{left - 8}" y="{y + 4}" text-anchor="end" font-size="12">'
+                     f"{escape(name)}</text>")
+        if lo is not None and hi is not None:
+            parts.append(f'<line x1="{x(lo):.1f}" y1="{y}" x2="{x(hi):.1f}" y2="{y}" stroke="#0072B2" '
+                         'stroke-width="2"/>')
+        parts.append(f'<circle cx="{x(value):.1f}" cy="{y}" r="4" fill="#0072B2"/>')
+    for tick in (low + pad, (low + high) / 2, high - pad):
+        parts.append(f'<text x="{x(tick):.1f}" y="{height - 8}" text-anchor="middle" font-size="11">'
+                     f"{tick:.2f}</text>")
+    parts.append("</svg>")
+    return Markup("".join(parts))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import HiddenField, PasswordField, StringField
+from wtforms import HiddenField, PasswordField, SelectField, StringField
 from wtforms.validators import AnyOf, DataRequired, EqualTo, Length
 
 from app.services.accounts import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
@@ -41,3 +41,7 @@ class PersonalizationForm(FlaskForm):
 
 class AnswerForm(FlaskForm):
     answer = StringField("Your answer", validators=[DataRequired(), Length(max=1000)])
+
+
+class BiasCheckForm(FlaskForm):
+    attribute = SelectField("Group students by")

@@ -16,10 +16,12 @@ from typing import Any
 import sqlalchemy as sa
 from flask import Flask
 
+from app.domain.access import Principal, Role
 from app.extensions import db
 from app.models import Exercise, School, SchoolClass, Skill
 from app.services.accounts import enroll
 from app.services.apps import create_api_key
+from app.services.bias import run_bias_check
 from tests.conftest import ROLES, World
 
 # Columns follow ROLES: anonymous, student_a, student_b, teacher_a, teacher_other, app1, app2, admin.
@@ -33,6 +35,8 @@ ADMIN_PAGE = (302, 403, 403, 403, 403, 302, 302, 200)
 CONTENT = (401,) + (200,) * 7
 CLASS_A_PAGE = (302, 403, 403, 200, 404, 302, 302, 200)
 STUDENT_A_PAGE = (302, 200, 404, 200, 404, 302, 302, 200)
+SCHOOL_STAFF = (401, 403, 403, 200, 200, 403, 403, 200)  # breakdowns are for the school's staff only
+SCHOOL_STAFF_PAGE = (302, 403, 403, 200, 200, 302, 302, 200)
 STUDENTS_ONLY = (302, 200, 200, 403, 403, 302, 302, 403)
 
 EXPECTED: dict[tuple[str, str], tuple[int, ...]] = {
@@ -52,6 +56,14 @@ EXPECTED: dict[tuple[str, str], tuple[int, ...]] = {
     ("GET", "/api/v1/classes/<int:class_id>/report"): (401, 403, 403, 200, 404, 200, 404, 200),
     ("GET", "/api/v1/classes"): (401, 403, 403, 200, 200, 200, 200, 200),
     ("GET", "/api/v1/classes/<int:class_id>"): (401, 403, 403, 200, 404, 200, 404, 200),
+    ("POST", "/api/v1/bias-checks"): (401, 403, 403, 403, 403, 403, 403, 201),
+    ("GET", "/api/v1/bias-checks"): SCHOOL_STAFF,
+    ("GET", "/api/v1/bias-checks/<int:report_id>"): SCHOOL_STAFF,
+    ("PUT", "/api/v1/students/<student_id>/group-attributes"): (401, 403, 403, 403, 403, 403, 403, 200),
+    ("DELETE", "/api/v1/students/<student_id>/group-attributes"): (401, 200, 404, 403, 403, 403, 403, 200),
+    ("GET", "/bias-checks"): SCHOOL_STAFF_PAGE,
+    ("POST", "/bias-checks"): (303, 403, 403, 403, 403, 303, 303, 303),
+    ("GET", "/bias-checks/<int:report_id>"): SCHOOL_STAFF_PAGE,
     ("GET", "/api/v1/skills"): CONTENT,
     ("GET", "/api/v1/skills/<skill_id>"): CONTENT,
     ("GET", "/api/v1/exercises/<exercise_id>"): CONTENT,
@@ -98,6 +110,13 @@ def fresh_student_of_class_a(app: Flask, world: World) -> str:
         return enroll(db.session(), klass, [f"doomed-{next(counter)}"])[0].student_id
 
 
+def bias_report_of_north(app: Flask) -> int:
+    with app.app_context():
+        north = db.session.scalar(sa.select(School).where(School.name == "North"))
+        admin = Principal(Role.ADMIN, "operator", north.id, "operator")
+        return run_bias_check(db.session(), admin, "class", bootstrap=50, permutations=20).id
+
+
 def suggestion_for_a(world: World) -> int:
     body = world.actors["app1"].request("GET", f"/api/v1/students/{world.student_a}/next-exercise").get_json()
     return int(body["recommendation_id"])
@@ -116,14 +135,16 @@ def request_for(app: Flask, world: World, method: str, rule: str) -> tuple[str, 
         exercise = db.session.scalar(sa.select(Exercise.id).order_by(Exercise.id).limit(1))
     fill: dict[str, Callable[[], str]] = {
         "<path:filename>": lambda: "style.css",
-        "<student_id>": (lambda: fresh_student_of_class_a(app, world)) if method == "DELETE"
-        else (lambda: world.student_a),
+        "<student_id>": ((lambda: fresh_student_of_class_a(app, world))
+                         if (method, rule) == ("DELETE", "/api/v1/students/<student_id>")
+                         else (lambda: world.student_a)),
         "<int:class_id>": lambda: str(world.class_a),
         "<skill_id>": lambda: skill,
         "<exercise_id>": lambda: exercise,
         "<prefix>": lambda: fresh_key_prefix(app),
         "<int:recommendation_id>": lambda: str(suggestion_for_a(world)),
         "<int:response_id>": lambda: str(answer_of_a(world, exercise)),
+        "<int:report_id>": lambda: str(bias_report_of_north(app)),
     }
     url = rule
     for placeholder, value in fill.items():
@@ -145,6 +166,10 @@ def request_for(app: Flask, world: World, method: str, rule: str) -> tuple[str, 
         ("POST", "/me/personalization"): {"form": {"personalized": "on"}},
         ("POST", "/practice/<int:recommendation_id>/answer"): {"form": {"answer": "42"}},
         ("POST", "/practice/<int:recommendation_id>/hint"): {"form": {}},
+        ("POST", "/api/v1/bias-checks"): {"json": {"attribute": "class", "bootstrap": 50}},
+        ("PUT", "/api/v1/students/<student_id>/group-attributes"): {
+            "json": {"values": {"gender": "female"}, "consent_given_by": "parent"}},
+        ("POST", "/bias-checks"): {"form": {"attribute": "class"}},
     }
     return url, bodies.get((method, rule), {})
 

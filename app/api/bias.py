@@ -1,0 +1,61 @@
+"""Bias checks (admins run them; admins and teachers read them) and students' group attributes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask.views import MethodView
+
+from app.api.auth import api_blueprint, current_principal
+from app.api.schemas import (
+    BiasCheckListSchema,
+    BiasCheckRequestSchema,
+    BiasCheckSchema,
+    DeclineResultSchema,
+    GroupAttributesResultSchema,
+    GroupAttributesSchema,
+)
+from app.extensions import db
+from app.services import bias, groups
+
+blp = api_blueprint("bias", __name__, "Bias checks across student groups; group attributes (with consent).")
+
+
+@blp.route("/bias-checks")
+class BiasChecks(MethodView):
+    @blp.arguments(BiasCheckRequestSchema)
+    @blp.response(201, BiasCheckSchema)
+    def post(self, data: dict[str, Any]) -> Any:
+        """Run a bias check over the school's students grouped by an attribute, and store it (admins)."""
+        return bias.run_bias_check(
+            db.session(), current_principal(), data["attribute"], skills=data.get("skills"),
+            since=data.get("since"), until=data.get("until"), bootstrap=data.get("bootstrap"),
+            seed=data.get("seed"))
+
+    @blp.response(200, BiasCheckListSchema(many=True))
+    def get(self) -> Any:
+        """The school's stored bias checks, newest first."""
+        return bias.list_reports(db.session(), current_principal())
+
+
+@blp.route("/bias-checks/<int:report_id>")
+class BiasCheckById(MethodView):
+    @blp.response(200, BiasCheckSchema)
+    def get(self, report_id: int) -> Any:
+        return bias.get_report(db.session(), current_principal(), report_id)
+
+
+@blp.route("/students/<student_id>/group-attributes")
+class GroupAttributes(MethodView):
+    @blp.arguments(GroupAttributesSchema)
+    @blp.response(200, GroupAttributesResultSchema)
+    def put(self, data: dict[str, Any], student_id: str) -> Any:
+        """Record consent and group attributes for bias checks (admins). Never used to teach."""
+        recorded = groups.set_group_attributes(db.session(), current_principal(), student_id, data["values"],
+                                               consent_given_by=data["consent_given_by"])
+        return {"recorded": sorted(recorded)}
+
+    @blp.response(200, DeclineResultSchema)
+    def delete(self, student_id: str) -> Any:
+        """Withdraw consent: the student's group attributes are deleted at once (the student or an admin)."""
+        return {"removed": groups.decline(db.session(), current_principal(), student_id)}

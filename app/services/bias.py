@@ -1,0 +1,222 @@
+"""Running a bias check for a school: read the audit data, call ``domain.fairness.audit``, store the report.
+
+The stored report holds aggregates per group only: group names, counts of students and answers (never for
+suppressed groups), estimates with intervals, tests, flags, and the versions and settings behind them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+from flask import current_app
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.domain.access import Action, Principal, ensure_allowed
+from app.domain.errors import NotFound
+from app.domain.fairness import (
+    METRICS,
+    DecisionData,
+    FairnessConfig,
+    FairnessReport,
+    PickData,
+    ResponseData,
+    audit,
+    plain_summary,
+)
+from app.models import (
+    BiasReport,
+    ClassMembership,
+    ContentState,
+    GroupAttribute,
+    Mastery,
+    Recommendation,
+    Response,
+    ResponseSkill,
+    School,
+    SchoolClass,
+    SkillParameters,
+    Student,
+)
+from app.services.groups import ORGANISATIONAL, GroupAttributeError, allowed_attributes
+
+
+class UnknownBiasReport(NotFound):
+    kind = "bias check"
+
+
+def fairness_config(**overrides: Any) -> FairnessConfig:
+    settings = {**dict(current_app.config.get("BIAS_CHECKS", {})), **{k: v for k, v in overrides.items()
+                                                                        if v is not None}}
+    return FairnessConfig(**settings)
+
+
+def _labels(session: Session, school_id: int, attribute: str) -> dict[str, str]:
+    """Student id -> group, for the students of the school who have one."""
+    if attribute == "school":
+        name = session.scalar(select(School.name).where(School.id == school_id))
+        ids = session.scalars(select(Student.id).where(Student.school_id == school_id))
+        return {sid: str(name) for sid in ids}
+    if attribute == "class":
+        # A student in several classes counts in the class they joined first.
+        rows = session.execute(
+            select(ClassMembership.student_id, SchoolClass.name)
+            .join(SchoolClass, SchoolClass.id == ClassMembership.class_id)
+            .where(SchoolClass.school_id == school_id).order_by(ClassMembership.added_at)).all()
+        labels: dict[str, str] = {}
+        for sid, name in rows:
+            labels.setdefault(sid, name)
+        return labels
+    if attribute not in allowed_attributes():
+        known = ", ".join([*ORGANISATIONAL, *sorted(allowed_attributes())])
+        raise GroupAttributeError(f"unknown attribute {attribute!r} (known: {known})")
+    return dict(session.execute(
+        select(GroupAttribute.student_id, GroupAttribute.value)
+        .join(Student, Student.id == GroupAttribute.student_id)
+        .where(Student.school_id == school_id, GroupAttribute.attribute == attribute)).all())
+
+
+def run_bias_check(
+    session: Session, principal: Principal, attribute: str, *, skills: Sequence[str] | None = None,
+    since: datetime | None = None, until: datetime | None = None, bootstrap: int | None = None,
+    seed: int | None = None, permutations: int | None = None,
+) -> BiasReport:
+    """Audit the school's students grouped by ``attribute``; store and return the report. Commits."""
+    ensure_allowed(principal, Action.RUN_BIAS_CHECK)
+    config = fairness_config(bootstrap=bootstrap, seed=seed, permutations=permutations)
+    labels = _labels(session, principal.school_id, attribute)
+    students = sorted(labels)
+    index = {sid: i for i, sid in enumerate(students)}
+    responses, post_mastery = _responses(session, students, index, skills, since, until, config)
+    decisions = _decisions(session, students, index, skills, post_mastery)
+    picks = _picks(session, students, index, since, until)
+    report = audit(attribute, [labels[s] for s in students], responses, decisions, picks, config)
+    stored = BiasReport(school_id=principal.school_id, actor=principal.actor, attribute=attribute,
+                        report=_as_json(session, report, skills, since, until))
+    session.add(stored)
+    session.commit()
+    return stored
+
+
+def _window(query: Any, column: Any, since: datetime | None, until: datetime | None) -> Any:
+    if since is not None:
+        query = query.where(column >= since)
+    if until is not None:
+        query = query.where(column <= until)
+    return query
+
+
+def _responses(session: Session, students: list[str], index: dict[str, int], skills: Sequence[str] | None,
+               since: datetime | None, until: datetime | None, config: FairnessConfig,
+               ) -> tuple[ResponseData, dict[tuple[str, str], list[bool]]]:
+    """Every (answer, skill) of the students with the prediction made BEFORE it, in answer order."""
+    student_col, predicted, observed = [], [], []
+    after: dict[tuple[str, str], list[bool]] = defaultdict(list)
+    mastered_at = dict(((sid, skill), at) for sid, skill, at in session.execute(
+        select(Mastery.student_id, Mastery.skill_id, Mastery.mastered_at)
+        .where(Mastery.student_id.in_(students), Mastery.mastered_at.is_not(None))).all()) if students else {}
+    for start in range(0, len(students), 500):
+        chunk = students[start:start + 500]
+        query = (select(Response.student_id, ResponseSkill.skill_id, ResponseSkill.p_correct,
+                        Response.credited, Response.created_at)
+                 .join(ResponseSkill, ResponseSkill.response_id == Response.id)
+                 .where(Response.student_id.in_(chunk)).order_by(Response.student_id, Response.id))
+        if skills:
+            query = query.where(ResponseSkill.skill_id.in_(list(skills)))
+        for sid, skill, p, credited, at in session.execute(_window(query, Response.created_at, since, until)):
+            student_col.append(index[sid])
+            predicted.append(p)
+            observed.append(1.0 if credited else 0.0)
+            declared = mastered_at.get((sid, skill))
+            following = after[(sid, skill)] if declared is not None and at > declared else None
+            if following is not None and len(following) < config.post_mastery_answers:
+                following.append(bool(credited))
+    return ResponseData(np.array(student_col, dtype=np.int64), np.array(predicted, dtype=np.float64),
+                        np.array(observed, dtype=np.float64)), after
+
+
+def _decisions(session: Session, students: list[str], index: dict[str, int], skills: Sequence[str] | None,
+               after: dict[tuple[str, str], list[bool]]) -> DecisionData:
+    rows: list[Any] = []
+    for start in range(0, len(students), 500):
+        query = select(Mastery.student_id, Mastery.skill_id, Mastery.attempts, Mastery.mastered_at,
+                       Mastery.attempts_at_mastery).where(Mastery.student_id.in_(students[start:start + 500]))
+        if skills:
+            query = query.where(Mastery.skill_id.in_(list(skills)))
+        rows.extend(session.execute(query).all())
+    following = [after.get((sid, skill), []) for sid, skill, *_ in rows]
+    return DecisionData(
+        student=np.array([index[r[0]] for r in rows], dtype=np.int64),
+        attempts=np.array([r[2] for r in rows], dtype=float),
+        mastered=np.array([1.0 if r[3] is not None else 0.0 for r in rows]),
+        attempts_at_mastery=np.array([float(r[4]) if r[4] is not None else math.nan for r in rows]),
+        post_mastery_correct=np.array([float(sum(f)) if f else math.nan for f in following]),
+        post_mastery_answers=np.array([float(len(f)) for f in following]),
+    )
+
+
+def _picks(session: Session, students: list[str], index: dict[str, int], since: datetime | None,
+           until: datetime | None) -> PickData:
+    rows: list[Any] = []
+    for start in range(0, len(students), 500):
+        query = select(Recommendation.student_id, Recommendation.reason).where(
+            Recommendation.student_id.in_(students[start:start + 500]))
+        rows.extend(session.execute(_window(query, Recommendation.created_at, since, until)).all())
+    return PickData(np.array([index[s] for s, _ in rows], dtype=np.int64),
+                    np.array([1.0 if reason == "remediate_prerequisite" else 0.0 for _, reason in rows]))
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _as_json(session: Session, report: FairnessReport, skills: Sequence[str] | None, since: datetime | None,
+             until: datetime | None) -> dict[str, Any]:
+    fitted = session.scalar(select(func.count()).select_from(SkillParameters).where(
+        SkillParameters.is_current, SkillParameters.source == "fitted"))
+    current = session.scalar(select(func.count()).select_from(SkillParameters)
+                             .where(SkillParameters.is_current))
+    return {
+        "attribute": report.attribute, "reference": report.reference,
+        "summary": plain_summary(report),
+        "groups": [{
+            "group": g.group, "status": g.status, "students": g.students, "responses": g.responses,
+            "metrics": {name: {k: _clean(v) for k, v in dataclasses.asdict(e).items()}
+                        for name, e in g.metrics.items()},
+        } for g in report.groups],
+        "comparisons": [{k: _clean(v) for k, v in dataclasses.asdict(c).items()} for c in report.comparisons],
+        "flagged": [f"{c.group}: {c.metric} ({c.reason})" for c in report.flagged],
+        "auc_gap": _clean(report.auc_gap),
+        "metrics": ({name: text for name, (text, _) in METRICS.items()}
+                    | {"abroca": "area between the ROC curves of a group and the reference"}),
+        "settings": dataclasses.asdict(report.config),
+        "data": {"since": since.isoformat() if since else None, "until": until.isoformat() if until else None,
+                 "skills": list(skills) if skills else "all"},
+        "model": {"content_revision": session.scalar(select(ContentState.revision)),
+                  "current_parameter_versions": current, "fitted": fitted,
+                  "predictions": "standard BKT P(correct) stored with each answer, made before it"},
+        "caveats": report.caveats,
+    }
+
+
+def get_report(session: Session, principal: Principal, report_id: int) -> BiasReport:
+    ensure_allowed(principal, Action.READ_BIAS_CHECK)
+    found: BiasReport | None = session.scalar(select(BiasReport).where(
+        BiasReport.id == report_id, BiasReport.school_id == principal.school_id))
+    if found is None:
+        raise UnknownBiasReport(str(report_id))
+    return found
+
+
+def list_reports(session: Session, principal: Principal) -> list[BiasReport]:
+    ensure_allowed(principal, Action.READ_BIAS_CHECK)
+    return list(session.scalars(select(BiasReport).where(BiasReport.school_id == principal.school_id)
+                                .order_by(BiasReport.id.desc()).limit(100)))

@@ -1,0 +1,140 @@
+"""Bias checks through the service, the API and the page, on both databases; attributes with consent only,
+and never used to teach."""
+
+from __future__ import annotations
+
+import ast
+import json
+import random
+from pathlib import Path
+
+import sqlalchemy as sa
+from flask import Flask
+
+from app.domain.access import Principal, Role
+from app.extensions import db
+from app.models import ConsentEvent, GroupAttribute, SchoolClass
+from app.services.accounts import enroll
+from app.services.tutoring import record_response
+from tests.conftest import World
+
+APP_DIR = Path(__file__).resolve().parents[2] / "app"
+
+
+def put_attributes(world: World, actor: str, student: str, values: dict, given_by: str = "parent"):
+    return world.actors[actor].request("PUT", f"/api/v1/students/{student}/group-attributes",
+                                       json={"values": values, "consent_given_by": given_by})
+
+
+def test_attributes_need_an_admin_consent_and_valid_values(app: Flask, world: World) -> None:
+    done = put_attributes(world, "admin", world.student_a, {"gender": "female", "language_learner": "yes"})
+    assert done.status_code == 200 and done.get_json()["recorded"] == ["gender", "language_learner"]
+    bad = put_attributes(world, "admin", world.student_a, {"gender": "robot", "shoe_size": "9"})
+    assert bad.status_code == 422
+    assert "gender must be one of" in bad.get_json()["message"] and "unknown attribute 'shoe_size'" in \
+        bad.get_json()["message"]
+    assert put_attributes(world, "teacher_a", world.student_a, {"gender": "male"}).status_code == 403
+    assert put_attributes(world, "app1", world.student_a, {"gender": "male"}).status_code == 403
+    with app.app_context():
+        assert dict(db.session.execute(sa.select(GroupAttribute.attribute, GroupAttribute.value)).all()) == {
+            "gender": "female", "language_learner": "yes"}
+    # The student declines: everything goes at once, and the withdrawal is recorded.
+    url = f"/api/v1/students/{world.student_a}/group-attributes"
+    declined = world.actors["student_a"].request("DELETE", url)
+    assert declined.status_code == 200 and declined.get_json()["removed"] == 2
+    with app.app_context():
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(GroupAttribute)) == 0
+        events = db.session.execute(sa.select(ConsentEvent.granted, ConsentEvent.given_by, ConsentEvent.scope)
+                                    .where(ConsentEvent.kind == "group_attributes")
+                                    .order_by(ConsentEvent.id)).all()
+    assert [(g, by) for g, by, _ in events] == [(True, "parent"), (False, "student")]
+    export = world.actors["student_a"].request("GET", "/me/export").get_json()
+    assert export["group_attributes"] == {} and len(export["consents"]) == 2
+
+
+def test_csv_import_is_all_or_nothing(app: Flask, world: World, runner, tmp_path) -> None:
+    good = tmp_path / "good.csv"
+    good.write_text("external_id,consent_given_by,gender\nstudent-a,parent,female\nstudent-b,student,male\n")
+    bad = tmp_path / "bad.csv"
+    bad.write_text("external_id,consent_given_by,gender\nstudent-a,parent,female\nghost,parent,male\n"
+                   "student-b,,male\n")
+    refused = runner.invoke(args=["import-group-attributes", str(bad), "--school", "North"])
+    assert refused.exit_code == 1
+    assert "line 3: no student 'ghost'" in refused.output
+    assert "line 4: consent_given_by is empty" in refused.output
+    with app.app_context():
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(GroupAttribute)) == 0
+    result = runner.invoke(args=["import-group-attributes", str(good), "--school", "North"])
+    assert result.exit_code == 0 and "for 2 student(s)" in result.output
+
+
+def test_attributes_are_never_read_by_tracing_or_selection(app: Flask, world: World, shipped_graph) -> None:
+    # 1. By construction: only the bias, groups and privacy services (and the models) name the table.
+    readers = set()
+    for path in APP_DIR.rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} | {
+            n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
+        if "GroupAttribute" in names or "student_groups" in names:
+            readers.add(path.relative_to(APP_DIR).as_posix())
+    assert readers <= {"models.py", "services/groups.py", "services/bias.py", "services/privacy.py"}
+    # 2. By behaviour: twins with the same answers, one with attributes, get the same recommendations.
+    with app.app_context():
+        klass = db.session.get(SchoolClass, world.class_a)
+        twins = [e.student_id for e in enroll(db.session(), klass, ["twin-1", "twin-2"])]
+    put_attributes(world, "admin", twins[1], {"gender": "non-binary", "disability_support": "yes"})
+    app1 = world.actors["app1"]
+    for step in range(6):
+        bodies = [app1.request("GET", f"/api/v1/students/{t}/next-exercise?seed={step}").get_json()
+                  for t in twins]
+        assert {k: v for k, v in bodies[0].items() if k != "recommendation_id"} == \
+               {k: v for k, v in bodies[1].items() if k != "recommendation_id"}
+        for twin in twins:
+            app1.request("POST", f"/api/v1/students/{twin}/responses",
+                         json={"exercise_id": bodies[0]["exercise"]["id"], "correct": step % 3 != 1})
+    timing = {"last_practiced_at", "mastered_at", "recall"}  # the twins answered milliseconds apart
+    progress = [[{k: v for k, v in skill.items() if k not in timing}
+                 for skill in app1.request("GET", f"/api/v1/students/{t}/progress").get_json()["skills"]]
+                for t in twins]
+    assert progress[0] == progress[1]
+
+
+def test_a_planted_slower_group_is_found_through_the_whole_pipeline(app: Flask, world: World,
+                                                                     shipped_graph) -> None:
+    """30 + 30 students; group "yes" answers right far less often on the same exercises, so it needs more
+    answers to master: the check must flag it, say so in plain words, and store aggregates only."""
+    rng = random.Random(5)
+    with app.app_context():
+        klass = db.session.get(SchoolClass, world.class_a)
+        students = [e.student_id for e in enroll(db.session(), klass, [f"p-{i:02d}" for i in range(60)])]
+        app_principal = Principal(Role.APP, "0", world.north, "sim")
+        root = [s for s in shipped_graph.skill_order if shipped_graph.exercises_by_skill.get(s)][:3]
+        for i, student in enumerate(students):
+            slow = i >= 30
+            for skill in root:
+                for n, exercise in enumerate(shipped_graph.exercises_by_skill[skill][:8]):
+                    correct = rng.random() < ((0.3 + 0.05 * n) if slow else (0.6 + 0.05 * n))
+                    record_response(db.session(), app_principal, student, exercise_id=exercise,
+                                    correct=correct)
+    for i, student in enumerate(students):
+        put_attributes(world, "admin", student, {"language_learner": "yes" if i >= 30 else "no"})
+    response = world.actors["admin"].request(
+        "POST", "/api/v1/bias-checks", json={"attribute": "language_learner", "bootstrap": 300, "seed": 3})
+    assert response.status_code == 201, response.get_json()
+    stored = response.get_json()
+    report = stored["report"]
+    assert {g["group"]: g["students"] for g in report["groups"]} == {"no": 30, "yes": 30}
+    flagged = " ".join(report["flagged"])
+    assert "yes: " in flagged, flagged
+    assert "mastered_within_n" in flagged or "attempts_to_mastery" in flagged, flagged
+    assert any(line.startswith("yes: Review suggested") for line in report["summary"])
+    assert report["settings"]["bootstrap"] == 300 and report["model"]["content_revision"] >= 1
+    assert report["caveats"] and report["data"]["skills"] == "all"
+    text = json.dumps(report)
+    assert not any(s in text for s in students + ["p-00", "p-59"])  # aggregates only
+    # Read by the school's teachers, in plain words, with charts; not by another school's app.
+    page = world.actors["teacher_a"].request("GET", f"/bias-checks/{stored['id']}").get_data(as_text=True)
+    assert "Review suggested" in page and page.count('<svg class="chart"') >= 5
+    assert world.actors["app2"].request("GET", f"/api/v1/bias-checks/{stored['id']}").status_code == 403
+    unknown = world.actors["admin"].request("POST", "/api/v1/bias-checks", json={"attribute": "shoe_size"})
+    assert unknown.status_code == 422 and "unknown attribute 'shoe_size'" in unknown.get_json()["message"]
