@@ -321,14 +321,16 @@ def import_group_attributes_command(roster: Any, school_name: str | None) -> Non
 @click.option("--to", "until", type=click.DateTime(), help="Answers until this date (UTC).")
 @click.option("--bootstrap", type=click.IntRange(50, 10000), help="Bootstrap replicates (default 1000).")
 @click.option("--seed", type=int, help="Random seed (default 0).")
+@click.option("--diagnostic", is_flag=True, help="Also fit pyBKT with a learn rate per group (multilearn).")
 def audit_bias_command(attribute: str, school_name: str | None, skills: tuple[str, ...], since: Any,
-                       until: Any, bootstrap: int | None, seed: int | None) -> None:
+                       until: Any, bootstrap: int | None, seed: int | None, diagnostic: bool) -> None:
     """Check whether predictions and decisions serve every group equally well; store the report."""
     with _reported_errors():
         stored = bias.run_bias_check(
             db.session(), _school_admin(school_name), attribute, skills=list(skills) or None,
             since=since.replace(tzinfo=UTC) if since else None,
-            until=until.replace(tzinfo=UTC) if until else None, bootstrap=bootstrap, seed=seed)
+            until=until.replace(tzinfo=UTC) if until else None, bootstrap=bootstrap, seed=seed,
+            diagnostic=diagnostic)
     report = stored.report
     click.echo(f"Bias check {stored.id}: {attribute}, reference group {report['reference']!r}")
     for line in report["summary"]:
@@ -339,6 +341,10 @@ def audit_bias_command(attribute: str, school_name: str | None, skills: tuple[st
         auc, acc = group["metrics"]["auc"], group["metrics"]["attempts_to_mastery"]
         click.echo(f"  {group['group']:>20}: {group['students']} students, {group['responses']} answers, "
                    f"AUC {_fmt(auc)}, answers to mastery {_fmt(acc)}")
+    for fit in report.get("diagnostic", []):
+        learns = ", ".join(f"{g} {v:.3f}" for g, v in fit["learn_by_group"].items())
+        click.echo(f"  multilearn {fit['skill_id']}: learn by group {learns} "
+                   f"(pooled {fit['pooled_learn']:.3f}); log-likelihood gain {fit['log_likelihood_gain']}")
     click.echo(f"Flags: {len(report['flagged'])}" + "".join(f"\n  {f}" for f in report["flagged"]))
 
 

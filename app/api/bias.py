@@ -30,7 +30,7 @@ class BiasChecks(MethodView):
         return bias.run_bias_check(
             db.session(), current_principal(), data["attribute"], skills=data.get("skills"),
             since=data.get("since"), until=data.get("until"), bootstrap=data.get("bootstrap"),
-            seed=data.get("seed"))
+            seed=data.get("seed"), diagnostic=data["diagnostic"])
 
     @blp.response(200, BiasCheckListSchema(many=True))
     def get(self) -> Any:

@@ -348,6 +348,8 @@ class BiasCheckRequestSchema(Schema):
     until = fields.AwareDateTime(default_timezone=UTC)
     bootstrap = fields.Integer(strict=True, validate=validate.Range(50, 5000))
     seed = fields.Integer(strict=True, validate=validate.Range(0, 2**31 - 1))
+    diagnostic = fields.Boolean(load_default=False, metadata={
+        "description": "Also fit pyBKT with one learn rate per group (multilearn) on the busiest skills."})
 
 
 class BiasCheckSchema(Schema):

@@ -44,6 +44,7 @@ from app.models import (
     SkillParameters,
     Student,
 )
+from app.services.fitting import multilearn_diagnostic, response_frame
 from app.services.groups import ORGANISATIONAL, GroupAttributeError, allowed_attributes
 
 
@@ -85,9 +86,12 @@ def _labels(session: Session, school_id: int, attribute: str) -> dict[str, str]:
 def run_bias_check(
     session: Session, principal: Principal, attribute: str, *, skills: Sequence[str] | None = None,
     since: datetime | None = None, until: datetime | None = None, bootstrap: int | None = None,
-    seed: int | None = None, permutations: int | None = None,
+    seed: int | None = None, permutations: int | None = None, diagnostic: bool = False,
 ) -> BiasReport:
-    """Audit the school's students grouped by ``attribute``; store and return the report. Commits."""
+    """Audit the school's students grouped by ``attribute``; store and return the report. Commits.
+
+    ``diagnostic``: also fit pyBKT with one learn rate per group on the most practised skills.
+    """
     ensure_allowed(principal, Action.RUN_BIAS_CHECK)
     config = fairness_config(bootstrap=bootstrap, seed=seed, permutations=permutations)
     labels = _labels(session, principal.school_id, attribute)
@@ -97,11 +101,36 @@ def run_bias_check(
     decisions = _decisions(session, students, index, skills, post_mastery)
     picks = _picks(session, students, index, since, until)
     report = audit(attribute, [labels[s] for s in students], responses, decisions, picks, config)
+    as_json = _as_json(session, report, skills, since, until)
+    if diagnostic:
+        shown = {g.group for g in report.groups if g.status != "suppressed"}
+        as_json["diagnostic"] = _multilearn(session, {s: g for s, g in labels.items() if g in shown}, skills,
+                                            seed=config.seed)
     stored = BiasReport(school_id=principal.school_id, actor=principal.actor, attribute=attribute,
-                        report=_as_json(session, report, skills, since, until))
+                        report=as_json)
     session.add(stored)
     session.commit()
     return stored
+
+
+DIAGNOSTIC_SKILLS = 5
+
+
+def _multilearn(session: Session, labels: dict[str, str], skills: Sequence[str] | None, *,
+                seed: int) -> list[dict[str, Any]]:
+    """pyBKT ``multilearn`` by group on the (up to 5) most practised skills; suppressed groups left out."""
+    frame = response_frame(session, skills)
+    frame = frame[frame["user_id"].isin(list(labels))].copy()
+    frame["group"] = frame["user_id"].map(labels)
+    busiest = frame["skill_name"].value_counts().head(DIAGNOSTIC_SKILLS).index
+    out = []
+    for skill_id in busiest:
+        rows = frame[frame["skill_name"] == skill_id]
+        if rows["group"].nunique() < 2:
+            continue
+        result = multilearn_diagnostic(rows, str(skill_id), seed=seed)
+        out.append({k: _clean(v) for k, v in dataclasses.asdict(result).items()})
+    return out
 
 
 def _window(query: Any, column: Any, since: datetime | None, until: datetime | None) -> Any:

@@ -288,3 +288,38 @@ def adopt_parameters(
 def fits_as_params(fits: list[SkillFit]) -> dict[str, BktParams]:
     return {f.skill_id: BktParams(**f.params) for f in fits}
 
+
+
+@dataclass(frozen=True)
+class MultilearnDiagnostic:
+    """pyBKT with one learn rate per group (``multilearn``) against one pooled model, on the same rows."""
+
+    skill_id: str
+    learn_by_group: dict[str, float]
+    pooled_learn: float
+    log_likelihood_gain: float  # grouped − pooled; large gains say the groups learn at different rates
+    n_responses: int
+    note: str = ""
+
+
+def multilearn_diagnostic(frame: pd.DataFrame, skill_id: str, *, num_fits: int = 3,
+                          seed: int = 0) -> MultilearnDiagnostic:
+    """``frame``: one skill's rows in pyBKT's layout plus a ``group`` column (one group per student)."""
+    from pyBKT.models import Model  # imported here: heavy, and only needed in fitting processes
+
+    pooled = _pybkt_fit(frame, skill_id, forgets=False, num_fits=num_fits, seed=seed)
+    model = Model(seed=seed, num_fits=num_fits, parallel=False)
+    model.fit(data=frame.copy(), multilearn="group")
+    fitted = model.fit_model[skill_id]
+    learns = {str(name): float(fitted["learns"][index - 1])
+              for name, index in fitted["resource_names"].items()}
+    shared = {"prior": float(fitted["prior"]), "guess": float(fitted["guesses"][0]),
+              "slip": float(fitted["slips"][0]), "forget": 0.0}
+    ordered = frame.sort_values(["user_id", "order_id"], kind="mergesort")
+    if parameter_problems({**shared, "learn": 0.1}) or parameter_problems(pooled):
+        return MultilearnDiagnostic(skill_id, learns, pooled["learn"], math.nan, len(frame),
+                                    "a degenerate fit (guess or slip ≥ 0.5): no likelihood comparison")
+    grouped = sum(log_likelihood(ordered[ordered["group"] == group], BktParams(**shared, learn=learn))
+                  for group, learn in learns.items())
+    return MultilearnDiagnostic(skill_id, learns, pooled["learn"],
+                                grouped - log_likelihood(ordered, BktParams(**pooled)), len(frame))

@@ -138,3 +138,26 @@ def test_a_planted_slower_group_is_found_through_the_whole_pipeline(app: Flask, 
     assert world.actors["app2"].request("GET", f"/api/v1/bias-checks/{stored['id']}").status_code == 403
     unknown = world.actors["admin"].request("POST", "/api/v1/bias-checks", json={"attribute": "shoe_size"})
     assert unknown.status_code == 422 and "unknown attribute 'shoe_size'" in unknown.get_json()["message"]
+
+
+def test_multilearn_diagnostic_recovers_a_faster_group() -> None:
+    """Students simulated with learn 0.3 (group fast) and 0.05 (group slow), REFERENCES §4's setup."""
+    import pandas as pd
+
+    from app.services.fitting import multilearn_diagnostic
+
+    rng = random.Random(11)
+    rows, order = [], 0
+    for student in range(160):
+        group = "fast" if student < 80 else "slow"
+        learn, known = (0.3 if group == "fast" else 0.05), False
+        for _ in range(15):
+            order += 1
+            correct = (rng.random() > 0.2) if known else (rng.random() < 0.2)
+            rows.append({"order_id": order, "user_id": f"s{student}", "skill_name": "k",
+                         "correct": int(correct), "group": group})
+            known = known or rng.random() < learn
+    result = multilearn_diagnostic(pd.DataFrame(rows), "k", num_fits=3, seed=0)
+    assert result.learn_by_group["fast"] > 2 * result.learn_by_group["slow"]
+    assert result.learn_by_group["slow"] < result.pooled_learn < result.learn_by_group["fast"]
+    assert result.log_likelihood_gain > 5 and result.n_responses == 2400

@@ -75,7 +75,8 @@ def test_export_holds_everything_and_explains_it(app: Flask, world: World) -> No
     bundle = zipfile.ZipFile(io.BytesIO(teacher.request(
         "GET", f"/api/v1/students/{world.student_a}/export?format=csv").get_data()))
     assert set(bundle.namelist()) == {"how_it_works.txt", "profile.csv", "classes.csv", "responses.csv",
-                                      "mastery.csv", "recommendations.csv", "consents.csv", "access_log.csv"}
+                                      "mastery.csv", "recommendations.csv", "consents.csv", "access_log.csv",
+                                      "group_attributes.csv"}
     responses_csv = bundle.read("responses.csv").decode().splitlines()
     assert len(responses_csv) == 1 + sum(len(r["skills"]) for r in export["responses"])
     assert sent in bundle.read("responses.csv").decode()
