@@ -29,6 +29,8 @@ class FairnessConfig:
     ratio_band: tuple[float, float] = (0.8, 1.25)
     auc_gap: float = 0.05  # AUC gap or ABROCA at least this
     post_mastery_gap: float = 0.10
+    # A ratio of two small shares swings wildly (0.00 vs 0.02 is "0×"): shares must also differ by this much.
+    share_difference: float = 0.05
     mastered_within: int = 10  # "share mastered within N answers"
     post_mastery_answers: int = 3  # first answers after mastery that are checked
 
@@ -197,6 +199,9 @@ METRICS: dict[str, tuple[str, str]] = {
     "post_mastery_accuracy": ("accuracy on the first answers after mastery", "post_mastery"),
     "remedial_share": ("share of recommendations sending the student back to a prerequisite", "ratio"),
 }
+
+
+SHARES = {"mastered_within_n", "wheel_spinning", "remedial_share"}
 
 
 def audit(
@@ -397,6 +402,8 @@ def _decide(c: Comparison, significant: bool, enough: bool, config: FairnessConf
         why = f"calibration differs by {c.difference:+.3f}"
     else:
         large = c.ratio is not None and not (low <= c.ratio <= high)
+        if c.metric in SHARES:
+            large = large and abs(c.difference) >= config.share_difference
         why = f"ratio {c.ratio:.2f} to {c.reference} (band {low}–{high})" if c.ratio is not None else ""
     flagged = significant and large and enough
     return Comparison(c.metric, c.group, c.reference, c.difference, c.ratio, c.p_value, significant, large,

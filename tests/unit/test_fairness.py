@@ -127,3 +127,19 @@ def test_small_groups_are_suppressed_and_cannot_be_backed_into() -> None:
     few = audit("group", groups, responses, decisions, picks, FAST)
     assert next(g for g in few.groups if g.group == "B").status == "insufficient data"
     assert few.flagged == []  # 10–29 students: shown, never flagged
+
+
+def test_a_ratio_of_tiny_shares_is_not_a_large_difference() -> None:
+    """0% vs 2% wheel-spinning is a ratio of 0 but not a concern: shares must also differ by 5 points."""
+    groups, responses, decisions, picks = synthetic(6)
+    n = len(decisions.attempts)
+    reference_rows = decisions.student < 120  # group A
+    attempts = np.where(reference_rows & (np.arange(n) % 50 == 0), 12.0, decisions.attempts)
+    mastered = np.where(attempts == 12.0, 0.0, decisions.mastered)
+    tweaked = DecisionData(decisions.student, attempts, mastered, np.where(mastered > 0,
+                           decisions.attempts_at_mastery, np.nan), decisions.post_mastery_correct,
+                           decisions.post_mastery_answers)
+    report = audit("group", groups, responses, tweaked, picks, FAST)
+    spinning = next(c for c in report.comparisons if c.metric == "wheel_spinning")
+    assert spinning.ratio < 0.8 and abs(spinning.difference) < 0.05  # outside the band, but tiny
+    assert not spinning.large and not spinning.flagged
