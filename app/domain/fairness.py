@@ -8,6 +8,7 @@ sums is a matrix product (vectorised over replicates), and AUC is computed from 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -171,6 +172,7 @@ class Comparison:
     large: bool
     flagged: bool
     reason: str
+    enough: bool = True  # both groups have at least ``flag_from`` students
 
 
 @dataclass(frozen=True)
@@ -233,10 +235,11 @@ def audit(
         in_group = np.isin(responses.student, np.flatnonzero(labels == group))
         results.append(GroupResult(group, status, size[group], int(in_group.sum()), metrics))
 
-    comparisons = _compare(labels, reference, shown, size, per_group, responses, rng, config)
+    comparisons = [dataclasses.replace(c, enough=size[c.group] >= config.flag_from
+                                       and size[reference] >= config.flag_from)
+                   for c in _compare(labels, reference, shown, size, per_group, responses, rng, config)]
     significant = benjamini_hochberg([c.p_value for c in comparisons], config.alpha)
-    comparisons = [_decide(c, s, size[c.group] >= config.flag_from and size[reference] >= config.flag_from,
-                           config) for c, s in zip(comparisons, significant, strict=True)]
+    comparisons = [_decide(c, s, config) for c, s in zip(comparisons, significant, strict=True)]
     aucs = [r.metrics["auc"].value for r in results if r.status != "suppressed" and r.metrics["auc"].value
             is not None]
     caveats = [
@@ -388,7 +391,18 @@ def _abroca_test(labels: NDArray[np.object_], group: str, reference: str, respon
     return Comparison("abroca", group, reference, observed, None, p, False, False, False, "")
 
 
-def _decide(c: Comparison, significant: bool, enough: bool, config: FairnessConfig) -> Comparison:
+def correct_jointly(reports: Sequence[FairnessReport]) -> list[FairnessReport]:
+    """Benjamini–Hochberg across every test of several reports (overall and per skill) as one family."""
+    if not reports:
+        return []
+    config = reports[0].config
+    tests = [c for r in reports for c in r.comparisons]
+    significant = iter(benjamini_hochberg([c.p_value for c in tests], config.alpha))
+    return [dataclasses.replace(r, comparisons=[_decide(c, next(significant), config) for c in r.comparisons])
+            for r in reports]
+
+
+def _decide(c: Comparison, significant: bool, config: FairnessConfig) -> Comparison:
     low, high = config.ratio_band
     if c.metric in ("auc", "abroca"):
         large = c.difference >= config.auc_gap
@@ -405,9 +419,8 @@ def _decide(c: Comparison, significant: bool, enough: bool, config: FairnessConf
         if c.metric in SHARES:
             large = large and abs(c.difference) >= config.share_difference
         why = f"ratio {c.ratio:.2f} to {c.reference} (band {low}–{high})" if c.ratio is not None else ""
-    flagged = significant and large and enough
-    return Comparison(c.metric, c.group, c.reference, c.difference, c.ratio, c.p_value, significant, large,
-                      flagged, why)
+    return dataclasses.replace(c, significant=significant, large=large,
+                               flagged=significant and large and c.enough, reason=why)
 
 
 def plain_summary(report: FairnessReport) -> list[str]:

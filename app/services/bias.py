@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 from flask import current_app
+from numpy.typing import NDArray
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -28,6 +29,7 @@ from app.domain.fairness import (
     PickData,
     ResponseData,
     audit,
+    correct_jointly,
     plain_summary,
 )
 from app.models import (
@@ -97,11 +99,45 @@ def run_bias_check(
     labels = _labels(session, principal.school_id, attribute)
     students = sorted(labels)
     index = {sid: i for i, sid in enumerate(students)}
-    responses, post_mastery = _responses(session, students, index, skills, since, until, config)
-    decisions = _decisions(session, students, index, skills, post_mastery)
-    picks = _picks(session, students, index, since, until)
-    report = audit(attribute, [labels[s] for s in students], responses, decisions, picks, config)
+    responses, response_skills, post_mastery = _responses(session, students, index, skills, since, until,
+                                                          config)
+    decisions, decision_skills = _decisions(session, students, index, skills, post_mastery)
+    picks, pick_skills = _picks(session, students, index, since, until)
+    groups_of = [labels[s] for s in students]
+    overall = audit(attribute, groups_of, responses, decisions, picks, config)
+    per_skill = {}
+    for skill in sorted(set(response_skills.tolist())):
+        rows, dec, pk = response_skills == skill, decision_skills == skill, pick_skills == skill
+        practising = np.unique(responses.student[rows])
+        if len(practising) < 2 * config.suppress_below:
+            continue
+        # Only the students who practised the skill take part (group sizes, suppression, resampling).
+        local = np.full(len(students), -1)
+        local[practising] = np.arange(len(practising))
+        keep = local[decisions.student] >= 0
+        per_skill[skill] = audit(
+            attribute, [groups_of[i] for i in practising],
+            ResponseData(local[responses.student[rows]], responses.predicted[rows], responses.observed[rows]),
+            DecisionData(local[decisions.student[dec & keep]], decisions.attempts[dec & keep],
+                         decisions.mastered[dec & keep], decisions.attempts_at_mastery[dec & keep],
+                         decisions.post_mastery_correct[dec & keep],
+                         decisions.post_mastery_answers[dec & keep]),
+            PickData(local[picks.student[pk & (local[picks.student] >= 0)]],
+                     picks.remedial[pk & (local[picks.student] >= 0)]),
+            dataclasses.replace(config, permutations=min(config.permutations, 200)),
+            reference=overall.reference)
+    corrected = correct_jointly([overall, *per_skill.values()])
+    report, per_skill = corrected[0], dict(zip(per_skill, corrected[1:], strict=True))
     as_json = _as_json(session, report, skills, since, until)
+    as_json["per_skill"] = {skill: _groups_json(r) | {"flagged": [f"{c.group}: {c.metric} ({c.reason})"
+                                                                  for c in r.flagged]}
+                            for skill, r in per_skill.items()}
+    as_json["flagged"] += [f"{skill}: {line}" for skill, r in per_skill.items()
+                           for line in as_json["per_skill"][skill]["flagged"]]
+    as_json["summary"] += [f"On skill {skill}: Review suggested: " + "; ".join(
+        f"{c.group} {METRICS.get(c.metric, ('ROC curves', ''))[0]} ({c.reason})" for c in r.flagged)
+        for skill, r in per_skill.items() if r.flagged]
+    as_json["tests"] = sum(len(r.comparisons) for r in corrected)
     if diagnostic:
         shown = {g.group for g in report.groups if g.status != "suppressed"}
         as_json["diagnostic"] = _multilearn(session, {s: g for s, g in labels.items() if g in shown}, skills,
@@ -143,9 +179,9 @@ def _window(query: Any, column: Any, since: datetime | None, until: datetime | N
 
 def _responses(session: Session, students: list[str], index: dict[str, int], skills: Sequence[str] | None,
                since: datetime | None, until: datetime | None, config: FairnessConfig,
-               ) -> tuple[ResponseData, dict[tuple[str, str], list[bool]]]:
+               ) -> tuple[ResponseData, NDArray[np.str_], dict[tuple[str, str], list[bool]]]:
     """Every (answer, skill) of the students with the prediction made BEFORE it, in answer order."""
-    student_col, predicted, observed = [], [], []
+    student_col, predicted, observed, skill_col = [], [], [], []
     after: dict[tuple[str, str], list[bool]] = defaultdict(list)
     mastered_at = dict(((sid, skill), at) for sid, skill, at in session.execute(
         select(Mastery.student_id, Mastery.skill_id, Mastery.mastered_at)
@@ -160,18 +196,19 @@ def _responses(session: Session, students: list[str], index: dict[str, int], ski
             query = query.where(ResponseSkill.skill_id.in_(list(skills)))
         for sid, skill, p, credited, at in session.execute(_window(query, Response.created_at, since, until)):
             student_col.append(index[sid])
+            skill_col.append(skill)
             predicted.append(p)
             observed.append(1.0 if credited else 0.0)
             declared = mastered_at.get((sid, skill))
             following = after[(sid, skill)] if declared is not None and at > declared else None
             if following is not None and len(following) < config.post_mastery_answers:
                 following.append(bool(credited))
-    return ResponseData(np.array(student_col, dtype=np.int64), np.array(predicted, dtype=np.float64),
-                        np.array(observed, dtype=np.float64)), after
+    return (ResponseData(np.array(student_col, dtype=np.int64), np.array(predicted, dtype=np.float64),
+                         np.array(observed, dtype=np.float64)), np.array(skill_col, dtype=str), after)
 
 
 def _decisions(session: Session, students: list[str], index: dict[str, int], skills: Sequence[str] | None,
-               after: dict[tuple[str, str], list[bool]]) -> DecisionData:
+               after: dict[tuple[str, str], list[bool]]) -> tuple[DecisionData, NDArray[np.str_]]:
     rows: list[Any] = []
     for start in range(0, len(students), 500):
         query = select(Mastery.student_id, Mastery.skill_id, Mastery.attempts, Mastery.mastered_at,
@@ -187,18 +224,19 @@ def _decisions(session: Session, students: list[str], index: dict[str, int], ski
         attempts_at_mastery=np.array([float(r[4]) if r[4] is not None else math.nan for r in rows]),
         post_mastery_correct=np.array([float(sum(f)) if f else math.nan for f in following]),
         post_mastery_answers=np.array([float(len(f)) for f in following]),
-    )
+    ), np.array([r[1] for r in rows], dtype=str)
 
 
 def _picks(session: Session, students: list[str], index: dict[str, int], since: datetime | None,
-           until: datetime | None) -> PickData:
+           until: datetime | None) -> tuple[PickData, NDArray[np.str_]]:
     rows: list[Any] = []
     for start in range(0, len(students), 500):
-        query = select(Recommendation.student_id, Recommendation.reason).where(
+        query = select(Recommendation.student_id, Recommendation.reason, Recommendation.skill_id).where(
             Recommendation.student_id.in_(students[start:start + 500]))
         rows.extend(session.execute(_window(query, Recommendation.created_at, since, until)).all())
-    return PickData(np.array([index[s] for s, _ in rows], dtype=np.int64),
-                    np.array([1.0 if reason == "remediate_prerequisite" else 0.0 for _, reason in rows]))
+    return (PickData(np.array([index[s] for s, _, _ in rows], dtype=np.int64),
+                     np.array([1.0 if reason == "remediate_prerequisite" else 0.0 for _, reason, _ in rows])),
+            np.array([skill or "" for _, _, skill in rows], dtype=str))
 
 
 def _clean(value: Any) -> Any:
@@ -216,11 +254,7 @@ def _as_json(session: Session, report: FairnessReport, skills: Sequence[str] | N
     return {
         "attribute": report.attribute, "reference": report.reference,
         "summary": plain_summary(report),
-        "groups": [{
-            "group": g.group, "status": g.status, "students": g.students, "responses": g.responses,
-            "metrics": {name: {k: _clean(v) for k, v in dataclasses.asdict(e).items()}
-                        for name, e in g.metrics.items()},
-        } for g in report.groups],
+        **_groups_json(report),
         "comparisons": [{k: _clean(v) for k, v in dataclasses.asdict(c).items()} for c in report.comparisons],
         "flagged": [f"{c.group}: {c.metric} ({c.reason})" for c in report.flagged],
         "auc_gap": _clean(report.auc_gap),
@@ -234,6 +268,14 @@ def _as_json(session: Session, report: FairnessReport, skills: Sequence[str] | N
                   "predictions": "standard BKT P(correct) stored with each answer, made before it"},
         "caveats": report.caveats,
     }
+
+
+def _groups_json(report: FairnessReport) -> dict[str, Any]:
+    return {"groups": [{
+        "group": g.group, "status": g.status, "students": g.students, "responses": g.responses,
+        "metrics": {name: {k: _clean(v) for k, v in dataclasses.asdict(e).items()}
+                    for name, e in g.metrics.items()},
+    } for g in report.groups]}
 
 
 def get_report(session: Session, principal: Principal, report_id: int) -> BiasReport:

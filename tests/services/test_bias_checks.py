@@ -130,6 +130,10 @@ def test_a_planted_slower_group_is_found_through_the_whole_pipeline(app: Flask, 
     assert any(line.startswith("yes: Review suggested") for line in report["summary"])
     assert report["settings"]["bootstrap"] == 300 and report["model"]["content_revision"] >= 1
     assert report["caveats"] and report["data"]["skills"] == "all"
+    # Per skill too, corrected together with the overall tests as one family.
+    assert set(report["per_skill"]) == set(root)
+    assert all({g["group"] for g in s["groups"]} == {"no", "yes"} for s in report["per_skill"].values())
+    assert report["tests"] == 4 * len(report["comparisons"])
     text = json.dumps(report)
     assert not any(s in text for s in students + ["p-00", "p-59"])  # aggregates only
     # Read by the school's teachers, in plain words, with charts; not by another school's app.
