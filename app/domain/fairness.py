@@ -181,7 +181,7 @@ class FairnessReport:
     reference: str
     groups: list[GroupResult]
     comparisons: list[Comparison]
-    auc_gap: float | None  # best − worst AUC among reported groups
+    auc_gap: float | None  # best − worst AUC among groups of 30+ students
     config: FairnessConfig
     caveats: list[str]
 
@@ -240,7 +240,8 @@ def audit(
                    for c in _compare(labels, reference, shown, size, per_group, responses, rng, config)]
     significant = benjamini_hochberg([c.p_value for c in comparisons], config.alpha)
     comparisons = [_decide(c, s, config) for c, s in zip(comparisons, significant, strict=True)]
-    aucs = [r.metrics["auc"].value for r in results if r.status != "suppressed" and r.metrics["auc"].value
+    # Among groups large enough to judge: small groups' AUCs swing by chance.
+    aucs = [r.metrics["auc"].value for r in results if r.status == "reported" and r.metrics["auc"].value
             is not None]
     caveats = [
         "No flag is not proof of no bias: small groups and small differences can go undetected.",

@@ -183,9 +183,12 @@ def _responses(session: Session, students: list[str], index: dict[str, int], ski
     """Every (answer, skill) of the students with the prediction made BEFORE it, in answer order."""
     student_col, predicted, observed, skill_col = [], [], [], []
     after: dict[tuple[str, str], list[bool]] = defaultdict(list)
-    mastered_at = dict(((sid, skill), at) for sid, skill, at in session.execute(
-        select(Mastery.student_id, Mastery.skill_id, Mastery.mastered_at)
-        .where(Mastery.student_id.in_(students), Mastery.mastered_at.is_not(None))).all()) if students else {}
+    # The answers that follow mastery, by their rank on the skill (timestamps can tie, e.g. in imports).
+    declared_after = dict(((sid, skill), n) for sid, skill, n in session.execute(
+        select(Mastery.student_id, Mastery.skill_id, Mastery.attempts_at_mastery)
+        .where(Mastery.student_id.in_(students), Mastery.attempts_at_mastery.is_not(None))).all()
+    ) if students else {}
+    rank: dict[tuple[str, str], int] = defaultdict(int)
     for start in range(0, len(students), 500):
         chunk = students[start:start + 500]
         query = (select(Response.student_id, ResponseSkill.skill_id, ResponseSkill.p_correct,
@@ -194,15 +197,19 @@ def _responses(session: Session, students: list[str], index: dict[str, int], ski
                  .where(Response.student_id.in_(chunk)).order_by(Response.student_id, Response.id))
         if skills:
             query = query.where(ResponseSkill.skill_id.in_(list(skills)))
-        for sid, skill, p, credited, at in session.execute(_window(query, Response.created_at, since, until)):
+        # From the first answer (ranks count them all); only those in the window are measured.
+        for sid, skill, p, credited, at in session.execute(_window(query, Response.created_at, None, until)):
+            key = (sid, skill)
+            rank[key] += 1
+            if since is not None and at < since:
+                continue
             student_col.append(index[sid])
             skill_col.append(skill)
             predicted.append(p)
             observed.append(1.0 if credited else 0.0)
-            declared = mastered_at.get((sid, skill))
-            following = after[(sid, skill)] if declared is not None and at > declared else None
-            if following is not None and len(following) < config.post_mastery_answers:
-                following.append(bool(credited))
+            declared = declared_after.get(key)
+            if declared is not None and declared < rank[key] <= declared + config.post_mastery_answers:
+                after[key].append(bool(credited))
     return (ResponseData(np.array(student_col, dtype=np.int64), np.array(predicted, dtype=np.float64),
                          np.array(observed, dtype=np.float64)), np.array(skill_col, dtype=str), after)
 

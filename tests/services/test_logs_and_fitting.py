@@ -296,9 +296,10 @@ def test_evaluation_matches_pybkt_evaluate_on_the_same_split(app, runner) -> Non
         assert report.per_skill[skill].rmse == pytest.approx(rmse, abs=1e-9)
         # ...and pyBKT's AUC. AUC is discontinuous at ties: predictions that agree to 1e-12 can
         # tie in one implementation and not in the other (e.g. students whose P(L) saturates
-        # near 1 at different steps), which moves it by ~1e-5. With ties settled the same way
-        # (both rounded to 1e-9) the two AUCs are identical.
-        assert report.per_skill[skill].auc == pytest.approx(auc, abs=1e-4)
+        # near 1 at different steps), which moves it by 1e-5 to 3e-4 depending on the split (the
+        # students' ids, hence the split, are random). With ties settled the same way (both rounded
+        # to 1e-9) the two AUCs are identical: that is the exact check.
+        assert report.per_skill[skill].auc == pytest.approx(auc, abs=1e-3)
         assert roc_auc_score(ours["correct"], ours["correct_predictions"].round(9)) == pytest.approx(
             roc_auc_score(theirs["correct"], theirs["correct_predictions"].round(9)), abs=1e-12)
     assert 0.5 < report.overall.auc < 1 and sum(b.count for b in report.calibration) == len(test)
