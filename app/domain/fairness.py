@@ -410,8 +410,10 @@ def _decide(c: Comparison, significant: bool, config: FairnessConfig) -> Compari
         why = (f"{'AUC lower by' if c.metric == 'auc' else 'ABROCA'} {c.difference:.3f} "
                f"(threshold {config.auc_gap})")
     elif c.metric == "post_mastery_accuracy":
-        large = abs(c.difference) >= config.post_mastery_gap
-        why = f"accuracy after mastery differs by {c.difference:+.2f} (threshold {config.post_mastery_gap})"
+        # The premature-mastery signal: mastery declared, yet the next answers go worse than for others.
+        large = c.difference <= -config.post_mastery_gap
+        why = (f"accuracy right after mastery lower by {-c.difference:.2f} "
+               f"(threshold {config.post_mastery_gap})")
     elif c.metric == "calibration_gap":
         large = abs(c.difference) >= config.auc_gap
         why = f"calibration differs by {c.difference:+.3f}"

@@ -143,3 +143,15 @@ def test_a_ratio_of_tiny_shares_is_not_a_large_difference() -> None:
     spinning = next(c for c in report.comparisons if c.metric == "wheel_spinning")
     assert spinning.ratio < 0.8 and abs(spinning.difference) < 0.05  # outside the band, but tiny
     assert not spinning.large and not spinning.flagged
+
+
+def test_premature_mastery_is_a_lower_accuracy_after_mastery() -> None:
+    groups, responses, decisions, picks = synthetic(7)
+    worse = np.where(decisions.student >= 120, np.minimum(decisions.post_mastery_correct, 1.0),
+                     decisions.post_mastery_correct)  # group B: at most 1 of 3 right after mastery
+    for post, expect in ((worse, True), (np.where(decisions.student >= 120, 3.0, 2.0), False)):
+        tweaked = DecisionData(decisions.student, decisions.attempts, decisions.mastered,
+                               decisions.attempts_at_mastery, post, decisions.post_mastery_answers)
+        report = audit("group", groups, responses, tweaked, picks, FAST)
+        found = next(c for c in report.comparisons if c.metric == "post_mastery_accuracy")
+        assert found.flagged is expect, found  # better accuracy after mastery is no concern
