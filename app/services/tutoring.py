@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -156,6 +156,8 @@ def record_response(
     student.last_answer_at = now
     for skill_id, existing in rows.items():
         state = model.skills[skill_id]
+        if skill_id in exercise.skill_ids:
+            continue  # written in full below, in the same UPDATE
         if existing.mastered_at is None and state.mastered_at is not None:
             existing.mastered_at, existing.attempts_at_mastery = state.mastered_at, state.attempts_at_mastery
     response = Response(
@@ -272,8 +274,7 @@ def _view(session: Session, student: Student, config: PolicyConfig) -> tuple[Stu
         last_skill = session.scalar(
             select(ResponseSkill.skill_id).where(ResponseSkill.response_id == recent[0][0])
             .order_by(ResponseSkill.position).limit(1))
-    n_responses = session.scalar(
-        select(func.count()).select_from(Response).where(Response.student_id == student.id)) or 0
+    n_responses = student.answer_count  # kept with every answer: no COUNT over the log
     return StudentView(
         model=model, now=utcnow(),
         recent_exercise_ids=[e for _, e, _, _ in recent if e is not None],
