@@ -330,6 +330,9 @@ class Response(db.Model):  # type: ignore[name-defined]
     __table_args__ = (
         UniqueConstraint("student_id", "client_response_id"),
         Index("ix_responses_student_id_id", "student_id", "id"),
+        # "Was this recommendation answered?" on every answer and every next exercise.
+        Index("ix_responses_recommendation_id", "recommendation_id"),
+        Index("ix_responses_created_at", "created_at"),  # retention purge
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -378,7 +381,8 @@ class Recommendation(db.Model):  # type: ignore[name-defined]
     """A served next-exercise recommendation and why it was made."""
 
     __tablename__ = "recommendations"
-    __table_args__ = (Index("ix_recommendations_student_id_id", "student_id", "id"),)
+    __table_args__ = (Index("ix_recommendations_student_id_id", "student_id", "id"),
+                      Index("ix_recommendations_created_at", "created_at"))
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     student_id: Mapped[str] = mapped_column(ForeignKey("students.id", ondelete="CASCADE"))

@@ -154,24 +154,26 @@ def history_scaling(url: str, repeat: int = 30) -> tuple[float, float]:
             student = Student(id=str(uuid.uuid4()), school_id=school.id, external_id=name)
             session.add(student)
             session.flush()
-            model, rows, steps = StudentModel(), [], []
+            model, rows, traces = StudentModel(), [], []
             at = datetime.now(UTC) - timedelta(days=30)
-            first_id = (session.scalar(sa.select(sa.func.max(Response.id))) or 0) + 1
             for i in range(prior):
                 exercise = snapshot.graph.exercises[exercises[i % len(exercises)]]
                 at += timedelta(seconds=20)
                 right = i % 10 < 3  # mostly wrong: skills stay open, so there is always a next exercise
                 traced = apply_answer(model, exercise.skill_ids, right, snapshot.params, now=at,
                                       threshold=0.95)
-                rows.append({"id": first_id + i, "student_id": student.id, "exercise_id": exercise.id,
+                rows.append({"student_id": student.id, "exercise_id": exercise.id,
                              "correct": right, "graded_by": "app", "created_at": at})
-                steps.extend({"response_id": first_id + i, "skill_id": t.skill_id, "position": p,
-                              "parameters_id": snapshot.parameters[t.skill_id].id,
-                              "p_mastery_before": t.p_mastery_before, "p_correct": t.p_correct,
-                              "p_mastery_after": t.p_mastery_after,
-                              "p_mastery_paced_after": t.p_mastery_paced_after} for p, t in enumerate(traced))
-            session.execute(sa.insert(Response), rows)
-            session.execute(sa.insert(ResponseSkill), steps)
+                traces.append(traced)
+            # Ids from the database (its sequence), in the order given.
+            returning = sa.insert(Response).returning(Response.id, sort_by_parameter_order=True)
+            response_ids = session.scalars(returning, rows).all()
+            session.execute(sa.insert(ResponseSkill), [
+                {"response_id": rid, "skill_id": t.skill_id, "position": p,
+                 "parameters_id": snapshot.parameters[t.skill_id].id, "p_mastery_before": t.p_mastery_before,
+                 "p_correct": t.p_correct, "p_mastery_after": t.p_mastery_after,
+                 "p_mastery_paced_after": t.p_mastery_paced_after}
+                for rid, traced in zip(response_ids, traces, strict=True) for p, t in enumerate(traced)])
             session.execute(sa.insert(Mastery), [
                 {"student_id": student.id, "skill_id": s, "parameters_id": snapshot.parameters[s].id,
                  **row_values(state)} for s, state in model.skills.items()])

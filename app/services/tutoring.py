@@ -194,14 +194,18 @@ def record_response(
 def _pending_recommendation(session: Session, student_id: str, exercise_id: str) -> int | None:
     """The latest recommendation, when it was for this exercise and is not answered yet."""
     latest = session.execute(
-        select(Recommendation.id, Recommendation.exercise_id)
+        select(Recommendation.id, Recommendation.exercise_id, _answered(Recommendation.id))
         .where(Recommendation.student_id == student_id)
         .order_by(Recommendation.id.desc()).limit(1)
     ).first()
-    if latest is None or latest[1] != exercise_id:
+    if latest is None or latest[1] != exercise_id or latest[2]:
         return None
-    answered = session.scalar(select(Response.id).where(Response.recommendation_id == latest[0]).limit(1))
-    return None if answered else int(latest[0])
+    return int(latest[0])
+
+
+def _answered(recommendation_id: Any) -> Any:
+    """SQL: whether an answer followed this recommendation (indexed lookup)."""
+    return select(Response.id).where(Response.recommendation_id == recommendation_id).exists()
 
 
 def _find_by_client_id(session: Session, student_id: str, client_response_id: str) -> Response | None:
@@ -258,8 +262,11 @@ class NextExercise:
 def _view(session: Session, student: Student, config: PolicyConfig) -> tuple[StudentView, int]:
     """What the policy may know about the student, and their latest response id (0 if none)."""
     model, _ = load_model(session, student)
+    first_skill = (select(ResponseSkill.skill_id).where(ResponseSkill.response_id == Response.id)
+                   .order_by(ResponseSkill.position).limit(1).scalar_subquery())
     recent = session.execute(
-        select(Response.id, Response.exercise_id, Response.correct, Response.recommendation_id)
+        select(Response.id, Response.exercise_id, Response.correct, Recommendation.reason, first_skill)
+        .outerjoin(Recommendation, Recommendation.id == Response.recommendation_id)
         .where(Response.student_id == student.id)
         .order_by(Response.id.desc())
         .limit(max(config.recent_window, 10))
@@ -268,17 +275,12 @@ def _view(session: Session, student: Student, config: PolicyConfig) -> tuple[Stu
     if recent:
         # The reason behind the last ANSWERED recommendation drives interleaving, so asking
         # twice without answering gives the same exercise.
-        if recent[0][3] is not None:
-            last = session.get(Recommendation, recent[0][3])
-            last_reason = last.reason if last else None
-        last_skill = session.scalar(
-            select(ResponseSkill.skill_id).where(ResponseSkill.response_id == recent[0][0])
-            .order_by(ResponseSkill.position).limit(1))
+        last_reason, last_skill = recent[0][3], recent[0][4]
     n_responses = student.answer_count  # kept with every answer: no COUNT over the log
     return StudentView(
         model=model, now=utcnow(),
-        recent_exercise_ids=[e for _, e, _, _ in recent if e is not None],
-        recent_correct=[c for _, _, c, _ in recent], n_responses=n_responses,
+        recent_exercise_ids=[row[1] for row in recent if row[1] is not None],
+        recent_correct=[row[2] for row in recent], n_responses=n_responses,
         last_skill_id=last_skill, last_reason=last_reason, personalized=student.personalized,
     ), (recent[0][0] if recent else 0)
 
@@ -307,11 +309,13 @@ def next_exercise(
 
 
 def _store_recommendation(session: Session, student_id: str, choice: Choice) -> int:
-    latest = session.scalar(select(Recommendation).where(Recommendation.student_id == student_id)
-                            .order_by(Recommendation.id.desc()).limit(1))
-    if (latest is not None and latest.exercise_id == choice.exercise_id and latest.reason == choice.reason
-            and session.scalar(select(Response.id).where(Response.recommendation_id == latest.id)) is None):
-        return int(latest.id)  # the same unanswered recommendation, served again
+    latest = session.execute(
+        select(Recommendation.id, Recommendation.exercise_id, Recommendation.reason,
+               _answered(Recommendation.id))
+        .where(Recommendation.student_id == student_id).order_by(Recommendation.id.desc()).limit(1)).first()
+    if (latest is not None and latest[1] == choice.exercise_id and latest[2] == choice.reason
+            and not latest[3]):
+        return int(latest[0])  # the same unanswered recommendation, served again
     row = Recommendation(student_id=student_id, exercise_id=choice.exercise_id, skill_id=choice.skill_id,
                          policy=choice.policy, reason=choice.reason, explanation=choice.explanation,
                          details=choice.details)
