@@ -208,12 +208,17 @@ def revoke_api_key_command(prefix: str) -> None:
 # --- data rights ------------------------------------------------------------------------------------
 
 
+def _operator_of(school_id: int) -> Principal:
+    """The operator at the shell acts as an admin of one school (and is logged as ``admin:operator``)."""
+    return Principal(Role.ADMIN, "operator", school_id, "operator (CLI)")
+
+
 def _operator(student_id: str) -> Principal:
-    """The operator at the shell acts as an admin of the student's school (and is logged as such)."""
+    """The operator, as an admin of this student's school."""
     student = db.session.get(Student, student_id)
     if student is None:
         raise click.ClickException(f"Unknown student {student_id!r}.")
-    return Principal(Role.ADMIN, "operator", student.school_id, "operator (CLI)")
+    return _operator_of(student.school_id)
 
 
 @click.command("export-student")
@@ -295,8 +300,8 @@ def purge_expired_command(dry_run: bool) -> None:
 
 
 def _school_admin(school_name: str | None) -> Principal:
-    school = accounts.resolve_school(db.session(), school_name)
-    return Principal(Role.ADMIN, "operator", school.id, "operator (CLI)")
+    """The operator, as an admin of the named (or only) school."""
+    return _operator_of(accounts.resolve_school(db.session(), school_name).id)
 
 
 @click.command("import-group-attributes")

@@ -92,26 +92,40 @@ def weighted_auc(scores: Floats, labels: Floats, weights: Floats) -> Floats:
         return np.where((total_pos > 0) & (total_neg > 0), wins / (total_pos * total_neg), np.nan)
 
 
-def roc_curve_at(scores: Floats, labels: Floats, grid: Floats) -> Floats:
-    """True-positive rate at the false-positive rates of ``grid`` (the ROC curve, step-interpolated)."""
-    order = np.argsort(-scores, kind="mergesort")
-    y = labels[order]
-    tps, fps = np.cumsum(y), np.cumsum(1 - y)
-    if tps[-1] == 0 or fps[-1] == 0:
-        return np.full_like(grid, np.nan)
-    distinct = np.r_[np.flatnonzero(np.diff(scores[order])), len(y) - 1]
-    tpr = np.r_[0.0, tps[distinct] / tps[-1]]
-    fpr = np.r_[0.0, fps[distinct] / fps[-1]]
-    return np.interp(grid, fpr, tpr)
-
-
 GRID = np.linspace(0.0, 1.0, 1001)
+
+
+class _SortedAnswers:
+    """Answers sorted by score once; the ROC curve of any subset (a mask) then costs two cumulative sums."""
+
+    def __init__(self, scores: Floats, outcomes: Floats) -> None:
+        self.order = np.argsort(-scores, kind="mergesort")
+        self.outcomes = outcomes[self.order]
+        sorted_scores = scores[self.order]
+        # Last position of each run of equal scores: ties move the curve in one step.
+        self.ends = np.r_[np.flatnonzero(np.diff(sorted_scores)), len(sorted_scores) - 1]
+
+    def curve(self, mask: NDArray[np.bool_]) -> Floats:
+        """True-positive rate at the false-positive rates of GRID, for the answers in ``mask`` (sorted)."""
+        positives = np.cumsum(self.outcomes * mask)
+        negatives = np.cumsum((1 - self.outcomes) * mask)
+        if positives[-1] == 0 or negatives[-1] == 0:
+            return np.full_like(GRID, np.nan)
+        tpr = np.r_[0.0, positives[self.ends] / positives[-1]]
+        fpr = np.r_[0.0, negatives[self.ends] / negatives[-1]]
+        return np.interp(GRID, fpr, tpr)
+
+    def abroca(self, mask: NDArray[np.bool_]) -> float:
+        """Area between the ROC curves of the answers in ``mask`` and of the others."""
+        gap = np.abs(self.curve(mask) - self.curve(~mask))
+        return float(np.trapezoid(gap, GRID)) if not np.isnan(gap).any() else math.nan
 
 
 def abroca(scores_a: Floats, labels_a: Floats, scores_b: Floats, labels_b: Floats) -> float:
     """Absolute between-ROC area (Gardner, Brooks & Baker 2019), on a 1001-point FPR grid."""
-    gap = np.abs(roc_curve_at(scores_a, labels_a, GRID) - roc_curve_at(scores_b, labels_b, GRID))
-    return float(np.trapezoid(gap, GRID)) if not np.isnan(gap).any() else math.nan
+    answers = _SortedAnswers(np.r_[scores_a, scores_b], np.r_[labels_a, labels_b])
+    in_a = np.r_[np.ones(len(scores_a), dtype=bool), np.zeros(len(scores_b), dtype=bool)]
+    return answers.abroca(in_a[answers.order])
 
 
 def benjamini_hochberg(p_values: Sequence[float], alpha: float) -> list[bool]:
@@ -357,33 +371,18 @@ def _compare(labels: NDArray[np.object_], reference: str, shown: list[str], size
 
 def _abroca_test(labels: NDArray[np.object_], group: str, reference: str, responses: ResponseData,
                  rng: np.random.Generator, config: FairnessConfig) -> Comparison:
-    """ABROCA between a group and the reference, with a p-value from permuting group labels over students.
-
-    The answers are sorted by score once; each permutation then costs two cumulative sums (no re-sorting).
-    """
+    """ABROCA between a group and the reference, with a p-value from permuting group labels over students
+    (the answers are sorted once; each permutation costs two cumulative sums)."""
     pair = np.flatnonzero((labels == group) | (labels == reference))
     is_group = labels[pair] == group
     position = np.full(len(labels), -1)
     position[pair] = np.arange(len(pair))
     rows = position[responses.student] >= 0
-    order = np.argsort(-responses.predicted[rows], kind="mergesort")
-    row_student = position[responses.student[rows]][order]
-    outcomes = responses.observed[rows][order]
-    scores = responses.predicted[rows][order]
-    ends = np.r_[np.flatnonzero(np.diff(scores)), len(scores) - 1]  # last row of each run of equal scores
-
-    def curve(mask: NDArray[np.bool_]) -> Floats:
-        positives, negatives = np.cumsum(outcomes * mask), np.cumsum((1 - outcomes) * mask)
-        if positives[-1] == 0 or negatives[-1] == 0:
-            return np.full_like(GRID, np.nan)
-        tpr = np.r_[0.0, positives[ends] / positives[-1]]
-        fpr = np.r_[0.0, negatives[ends] / negatives[-1]]
-        return np.interp(GRID, fpr, tpr)
+    answers = _SortedAnswers(responses.predicted[rows], responses.observed[rows])
+    row_student = position[responses.student[rows]][answers.order]
 
     def area(assign: NDArray[np.bool_]) -> float:
-        mask = assign[row_student]
-        gap = np.abs(curve(mask) - curve(~mask))
-        return float(np.trapezoid(gap, GRID)) if not np.isnan(gap).any() else math.nan
+        return answers.abroca(assign[row_student])
 
     observed = area(is_group)
     null = np.array([area(rng.permutation(is_group)) for _ in range(config.permutations)])
@@ -428,6 +427,8 @@ def _decide(c: Comparison, significant: bool, config: FairnessConfig) -> Compari
 
 def plain_summary(report: FairnessReport) -> list[str]:
     """What a head teacher reads: one line per group."""
+    if not report.groups:
+        return [f"No student has a recorded {report.attribute}: there is nothing to compare."]
     lines = []
     flagged = {(c.group, c.metric): c for c in report.flagged}
     for result in report.groups:

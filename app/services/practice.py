@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from app.domain.access import Action, Principal
 from app.domain.content import Exercise
-from app.domain.errors import NotFound
+from app.domain.errors import Conflict, NotFound
 from app.models import Recommendation, Response
 from app.services import tutoring
 from app.services.access import find_student
@@ -76,15 +76,17 @@ def answer(session: Session, principal: Principal, recommendation_id: int,
     answer: an exercise counts once, as first answered.
     """
     rec = _own_recommendation(session, principal, recommendation_id)
-    first = session.scalar(select(Response).where(
-        Response.student_id == rec.student_id, Response.client_response_id == f"web-{rec.id}"))
-    if first is not None:
-        result = tutoring.result_of(session, first)
+    client_id = f"web-{rec.id}"
+    try:
+        # A repeat of the same answer comes back as the first result from here.
+        return tutoring.record_response(session, principal, principal.id, exercise_id=rec.exercise_id or "",
+                                        answer=text, client_response_id=client_id, hints_used=rec.hints_shown)
+    except Conflict:  # the same exercise again, with another answer
         session.rollback()
-        return result, False
-    return tutoring.record_response(
-        session, principal, principal.id, exercise_id=rec.exercise_id or "", answer=text,
-        client_response_id=f"web-{rec.id}", hints_used=rec.hints_shown)
+        first = session.scalar(select(Response).where(Response.student_id == rec.student_id,
+                                                      Response.client_response_id == client_id))
+        assert first is not None  # the conflict was with it
+        return tutoring.result_of(session, first), False
 
 
 @dataclass(frozen=True)

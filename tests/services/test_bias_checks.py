@@ -165,3 +165,14 @@ def test_multilearn_diagnostic_recovers_a_faster_group() -> None:
     assert result.learn_by_group["fast"] > 2 * result.learn_by_group["slow"]
     assert result.learn_by_group["slow"] < result.pooled_learn < result.learn_by_group["fast"]
     assert result.log_likelihood_gain > 5 and result.n_responses == 2400
+
+
+def test_a_check_before_any_attribute_is_recorded_says_so(app: Flask, world: World) -> None:
+    response = world.actors["admin"].request("POST", "/api/v1/bias-checks",
+                                             json={"attribute": "gender", "bootstrap": 50})
+    assert response.status_code == 201
+    report = response.get_json()["report"]
+    assert report["groups"] == [] and report["flagged"] == []
+    assert report["summary"] == ["No student has a recorded gender: there is nothing to compare."]
+    page = world.actors["admin"].request("GET", f"/bias-checks/{response.get_json()['id']}")
+    assert page.status_code == 200 and "nothing to compare" in page.get_data(as_text=True)
