@@ -10,14 +10,15 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from app import api, cli, errors, sessions, web
+from app import api, cli, errors, inputs, sessions, web
 from app.config import DEFAULT_SECRET_KEY, defaults
 from app.domain.selection import PolicyConfig
-from app.extensions import csrf, db, limiter, migrate
+from app.extensions import READ_SNAPSHOT, RowIdConverter, csrf, db, limiter, migrate
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app = Flask(__name__, instance_relative_config=True)
+    app.url_map.converters["id"] = RowIdConverter
     os.makedirs(app.instance_path, exist_ok=True)
     app.config.from_mapping(defaults(app.instance_path))
     if test_config is None:
@@ -45,8 +46,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     db.init_app(app)
     migrate.init_app(app, db, directory=os.path.join(os.path.dirname(__file__), "..", "migrations"))
     with app.app_context():
-        _tune_sqlite(db.engine)
+        _tune_sqlite(db.engine, int(app.config["SQLITE_BUSY_TIMEOUT_MS"]))
     limiter.init_app(app)  # first: rate limits apply before any other check (CSRF included)
+    inputs.init_app(app)
     csrf.init_app(app)
     sessions.init_app(app)
     errors.init_app(app)
@@ -76,12 +78,14 @@ def _security_headers(response: Response) -> Response:
     return response
 
 
-def _tune_sqlite(engine: Engine) -> None:
+def _tune_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
     """SQLite: WAL, a busy timeout, foreign keys, and BEGIN IMMEDIATE.
 
     Every transaction takes the write lock up front, so two requests answering for
     the same student serialise instead of failing with "database is locked" when
-    the second one tries to upgrade its read lock.
+    the second one tries to upgrade its read lock. A connection with the execution
+    option ``READ_SNAPSHOT`` (a long read-only check) begins a plain read
+    transaction instead: a WAL snapshot that never blocks the writers.
     """
     if engine.dialect.name != "sqlite":
         return
@@ -91,11 +95,12 @@ def _tune_sqlite(engine: Engine) -> None:
         dbapi_connection.isolation_level = None  # let SQLAlchemy's BEGIN below be the only one
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms:d}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 
     @event.listens_for(engine, "begin")
     def on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        snapshot = connection.get_execution_options().get(READ_SNAPSHOT)
+        connection.exec_driver_sql("BEGIN DEFERRED" if snapshot else "BEGIN IMMEDIATE")

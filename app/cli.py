@@ -29,14 +29,15 @@ from app.domain.selection import POLICIES
 from app.domain.simulation import SimulationConfig, check_targets, format_report, run_comparison
 from app.extensions import db
 from app.models import Student
-from app.services import accounts, bias, groups, privacy, tutoring
+from app.services import accounts, bias, doctor, groups, privacy, tutoring
 from app.services.apps import create_api_key, revoke_api_key
 from app.services.content import current_snapshot, sync_content
 from app.services.content_files import read_content
 from app.services.evaluation import evaluate_model
 from app.services.fitting import FitError, engine_name, fit_parameters
 from app.services.imports import import_log
-from app.services.mastery import rebuild_mastery
+from app.services.mastery import Consistency, Mismatch, rebuild_mastery, repair_consistency
+from app.services.mastery import check_consistency as check_consistency_of
 from app.services.tutoring import policy_config
 
 
@@ -66,6 +67,23 @@ def init_db_command() -> None:
     """Bring the database schema to the latest migration (safe to run again)."""
     upgrade()
     click.echo(f"Database is at the latest schema ({db.engine.url.render_as_string()}).")
+
+
+@click.command("doctor")
+@with_appcontext
+def doctor_command() -> None:
+    """Report the Python stack (which pyBKT build fits use), the database and its schema, the content.
+
+    Exits non-zero only when the database cannot be reached or its schema is behind the latest migration.
+    """
+    migrations = str(current_app.extensions["migrate"].directory)
+    checks = doctor.stack_checks() + doctor.database_checks(db.engine, migrations)
+    for check in checks:
+        status = "ok" if check.ok and not check.warning else ("warn" if check.ok else "FAIL")
+        click.echo(f"[{status:>4}] {check.name}: {check.detail}")
+    failed = [check.name for check in checks if not check.ok]
+    if failed:
+        raise click.ClickException(f"{len(failed)} problem(s): {', '.join(failed)} (see above)")
 
 
 @click.command("validate-content")
@@ -420,7 +438,8 @@ def import_log_command(file: str, fmt: str, app_name: str, school_name: str | No
 @click.option("--num-fits", default=5, show_default=True, type=click.IntRange(1),
               help="EM restarts per skill (the best likelihood wins).")
 @click.option("--seed", default=42, show_default=True, type=int)
-@click.option("--jobs", default=None, type=click.IntRange(1), help="Parallel workers (default: cores).")
+@click.option("--jobs", default=None, type=click.IntRange(1),
+              help="Parallel workers (default: one per core; with the compiled E-step, small jobs use one).")
 def fit_params_command(skills: tuple[str, ...], forgets: bool, min_responses: int, num_fits: int,
                        seed: int, jobs: int | None) -> None:
     """Fit BKT parameters with pyBKT, store them as a new current version, replay mastery."""
@@ -457,6 +476,79 @@ def rebuild_mastery_command() -> None:
     report = rebuild_mastery(db.session(), threshold=current_app.config["MASTERY_THRESHOLD"])
     click.echo(f"Mastery rebuilt: {report.responses} responses, {report.students} students, "
                f"{report.mastery_rows} student-skill rows.")
+
+
+SHOWN_MISMATCHES = 200
+
+
+def _numbers(values: object) -> str:
+    assert isinstance(values, list | tuple)
+    return "[" + ", ".join(f"{v:.10g}" for v in values) + "]"
+
+
+def _state(values: object) -> str:
+    """A mastery row as compared: (P(L), P(L) per speed..., answers)."""
+    if values is None:
+        return "no row"
+    assert isinstance(values, tuple)
+    p_mastery, *by_speed, attempts = values
+    return f"P(L) {p_mastery:.10g}, by speed {_numbers(by_speed)}, {attempts} answer(s)"
+
+
+def _describe(mismatch: Mismatch) -> str:
+    who = f"student {mismatch.student_id}"
+    if mismatch.skill_id == "(answers)":
+        return f"{who}: answer count stored {mismatch.stored}, in the log {mismatch.replayed}"
+    if mismatch.skill_id == "(pace)":
+        return (f"{who}: pace (speed weights) stored {_numbers(mismatch.stored)}, "
+                f"replayed {_numbers(mismatch.replayed)}")
+    return (f"{who} skill {mismatch.skill_id}: stored {_state(mismatch.stored)}; "
+            f"replayed {_state(mismatch.replayed)}")
+
+
+def _scope(result: Consistency) -> str:
+    return f"{result.students} students, {result.answers} answers"
+
+
+def _report_mismatches(result: Consistency) -> None:
+    for mismatch in result.mismatches[:SHOWN_MISMATCHES]:
+        click.echo(f"  {_describe(mismatch)}")
+    if len(result.mismatches) > SHOWN_MISMATCHES:
+        click.echo(f"  ... and {len(result.mismatches) - SHOWN_MISMATCHES} more")
+
+
+@click.command("check-consistency")
+@with_appcontext
+@click.option("--repair", is_flag=True,
+              help="Replay the inconsistent students from the log (one transaction), then check again.")
+def check_consistency_command(repair: bool) -> None:
+    """Check that the stored mastery, pace and answer counts equal a replay of the response log.
+
+    Lists every difference (student, skill, stored vs replayed) and exits 1 when there is one, 0 when the
+    state is consistent. Safe while the service runs.
+    """
+    threshold = float(current_app.config["MASTERY_THRESHOLD"])
+    with _reported_errors():
+        outcome = repair_consistency(db.session(), threshold=threshold) if repair else None
+        found = outcome.found if outcome else check_consistency_of(db.session(), threshold=threshold)
+    if not found.mismatches:
+        click.echo(f"Consistent: stored state equals a replay of the log ({_scope(found)}).")
+        return
+    click.echo(f"Inconsistent: {len(found.mismatches)} difference(s) for "
+               f"{len(found.students_affected)} student(s) ({_scope(found)}):")
+    _report_mismatches(found)
+    if outcome is None:
+        raise click.ClickException("the stored state differs from a replay of the log (listed above); "
+                                   "'flask check-consistency --repair' rebuilds those students")
+    assert outcome.rebuilt is not None
+    click.echo(f"Repaired {outcome.rebuilt.students} student(s): {outcome.rebuilt.responses} answers "
+               f"replayed, {outcome.rebuilt.mastery_rows} student-skill rows written.")
+    after = outcome.after
+    if after.mismatches:
+        click.echo(f"Still inconsistent after the repair: {len(after.mismatches)} difference(s):")
+        _report_mismatches(after)
+        raise click.ClickException("the repair did not make the state consistent (listed above)")
+    click.echo(f"Checked again: consistent ({_scope(after)}).")
 
 
 @click.command("evaluate-model")
@@ -542,11 +634,12 @@ def simulate_command(students: int, policies: tuple[str, ...], seed: int, conten
 
 
 def init_app(app: Flask) -> None:
-    for command in (init_db_command, validate_content_command, load_content_command,
+    for command in (init_db_command, doctor_command, validate_content_command, load_content_command,
                     create_school_command, create_teacher_command, create_class_command, enroll_command,
                     create_api_key_command, revoke_api_key_command, export_student_command,
                     delete_student_command, set_personalization_command, purge_expired_command,
                     import_group_attributes_command, audit_bias_command,
                     import_log_command, fit_params_command,
-                    rebuild_mastery_command, evaluate_model_command, simulate_command):
+                    rebuild_mastery_command, check_consistency_command, evaluate_model_command,
+                    simulate_command):
         app.cli.add_command(command)

@@ -52,6 +52,11 @@ def defaults(instance_path: str) -> dict[str, Any]:
         "RATELIMIT_STORAGE_URI": os.environ.get("RATELIMIT_STORAGE_URI", "memory://"),
         "RATELIMIT_LOGIN": os.environ.get("RATELIMIT_LOGIN", "10 per minute"),
         "RATELIMIT_API": os.environ.get("RATELIMIT_API", "1200 per minute"),
+        # SQLite: how long a request waits for the write lock before giving up with a 503 (Retry-After).
+        "SQLITE_BUSY_TIMEOUT_MS": int(os.environ.get("SQLITE_BUSY_TIMEOUT_MS", "30000")),
+        # Request bodies above this many bytes are refused with a 413 before they are read. The largest
+        # legitimate body (a bias check over 500 named skills) is about 50 KB.
+        "MAX_CONTENT_LENGTH": int(os.environ.get("MAX_REQUEST_BYTES", str(256 * 1024))),
         # Reverse proxies in front of the app (X-Forwarded-For is trusted from that many hops).
         "PROXY_COUNT": int(os.environ.get("PROXY_COUNT", "0")),
         # Retention (days): raw answers and recommendations, and the access log. `flask purge-expired`.

@@ -12,6 +12,7 @@ from flask_sqlalchemy import SQLAlchemy
 from flask_wtf import CSRFProtect
 from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
+from werkzeug.routing import IntegerConverter, Map
 
 
 class Base(DeclarativeBase):
@@ -29,6 +30,9 @@ class Base(DeclarativeBase):
 
 # Results are used after commit (to build responses); no reload needed for that.
 db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})
+# Execution option for a transaction that only reads and needs one consistent view of the database
+# (check-consistency): on SQLite it begins without the write lock (see app._tune_sqlite).
+READ_SNAPSHOT = "tutor_read_snapshot"
 migrate = Migrate(render_as_batch=True)
 class TutorApi(Api):
     """flask-smorest's Api, with a ``message`` in every error body (not only some).
@@ -39,9 +43,10 @@ class TutorApi(Api):
 
     def handle_http_exception(self, error: Any) -> Any:
         if not is_api_request():
-            headers = dict(getattr(error, "data", None) or {}).get("headers", {})
+            data = dict(getattr(error, "data", None) or {})
             page = render_template("error.html", code=error.code, title=error.name,
-                                   message=error.description)
+                                   message=data.get("message") or error.description)
+            headers = data.get("headers", {})
             return page, error.code, headers
         payload, code, headers = super().handle_http_exception(error)
         if "message" not in payload:
@@ -54,6 +59,17 @@ class TutorApi(Api):
 
 def is_api_request() -> bool:
     return request.path == "/api" or request.path.startswith("/api/")
+
+
+# Row ids are PostgreSQL INTEGERs: a larger number in a URL is a 404 at routing, not a database overflow.
+MAX_ROW_ID = 2**31 - 1
+
+
+class RowIdConverter(IntegerConverter):
+    """``<id:name>``: a positive row id (documented in the OpenAPI spec with its bounds)."""
+
+    def __init__(self, map: Map) -> None:
+        super().__init__(map, min=1, max=MAX_ROW_ID)
 
 
 api = TutorApi()

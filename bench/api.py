@@ -31,9 +31,11 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -78,6 +80,116 @@ def prepare(url: str, students: int) -> tuple[str, list[str]]:
         ids = [tutoring.get_or_create_student(session, principal, f"s-{i}")[0].id for i in range(students)]
         db.engine.dispose()
     return issued.key, ids
+
+
+@contextmanager
+def postgres_database(admin_url: str, prefix: str) -> Iterator[str]:
+    """The URL of a new, uniquely named database on the server of ``admin_url``, dropped afterwards (also
+    the tests' databases)."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield sa.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@contextmanager
+def fresh_database(backend: str) -> Iterator[str]:
+    """The URL of a new, empty database: a temporary SQLite file, or a PostgreSQL database on the server at
+    TEST_DATABASE_URL (dropped afterwards)."""
+    if backend == "sqlite":
+        with tempfile.TemporaryDirectory() as directory:
+            yield f"sqlite:///{directory}/bench.sqlite3"
+        return
+    with postgres_database(PG_ADMIN, "tutor_bench") as url:
+        yield url
+
+
+# --- gunicorn on loopback -----------------------------------------------------------------------
+
+
+def child_pids(pid: int) -> list[int]:
+    """Live (not yet reaped) child processes of ``pid``, from /proc (Linux)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # exited while we looked
+            continue
+        state, parent = text[text.rindex(")") + 2:].split()[:2]
+        if int(parent) == pid and state not in ("Z", "X"):
+            found.append(int(stat.parent.name))
+    return sorted(found)
+
+
+def rss_mib(pid: int) -> float:
+    """Resident memory of a process (VmRSS), in MiB; 0 when it is gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0.0
+    for line in status.splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class Gunicorn:
+    """A running gunicorn master on 127.0.0.1; its workers are its children."""
+
+    def __init__(self, process: subprocess.Popen[bytes], port: int, workers: int) -> None:
+        self.process, self.port, self.workers = process, port, workers
+
+    def worker_pids(self) -> list[int]:
+        return child_pids(self.process.pid)
+
+    def wait_ready(self, timeout: float, path: str = "/api/v1/openapi.json") -> None:
+        """Until every worker is forked and one answers ``path``; RuntimeError if gunicorn exits or the
+        deadline passes."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"gunicorn exited with status {self.process.returncode}")
+            if len(self.worker_pids()) == self.workers:
+                probe = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+                try:
+                    probe.request("GET", path)
+                    if probe.getresponse().status == 200:
+                        return
+                except OSError:
+                    pass
+                finally:
+                    probe.close()
+            time.sleep(0.1)
+        raise RuntimeError(f"gunicorn did not answer on port {self.port} within {timeout:.0f} s")
+
+
+@contextmanager
+def serve(target: str, url: str, *, workers: int, env: Mapping[str, str] | None = None,
+          log: IO[bytes] | None = None, timeout: float = 60) -> Iterator[Gunicorn]:
+    """gunicorn serving ``target`` (e.g. ``wsgi:app``) against ``url`` on a free loopback port, with
+    SETTINGS and ``env`` in its environment and its stderr in ``log``; stopped on exit."""
+    port = free_port()
+    environment = {**os.environ, **SETTINGS, "DATABASE_URL": url, "PYTHONPATH": str(ROOT), **(env or {})}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "--workers", str(workers), "--bind", f"127.0.0.1:{port}",
+         "--log-level", "warning", target], cwd=ROOT, env=environment, stderr=log)
+    try:
+        server = Gunicorn(process, port, workers)
+        server.wait_ready(timeout)
+        yield server
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 # --- the load generator (its own process) -----------------------------------------------------
@@ -240,28 +352,13 @@ def percentile(values: list[float], q: float) -> float:
 
 def run_backend(name: str, url: str, args: argparse.Namespace) -> None:
     key, students = prepare(url, args.students)
-    port = free_port()
-    env = {**os.environ, **SETTINGS, "DATABASE_URL": url, "PYTHONPATH": str(ROOT)}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--workers", str(args.workers), "--bind", f"127.0.0.1:{port}",
-         "--log-level", "warning", "bench.baseline_wsgi:app"], cwd=ROOT, env=env)
-    try:
-        for _ in range(100):
-            try:
-                probe = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-                probe.request("GET", "/api/v1/openapi.json")
-                break
-            except OSError:
-                time.sleep(0.2)
+    with serve("bench.baseline_wsgi:app", url, workers=args.workers) as server:
         queue: Any = multiprocessing.Queue()
-        generator = multiprocessing.Process(target=load, args=(port, key, students, args.clients,
+        generator = multiprocessing.Process(target=load, args=(server.port, key, students, args.clients,
                                                                 args.seconds, queue))
         generator.start()
         results, elapsed = queue.get(timeout=args.seconds * 4 + 60)
         generator.join()
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
     rates = {m: len(results[m]) / elapsed[m] for m in results}
     print(f"\n[{name}] gunicorn {args.workers} workers, {args.clients} clients, {args.students} students, "
           f"{args.seconds:.0f} s per mode (alternated)")
@@ -288,19 +385,10 @@ def main() -> None:
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} cores; server and load generator share them")
-    if args.backend in ("sqlite", "both"):
-        run_backend("SQLite", f"sqlite:///{tempfile.mkdtemp()}/api.sqlite3", args)
-    if args.backend in ("postgresql", "both"):
-        name = f"tutor_bench_{uuid.uuid4().hex[:8]}"
-        admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-        try:
-            run_backend("PostgreSQL", sa.make_url(PG_ADMIN).set(database=name).render_as_string(
-                hide_password=False), args)
-        finally:
-            with admin.connect() as conn:
-                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    for backend, label in (("sqlite", "SQLite"), ("postgresql", "PostgreSQL")):
+        if args.backend in (backend, "both"):
+            with fresh_database(backend) as url:
+                run_backend(label, url, args)
     sizes = selection_scaling()
     base = sizes[50] / 50
     print("\nnext-exercise selection (domain), median: " + ", ".join(

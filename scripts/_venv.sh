@@ -17,5 +17,25 @@ target="."
 echo "Installing the project ($target) into .venv ..."
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e "$target" 2>&1 \
     | grep -v -e '^WARNING: Location' -e 'is ignored: it is neither' || true
+# pyBKT's wheel is pure Python; its source also builds a C++ E-step, hundreds of times faster, that fits use
+# for standard BKT and forgets (docs/ARCHITECTURE.md). Built once, after numpy (no build isolation: it compiles
+# against the installed numpy; no pip cache: a wheel built against another numpy would not import). setup.py
+# falls back to pure Python silently, so only the import tells which build is there; it also catches a build
+# that a later numpy upgrade broke. Repeat runs only check the import.
+if ! .venv/bin/python -c 'import pyBKT.fit.E_step' 2>/dev/null; then
+    pybkt="pyBKT==$(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("pyBKT"))')"
+    if command -v g++ >/dev/null 2>&1 || command -v c++ >/dev/null 2>&1; then
+        printf "Building %s with its compiled E-step ... " "$pybkt"
+        .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation \
+            --no-binary pyBKT --no-cache-dir --force-reinstall "$pybkt" >/dev/null 2>&1 || true
+        if .venv/bin/python -c 'import pyBKT.fit.E_step' 2>/dev/null; then
+            echo "done."
+        else
+            echo "failed: fits use pyBKT's pure-Python E-step (much slower)."
+        fi
+    else
+        echo "No C++ compiler (g++/c++): fits use pyBKT's pure-Python E-step (much slower)."
+    fi
+fi
 # shellcheck disable=SC1091
 . .venv/bin/activate

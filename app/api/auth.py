@@ -7,10 +7,11 @@ the page's ``csrf-token`` meta tag); Bearer requests cannot be forged cross-site
 from __future__ import annotations
 
 from flask import current_app, g, request
-from flask_smorest import Blueprint, abort
+from flask_smorest import abort
 
 from app.domain.access import Principal
 from app.extensions import csrf, db, limiter
+from app.inputs import StrictBlueprint
 from app.services.apps import authenticate
 from app.sessions import signed_in
 
@@ -65,8 +66,8 @@ def _rate_key() -> str:
     return f"addr:{request.remote_addr}"
 
 
-def api_blueprint(name: str, import_name: str, description: str) -> Blueprint:
-    blp = Blueprint(name, import_name, description=description)
+def api_blueprint(name: str, import_name: str, description: str) -> StrictBlueprint:
+    blp = StrictBlueprint(name, import_name, description=description)
     blp.before_request(authenticate_request)
     blp.before_request(require_json_body)
     csrf.exempt(blp)  # checked in authenticate_request, for session callers only

@@ -38,7 +38,7 @@ class BiasChecks(MethodView):
         return bias.list_reports(db.session(), current_principal())
 
 
-@blp.route("/bias-checks/<int:report_id>")
+@blp.route("/bias-checks/<id:report_id>")
 class BiasCheckById(MethodView):
     @blp.response(200, BiasCheckSchema)
     def get(self, report_id: int) -> Any:

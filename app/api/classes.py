@@ -22,7 +22,7 @@ class Classes(MethodView):
         return rosters.class_summaries(db.session(), current_principal())
 
 
-@blp.route("/classes/<int:class_id>")
+@blp.route("/classes/<id:class_id>")
 class ClassById(MethodView):
     @blp.response(200, ClassDetailSchema)
     def get(self, class_id: int) -> Any:
@@ -30,7 +30,7 @@ class ClassById(MethodView):
         return rosters.class_detail(db.session(), current_principal(), class_id)
 
 
-@blp.route("/classes/<int:class_id>/report")
+@blp.route("/classes/<id:class_id>/report")
 class ClassReport(MethodView):
     @blp.arguments(ReportWindowSchema, location="query")
     @blp.response(200, ClassReportSchema)

@@ -30,6 +30,11 @@ SPEEDS: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0)
 SPEED_PRIOR: tuple[float, ...] = (0.1, 0.2, 0.4, 0.2, 0.1)
 
 
+def _probability(x: float) -> float:
+    """A weighted average of probabilities, without the rounding that can put it at 1 + 2e-16."""
+    return min(1.0, max(0.0, x))
+
+
 @lru_cache(maxsize=4096)
 def params_at_speed(params: BktParams, speed: float) -> BktParams:
     """The skill's parameters for a learner ``speed`` times as fast (learn rate only)."""
@@ -70,16 +75,16 @@ class StudentModel:
         found = self.skills.get(skill_id)
         if found is None:
             return params.prior
-        return sum(w * p for w, p in zip(self.speed_weights, found.p_by_speed, strict=True))
+        return _probability(sum(w * p for w, p in zip(self.speed_weights, found.p_by_speed, strict=True)))
 
     def paced_correct(self, skill_id: str, params: BktParams) -> float:
         """Predicted P(correct) on the skill under the speed posterior."""
         found = self.skills.get(skill_id)
         p_by_speed = found.p_by_speed if found else [params.prior] * len(SPEEDS)
-        return sum(
+        return _probability(sum(
             w * predict_correct(p, params_at_speed(params, k))
             for w, p, k in zip(self.speed_weights, p_by_speed, SPEEDS, strict=True)
-        )
+        ))
 
     def expected_gain(self, skill_id: str, params: BktParams) -> float:
         """Expected rise of paced P(L) from one more opportunity on the skill.

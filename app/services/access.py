@@ -59,7 +59,8 @@ def find_student(
     query = select(Student).where(Student.id == student_id, student_scope(principal))
     if lock:
         # PostgreSQL: serialise answers of one student. SQLite: BEGIN IMMEDIATE already does.
-        query = query.with_for_update(of=Student)
+        # populate_existing: a copy already in the session (read before the lock) would be stale.
+        query = query.with_for_update(of=Student).execution_options(populate_existing=True)
     found: Student | None = session.scalar(query)
     if found is None:
         raise UnknownStudent(student_id)

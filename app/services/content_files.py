@@ -161,6 +161,11 @@ def read_content(directory: str | Path) -> ContentGraph:
     unreadable = skill_table is None or any(t is None for t in exercise_tables)
     raw_skills = skill_table or []
     raw_exercises = [entry for table in exercise_tables for entry in table or []]
+    # An empty curriculum is a mistake (a truncated file), never content to load over the real one.
+    if skill_table == []:
+        problems.append(f"{label(skills_file)}: defines no skills ([[skill]] tables)")
+    if exercise_files and not unreadable and not raw_exercises:
+        problems.append(f"{root / 'exercises'}: the files define no exercises ([[exercise]] tables)")
     valid_skills, invalid_skills = _load_items(SkillSchema(), raw_skills, problems)
     valid_exercises, invalid_exercises = _load_items(ExerciseSchema(), raw_exercises, problems)
     skills = [

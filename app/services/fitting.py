@@ -1,29 +1,41 @@
-"""Fitting BKT parameters with pyBKT from the response log (the only module that imports pyBKT).
+"""Fitting BKT parameters with pyBKT from the response log (with ``pybkt_engine``, the only pyBKT user).
 
 Each skill is fitted by its own pyBKT ``Model`` seeded with the same seed, so a
 skill's parameters do not depend on which other skills were fitted in the run,
 and skills run in parallel (joblib; pyBKT's own ``parallel`` is off because in
-pure Python it starts a process pool inside every E-step).
+pure Python it starts a process pool inside every E-step). ``pybkt_engine`` routes
+each fit to a correct E-step (compiled for one class, pure Python for class variants).
+``fit_parameters`` streams the log in one pass ordered by skill and fits it in batches of whole
+skills of at most ``FIT_BATCH_ROWS`` rows, so memory is bounded by the batch, not the log.
 """
 
 from __future__ import annotations
 
-import importlib.metadata
 import math
 import os
-from collections.abc import Collection
-from dataclasses import asdict, dataclass, field
+from collections.abc import Collection, Iterator, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from itertools import groupby
+from operator import itemgetter
+from typing import Any
 
+import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from app.domain.bkt import BktParams, parameter_problems, predict_correct, update_mastery
 from app.domain.errors import DomainError
 from app.models import FitRun, Response, ResponseSkill, SkillParameters
+from app.services import pybkt_engine
 from app.services.content import bump_revision
 from app.services.mastery import RebuildReport, rebuild_mastery
+from app.services.pybkt_engine import pure_python_e_step as pure_python_e_step  # re-exported
+
+# Every pyBKT fit in this process (and in joblib workers, which import this module) goes through the
+# routed EM loop; see pybkt_engine.
+pybkt_engine.install()
 
 FRAME_COLUMNS = ["order_id", "user_id", "skill_name", "correct"]
 # A degenerate fit is retried with this many times the restarts, from other seeds...
@@ -31,29 +43,78 @@ RETRY_RESTARTS = 4
 # ...and, if still degenerate, refitted with the offending guess/slip held at this value
 # (the likelihood's best point inside the admissible region lies on its edge).
 CONSTRAINED_LIMIT = 0.45
+# fit_parameters reads and fits the log in batches of whole skills of at most this many rows (a larger
+# skill is a batch of its own), so memory stays bounded by the batch, not the log.
+FIT_BATCH_ROWS = 250_000
+STREAM_ROWS = 20_000  # rows fetched from the database at a time
+LOG_COLUMNS = (Response.id, Response.student_id, ResponseSkill.skill_id, Response.credited.label("correct"))
+# With the compiled E-step, fits of fewer row-fits (rows x restarts) than this run in this process.
+PARALLEL_MIN_ROW_FITS = 1_000_000
+# log_likelihood steps all students at once while at least this many have an answer left.
+VECTOR_MIN_ROWS = 16
 
 
 class FitError(DomainError):
     """The fit cannot run (e.g. no data)."""
 
 
-def engine_name() -> str:
-    return f"pyBKT {importlib.metadata.version('pyBKT')}"
+def engine_name(e_steps: Collection[str] = ()) -> str:
+    """E.g. "pyBKT 1.4.3 (compiled E-step)": the E-steps that ran (default: the one a standard fit gets)."""
+    used = sorted(e_steps) or [pybkt_engine.choose_e_step(1, 1)]
+    return f"pyBKT {pybkt_engine.pybkt_version()} ({' + '.join(used)} E-step)"
 
 
 def response_frame(session: Session, skills: Collection[str] | None = None) -> pd.DataFrame:
     """The log in pyBKT's ASSISTments layout: one row per (response, skill), in answer order."""
-    query = (
-        select(Response.id, Response.student_id, ResponseSkill.skill_id,
-               Response.credited.label("correct"))
-        .join(ResponseSkill, ResponseSkill.response_id == Response.id)
-        .order_by(Response.id, ResponseSkill.position)
-    )
-    if skills is not None:
-        query = query.where(ResponseSkill.skill_id.in_(list(skills)))
-    frame = pd.DataFrame(session.execute(query).all(), columns=FRAME_COLUMNS)
-    frame["correct"] = frame["correct"].astype(int)
-    return frame
+    session.flush()  # read on the session's connection (Core rows: the ORM's cost more than the query)
+    query = _log_query(list(LOG_COLUMNS), skills).order_by(Response.id, ResponseSkill.position)
+    return _frame(session.connection().execute(query).all())
+
+
+def _frame(rows: Sequence[Any], strings: dict[str, str] | None = None) -> pd.DataFrame:
+    """Rows (id, student, skill, correct) as a frame. ``strings`` keeps one object per distinct id across
+    calls: a driver makes a new string for every row, and they would outweigh the rest of the row."""
+    # Column by column: pandas' row-by-row constructor costs more than the query itself on a large log.
+    ids, students, skill_ids, correct = ([row[i] for row in rows] for i in range(4))
+    if strings is not None:
+        students = [strings.setdefault(s, s) for s in students]
+        skill_ids = [strings.setdefault(s, s) for s in skill_ids]
+    return pd.DataFrame({
+        "order_id": np.array(ids, dtype=np.int64), "user_id": np.array(students, dtype=object),
+        "skill_name": np.array(skill_ids, dtype=object), "correct": np.array(correct, dtype=int),
+    }, columns=FRAME_COLUMNS)
+
+
+def _log_query(columns: list[Any], skills: Collection[str] | None) -> Select[Any]:
+    """``columns`` over the (response, skill) rows of the log, optionally of some skills only."""
+    query = select(*columns).select_from(Response).join(
+        ResponseSkill, ResponseSkill.response_id == Response.id)
+    return query if skills is None else query.where(ResponseSkill.skill_id.in_(list(skills)))
+
+
+def _skill_batches(session: Session, skills: Collection[str] | None, sizes: dict[str, int],
+                   limit: int) -> Iterator[pd.DataFrame]:
+    """The rows of the skills in ``sizes`` (skill -> rows), read in ONE pass over the log ordered by skill,
+    as frames of whole skills of at most ``limit`` rows (a bigger skill alone). Other skills are skipped."""
+    query = _log_query(list(LOG_COLUMNS), skills).order_by(ResponseSkill.skill_id, Response.id,
+                                                           ResponseSkill.position)
+    batch: list[pd.DataFrame] = []  # compact column chunks, not the driver's row tuples
+    rows_in_batch = 0
+    strings: dict[str, str] = {}
+    current = None
+    for part in _driver_rows(session, query, STREAM_ROWS):
+        for skill, rows in groupby(part, key=itemgetter(2)):
+            if skill not in sizes:
+                continue
+            if skill != current:
+                current = skill
+                if rows_in_batch and rows_in_batch + sizes[skill] > limit:
+                    yield pd.concat(batch, ignore_index=True)
+                    batch, rows_in_batch = [], 0
+            batch.append(_frame(list(rows), strings))
+            rows_in_batch += len(batch[-1])
+    if batch:
+        yield pd.concat(batch, ignore_index=True)
 
 
 @dataclass(frozen=True)
@@ -65,6 +126,7 @@ class SkillFit:
     log_likelihood: float
     restarts: int
     constrained: tuple[str, ...] = ()  # parameters held at CONSTRAINED_LIMIT
+    e_steps: tuple[str, ...] = ()  # which pyBKT E-steps ran (pybkt_engine.COMPILED / PYTHON)
 
     @property
     def problems(self) -> list[str]:
@@ -72,15 +134,42 @@ class SkillFit:
 
 
 def log_likelihood(frame: pd.DataFrame, params: BktParams) -> float:
-    """log P(observed responses) under BKT: the sum of log one-step predictions (forward algorithm)."""
-    total = 0.0
-    for _, answers in frame.groupby("user_id", sort=False)["correct"]:
-        p = params.prior
-        for correct in answers.to_numpy():
-            p_correct = predict_correct(p, params)
-            total += math.log(p_correct if correct else 1.0 - p_correct)
-            p = update_mastery(p, bool(correct), params)
-    return total
+    """log P(observed responses) under BKT: the sum of log one-step predictions (forward algorithm).
+
+    Each student's rows in frame order, traced with the tracker's update (``domain.bkt``) for all students
+    at once: step t takes every student's t-th answer. The few long sequences left when fewer than
+    ``VECTOR_MIN_ROWS`` students remain are finished one answer at a time (cheaper than tiny array steps).
+    """
+    if frame.empty:
+        return 0.0
+    student = pd.factorize(frame["user_id"])[0]
+    step = frame.groupby(student, sort=False).cumcount().to_numpy()
+    correct = frame["correct"].to_numpy().astype(bool)
+    order = np.argsort(step, kind="stable")
+    bounds = np.searchsorted(step[order], np.arange(step.max() + 2))
+    p_known = np.full(student.max() + 1, params.prior)
+    logs = np.zeros(len(frame))
+    t = 0
+    while t < len(bounds) - 1 and bounds[t + 1] - bounds[t] >= VECTOR_MIN_ROWS:
+        rows = order[bounds[t]:bounds[t + 1]]
+        who, right = student[rows], correct[rows]
+        p = p_known[who]
+        p_correct = p * (1.0 - params.slip) + (1.0 - p) * params.guess
+        logs[rows] = np.log(np.where(right, p_correct, 1.0 - p_correct))
+        known = np.where(right, p * (1.0 - params.slip), p * params.slip)
+        total = known + np.where(right, (1.0 - p) * params.guess, (1.0 - p) * (1.0 - params.guess))
+        # As domain.bkt.posterior: an impossible observation keeps the belief.
+        after = np.divide(known, total, out=p.copy(), where=total != 0.0)
+        p_known[who] = after * (1.0 - params.forget) + (1.0 - after) * params.learn
+        t += 1
+    state = {int(s): float(p_known[s]) for s in np.unique(student[order[bounds[t]:]])}
+    tail = 0.0
+    for row in np.sort(order[bounds[t]:]):  # frame order, so each student's answers in sequence
+        who, right = int(student[row]), bool(correct[row])
+        p_correct = predict_correct(state[who], params)
+        tail += math.log(p_correct if right else 1.0 - p_correct)
+        state[who] = update_mastery(state[who], right, params)
+    return float(logs.sum()) + tail
 
 
 def _pybkt_fit(
@@ -88,7 +177,6 @@ def _pybkt_fit(
     hold: dict[str, float] | None = None,
 ) -> dict[str, float]:
     """One pyBKT fit of one skill; ``hold`` pins parameters (e.g. {"guesses": 0.45})."""
-    import numpy as np
     from pyBKT.models import Model  # imported here: heavy, and only needed in fitting processes
 
     model = Model(seed=seed, num_fits=num_fits, parallel=False)
@@ -119,6 +207,14 @@ def fit_skill(
     still fails is the degenerate fit returned (and rejected by the caller).
     ``repair=False`` skips both steps (pyBKT's own fit, for like-for-like benchmarks).
     """
+    with pybkt_engine.e_steps_used() as used:
+        fit = _repaired_fit(skill_id, frame, forgets=forgets, num_fits=num_fits, seed=seed, repair=repair)
+    return replace(fit, e_steps=tuple(sorted(used)))
+
+
+def _repaired_fit(
+    skill_id: str, frame: pd.DataFrame, *, forgets: bool, num_fits: int, seed: int, repair: bool,
+) -> SkillFit:
     ordered = frame.sort_values(["user_id", "order_id"], kind="mergesort")
     params = _pybkt_fit(frame, skill_id, forgets=forgets, num_fits=num_fits, seed=seed)
     restarts = num_fits
@@ -147,13 +243,29 @@ def fit_skill(
     return SkillFit(skill_id, params, int(frame["user_id"].nunique()), len(frame), ll, restarts, constrained)
 
 
+def default_jobs(rows: int, skills: int, num_fits: int) -> int:
+    """Worker processes for fitting ``skills`` skills with ``rows`` rows in all: one per core, except that
+    with the compiled E-step a small job stays in this process.
+
+    Each worker imports the app and pyBKT (~2.5 s of CPU) before its first fit; compiled fits are so fast
+    that this only pays off from about a million row-fits (408k rows x 5 restarts with repairs: 8.8 s on 2
+    workers against 11.1 s in one process; x 1 restart: 3.9 s against 2.7 s; docs/PERFORMANCE.md). pyBKT's
+    own OpenMP threads stay off (``parallel=False``: its C++ code then runs one thread), so workers never
+    oversubscribe the cores.
+    """
+    cores = min(skills, os.cpu_count() or 1) or 1
+    if pybkt_engine.compiled_e_step_available() and rows * num_fits < PARALLEL_MIN_ROW_FITS:
+        return 1
+    return cores
+
+
 def fit_frame(
     frame: pd.DataFrame, *, forgets: bool, num_fits: int, seed: int, n_jobs: int | None = None,
     repair: bool = True,
 ) -> list[SkillFit]:
-    """Fit every skill of the frame, in parallel across skills."""
+    """Fit every skill of the frame, in parallel across skills (``n_jobs`` None: see ``default_jobs``)."""
     groups = [(skill, rows) for skill, rows in frame.groupby("skill_name", sort=True)]
-    jobs = n_jobs or min(len(groups), os.cpu_count() or 1) or 1
+    jobs = n_jobs or default_jobs(len(frame), len(groups), num_fits)
     if jobs == 1:
         return [fit_skill(str(s), rows, forgets=forgets, num_fits=num_fits, seed=seed, repair=repair)
                 for s, rows in groups]
@@ -187,25 +299,34 @@ def fit_parameters(
     n_jobs: int | None = None,
     threshold: float = 0.95,
     repair: bool = True,
+    batch_rows: int = FIT_BATCH_ROWS,
 ) -> FitReport:
     """Fit, store a new parameter version per fitted skill, make it current and replay mastery.
 
     One transaction: either every new version is current and mastery equals a replay
     under it, or nothing changed. Skills with fewer than ``min_responses`` rows keep
     their parameters; degenerate fits (guess or slip >= 0.5) are reported, not stored.
+    The log is never held whole: counts come from SQL, and the rows are streamed in one pass and fitted
+    ``batch_rows`` (whole skills) at a time.
     """
-    frame = response_frame(session, skills)
-    if frame.empty:
+    n_rows, n_students, first_id, last_id = session.execute(
+        _log_query([func.count(), func.count(func.distinct(Response.student_id)),
+                    func.min(Response.id), func.max(Response.id)], skills)
+    ).one()
+    if not n_rows:
         raise FitError("no responses to fit" + (f" for skills {sorted(skills)}" if skills else ""))
-    report = FitReport(n_responses=len(frame), n_students=int(frame["user_id"].nunique()))
-    counts = frame["skill_name"].value_counts()
-    report.too_little_data = {str(s): int(n) for s, n in counts.items() if n < min_responses}
+    report = FitReport(n_responses=int(n_rows), n_students=int(n_students))
+    counts = {str(skill): int(n) for skill, n in session.execute(
+        _log_query([ResponseSkill.skill_id, func.count()], skills).group_by(ResponseSkill.skill_id))}
+    report.too_little_data = {s: n for s, n in sorted(counts.items(), key=lambda c: (-c[1], c[0]))
+                              if n < min_responses}
     if skills is not None:
-        report.too_little_data.update({s: 0 for s in skills if s not in counts.index})
-    enough = frame[~frame["skill_name"].isin(report.too_little_data)]
-    fits = []
-    if len(enough):
-        fits = fit_frame(enough, forgets=forgets, num_fits=num_fits, seed=seed, n_jobs=n_jobs, repair=repair)
+        report.too_little_data.update({s: 0 for s in skills if s not in counts})
+    fits: list[SkillFit] = []
+    sizes = {s: n for s, n in counts.items() if s not in report.too_little_data}
+    for frame in _skill_batches(session, skills, sizes, batch_rows):
+        fits += fit_frame(frame, forgets=forgets, num_fits=num_fits, seed=seed, n_jobs=n_jobs, repair=repair)
+    fits.sort(key=lambda fit: fit.skill_id)  # the database's collation may order skills otherwise
     report.restarts = sum(f.restarts for f in fits)
     for fit in fits:
         if fit.problems:
@@ -218,11 +339,11 @@ def fit_parameters(
         .where(Response.id.in_(select(ResponseSkill.response_id).distinct()))
     ).one()
     run = FitRun(
-        engine=engine_name(),
+        engine=engine_name({e for f in fits for e in f.e_steps}),
         options={"forgets": forgets, "min_responses": min_responses, "num_fits": num_fits, "seed": seed,
                  "skills": sorted(skills) if skills is not None else None},
         window_start=window[0], window_end=window[1],
-        first_response_id=int(frame["order_id"].min()), last_response_id=int(frame["order_id"].max()),
+        first_response_id=int(first_id), last_response_id=int(last_id),
         n_students=report.n_students, n_responses=report.n_responses,
         skipped={s: f"{n} responses (< {min_responses})" for s, n in report.too_little_data.items()},
         rejected=report.rejected,
@@ -236,6 +357,32 @@ def fit_parameters(
         report.rebuild = rebuild_mastery(session, threshold=threshold, commit=False)
     session.commit()
     return report
+
+
+def _driver_rows(session: Session, query: Select[Any], size: int) -> Iterator[list[tuple[Any, ...]]]:
+    """``query``'s rows as plain tuples straight from the database driver, ``size`` at a time.
+
+    SQLAlchemy's result rows cost about as much again as the query on a large log (408k rows: 1.9 s against
+    1.0 s), and a fit reads the whole log; so this one read takes a driver cursor on the session's connection
+    (inside its transaction). On PostgreSQL it is a named (server-side) cursor, so rows stream there too.
+    Values come unconverted: booleans may be 0/1.
+    """
+    session.flush()
+    connection = session.connection()
+    compiled = query.compile(dialect=connection.dialect, compile_kwargs={"render_postcompile": True})
+    params: Any = compiled.params
+    if compiled.positiontup is not None:  # qmark/format drivers (SQLite) take a sequence
+        params = tuple(compiled.params[name] for name in compiled.positiontup)
+    driver = connection.connection.driver_connection
+    assert driver is not None
+    server_side = connection.dialect.name == "postgresql"
+    cursor = driver.cursor(name="tutor_fit_log") if server_side else driver.cursor()
+    try:
+        cursor.execute(str(compiled), params)
+        while part := cursor.fetchmany(size):
+            yield part
+    finally:
+        cursor.close()
 
 
 def _make_current(session: Session, run_id: int, fits: list[SkillFit]) -> None:

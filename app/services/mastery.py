@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from app.domain.bkt import BktParams
 from app.domain.tracking import SPEED_PRIOR, SkillState, StudentModel, apply_answer
+from app.extensions import READ_SNAPSHOT
 from app.models import Mastery, Response, ResponseSkill, Student, StudentBaseline
 from app.services.content import read_snapshot
 from app.services.student_models import refresh_answer_counts, row_values
@@ -212,3 +213,70 @@ def check_mastery(session: Session, tolerance: float = 1e-9, threshold: float = 
         if any(abs(x - y) > tolerance for x, y in zip(have, want, strict=True)):
             mismatches.append(Mismatch(student_id, "(pace)", have, want))
     return mismatches
+
+
+# --- consistency of the stored state with the log (flask check-consistency) ------------------------
+
+REPAIR_CHUNK = 1000  # students per lock / rebuild statement (bind-parameter limits)
+
+
+@dataclass(frozen=True)
+class Consistency:
+    students: int
+    answers: int  # responses in the log
+    mismatches: list[Mismatch]
+
+    @property
+    def students_affected(self) -> list[str]:
+        return sorted({m.student_id for m in self.mismatches})
+
+
+@dataclass(frozen=True)
+class Repair:
+    found: Consistency
+    rebuilt: RebuildReport | None  # None when nothing needed it
+    after: Consistency
+
+
+def check_consistency(session: Session, *, threshold: float) -> Consistency:
+    """``check_mastery`` on one snapshot of the database; ends its (read-only) transaction.
+
+    Answers may keep arriving meanwhile (called outside a transaction): the log and the state it compares are
+    read from one snapshot, REPEATABLE READ on PostgreSQL and a WAL read transaction on SQLite, which
+    holds no lock that answers would wait for.
+    """
+    if not session.in_transaction():
+        postgresql = session.get_bind().dialect.name == "postgresql"
+        session.connection(execution_options={"isolation_level": "REPEATABLE READ"} if postgresql
+                           else {READ_SNAPSHOT: True})
+    try:
+        return Consistency(
+            students=session.scalar(select(func.count()).select_from(Student)) or 0,
+            answers=session.scalar(select(func.count()).select_from(Response)) or 0,
+            mismatches=check_mastery(session, threshold=threshold),
+        )
+    finally:
+        session.rollback()
+
+
+def repair_consistency(session: Session, *, threshold: float) -> Repair:
+    """Check; replay every student found inconsistent from the log (mastery rows, pace, answer count) in
+    one transaction; check again.
+
+    The students are locked first (in id order), so none of their answers can commit between the
+    replay and the write; answers of other students go on.
+    """
+    found = check_consistency(session, threshold=threshold)
+    ids = found.students_affected
+    if not ids:
+        return Repair(found, None, found)
+    responses = rows = 0
+    for start in range(0, len(ids), REPAIR_CHUNK):
+        chunk = ids[start:start + REPAIR_CHUNK]
+        session.execute(select(Student.id).where(Student.id.in_(chunk)).order_by(Student.id).with_for_update())
+        report = rebuild_mastery(session, threshold=threshold, student_ids=chunk, commit=False)
+        responses, rows = responses + report.responses, rows + report.mastery_rows
+    session.commit()
+    # Every affected student counts, also one whose only fault was an answer counter without answers.
+    rebuilt = RebuildReport(students=len(ids), responses=responses, mastery_rows=rows)
+    return Repair(found, rebuilt, check_consistency(session, threshold=threshold))

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from app.domain.access import Action, Principal, Role, ensure_allowed
 from app.domain.content import Exercise
-from app.domain.errors import Conflict, UnknownExercise
+from app.domain.errors import Conflict, InvalidInput, UnknownExercise
 from app.domain.grading import grade_answer
 from app.domain.selection import PolicyConfig, StudentView, choose_next_exercise, recall
 from app.domain.selection import Recommendation as Choice
@@ -134,7 +134,7 @@ def record_response(
     if client_response_id is not None:
         previous = _find_by_client_id(session, student.id, client_response_id)
         if previous is not None:
-            _check_same_request(previous, exercise_id, answer, correct, client_response_id)
+            _check_same_request(previous, exercise_id, answer, correct, hints_used, client_response_id)
             result = result_of(session, previous)
             session.rollback()
             return result, False
@@ -143,6 +143,12 @@ def record_response(
     exercise = snapshot.graph.exercises.get(exercise_id) or load_exercise(session, exercise_id)
     if exercise is None:
         raise UnknownExercise(exercise_id, field="exercise_id")
+    retired = [s for s in exercise.skill_ids if s not in snapshot.graph.skills]
+    if retired:
+        # A retired exercise of live skills still counts (an app's cached copy); one whose skills left
+        # the content has no model to update.
+        raise InvalidInput(f"Exercise {exercise.id!r} is retired: its skills {retired} are no longer in the "
+                           "content.")
     graded_by = "app" if answer is None else "server"
     is_correct = grade_answer(exercise, answer) if answer is not None else bool(correct)
 
@@ -217,9 +223,11 @@ def _find_by_client_id(session: Session, student_id: str, client_response_id: st
 
 
 def _check_same_request(
-    previous: Response, exercise_id: str, answer: str | None, correct: bool | None, client_id: str
+    previous: Response, exercise_id: str, answer: str | None, correct: bool | None, hints_used: int,
+    client_id: str,
 ) -> None:
-    same = previous.exercise_id == exercise_id and (
+    # hints_used too: it decides whether the answer counts as evidence. The response time may differ.
+    same = previous.exercise_id == exercise_id and previous.hints_used == hints_used and (
         previous.answer == answer if answer is not None else previous.correct == correct
     )
     if not same:

@@ -207,7 +207,7 @@ def classes(principal: Principal) -> ResponseReturnValue:
     return render_template("classes.html", classes=summaries, principal=principal)
 
 
-@bp.get("/classes/<int:class_id>")
+@bp.get("/classes/<id:class_id>")
 @signed_in_page()
 def class_page(principal: Principal, class_id: int) -> ResponseReturnValue:
     """The class dashboard: heatmap of students × skills, who needs help, where the class is stuck."""
@@ -217,7 +217,7 @@ def class_page(principal: Principal, class_id: int) -> ResponseReturnValue:
                            since=request.args.get("since", ""), until=request.args.get("until", ""))
 
 
-@bp.get("/classes/<int:class_id>/report.csv")
+@bp.get("/classes/<id:class_id>/report.csv")
 @signed_in_page()
 def class_csv(principal: Principal, class_id: int) -> ResponseReturnValue:
     since, until = _window()
@@ -287,7 +287,7 @@ def practice(principal: Principal) -> ResponseReturnValue:
     return render_template("practice.html", item=item, form=AnswerForm(), hint_form=ConfirmForm())
 
 
-@bp.post("/practice/<int:recommendation_id>/hint")
+@bp.post("/practice/<id:recommendation_id>/hint")
 @signed_in_page(sign_in="web.student_login")
 def practice_hint(principal: Principal, recommendation_id: int) -> ResponseReturnValue:
     _student_only(principal)
@@ -297,7 +297,7 @@ def practice_hint(principal: Principal, recommendation_id: int) -> ResponseRetur
     return redirect(url_for("web.practice"), code=303)
 
 
-@bp.post("/practice/<int:recommendation_id>/answer")
+@bp.post("/practice/<id:recommendation_id>/answer")
 @signed_in_page(sign_in="web.student_login")
 def practice_answer(principal: Principal, recommendation_id: int) -> ResponseReturnValue:
     """Record the answer (once, however often it is sent) and show its result on its own page."""
@@ -315,7 +315,7 @@ def practice_answer(principal: Principal, recommendation_id: int) -> ResponseRet
     return redirect(url_for("web.practice_result", response_id=recorded.id), code=303)
 
 
-@bp.get("/practice/answers/<int:response_id>")
+@bp.get("/practice/answers/<id:response_id>")
 @signed_in_page(sign_in="web.student_login")
 def practice_result(principal: Principal, response_id: int) -> ResponseReturnValue:
     _student_only(principal)
@@ -387,7 +387,7 @@ def bias_checks(principal: Principal) -> ResponseReturnValue:
                            can_run=principal.role is Role.ADMIN)
 
 
-@bp.get("/bias-checks/<int:report_id>")
+@bp.get("/bias-checks/<id:report_id>")
 @signed_in_page()
 def bias_check(principal: Principal, report_id: int) -> ResponseReturnValue:
     """A bias check in plain words, with each metric's per-group estimates and intervals."""

@@ -163,6 +163,14 @@ def test_missing_files(tmp_path: Path) -> None:
     assert problems(tmp_path / "nowhere") == [f"{tmp_path / 'nowhere'}: not a directory"]
 
 
+def test_empty_files_are_not_an_empty_curriculum(tmp_path: Path) -> None:
+    """A truncated file must never load as content (it would retire every skill)."""
+    assert problems(write_content(tmp_path / "c", skills="# nothing yet\n", exercises="")) == [
+        "c/skills.toml: defines no skills ([[skill]] tables)",
+        f"{tmp_path / 'c' / 'exercises'}: the files define no exercises ([[exercise]] tables)",
+    ]
+
+
 def test_shipped_content_is_valid_and_large_enough() -> None:
     graph = read_content(Path(__file__).resolve().parents[2] / "content")
     assert len(graph.skills) >= 25

@@ -142,7 +142,7 @@ def test_every_form_needs_its_csrf_token(app: Flask, world: World) -> None:
     suggestion = world.actors["app1"].request(
         "GET", f"/api/v1/students/{world.student_a}/next-exercise").get_json()["recommendation_id"]
     for rule in posts:
-        url = rule.replace("<prefix>", key).replace("<int:recommendation_id>", str(suggestion))
+        url = rule.replace("<prefix>", key).replace("<id:recommendation_id>", str(suggestion))
         # Sign-in forms are posted by signed-out visitors (signed-in ones are sent home); practice and a
         # student's own pages by the student.
         poster = (fresh(app) if rule in ("/login", "/student-login")
