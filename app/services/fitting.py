@@ -30,7 +30,7 @@ from app.domain.errors import DomainError
 from app.models import FitRun, Response, ResponseSkill, SkillParameters
 from app.services import pybkt_engine
 from app.services.content import bump_revision
-from app.services.mastery import RebuildReport, rebuild_mastery
+from app.services.mastery import RebuildReport, begin_read_snapshot, rebuild_mastery
 from app.services.pybkt_engine import pure_python_e_step as pure_python_e_step  # re-exported
 
 # Every pyBKT fit in this process (and in joblib workers, which import this module) goes through the
@@ -308,7 +308,14 @@ def fit_parameters(
     their parameters; degenerate fits (guess or slip >= 0.5) are reported, not stored.
     The log is never held whole: counts come from SQL, and the rows are streamed in one pass and fitted
     ``batch_rows`` (whole skills) at a time.
+
+    Called outside a transaction (the CLI), the log is read and fitted in a read-only snapshot that answers
+    never wait for; only storing the versions and the replay (which holds the students' answers until it
+    commits) take the write lock. Answers recorded during the fit are in the replay, not in the fit.
     """
+    read_only = not session.in_transaction()
+    if read_only:
+        begin_read_snapshot(session)
     n_rows, n_students, first_id, last_id = session.execute(
         _log_query([func.count(), func.count(func.distinct(Response.student_id)),
                     func.min(Response.id), func.max(Response.id)], skills)
@@ -338,6 +345,8 @@ def fit_parameters(
         select(func.min(Response.created_at), func.max(Response.created_at))
         .where(Response.id.in_(select(ResponseSkill.response_id).distinct()))
     ).one()
+    if read_only:
+        session.rollback()  # end the snapshot: the writes below take a transaction of their own
     run = FitRun(
         engine=engine_name({e for f in fits for e in f.e_steps}),
         options={"forgets": forgets, "min_responses": min_responses, "num_fits": num_fits, "seed": seed,

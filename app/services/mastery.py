@@ -141,7 +141,11 @@ def rebuild_mastery(
     session: Session, *, threshold: float, student_ids: Collection[str] | None = None,
     commit: bool = True,
 ) -> RebuildReport:
-    """Recompute student models (mastery rows and pace) from the log under the current parameters."""
+    """Recompute student models (mastery rows and pace) from the log under the current parameters.
+
+    The students are locked first: answers arriving meanwhile wait, then apply on top of the rebuilt state.
+    """
+    lock_students(session, student_ids)
     snapshot = read_snapshot(session)
     rows: list[dict[str, object]] = []
     weights: list[dict[str, object]] = []
@@ -238,6 +242,28 @@ class Repair:
     after: Consistency
 
 
+def begin_read_snapshot(session: Session) -> None:
+    """Start the session's transaction as one consistent read of the database that answers never wait for:
+    REPEATABLE READ on PostgreSQL, a WAL read transaction (no write lock) on SQLite. End it with rollback."""
+    postgresql = session.get_bind().dialect.name == "postgresql"
+    session.connection(execution_options={"isolation_level": "REPEATABLE READ"} if postgresql
+                       else {READ_SNAPSHOT: True})
+
+
+def lock_students(session: Session, student_ids: Collection[str] | None = None) -> None:
+    """Hold these students' answers (all students: None) until the transaction ends.
+
+    Answers lock their student's row first (``access.find_student(lock=True)``), so a replay that holds the
+    rows cannot miss an answer committed between its read of the log and its write. Taken in id order, as
+    answers take one row each, so it cannot deadlock with them. SQLite: BEGIN IMMEDIATE already holds the
+    whole database.
+    """
+    query = select(Student.id).order_by(Student.id).with_for_update()
+    if student_ids is not None:
+        query = query.where(Student.id.in_(list(student_ids)))
+    session.execute(query).all()
+
+
 def check_consistency(session: Session, *, threshold: float) -> Consistency:
     """``check_mastery`` on one snapshot of the database; ends its (read-only) transaction.
 
@@ -246,9 +272,7 @@ def check_consistency(session: Session, *, threshold: float) -> Consistency:
     holds no lock that answers would wait for.
     """
     if not session.in_transaction():
-        postgresql = session.get_bind().dialect.name == "postgresql"
-        session.connection(execution_options={"isolation_level": "REPEATABLE READ"} if postgresql
-                           else {READ_SNAPSHOT: True})
+        begin_read_snapshot(session)
     try:
         return Consistency(
             students=session.scalar(select(func.count()).select_from(Student)) or 0,
@@ -273,7 +297,6 @@ def repair_consistency(session: Session, *, threshold: float) -> Repair:
     responses = rows = 0
     for start in range(0, len(ids), REPAIR_CHUNK):
         chunk = ids[start:start + REPAIR_CHUNK]
-        session.execute(select(Student.id).where(Student.id.in_(chunk)).order_by(Student.id).with_for_update())
         report = rebuild_mastery(session, threshold=threshold, student_ids=chunk, commit=False)
         responses, rows = responses + report.responses, rows + report.mastery_rows
     session.commit()

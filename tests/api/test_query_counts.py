@@ -52,7 +52,10 @@ def test_queries_per_step_do_not_grow_with_history(app: Flask, api: ApiClient) -
     student = api.new_student("history")
     counts = [one_step(app, api, student, i) for i in range(80)]
     # The same statements after 5 answers as after 80 (one more UPDATE only when a new pace estimate
-    # masters another skill); never a statement per past answer.
-    assert max(counts[-20:]) <= max(counts[:20]), counts
+    # masters another skill, which may or may not happen early: the choices depend on the random student
+    # id); never a statement per past answer.
+    fewest_answer = min(a for a, _ in counts[:20])
+    most_next = max(n for _, n in counts[:20])
+    assert all(a <= fewest_answer + 1 and n <= most_next for a, n in counts[-20:]), counts
     assert max(a for a, _ in counts) <= MAX_ANSWER, sorted(set(counts))
     assert max(n for _, n in counts) <= MAX_NEXT, sorted(set(counts))

@@ -13,7 +13,7 @@ from flask import Flask
 from app.domain.content import ContentGraph
 from app.extensions import db
 from app.models import Mastery
-from app.services import mastery
+from app.services import fitting, mastery
 from app.services.mastery import check_mastery
 from tests.conftest import ApiClient
 
@@ -102,3 +102,67 @@ def test_the_check_reads_one_snapshot_and_holds_no_answer_up(
     assert "(1 students, 1 answers)" in result.output  # as of the snapshot
     monkeypatch.undo()
     assert runner.invoke(args=["check-consistency"]).output.endswith("(1 students, 2 answers).\n")
+
+
+def test_an_answer_during_a_rebuild_waits_for_it_and_lands_on_top(
+        app: Flask, api: ApiClient, runner: Any, shipped_graph: ContentGraph,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """rebuild-mastery (and the replay after fit-params) holds the students' answers until it commits: an
+    answer sent after it read the log is neither lost from the state nor written twice."""
+    student = api.new_student()
+    url, exercise = f"/api/v1/students/{student}/responses", sorted(shipped_graph.exercises)[0]
+    for correct in (True, False, True):
+        assert api.post(url, json={"exercise_id": exercise, "correct": correct}).status_code == 201
+    replay, outcome = mastery.replay_models, []
+
+    def replay_then_answer(*args: Any, **kwargs: Any) -> Any:
+        replayed = list(replay(*args, **kwargs))
+        other = ThreadPoolExecutor(max_workers=1)  # its own app context and database connection
+        outcome.append(other.submit(
+            lambda: api.post(url, json={"exercise_id": exercise, "correct": False}).status_code))
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            assert not outcome[0].done(), "the answer went through while the rebuild held its student"
+            time.sleep(0.05)
+        other.shutdown(wait=False)
+        return iter(replayed)
+
+    monkeypatch.setattr(mastery, "replay_models", replay_then_answer)
+    rebuilt = runner.invoke(args=["rebuild-mastery"])
+    assert rebuilt.exit_code == 0, rebuilt.output
+    assert outcome[0].result(timeout=60) == 201
+    monkeypatch.undo()
+    with app.app_context():
+        assert check_mastery(db.session()) == []
+        assert db.session.scalar(sa.select(sa.func.sum(Mastery.attempts))) == 4 * len(
+            shipped_graph.exercises[exercise].skill_ids)
+
+
+def test_answers_go_on_while_pybkt_fits_and_are_in_the_replay_after(
+        app: Flask, api: ApiClient, shipped_graph: ContentGraph, monkeypatch: pytest.MonkeyPatch) -> None:
+    """fit-params reads and fits in a read-only snapshot: an answer sent mid-fit is recorded at once (no
+    write lock held; SQLite would make it wait up to its 30 s busy timeout) and the replay includes it."""
+    student = api.new_student()
+    url, exercise = f"/api/v1/students/{student}/responses", sorted(shipped_graph.exercises)[0]
+    for i in range(12):
+        assert api.post(url, json={"exercise_id": exercise, "correct": i % 3 != 0}).status_code == 201
+    fit_frame, answered = fitting.fit_frame, []
+
+    def answer_then_fit(*args: Any, **kwargs: Any) -> Any:
+        began = time.monotonic()
+        with ThreadPoolExecutor(max_workers=1) as other:
+            status = other.submit(lambda: api.post(url, json={"exercise_id": exercise, "correct": True})
+                                  .status_code).result(timeout=60)
+        answered.append((status, time.monotonic() - began))
+        return fit_frame(*args, **kwargs)
+
+    monkeypatch.setattr(fitting, "fit_frame", answer_then_fit)
+    with app.app_context():
+        report = fitting.fit_parameters(db.session(), min_responses=1, num_fits=1)
+        # The fit saw the log as of its snapshot; the replay after it, every answer.
+        assert report.n_responses == 12 * len(shipped_graph.exercises[exercise].skill_ids)
+        assert check_mastery(db.session()) == []
+        assert db.session.scalar(sa.select(sa.func.sum(Mastery.attempts))) == 13 * len(
+            shipped_graph.exercises[exercise].skill_ids)
+    [(status, waited)] = answered
+    assert status == 201 and waited < 5, (status, waited)
