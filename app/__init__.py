@@ -47,6 +47,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     migrate.init_app(app, db, directory=os.path.join(os.path.dirname(__file__), "..", "migrations"))
     with app.app_context():
         _tune_sqlite(db.engine, int(app.config["SQLITE_BUSY_TIMEOUT_MS"]))
+    app.after_request(errors.keep_retry_after)  # before the limiter's, so it runs after it
     limiter.init_app(app)  # first: rate limits apply before any other check (CSRF included)
     inputs.init_app(app)
     csrf.init_app(app)

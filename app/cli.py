@@ -34,7 +34,7 @@ from app.services.apps import create_api_key, revoke_api_key
 from app.services.content import current_snapshot, sync_content
 from app.services.content_files import read_content
 from app.services.evaluation import evaluate_model
-from app.services.fitting import FitError, engine_name, fit_parameters
+from app.services.fitting import FitError, fit_parameters
 from app.services.imports import import_log
 from app.services.mastery import Consistency, Mismatch, rebuild_mastery, repair_consistency
 from app.services.mastery import check_consistency as check_consistency_of
@@ -450,7 +450,7 @@ def fit_params_command(skills: tuple[str, ...], forgets: bool, min_responses: in
         )
     except FitError as error:
         raise click.ClickException(str(error)) from None
-    click.echo(f"Fit run {report.run_id} ({engine_name()}): {report.n_responses} responses, "
+    click.echo(f"Fit run {report.run_id} ({report.engine}): {report.n_responses} responses, "
                f"{report.n_students} students")
     for fit in report.fitted:
         p = fit.params

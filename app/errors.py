@@ -10,7 +10,7 @@ from __future__ import annotations
 from http import HTTPStatus
 from typing import Any
 
-from flask import Flask, current_app, jsonify, render_template
+from flask import Flask, Response, current_app, jsonify, render_template
 from flask.typing import ResponseReturnValue
 from sqlalchemy.exc import OperationalError
 
@@ -52,9 +52,29 @@ def _domain_error(error: DomainError) -> ResponseReturnValue:
     return page, status
 
 
+# PostgreSQL SQLSTATEs worth a retry: connection (08), rollback on serialization/deadlock (40), resources
+# (53), lock not available (55P03), statement timeout (57014), shutting down or starting (57P01-3).
+TRANSIENT_SQLSTATES = ("08", "40", "53", "55P03", "57014", "57P01", "57P02", "57P03")
+TRANSIENT_SQLITE = ("database is locked", "database table is locked", "database is busy",
+                    "unable to open database file")
+
+
+def _is_transient(error: OperationalError) -> bool:
+    """Busy, locked or unreachable: the same request may succeed in a moment."""
+    if error.connection_invalidated:
+        return True
+    sqlstate = getattr(error.orig, "sqlstate", None)
+    if error.orig is not None and type(error.orig).__module__.startswith("psycopg"):
+        return sqlstate is None or sqlstate.startswith(TRANSIENT_SQLSTATES)  # no state: could not connect
+    return any(phrase in str(error.orig) for phrase in TRANSIENT_SQLITE)
+
+
 def _database_unavailable(error: OperationalError) -> ResponseReturnValue:
-    """The database is down, or busy past its lock timeout (SQLite's busy timeout, a long fit holding the
-    write lock): nothing was written (the transaction rolled back), so the client may simply retry."""
+    """The database is busy past its lock timeout (SQLite's busy timeout, a long replay holding the write
+    lock) or unreachable: the transaction rolled back, nothing was written, so the client may simply retry.
+    Anything else (a missing table, a full disk) is a bug or an outage to see in the logs: a 500."""
+    if not _is_transient(error):
+        raise error
     reason = str(error.orig or error).splitlines()[0]
     current_app.logger.warning("database unavailable: %s", reason)
     message = "The database is busy or unavailable; nothing was recorded. Retry shortly."
@@ -63,6 +83,14 @@ def _database_unavailable(error: OperationalError) -> ResponseReturnValue:
         return jsonify(error_body(503, message)), 503, headers
     page = render_template("error.html", code=503, title=HTTPStatus(503).phrase, message=message)
     return page, 503, headers
+
+
+def keep_retry_after(response: Response) -> Response:
+    """Flask-Limiter stamps every response with Retry-After = the end of its window (up to a minute away);
+    a 503 keeps ours. Registered before the limiter, so it runs after it."""
+    if response.status_code == 503:
+        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
 
 
 def init_app(app: Flask) -> None:

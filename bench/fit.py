@@ -4,7 +4,9 @@
 
 On ../shared/data/assistments2009_builder_train.csv (408k rows, 123 skills), each phase in a child process
 of its own (so each reports its own peak RSS: the process, and the largest of its joblib workers):
-  (a) pyBKT ``Model.fit`` on the DataFrame with the pure-Python E-step (~3 minutes; --skip-pure skips it),
+  (a) pyBKT ``Model.fit`` on the DataFrame with the pure-Python E-step (~3 minutes; --skip-pure skips it);
+      the compiled install has no Python E-step of its own, so this runs the service's op-for-op port of it
+      (bit-exact against the pure wheel, pinned by tests) inside the pure build's EM loop,
   (b) pyBKT ``Model.fit`` as the compiled build ships it (its own EM loop: other stopping rule, see
       app/services/pybkt_engine.py), sequential like the service's per-skill fits,
   (b') the same under the service's EM loop (compiled E-step; the parameters the service stores),
@@ -222,7 +224,7 @@ def main() -> None:
     pure = None
     if not args.skip_pure:
         pure = in_child(direct_phase, *common, "pure", False, test_path)
-        show("(a)  pyBKT Model.fit, pure-Python E-step", pure)
+        show("(a)  pyBKT Model.fit, pure-Python E-step (port)", pure)
     shipped = in_child(direct_phase, *common, "raw", False, test_path)
     show("(b)  pyBKT Model.fit, compiled build as shipped", shipped)
     routed = in_child(direct_phase, *common, "routed", False, test_path)

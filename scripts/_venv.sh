@@ -22,7 +22,9 @@ echo "Installing the project ($target) into .venv ..."
 # against the installed numpy; no pip cache: a wheel built against another numpy would not import). setup.py
 # falls back to pure Python silently, so only the import tells which build is there; it also catches a build
 # that a later numpy upgrade broke. Repeat runs only check the import.
-if ! .venv/bin/python -c 'import pyBKT.fit.E_step' 2>/dev/null; then
+# A build that failed is not tried again on every run (delete .venv/.pybkt-build-failed to retry); `flask
+# doctor` tells which build is active.
+if ! .venv/bin/python -c 'import pyBKT.fit.E_step' 2>/dev/null && [ ! -e .venv/.pybkt-build-failed ]; then
     pybkt="pyBKT==$(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("pyBKT"))')"
     if command -v g++ >/dev/null 2>&1 || command -v c++ >/dev/null 2>&1; then
         printf "Building %s with its compiled E-step ... " "$pybkt"
@@ -32,6 +34,7 @@ if ! .venv/bin/python -c 'import pyBKT.fit.E_step' 2>/dev/null; then
             echo "done."
         else
             echo "failed: fits use pyBKT's pure-Python E-step (much slower)."
+            touch .venv/.pybkt-build-failed
         fi
     else
         echo "No C++ compiler (g++/c++): fits use pyBKT's pure-Python E-step (much slower)."

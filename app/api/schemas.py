@@ -2,12 +2,32 @@
 
 from __future__ import annotations
 
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 ONE_DAY_MS = 24 * 60 * 60 * 1000
+
+
+class UtcDateTime(fields.AwareDateTime):
+    """An ISO 8601 date-time (UTC when it has no offset), converted to UTC.
+
+    "0001-01-01T00:00:00+01:00" is valid ISO 8601 but lies before year 1 in UTC: refused here, not an
+    overflow in the database layer.
+    """
+
+    default_error_messages = {"range": "Must lie between years 1 and 9999 in UTC."}
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(default_timezone=UTC, **kwargs)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> datetime:
+        parsed = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            return parsed.astimezone(UTC)
+        except OverflowError:
+            raise self.make_error("range") from None
 
 
 class StudentCreateSchema(Schema):
@@ -260,9 +280,9 @@ class StudentReportSchema(Schema):
 
 
 class ReportWindowSchema(Schema):
-    since = fields.AwareDateTime(default_timezone=UTC,
+    since = UtcDateTime(
                                  metadata={"description": "Count activity from here."})
-    until = fields.AwareDateTime(default_timezone=UTC,
+    until = UtcDateTime(
                                  metadata={"description": "Report as of (default now)."})
 
     @validates_schema
@@ -344,8 +364,8 @@ class DeclineResultSchema(Schema):
 class BiasCheckRequestSchema(Schema):
     attribute = fields.String(required=True, validate=validate.Length(1, 40))
     skills = fields.List(fields.String(validate=validate.Length(1, 100)), validate=validate.Length(max=500))
-    since = fields.AwareDateTime(default_timezone=UTC)
-    until = fields.AwareDateTime(default_timezone=UTC)
+    since = UtcDateTime()
+    until = UtcDateTime()
     bootstrap = fields.Integer(strict=True, validate=validate.Range(50, 5000))
     seed = fields.Integer(strict=True, validate=validate.Range(0, 2**31 - 1))
     diagnostic = fields.Boolean(load_default=False, metadata={

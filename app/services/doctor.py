@@ -9,26 +9,25 @@ from __future__ import annotations
 
 import importlib.metadata
 import platform
-import re
 import shutil
 import sys
 from dataclasses import dataclass
 
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
+from packaging.utils import canonicalize_name
 from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.models import Exercise, Skill
 from app.services import pybkt_engine
 
-# Versions pyBKT 1.4.3 is known to work with (../shared/REFERENCES.md §2; pyproject.toml pins the same).
-# numpy >= 2.4 breaks pyBKT's own pure-Python EM loop, scikit-learn >= 1.8 its import.
-KNOWN_GOOD: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
-    "numpy": ((1, 26), (2, 4)),
-    "pandas": ((2, 2), (3, 2)),
-    "scikit-learn": ((1, 6), (1, 8)),
-}
+# The libraries pyBKT 1.4.3 depends on: pyproject.toml allows only the versions known to work with it
+# (../shared/REFERENCES.md §2: numpy >= 2.4 breaks its pure-Python EM loop, scikit-learn >= 1.8 its import).
+PYBKT_STACK = ("numpy", "pandas", "scikit-learn")
+PROJECT = "tutor"
 COMPILERS = ("g++", "c++")
 
 
@@ -40,13 +39,19 @@ class Check:
     warning: bool = False  # works, but slower or untested
 
 
-def _release(version: str) -> tuple[int, ...]:
-    """"2.3.5" -> (2, 3, 5); "1.26.0rc1" -> (1, 26, 0)."""
-    return tuple(int(part) for part in re.findall(r"\d+", version.split("+")[0])[:3])
-
-
-def _shown(bound: tuple[int, ...]) -> str:
-    return ".".join(map(str, bound))
+def declared_ranges() -> dict[str, SpecifierSet]:
+    """The versions of ``PYBKT_STACK`` the installed project declares (pyproject.toml, via its metadata)."""
+    try:
+        requirements = importlib.metadata.requires(PROJECT) or []
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return {}
+    ranges: dict[str, SpecifierSet] = {}
+    for line in requirements:
+        requirement = Requirement(line)
+        name = canonicalize_name(requirement.name)
+        if requirement.marker is None and name in PYBKT_STACK:
+            ranges[name] = requirement.specifier
+    return ranges
 
 
 def compiler_on_path() -> str | None:
@@ -72,10 +77,15 @@ def stack_checks() -> list[Check]:
                 else "install g++ and re-run scripts/serve or scripts/test to build it")
         checks.append(Check("pyBKT", f"{version}, pure-Python E-step only: fits are about 60 times "
                                      f"slower ({compiler_note}; {hint})", warning=True))
-    for package, (low, high) in KNOWN_GOOD.items():
+    ranges = declared_ranges()
+    for package in PYBKT_STACK:
         version = importlib.metadata.version(package)
-        good = low <= _release(version) < high
-        span = f">= {_shown(low)}, < {_shown(high)}"
+        span = ranges.get(package)
+        if span is None:
+            checks.append(Check(package, f"{version} (range unknown: the project is not installed)",
+                                warning=True))
+            continue
+        good = span.contains(version, prereleases=True)
         checks.append(Check(package, f"{version} ({'within' if good else 'OUTSIDE'} the range known good for "
                                      f"pyBKT 1.4.3: {span})", warning=not good))
     return checks

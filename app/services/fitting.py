@@ -286,6 +286,7 @@ class FitReport:
     rejected: dict[str, str] = field(default_factory=dict)
     rebuild: RebuildReport | None = None
     restarts: int = 0  # EM restarts run in all, retries of degenerate fits included
+    engine: str = ""  # as recorded in the fit run, e.g. "pyBKT 1.4.3 (compiled E-step)"
 
 
 def fit_parameters(
@@ -347,8 +348,9 @@ def fit_parameters(
     ).one()
     if read_only:
         session.rollback()  # end the snapshot: the writes below take a transaction of their own
+    report.engine = engine_name({e for f in fits for e in f.e_steps})
     run = FitRun(
-        engine=engine_name({e for f in fits for e in f.e_steps}),
+        engine=report.engine,
         options={"forgets": forgets, "min_responses": min_responses, "num_fits": num_fits, "seed": seed,
                  "skills": sorted(skills) if skills is not None else None},
         window_start=window[0], window_end=window[1],

@@ -11,7 +11,7 @@ from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from app.domain.bkt import BktParams
@@ -254,24 +254,29 @@ def lock_students(session: Session, student_ids: Collection[str] | None = None) 
     """Hold these students' answers (all students: None) until the transaction ends.
 
     Answers lock their student's row first (``access.find_student(lock=True)``), so a replay that holds the
-    rows cannot miss an answer committed between its read of the log and its write. Taken in id order, as
-    answers take one row each, so it cannot deadlock with them. SQLite: BEGIN IMMEDIATE already holds the
-    whole database.
+    rows cannot miss an answer committed between its read of the log and its write. Some students: their
+    rows, in id order (answers take one row each, so no deadlock). All students: on PostgreSQL the table in
+    EXCLUSIVE mode, which also holds back students created meanwhile (row locks would miss them, and the
+    replay would wipe their first answers) while plain reads go on. SQLite: BEGIN IMMEDIATE already holds
+    the whole database.
     """
-    query = select(Student.id).order_by(Student.id).with_for_update()
-    if student_ids is not None:
-        query = query.where(Student.id.in_(list(student_ids)))
+    if student_ids is None:
+        if session.get_bind().dialect.name == "postgresql":
+            session.execute(text("LOCK TABLE students IN EXCLUSIVE MODE"))
+        return
+    query = select(Student.id).where(Student.id.in_(list(student_ids))).order_by(Student.id).with_for_update()
     session.execute(query).all()
 
 
 def check_consistency(session: Session, *, threshold: float) -> Consistency:
-    """``check_mastery`` on one snapshot of the database; ends its (read-only) transaction.
+    """``check_mastery`` on one snapshot of the database (read-only; ended here when begun here).
 
     Answers may keep arriving meanwhile (called outside a transaction): the log and the state it compares are
     read from one snapshot, REPEATABLE READ on PostgreSQL and a WAL read transaction on SQLite, which
     holds no lock that answers would wait for.
     """
-    if not session.in_transaction():
+    own_snapshot = not session.in_transaction()
+    if own_snapshot:
         begin_read_snapshot(session)
     try:
         return Consistency(
@@ -280,7 +285,8 @@ def check_consistency(session: Session, *, threshold: float) -> Consistency:
             mismatches=check_mastery(session, threshold=threshold),
         )
     finally:
-        session.rollback()
+        if own_snapshot:  # a caller's own transaction (and its pending writes) is the caller's to end
+            session.rollback()
 
 
 def repair_consistency(session: Session, *, threshold: float) -> Repair:

@@ -108,33 +108,40 @@ def test_an_answer_during_a_rebuild_waits_for_it_and_lands_on_top(
         app: Flask, api: ApiClient, runner: Any, shipped_graph: ContentGraph,
         monkeypatch: pytest.MonkeyPatch) -> None:
     """rebuild-mastery (and the replay after fit-params) holds the students' answers until it commits: an
-    answer sent after it read the log is neither lost from the state nor written twice."""
+    answer sent after it read the log, also by a student created meanwhile, is neither lost from the state
+    nor written twice."""
     student = api.new_student()
     url, exercise = f"/api/v1/students/{student}/responses", sorted(shipped_graph.exercises)[0]
     for correct in (True, False, True):
         assert api.post(url, json={"exercise_id": exercise, "correct": correct}).status_code == 201
-    replay, outcome = mastery.replay_models, []
+    replay, pending = mastery.replay_models, []
+
+    def newcomer_answers() -> int:
+        newcomer = api.new_student("newcomer")
+        return int(api.post(f"/api/v1/students/{newcomer}/responses",
+                            json={"exercise_id": exercise, "correct": True}).status_code)
 
     def replay_then_answer(*args: Any, **kwargs: Any) -> Any:
         replayed = list(replay(*args, **kwargs))
-        other = ThreadPoolExecutor(max_workers=1)  # its own app context and database connection
-        outcome.append(other.submit(
+        others = ThreadPoolExecutor(max_workers=2)  # their own app contexts and database connections
+        pending.append(others.submit(
             lambda: api.post(url, json={"exercise_id": exercise, "correct": False}).status_code))
+        pending.append(others.submit(newcomer_answers))
         deadline = time.monotonic() + 1.0
         while time.monotonic() < deadline:
-            assert not outcome[0].done(), "the answer went through while the rebuild held its student"
+            assert not any(f.done() for f in pending), "an answer went through while the rebuild held it"
             time.sleep(0.05)
-        other.shutdown(wait=False)
+        others.shutdown(wait=False)
         return iter(replayed)
 
     monkeypatch.setattr(mastery, "replay_models", replay_then_answer)
     rebuilt = runner.invoke(args=["rebuild-mastery"])
     assert rebuilt.exit_code == 0, rebuilt.output
-    assert outcome[0].result(timeout=60) == 201
+    assert [f.result(timeout=60) for f in pending] == [201, 201]
     monkeypatch.undo()
     with app.app_context():
         assert check_mastery(db.session()) == []
-        assert db.session.scalar(sa.select(sa.func.sum(Mastery.attempts))) == 4 * len(
+        assert db.session.scalar(sa.select(sa.func.sum(Mastery.attempts))) == 5 * len(
             shipped_graph.exercises[exercise].skill_ids)
 
 

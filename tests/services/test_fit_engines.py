@@ -270,8 +270,9 @@ def test_doctor_reports_the_stack_the_database_and_the_content(app, runner) -> N
 
 
 def doctor_span(package: str) -> str:
-    low, high = doctor.KNOWN_GOOD[package]
-    return f">= {'.'.join(map(str, low))}, < {'.'.join(map(str, high))}"
+    span = doctor.declared_ranges()[package]
+    assert "<" in str(span), f"pyproject.toml must cap {package} at the versions known good for pyBKT"
+    return str(span)
 
 
 def test_doctor_fails_on_an_unmigrated_or_unreachable_database(tmp_path) -> None:
