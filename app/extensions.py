@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from flask import render_template, request
+from flask import current_app, render_template, request
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
@@ -12,6 +12,7 @@ from flask_sqlalchemy import SQLAlchemy
 from flask_wtf import CSRFProtect
 from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
+from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.routing import IntegerConverter, Map
 
 
@@ -42,6 +43,9 @@ class TutorApi(Api):
     """
 
     def handle_http_exception(self, error: Any) -> Any:
+        if isinstance(error, RequestEntityTooLarge):  # Werkzeug's own wording names no limit
+            limit = current_app.config["MAX_CONTENT_LENGTH"]
+            error.description = f"The request body is larger than {limit} bytes."
         if not is_api_request():
             data = dict(getattr(error, "data", None) or {})
             page = render_template("error.html", code=error.code, title=error.name,

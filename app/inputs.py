@@ -13,7 +13,7 @@ import json
 import math
 from typing import Any
 
-from flask import Flask, current_app, request
+from flask import Flask, request
 from flask_smorest import Blueprint, abort
 from webargs import core
 from webargs.flaskparser import FlaskParser, is_json_request
@@ -114,14 +114,8 @@ class StrictBlueprint(Blueprint):
 
 
 def _check_request() -> None:
-    """Refuse what no view could use before any of them runs.
-
-    A body over MAX_CONTENT_LENGTH (413, before reading it), and a NUL character in the path, the
-    query or a form field: never meant, and PostgreSQL refuses it in text.
-    """
-    limit = current_app.config.get("MAX_CONTENT_LENGTH")
-    if limit and request.content_length and request.content_length > limit:
-        abort(413, message=f"The request body is larger than {limit} bytes.")
+    """A NUL character in the path, the query or a form field: never meant, and PostgreSQL refuses it in
+    text. (Bodies over MAX_CONTENT_LENGTH are Werkzeug's to refuse, with a 413, when first read.)"""
     if "\x00" in request.path:
         abort(400, message="The URL path contains a NUL character (%00).")
     sources = [("query", request.args)]

@@ -44,7 +44,8 @@ from app.domain.simulation import SimulatedStudent, SimulationConfig  # noqa: E4
 from app.extensions import db  # noqa: E402
 from app.services.content_files import read_content  # noqa: E402
 from app.services.mastery import check_consistency  # noqa: E402
-from bench.api import fresh_database, percentile, prepare, rss_mib, serve  # noqa: E402
+from bench.api import percentile, prepare  # noqa: E402
+from bench.harness import fresh_database, rss_mib, serve  # noqa: E402
 
 RETRY_SHARE = 0.05  # answers the app sends twice
 PROGRESS_SHARE = 0.1  # answers followed by a progress read

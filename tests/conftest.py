@@ -31,7 +31,7 @@ from app.services.accounts import create_class, create_school, create_staff_user
 from app.services.apps import create_api_key
 from app.services.content import sync_content
 from app.services.content_files import read_content
-from bench.api import postgres_database
+from bench.harness import postgres_database
 
 ROOT = Path(__file__).resolve().parent.parent
 CONTENT_DIR = ROOT / "content"

@@ -31,7 +31,7 @@ from app.extensions import db
 from app.models import Mastery, Response, ResponseSkill, Student
 from app.services.content import read_snapshot
 from app.services.mastery import check_mastery, replay_log
-from bench.api import Gunicorn, serve
+from bench.harness import Gunicorn, serve
 from tests.conftest import issue_key
 
 WORKERS = 3

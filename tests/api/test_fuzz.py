@@ -34,7 +34,7 @@ EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "20"))
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 
 
-def real_ids(app: Any, world: World, shipped_graph: Any) -> dict[str, list[Any]]:
+def real_ids(world: World, shipped_graph: Any) -> dict[str, list[Any]]:
     bias_check = world.actors["admin"].request("POST", "/api/v1/bias-checks", json={"attribute": "class"})
     assert bias_check.status_code == 201, bias_check.get_json()
     return {
@@ -122,7 +122,7 @@ def test_generated_requests_get_documented_answers_and_never_a_server_error(
     schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", app)
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 20, [op.label for op in operations]
-    run = Run(world, real_ids(app, world, shipped_graph))
+    run = Run(world, real_ids(world, shipped_graph))
     for operation in operations:
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
             for caller in ("app1", "admin"):
