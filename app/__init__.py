@@ -11,42 +11,27 @@ from sqlalchemy.engine import Engine
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app import api, cli, errors, inputs, sessions, web
-from app.config import DEFAULT_SECRET_KEY, defaults
-from app.domain.selection import PolicyConfig
 from app.extensions import READ_SNAPSHOT, RowIdConverter, csrf, db, limiter, migrate
+from app.settings import configure
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app = Flask(__name__, instance_relative_config=True)
     app.url_map.converters["id"] = RowIdConverter
     os.makedirs(app.instance_path, exist_ok=True)
-    app.config.from_mapping(defaults(app.instance_path))
-    if test_config is None:
-        app.config.from_pyfile("config.py", silent=True)
-    else:
-        app.config.from_mapping(test_config)
+    # defaults <- env <- instance/config.py (or test_config), validated once: a bad value stops here.
+    settings = configure(app, test_config)
 
-    if app.config["SECRET_KEY"] == DEFAULT_SECRET_KEY and not (app.debug or app.testing):
-        raise RuntimeError(
-            "Refusing to start with the default SECRET_KEY: set SECRET_KEY in the environment "
-            f"or in {os.path.join(app.instance_path, 'config.py')} (scripts/serve writes one)."
-        )
-
-    try:
-        PolicyConfig(**app.config.get("POLICY", {}))
-    except TypeError as error:
-        raise RuntimeError(f"invalid POLICY setting: {error}") from None
-
-    if app.config.get("PROXY_COUNT"):
+    if settings.proxy_count:
         # Behind N reverse proxies: take the client address and scheme from their X-Forwarded-* headers,
         # so rate limits count clients, not the proxy.
-        hops = int(app.config["PROXY_COUNT"])
+        hops = settings.proxy_count
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
 
     db.init_app(app)
     migrate.init_app(app, db, directory=os.path.join(os.path.dirname(__file__), "..", "migrations"))
     with app.app_context():
-        _tune_sqlite(db.engine, int(app.config["SQLITE_BUSY_TIMEOUT_MS"]))
+        _tune_sqlite(db.engine, settings.sqlite_busy_timeout_ms)
     app.after_request(errors.keep_retry_after)  # before the limiter's, so it runs after it
     limiter.init_app(app)  # first: rate limits apply before any other check (CSRF included)
     inputs.init_app(app)

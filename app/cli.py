@@ -6,11 +6,11 @@ non-zero with a one-line ``Error: ...`` message.
 
 from __future__ import annotations
 
-import csv
+import secrets
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import fields, replace
 from datetime import UTC
 from functools import partial
 from typing import Any
@@ -21,15 +21,33 @@ from flask.cli import with_appcontext
 from flask_migrate import upgrade
 from sqlalchemy.exc import DatabaseError
 
+from app import csv_writer
 from app.domain.access import Principal, Role
+from app.domain.bkt import BktParams
 from app.domain.content import ContentGraph
 from app.domain.errors import ContentError, DomainError
 from app.domain.logs import LOG_FORMATS
 from app.domain.selection import POLICIES
-from app.domain.simulation import SimulationConfig, check_targets, format_report, run_comparison
+from app.domain.simulation import (
+    POOLED_PARAMS,
+    SIMULATION_POLICIES,
+    SimulationConfig,
+    check_targets,
+    format_report,
+    run_comparison,
+)
+from app.domain.worlds import (
+    CURVES,
+    ForgettingConfig,
+    ForgettingWorld,
+    format_forgetting,
+    format_targets,
+    run_forgetting,
+)
+from app.domain.worlds import check_targets as forgetting_targets
 from app.extensions import db
 from app.models import Student
-from app.services import accounts, bias, doctor, groups, privacy, tutoring
+from app.services import accounts, bias, demo, doctor, groups, memory_fit, privacy, tutoring
 from app.services.apps import create_api_key, revoke_api_key
 from app.services.content import current_snapshot, sync_content
 from app.services.content_files import read_content
@@ -38,7 +56,8 @@ from app.services.fitting import FitError, fit_parameters
 from app.services.imports import import_log
 from app.services.mastery import Consistency, Mismatch, rebuild_mastery, repair_consistency
 from app.services.mastery import check_consistency as check_consistency_of
-from app.services.tutoring import policy_config
+from app.services.tutoring import mastery_rules, policy_config
+from app.settings import current_settings
 
 
 def _database_problem(error: DatabaseError) -> str:
@@ -47,7 +66,7 @@ def _database_problem(error: DatabaseError) -> str:
 
 
 def _content_dir(directory: str | None) -> str:
-    return directory or str(current_app.config["CONTENT_DIR"])
+    return directory or current_settings().content_dir
 
 
 def _read_or_fail(directory: str) -> ContentGraph:
@@ -136,6 +155,43 @@ def _reported_errors() -> Iterator[None]:
         raise click.ClickException(_database_problem(error)) from None
 
 
+@click.command("create-demo")
+@with_appcontext
+@click.option("--school", "school_name", default="Demo school", show_default=True)
+@click.option("--students", type=int, default=20, show_default=True, help="Simulated students.")
+@click.option("--weeks", type=int, default=3, show_default=True, help="Weeks of school days of practice.")
+@click.option("--answers-per-day", type=int, default=8, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+def create_demo_command(school_name: str, students: int, weeks: int, answers_per_day: int,
+                        seed: int) -> None:
+    """Demo data (marked as such): an admin, a teacher, a class of students with weeks of simulated
+    practice and consented group attributes, a bias check. Prints the sign-ins once; safe to run again."""
+    try:
+        config = demo.DemoConfig(students=students, weeks=weeks, answers_per_session=answers_per_day,
+                                 seed=seed)
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
+    passwords = secrets.token_urlsafe(12), secrets.token_urlsafe(12)
+    click.echo(f"Simulating {weeks} week(s) of practice for {students} demo students (first run only)...",
+               err=True)
+    with _reported_errors():
+        try:
+            made = demo.create_demo(db.session(), teacher_password=passwords[0], admin_password=passwords[1],
+                                    school_name=school_name, config=config)
+        except demo.DemoExists:
+            click.echo(f"The demo already exists ({demo.TEACHER_EMAIL}, {demo.ADMIN_EMAIL}); its passwords "
+                       "were shown when it was created.")
+            return
+    click.echo(f"Demo data created in {made.school!r}: {len(made.simulated)} simulated students, "
+               f"{made.answers} answers, consented group attributes, a bias check.")
+    click.echo(f"  Teacher: {made.teacher_email}  password {passwords[0]}")
+    click.echo(f"  Admin:   {made.admin_email}  password {passwords[1]}")
+    click.echo(f"  Students: class code {made.join_code} with a personal code:")
+    for external_id, code in made.codes:
+        what = "no answers yet" if external_id in demo.FRESH_STUDENTS else "weeks of simulated practice"
+        click.echo(f"    {external_id:<8} {code}  ({what})")
+
+
 @click.command("create-school")
 @with_appcontext
 @click.argument("name")
@@ -190,7 +246,7 @@ def enroll_command(join_code: str, roster: Any, reissue: bool) -> None:
     with _reported_errors():
         klass = accounts.find_class_by_code(db.session(), join_code)
         results = accounts.enroll(db.session(), klass, accounts.read_roster(roster.read()), reissue=reissue)
-    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer = csv_writer.writer(sys.stdout)  # an id like =HYPERLINK(...) must not run in a spreadsheet
     writer.writerow(["external_id", "personal_code", "status"])
     for row in results:
         status = "new student" if row.created else ("added to class" if row.added else "already in class")
@@ -299,12 +355,11 @@ def purge_expired_command(dry_run: bool) -> None:
     RETENTION_RESPONSE_DAYS and RETENTION_ACCESS_LOG_DAYS (default 365 each). Mastery keeps the
     current state; the raw history goes (each student's state at the cut-off is kept as their baseline).
     """
-    config = current_app.config
+    retention = current_settings().retention
     with _reported_errors():
         report = privacy.purge_expired(
-            db.session(), response_days=int(config["RETENTION_RESPONSE_DAYS"]),
-            access_log_days=int(config["RETENTION_ACCESS_LOG_DAYS"]),
-            threshold=float(config["MASTERY_THRESHOLD"]), dry_run=dry_run)
+            db.session(), response_days=retention.response_days, access_log_days=retention.access_log_days,
+            rules=mastery_rules(), dry_run=dry_run)
     verb = "Would delete" if dry_run else "Deleted"
     click.echo(f"Answers and recommendations before {report.responses_before:%Y-%m-%d %H:%M} UTC, "
                f"access log before {report.access_log_before:%Y-%m-%d %H:%M} UTC.")
@@ -359,7 +414,7 @@ def audit_bias_command(attribute: str, school_name: str | None, skills: tuple[st
     for line in report["summary"]:
         click.echo(f"  {line}")
     for group in report["groups"]:
-        if group["status"] == "suppressed":
+        if not group["metrics"]:  # suppressed, or no answers: the summary above says which
             continue
         auc, acc = group["metrics"]["auc"], group["metrics"]["attempts_to_mastery"]
         click.echo(f"  {group['group']:>20}: {group['students']} students, {group['responses']} answers, "
@@ -405,7 +460,7 @@ def import_log_command(file: str, fmt: str, app_name: str, school_name: str | No
         report = import_log(
             db.session(), file, fmt, app_name=app_name, school_name=school_name,  # type: ignore[arg-type]
             skip_bad_rows=skip_bad_rows,
-            threshold=current_app.config["MASTERY_THRESHOLD"], progress=show,
+            rules=mastery_rules(), progress=show,
         )
     except DomainError as error:  # LogImportError, or no such school
         raise click.ClickException(str(error)) from None
@@ -446,7 +501,7 @@ def fit_params_command(skills: tuple[str, ...], forgets: bool, min_responses: in
     try:
         report = fit_parameters(
             db.session(), skills=list(skills) or None, forgets=forgets, min_responses=min_responses,
-            num_fits=num_fits, seed=seed, n_jobs=jobs, threshold=current_app.config["MASTERY_THRESHOLD"],
+            num_fits=num_fits, seed=seed, n_jobs=jobs, rules=mastery_rules(),
         )
     except FitError as error:
         raise click.ClickException(str(error)) from None
@@ -473,9 +528,21 @@ def fit_params_command(skills: tuple[str, ...], forgets: bool, min_responses: in
 @with_appcontext
 def rebuild_mastery_command() -> None:
     """Recompute every student's mastery from the response log under the current parameters."""
-    report = rebuild_mastery(db.session(), threshold=current_app.config["MASTERY_THRESHOLD"])
+    report = rebuild_mastery(db.session(), rules=mastery_rules())
     click.echo(f"Mastery rebuilt: {report.responses} responses, {report.students} students, "
                f"{report.mastery_rows} student-skill rows.")
+
+
+@click.command("fit-memory")
+@with_appcontext
+def fit_memory_command() -> None:
+    """Fit the memory model (FSRS) to the school's log; prints the MASTERY_RULES setting to use."""
+    with _reported_errors():
+        fit = memory_fit.fit_memory(db.session())
+        db.session.rollback()  # read only
+    click.echo(f"Fitted FSRS to {fit.reviews} reviews of {fit.cards} student-skill pairs.")
+    click.echo("Put this in instance/config.py (then restart and run 'flask rebuild-mastery'):")
+    click.echo(f"MASTERY_RULES = {{'memory_weights': {list(round(w, 4) for w in fit.weights)}}}")
 
 
 SHOWN_MISMATCHES = 200
@@ -527,10 +594,10 @@ def check_consistency_command(repair: bool) -> None:
     Lists every difference (student, skill, stored vs replayed) and exits 1 when there is one, 0 when the
     state is consistent. Safe while the service runs.
     """
-    threshold = float(current_app.config["MASTERY_THRESHOLD"])
+    rules = mastery_rules()
     with _reported_errors():
-        outcome = repair_consistency(db.session(), threshold=threshold) if repair else None
-        found = outcome.found if outcome else check_consistency_of(db.session(), threshold=threshold)
+        outcome = repair_consistency(db.session(), rules=rules) if repair else None
+        found = outcome.found if outcome else check_consistency_of(db.session(), rules=rules)
     if not found.mismatches:
         click.echo(f"Consistent: stored state equals a replay of the log ({_scope(found)}).")
         return
@@ -587,59 +654,139 @@ def evaluate_model_command(test_fraction: float, seed: int, num_fits: int, forge
 
 
 def _without_review(policy: Any, graph: Any, params: Any, view: Any, config: Any, seed: int) -> Any:
-    return policy(graph, params, view, replace(config, review_threshold=0.0), seed)
+    return policy(graph, params, view, replace(config, reviews=False), seed)
+
+
+# Options of the forgetting world only: (option name, ForgettingConfig or ForgettingWorld field).
+_FORGETTING_OPTIONS = {
+    "weeks": "weeks", "post_test_days": "post_test_days", "answers_per_session": "answers_per_session",
+    "truth_prior": "prior", "truth_guess": "guess", "truth_slip": "slip", "truth_learn": "learn",
+    "speed_spread": "speed_spread", "forgetting_curve": "curve", "memory_strength": "initial_strength_days",
+}
 
 
 @click.command("simulate")
 @with_appcontext
-@click.option("--students", default=50, show_default=True, type=click.IntRange(1),
-              help="Simulated students per learner group.")
-@click.option("--policy", "policies", multiple=True, type=click.Choice(sorted(POLICIES)),
-              help="Policies to compare (repeatable; default: all).")
-@click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--content-params", is_flag=True,
-              help="Give the tracker each skill's own parameters instead of the pooled fit.")
+@click.option("--world", type=click.Choice(["issue-4", "forgetting"]), default="issue-4",
+              show_default=True,
+              help="issue-4: fast and slow learners who never forget; forgetting: school weeks with "
+                   "forgetting and a delayed post-test (docs/POLICY.md).")
+@click.option("--students", default=None, type=click.IntRange(1),
+              help="Simulated students per learner group (issue-4, default 50) or in all "
+                   "(forgetting, default 30).")
+@click.option("--policy", "--policies", "policies", multiple=True,
+              type=click.Choice(sorted(SIMULATION_POLICIES)),
+              help="Policies to compare (repeatable; default: the five of the service, and in the forgetting "
+                   "world also spaced_repetition).")
+@click.option("--seed", default="0", show_default=True, help="Run seed (any text).")
+@click.option("--content-params/--pooled-params", default=None,
+              help="The tracker's parameters: each skill's own (content) or the pooled fit "
+                   "(default: pooled in issue-4, content in forgetting).")
 @click.option("--jobs", default=None, type=click.IntRange(1), help="Worker processes (default: cores).")
-@click.option("--strict-baselines", default=0.98, show_default=True, type=click.FloatRange(0.5, 0.999),
-              help="Also run the baselines at this threshold, to compare at equal accuracy (0 skips).")
-def simulate_command(students: int, policies: tuple[str, ...], seed: int, content_params: bool,
-                     jobs: int | None, strict_baselines: float) -> None:
-    """Run the policies on simulated fast and slow learners over the current content graph."""
-    config = SimulationConfig(students_per_group=students, seed=seed, policy=policy_config())
-    if content_params:
-        config = replace(config, model_params=None)
-    graph = current_snapshot(db.session()).graph
+@click.option("--strict-baselines", default=None, type=click.FloatRange(0.0, 0.999),
+              help="issue-4: also run the baselines at this threshold, to compare at equal accuracy "
+                   "(default 0.98; 0 skips).")
+@click.option("--weeks", default=None, type=click.IntRange(1, 52),
+              help="forgetting: school weeks (default 4).")
+@click.option("--post-test-days", default=None, type=click.IntRange(0, 365),
+              help="forgetting: days from the last session to the post-test (default 14).")
+@click.option("--answers-per-session", default=None, type=click.IntRange(1, 600),
+              help="forgetting: answers per daily sitting (default 30).")
+@click.option("--truth-prior", default=None, type=click.FloatRange(0.0, 1.0),
+              help="forgetting: mean share of skills students already know (default 0.1).")
+@click.option("--truth-guess", default=None, type=click.FloatRange(0.0, 1.0),
+              help="forgetting: mean guess rate (default 0.2).")
+@click.option("--truth-slip", default=None, type=click.FloatRange(0.0, 1.0),
+              help="forgetting: mean slip rate (default 0.1).")
+@click.option("--truth-learn", default=None, type=click.FloatRange(0.0, 1.0),
+              help="forgetting: learn rate per attempt at speed 1 (default 0.12).")
+@click.option("--speed-spread", default=None, type=click.FloatRange(0.0, 3.0),
+              help="forgetting: standard deviation of the students' log speed (default 0.7).")
+@click.option("--forgetting-curve", default=None, type=click.Choice(CURVES),
+              help="forgetting: exponential (default) or power-law recall.")
+@click.option("--memory-strength", default=None, type=click.FloatRange(0.01, 365.0),
+              help="forgetting: memory strength in days of a skill just learned (default 3).")
+def simulate_command(world: str, students: int | None, policies: tuple[str, ...], seed: str,
+                     content_params: bool | None, jobs: int | None, strict_baselines: float | None,
+                     **forgetting: Any) -> None:
+    """Compare the selection policies on simulated students over the current content graph."""
+    given = [f"--{name.replace('_', '-')}" for name, value in forgetting.items() if value is not None]
+    if world != "forgetting" and given:
+        raise click.ClickException(f"{', '.join(given)} only apply to --world forgetting")
+    if world == "forgetting" and strict_baselines is not None:
+        raise click.ClickException("--strict-baselines only applies to --world issue-4")
+    if strict_baselines is not None and 0 < strict_baselines < 0.5:
+        raise click.ClickException(
+            f"--strict-baselines must be 0 (skip) or in [0.5, 0.999], got {strict_baselines}")
+    snapshot = current_snapshot(db.session())
+    graph = snapshot.graph
     if not any(graph.exercises_by_skill.values()):
         raise click.ClickException("no content to simulate on: run 'flask load-content' first")
-    chosen = {name: POLICIES[name] for name in (policies or POLICIES)}
+    # "Content" parameters are the service's current ones per skill (shipped defaults, or fitted).
+    if world == "forgetting":
+        _simulate_forgetting(graph, snapshot.params if content_params in (None, True) else None,
+                             students, policies, seed, jobs, forgetting)
+        return
+    config = SimulationConfig(students_per_group=students or 50, seed=seed, policy=policy_config())
+    params = snapshot.params if content_params else None
+    if content_params:
+        config = replace(config, model_params=None)  # for the report's footer
+    chosen = {name: SIMULATION_POLICIES[name] for name in (policies or POLICIES)}
     if "adaptive" in chosen:
         # The simulated students never forget, so reviews can only cost attempts here:
         # show ours without them too.
         chosen["adaptive_no_review"] = partial(_without_review, chosen["adaptive"])
         config = replace(config, paced_policies=frozenset({"adaptive", "adaptive_no_review"}))
-    report = run_comparison(graph, config, chosen, processes=jobs)
+    report = run_comparison(graph, config, chosen, processes=jobs, params=params)
     click.echo(format_report(report))
     if not {"adaptive", "fixed_order", "lowest_mastery"} <= set(report.policies):
         return
     for check in check_targets(report):
         click.echo(f"[{'met' if check.met else 'NOT met'}] {check.name}: {check.detail}")
+    strict_threshold = 0.98 if strict_baselines is None else strict_baselines
+    if not strict_threshold:
+        return
     # A stricter threshold makes the baselines as accurate as ours: compare attempts there.
-    strict = replace(config, policy=replace(config.policy, mastery_threshold=strict_baselines))
+    strict = replace(config, policy=replace(
+        config.policy, rules=replace(config.policy.rules, threshold=strict_threshold)))
     baselines = [p for p in report.policies if not p.startswith("adaptive")]
-    strict_report = run_comparison(graph, strict, baselines, processes=jobs)
-    click.echo(f"\nBaselines at threshold {strict_baselines}:")
+    strict_report = run_comparison(graph, strict, baselines, processes=jobs, params=params)
+    click.echo(f"\nBaselines at threshold {strict_threshold}:")
     click.echo(format_report(strict_report))
     for check in check_targets(report, baseline_report=strict_report)[2:]:
         click.echo(f"[{'met' if check.met else 'NOT met'}] {check.name}: {check.detail}")
 
 
+def _simulate_forgetting(graph: ContentGraph, params: dict[str, BktParams] | None, students: int | None,
+                         policies: tuple[str, ...], seed: str, jobs: int | None,
+                         options: dict[str, Any]) -> None:
+    world_fields = {f.name for f in fields(ForgettingWorld)}
+    chosen = {_FORGETTING_OPTIONS[k]: v for k, v in options.items() if v is not None}
+    try:
+        world = ForgettingWorld(**{k: v for k, v in chosen.items() if k in world_fields})
+        config = ForgettingConfig(
+            students=students or 30, world=world, seed=seed, policy=policy_config(),
+            model_params=None if params is not None else POOLED_PARAMS,
+            **{k: v for k, v in chosen.items() if k not in world_fields})
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
+    report = run_forgetting(graph, config, list(policies) or None, processes=jobs, params=params)
+    click.echo(format_forgetting(report))
+    targets = forgetting_targets(report)
+    if targets:
+        click.echo("\nTargets (issue 17 item 7):")
+        click.echo(format_targets(targets))
+
+
 def init_app(app: Flask) -> None:
     for command in (init_db_command, doctor_command, validate_content_command, load_content_command,
-                    create_school_command, create_teacher_command, create_class_command, enroll_command,
+                    create_demo_command, create_school_command, create_teacher_command, create_class_command,
+                    enroll_command,
                     create_api_key_command, revoke_api_key_command, export_student_command,
                     delete_student_command, set_personalization_command, purge_expired_command,
                     import_group_attributes_command, audit_bias_command,
                     import_log_command, fit_params_command,
                     rebuild_mastery_command, check_consistency_command, evaluate_model_command,
+                    fit_memory_command,
                     simulate_command):
         app.cli.add_command(command)

@@ -1,8 +1,9 @@
-"""One error shape for the whole API: {"code", "status", "message", "errors"?}; HTML pages elsewhere.
+"""One error shape for the whole API: {"code", "status", "message", "errors"?}; one HTML page elsewhere.
 
 flask-smorest already answers HTTP errors (including 404 for unknown routes, 405,
 and 422 for schema failures) in this shape (see ``TutorApi``); here domain errors
 are mapped onto the same shape, so a view never builds an error body itself.
+Outside /api every error path renders its page with ``render_error``.
 """
 
 from __future__ import annotations
@@ -10,15 +11,32 @@ from __future__ import annotations
 from http import HTTPStatus
 from typing import Any
 
-from flask import Flask, Response, current_app, jsonify, render_template
+from flask import Flask, Response, current_app, g, jsonify, render_template, request
 from flask.typing import ResponseReturnValue
 from sqlalchemy.exc import OperationalError
 
 from app.domain.errors import Conflict, DomainError, Forbidden, InvalidInput, InvalidParameters, NotFound
 from app.domain.grading import InvalidAnswer
-from app.extensions import is_api_request
 
 RETRY_AFTER_SECONDS = 2
+# Set while an error page renders: the page's template context must then not read the database
+# (app.web's context processor shows only a principal the request had already loaded).
+RENDERING_ERROR = "tutor_rendering_error"
+
+
+def is_api_request() -> bool:
+    return request.path == "/api" or request.path.startswith("/api/")
+
+
+def render_error(status: int, message: str, *, title: str | None = None,
+                 headers: dict[str, str] | None = None) -> ResponseReturnValue:
+    """The one HTML error page. It never touches the database, so it renders when the database is the
+    error (a 503 for a signed-in page): the navigation shows a signed-in user only if this request had
+    already loaded them."""
+    g.setdefault(RENDERING_ERROR, True)
+    page = render_template("error.html", code=status, title=title or HTTPStatus(status).phrase,
+                           message=message)
+    return page, status, headers or {}
 
 
 def error_body(status: int, message: str, errors: Any = None) -> dict[str, Any]:
@@ -48,8 +66,7 @@ def _domain_error(error: DomainError) -> ResponseReturnValue:
     status, errors = _status_of(error)
     if is_api_request():
         return jsonify(error_body(status, str(error), errors)), status
-    page = render_template("error.html", code=status, title=HTTPStatus(status).phrase, message=str(error))
-    return page, status
+    return render_error(status, str(error))
 
 
 # PostgreSQL SQLSTATEs worth a retry: connection (08), rollback on serialization/deadlock (40), resources
@@ -81,8 +98,7 @@ def _database_unavailable(error: OperationalError) -> ResponseReturnValue:
     headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
     if is_api_request():
         return jsonify(error_body(503, message)), 503, headers
-    page = render_template("error.html", code=503, title=HTTPStatus(503).phrase, message=message)
-    return page, 503, headers
+    return render_error(503, message, headers=headers)
 
 
 def keep_retry_after(response: Response) -> Response:

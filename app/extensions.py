@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from flask import current_app, render_template, request
+from flask import current_app
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
@@ -14,6 +14,8 @@ from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.routing import IntegerConverter, Map
+
+from app.errors import is_api_request, render_error
 
 
 class Base(DeclarativeBase):
@@ -48,10 +50,8 @@ class TutorApi(Api):
             error.description = f"The request body is larger than {limit} bytes."
         if not is_api_request():
             data = dict(getattr(error, "data", None) or {})
-            page = render_template("error.html", code=error.code, title=error.name,
-                                   message=data.get("message") or error.description)
-            headers = data.get("headers", {})
-            return page, error.code, headers
+            return render_error(error.code, data.get("message") or error.description, title=error.name,
+                                headers=data.get("headers", {}))
         payload, code, headers = super().handle_http_exception(error)
         if "message" not in payload:
             if "errors" in payload:
@@ -59,10 +59,6 @@ class TutorApi(Api):
             else:
                 payload["message"] = error.description or error.name
         return payload, code, headers
-
-
-def is_api_request() -> bool:
-    return request.path == "/api" or request.path.startswith("/api/")
 
 
 # Row ids are PostgreSQL INTEGERs: a larger number in a URL is a 404 at routing, not a database overflow.

@@ -17,6 +17,7 @@ from flask import Flask, request
 from flask_smorest import Blueprint, abort
 from webargs import core
 from webargs.flaskparser import FlaskParser, is_json_request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 
 class UnusableJSON(json.JSONDecodeError):
@@ -113,9 +114,24 @@ class StrictBlueprint(Blueprint):
     ARGUMENTS_PARSER = StrictParser()
 
 
+def _check_body_size() -> None:
+    """A body of declared length over MAX_CONTENT_LENGTH is Werkzeug's to refuse, with a 413, when first
+    read. A body without one (``Transfer-Encoding: chunked``; gunicorn and Werkzeug's server mark such
+    streams terminated) is only cut at the limit, silently: the JSON parser then saw a truncated document
+    and answered 400 "Unterminated string", and a form would lose its last fields. So such a body is read
+    here, and one byte past the limit is the same 413."""
+    limit = request.max_content_length
+    if limit is None or request.content_length is not None or "wsgi.input_terminated" not in request.environ:
+        return
+    body = request.get_data(cache=True)  # parsers (JSON, forms) read this copy
+    if len(body) >= limit and request.environ["wsgi.input"].read(1):
+        raise RequestEntityTooLarge()
+
+
 def _check_request() -> None:
     """A NUL character in the path, the query or a form field: never meant, and PostgreSQL refuses it in
-    text. (Bodies over MAX_CONTENT_LENGTH are Werkzeug's to refuse, with a 413, when first read.)"""
+    text."""
+    _check_body_size()
     if "\x00" in request.path:
         abort(400, message="The URL path contains a NUL character (%00).")
     sources = [("query", request.args)]

@@ -67,10 +67,12 @@ class LearningApp(db.Model):  # type: ignore[name-defined]
     """An API client (a learning app) of one school; it sees that school's students."""
 
     __tablename__ = "learning_apps"
+    # A name is unique within its school only: schools never learn each other's app names.
+    __table_args__ = (UniqueConstraint("school_id", "name"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     school_id: Mapped[int] = mapped_column(ForeignKey("schools.id", ondelete="CASCADE"), index=True)
-    name: Mapped[str] = mapped_column(String(100), unique=True)
+    name: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
     keys: Mapped[list[ApiKey]] = relationship(back_populates="app")
@@ -89,10 +91,8 @@ class StaffUser(db.Model):  # type: ignore[name-defined]
     name: Mapped[str] = mapped_column(String(200))
     role: Mapped[str] = mapped_column(String(10))
     password_hash: Mapped[str] = mapped_column(String(255))
-    # Bumped on password change: sessions signed in with the old password end.
+    # Bumped on password change and sign-out: every session signed in before it ends.
     session_version: Mapped[int] = mapped_column(Integer, default=0)
-    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
-    locked_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
@@ -152,7 +152,7 @@ class Student(db.Model):  # type: ignore[name-defined]
     app_id: Mapped[int | None] = mapped_column(ForeignKey("learning_apps.id", ondelete="SET NULL"))
     external_id: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
-    # Posterior over the learning-speed factors of app.domain.tracking.SPEEDS (None: the prior).
+    # Posterior over app.domain.tracking.HYPOTHESES (speed x prior knowledge; None: the prior).
     speed_weights: Mapped[list[float] | None] = mapped_column(JSON)
     # False: the student opted out of personalization (fixed curriculum order).
     personalized: Mapped[bool] = mapped_column(Boolean, default=True, server_default=sa_true())
@@ -176,10 +176,8 @@ class StudentCredential(db.Model):  # type: ignore[name-defined]
         ForeignKey("students.id", ondelete="CASCADE"), primary_key=True)
     login_prefix: Mapped[str] = mapped_column(String(8), unique=True)
     code_hash: Mapped[str] = mapped_column(String(255))
-    # Bumped when a new code is issued: sessions signed in with the old one end.
+    # Bumped when a new code is issued and at sign-out: every session signed in before it ends.
     version: Mapped[int] = mapped_column(Integer, default=0)
-    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
-    locked_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
     issued_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
@@ -196,6 +194,8 @@ class Skill(db.Model):  # type: ignore[name-defined]
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     # Position in prerequisite order, for stable listings.
     position: Mapped[int] = mapped_column(Integer, default=0)
+    # The unit of the curriculum it belongs to ("Fractions"); "" when the content gives none.
+    unit: Mapped[str] = mapped_column(String(100), default="", server_default="")
 
 
 class SkillPrerequisite(db.Model):  # type: ignore[name-defined]
@@ -219,6 +219,8 @@ class Exercise(db.Model):  # type: ignore[name-defined]
     answers: Mapped[list[str]] = mapped_column(JSON)
     choices: Mapped[list[str]] = mapped_column(JSON, default=list)
     hints: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # Worked steps; never in the exercise as served before an answer (only with the result).
+    solution: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
     difficulty: Mapped[float] = mapped_column(Float)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
 
@@ -373,6 +375,10 @@ class ResponseSkill(db.Model):  # type: ignore[name-defined]
     p_correct: Mapped[float] = mapped_column(Float)
     p_mastery_after: Mapped[float] = mapped_column(Float)
     p_mastery_paced_after: Mapped[float | None] = mapped_column(Float)
+    # The mastery estimate (paced P(L) x recall) just before and right after the answer: what the
+    # screens show (NULL for answers recorded before it existed).
+    estimate_before: Mapped[float | None] = mapped_column(Float)
+    estimate_after: Mapped[float | None] = mapped_column(Float)
 
     response: Mapped[Response] = relationship(back_populates="skills")
 
@@ -409,9 +415,9 @@ class Mastery(db.Model):  # type: ignore[name-defined]
     p_mastery: Mapped[float] = mapped_column(Float)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     correct_count: Mapped[int] = mapped_column(Integer, default=0)
-    # P(L | speed factor), one per app.domain.tracking.SPEEDS (the pace-aware estimate's parts)
+    # P(L | hypothesis), one per app.domain.tracking.HYPOTHESES (speed x prior knowledge)
     p_by_speed: Mapped[list[float]] = mapped_column(JSON)
-    # First time the pace-aware estimate reached the mastery threshold.
+    # First time the skill was earned (the mastery estimate reached the threshold with enough answers).
     mastered_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     # Attempts on the skill when it was first mastered (reports: attempts to mastery).
     attempts_at_mastery: Mapped[int | None] = mapped_column(Integer)
@@ -419,6 +425,13 @@ class Mastery(db.Model):  # type: ignore[name-defined]
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     review_successes: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     parameters_id: Mapped[int] = mapped_column(ForeignKey("skill_parameters.id"))
+    # FSRS memory of the skill once earned (app.domain.memory; all NULL before): stability in days,
+    # difficulty 1-10, the last answer that counted as a review, reviews and lapses so far.
+    memory_stability: Mapped[float | None] = mapped_column(Float)
+    memory_difficulty: Mapped[float | None] = mapped_column(Float)
+    memory_reviewed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    memory_reviews: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    memory_lapses: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 
@@ -513,6 +526,24 @@ class BiasReport(db.Model):  # type: ignore[name-defined]
     actor: Mapped[str] = mapped_column(String(100))
     attribute: Mapped[str] = mapped_column(String(40))
     report: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class SignInThrottle(db.Model):  # type: ignore[name-defined]
+    """Failed sign-ins from one client address, shared by every worker (``services/throttle.py``).
+
+    ``account_key`` "" is the address's count over every account in the current window; otherwise the
+    failures in a row on one account and when the next attempt is allowed (back-off). Both keys are
+    HMAC-SHA256 digests keyed with the SECRET_KEY: no address, email or code is stored.
+    """
+
+    __tablename__ = "sign_in_throttles"
+
+    address_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    window_start: Mapped[datetime] = mapped_column(UtcDateTime)
+    next_allowed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
 
 
 # The observation tracing and fitting use: right, and without a hint.

@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 from app.domain.fairness import DecisionData, FairnessConfig, PickData, ResponseData, audit  # noqa: E402
+from app.settings import current_settings  # noqa: E402
 
 DATA = Path(os.environ.get("SHARED_DATA_DIR", ROOT.parent / "shared" / "data"))
 
@@ -99,9 +100,10 @@ def run_assistments(args: argparse.Namespace) -> None:
         session = db.session()
         fitting_school, _ = accounts.create_school(session, "fitting")
         audited, _ = accounts.create_school(session, "audited")
-        import_log(session, path, "assistments", app_name="fit", school_name="fitting")
-        fit_parameters(session, num_fits=args.num_fits, seed=0, threshold=0.95)
-        import_log(session, path, "assistments", app_name="audit", school_name="audited")
+        rules = current_settings().mastery
+        import_log(session, path, "assistments", app_name="fit", school_name="fitting", rules=rules)
+        fit_parameters(session, num_fits=args.num_fits, seed=0, rules=rules)
+        import_log(session, path, "assistments", app_name="audit", school_name="audited", rules=rules)
         admin = Principal(Role.ADMIN, "bench", audited.id, "bench")
         for student_id, external_id in session.execute(
                 Student.__table__.select().with_only_columns(Student.id, Student.external_id)

@@ -98,13 +98,15 @@ def import_phase(url: str, train_path: str) -> dict[str, Any]:
     from app.extensions import db
     from app.services.accounts import create_school
     from app.services.imports import import_log
+    from app.settings import current_settings
 
     app = make_app(url)
     with app.app_context():
         upgrade()
         create_school(db.session(), "bench")
         start = time.perf_counter()
-        report = import_log(db.session(), train_path, "assistments", app_name="bench")
+        report = import_log(db.session(), train_path, "assistments", app_name="bench",
+                            rules=current_settings().mastery)
     return {"seconds": time.perf_counter() - start, "responses": report.responses_imported}
 
 
@@ -140,6 +142,7 @@ def service_phase(url: str, num_fits: int, seed: int, jobs: int, repair: bool, f
     from app.extensions import db
     from app.models import FitRun
     from app.services import fitting
+    from app.settings import current_settings
 
     app = make_app(url)
     times = {"replay": 0.0, "peak_before_replay_mb": 0.0}
@@ -160,7 +163,8 @@ def service_phase(url: str, num_fits: int, seed: int, jobs: int, repair: bool, f
         before = _rss_now_mb()
         start = time.perf_counter()
         report = fitting.fit_parameters(session, num_fits=num_fits, seed=seed, min_responses=1,
-                                        n_jobs=jobs or None, repair=repair, forgets=forgets)
+                                        n_jobs=jobs or None, repair=repair, forgets=forgets,
+                                        rules=current_settings().mastery)
         elapsed = time.perf_counter() - start
         engine = session.get(FitRun, report.run_id).engine  # type: ignore[union-attr]
     return {"seconds": elapsed - times["replay"], "replay": times["replay"], "rss_before_mb": before,

@@ -14,9 +14,22 @@ fi
 extra="${1:-}"
 target="."
 [ -n "$extra" ] && target=".[$extra]"
-echo "Installing the project ($target) into .venv ..."
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e "$target" 2>&1 \
-    | grep -v -e '^WARNING: Location' -e 'is ignored: it is neither' || true
+# Versions come from requirements.lock (scripts/lock writes it), so every clone installs what was tested.
+# The install is skipped while pyproject.toml and the lock are those of the last successful install
+# (the project itself is editable: code changes need no reinstall).
+stamp=".venv/.installed-${extra:-base}"
+wanted="$(cat pyproject.toml requirements.lock | sha256sum | cut -d' ' -f1)"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
+    echo "Installing the project ($target) into .venv, versions from requirements.lock ..."
+    if ! .venv/bin/python -m pip install --quiet --disable-pip-version-check -c requirements.lock \
+            -e "$target" > .venv/pip.log 2>&1; then
+        cat .venv/pip.log >&2
+        echo "Error: pip could not install the project (output above)." >&2
+        exit 1
+    fi
+    grep -v -e '^WARNING: Location' -e 'is ignored: it is neither' .venv/pip.log || true
+    echo "$wanted" > "$stamp"
+fi
 # pyBKT's wheel is pure Python; its source also builds a C++ E-step, hundreds of times faster, that fits use
 # for standard BKT and forgets (docs/ARCHITECTURE.md). Built once, after numpy (no build isolation: it compiles
 # against the installed numpy; no pip cache: a wheel built against another numpy would not import). setup.py

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import hypothesis
 import pytest
 import sqlalchemy as sa
 from flask import Flask, current_app
@@ -32,6 +34,13 @@ from app.services.apps import create_api_key
 from app.services.content import sync_content
 from app.services.content_files import read_content
 from bench.harness import postgres_database
+
+# No test may depend on the machine's speed: Hypothesis's per-example deadline (200 ms) and its "too slow"
+# health check fail on a loaded machine (CI shares 2 cores), not on a wrong answer. HYPOTHESIS_PROFILE=default
+# brings them back, to look for a slow example on purpose.
+hypothesis.settings.register_profile(
+    "tutor", deadline=None, suppress_health_check=[hypothesis.HealthCheck.too_slow])
+hypothesis.settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "tutor"))
 
 ROOT = Path(__file__).resolve().parent.parent
 CONTENT_DIR = ROOT / "content"
@@ -94,6 +103,8 @@ def make_app(database_url: str, **overrides: Any) -> Flask:
         "CONTENT_DIR": str(CONTENT_DIR),
         "SESSION_COOKIE_SECURE": False,  # the test client speaks plain http
         "RATELIMIT_LOGIN": "10000 per minute",  # every test signs in from 127.0.0.1
+        # The hashing slots' lock files (one set per test database): not in the repo's instance folder.
+        "LOGIN_HASH_LOCK_DIR": tempfile.gettempdir(),
     }
     config.update(overrides)
     return create_app(config)

@@ -7,6 +7,10 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
+from app.domain.external_ids import EXTERNAL_ID, EXTERNAL_ID_RULE, clean_external_id
+from app.domain.reasons import Reason, ServedPolicy
+from app.domain.tracking import MasteryStatus
+
 ONE_DAY_MS = 24 * 60 * 60 * 1000
 
 
@@ -30,13 +34,38 @@ class UtcDateTime(fields.AwareDateTime):
             raise self.make_error("range") from None
 
 
+class JsonBoolean(fields.Boolean):
+    """``true`` or ``false`` only. marshmallow's own sets would take ``1`` and ``"yes"`` too (and even with
+    ``truthy={True}``, ``1 in {True}`` holds in Python)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
+        if not isinstance(value, bool):
+            raise self.make_error("invalid", input=value)
+        return value
+
+
+class ExternalId(fields.String):
+    """A student's external id, by the rule enrolment uses (``domain.external_ids``): 1-200 printable
+    characters, surrounding spaces removed, and something left. (The raw value is held to the documented
+    pattern as well, so nothing the OpenAPI document refuses is accepted.)"""
+
+    default_error_messages = {"invalid_id": EXTERNAL_ID_RULE}
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        raw = super()._deserialize(value, attr, data, **kwargs)
+        cleaned = clean_external_id(raw) if EXTERNAL_ID.fullmatch(raw) else None
+        if cleaned is None:
+            raise self.make_error("invalid_id")
+        return cleaned
+
+
 class StudentCreateSchema(Schema):
-    external_id = fields.String(
+    external_id = ExternalId(
         required=True,
-        validate=validate.Regexp(
-            r"^[^\x00-\x1f\x7f]{1,200}$", error="must be 1-200 printable characters"
-        ),
-        metadata={"description": "The app's own pseudonymous id for the student (no names)."},
+        # Documented for clients and fuzzers; the field itself applies the full rule.
+        validate=validate.Regexp(r"^[^\x00-\x1f\x7f]{1,200}$", error=EXTERNAL_ID_RULE),
+        metadata={"description": "The app's own pseudonymous id for the student (no names); surrounding "
+                                 "spaces are removed."},
     )
 
 
@@ -50,8 +79,8 @@ class StudentSchema(Schema):
 
 
 class StudentUpdateSchema(Schema):
-    personalized = fields.Boolean(
-        required=True, truthy={True}, falsy={False},
+    personalized = JsonBoolean(
+        required=True,
         metadata={"description": "false switches personalization off: the fixed curriculum order, "
                                  "and nothing about the student is used to adapt."},
     )
@@ -77,8 +106,9 @@ class NextExerciseQuerySchema(Schema):
     )
 
 
-REASONS = ["learn", "continue", "review", "explore", "remediate_prerequisite", "fixed_order",
-           "all_mastered", "nothing_ready"]
+REASONS = [reason.value for reason in Reason]
+SERVED_POLICIES = [policy.value for policy in ServedPolicy]
+STATUSES = [str(status) for status in MasteryStatus]
 
 
 class NextExerciseSchema(Schema):
@@ -86,7 +116,7 @@ class NextExerciseSchema(Schema):
     skill_id = fields.String(allow_none=True)
     reason = fields.String(metadata={"enum": REASONS})
     explanation = fields.String(metadata={"description": "The reason in plain language."})
-    policy = fields.String(metadata={"enum": ["adaptive", "fixed_sequence"]})
+    policy = fields.String(metadata={"enum": SERVED_POLICIES})
     details = fields.Dict(metadata={
         "description": "Machine-readable reason: the chosen skill's estimates, the scores that decided, "
                        "alternatives, skills blocked by prerequisites, target and predicted success."})
@@ -94,7 +124,11 @@ class NextExerciseSchema(Schema):
     p_mastery = fields.Float(allow_none=True, metadata={
         "description": "Standard BKT P(L) of the chosen skill (what pyBKT computes)."})
     p_mastery_paced = fields.Float(allow_none=True, metadata={
-        "description": "Pace-aware P(L) of the chosen skill: this drives mastery and selection."})
+        "description": "P(L) of the chosen skill given the student's pace and prior knowledge, as of the "
+                       "last answer (no forgetting)."})
+    mastery_estimate = fields.Float(allow_none=True, metadata={
+        "description": "The mastery estimate of the chosen skill now (p_mastery_paced x predicted recall): "
+                       "what decides mastery and selection, and what every screen shows."})
 
 
 class ResponseCreateSchema(Schema):
@@ -103,10 +137,9 @@ class ResponseCreateSchema(Schema):
         validate=validate.Length(1, 1000),
         metadata={"description": "The student's answer; the service grades it."},
     )
-    correct = fields.Boolean(
-        metadata={"description": "Set instead of answer when the app graded the answer itself."},
-        truthy={True},
-        falsy={False},
+    correct = JsonBoolean(
+        metadata={"description": "Set instead of answer when the app graded the answer itself (a learning "
+                                 "app's key only: a signed-in session gets 403 and must send answer)."},
     )
     response_time_ms = fields.Integer(strict=True, validate=validate.Range(0, ONE_DAY_MS))
     client_response_id = fields.String(
@@ -131,8 +164,14 @@ class SkillStepSchema(Schema):
     p_correct = fields.Float(metadata={"description": "Standard BKT P(correct) predicted before it."})
     p_mastery_after = fields.Float(metadata={"description": "Standard BKT P(L) after the answer."})
     p_mastery_paced_after = fields.Float(allow_none=True, metadata={
-        "description": "Pace-aware P(L) after the answer; decides `mastered`."})
-    mastered = fields.Boolean(metadata={"description": "p_mastery_paced_after >= the mastery threshold."})
+        "description": "P(L) given the student's pace and prior knowledge, after the answer."})
+    mastery_estimate_before = fields.Float(allow_none=True, attribute="estimate_before", metadata={
+        "description": "The mastery estimate just before the answer (what the screens showed)."})
+    mastery_estimate_after = fields.Float(allow_none=True, attribute="estimate_after", metadata={
+        "description": "The mastery estimate right after the answer, on the same scale."})
+    mastered = fields.Boolean(metadata={
+        "description": "The skill's status is `mastered` after the answer: earned, and its estimate at or "
+                       "above the review level."})
 
 
 class ResponseSchema(Schema):
@@ -141,6 +180,9 @@ class ResponseSchema(Schema):
     correct = fields.Boolean()
     graded_by = fields.String(metadata={"enum": ["server", "app"]})
     correct_answer = fields.String()
+    solution = fields.List(fields.String(), metadata={
+        "description": "The exercise's worked solution, a few short steps ending with the answer (only ever "
+                       "sent after an answer)."})
     client_response_id = fields.String(allow_none=True)
     created_at = fields.DateTime()
     recommendation_id = fields.Integer(allow_none=True, metadata={
@@ -154,7 +196,13 @@ class ResponseSchema(Schema):
     )
     mastery_paced = fields.Dict(
         keys=fields.String(), values=fields.Float(allow_none=True),
-        metadata={"description": "Pace-aware P(L) of each skill after this answer (drives decisions)."},
+        metadata={"description": "P(L) of each skill given the student's pace and prior knowledge, after "
+                                 "this answer."},
+    )
+    mastery_estimate = fields.Dict(
+        keys=fields.String(), values=fields.Float(allow_none=True), attribute="estimates",
+        metadata={"description": "The mastery estimate of each skill after this answer: what decides and "
+                                 "what the screens show."},
     )
     skills = fields.List(fields.Nested(SkillStepSchema))
 
@@ -165,16 +213,24 @@ class SkillProgressSchema(Schema):
     p_mastery = fields.Float(metadata={
         "description": "Standard BKT P(L) under the skill's parameters (what pyBKT computes)."})
     p_mastery_paced = fields.Float(metadata={
-        "description": "P(L) given the student's own pace: this decides `mastered` and selection."})
-    p_correct = fields.Float(metadata={"description": "Predicted P(correct) on the next answer (paced)."})
+        "description": "P(L) given the student's pace and prior knowledge, as of the last answer."})
+    mastery_estimate = fields.Float(attribute="mastery", metadata={
+        "description": "The mastery estimate now: p_mastery_paced x predicted recall. It decides `status` "
+                       "and selection, and every screen shows it."})
+    status = fields.String(metadata={"enum": STATUSES, "description":
+        "not_started; learning (not yet earned); mastered (earned: the estimate reached the threshold with "
+        "enough right answers, and is still at or above the review level); due_for_review; "
+        "needs_relearning."})
+    p_correct = fields.Float(metadata={"description": "Predicted P(correct) on the next answer, now."})
     attempts = fields.Integer()
-    correct_count = fields.Integer()
-    mastered = fields.Boolean(metadata={"description": "p_mastery_paced >= mastery_threshold."})
+    correct_count = fields.Integer(metadata={"description": "Credited answers: right and unhinted."})
+    mastered = fields.Boolean(metadata={"description": "status == mastered."})
     mastered_at = fields.DateTime(allow_none=True)
     last_practiced_at = fields.DateTime(allow_none=True)
     recall = fields.Float(allow_none=True, metadata={
-        "description": "Predicted recall after the time since the last practice (spaced review)."})
-    review_due = fields.Boolean()
+        "description": "Predicted recall of an earned skill now (FSRS memory model); null before it is "
+                       "earned."})
+    review_due = fields.Boolean(metadata={"description": "status is due_for_review or needs_relearning."})
 
 
 class ProgressSchema(Schema):
@@ -183,6 +239,11 @@ class ProgressSchema(Schema):
     personalized = fields.Boolean()
     speed = fields.Float(metadata={
         "description": "Posterior mean learning-speed factor from the student's answers (1 = typical)."})
+    prior_knowledge = fields.Float(metadata={
+        "description": "Posterior mean prior-knowledge scale (1 = the skills' priors, 0 = starting from "
+                       "scratch)."})
+    min_correct = fields.Integer(metadata={
+        "description": "Right, unhinted answers a skill needs before it can be declared mastered."})
     skills_mastered = fields.Integer()
     skills_total = fields.Integer()
     skills = fields.List(fields.Nested(SkillProgressSchema))
@@ -193,7 +254,7 @@ class RecommendationSchema(Schema):
     created_at = fields.DateTime()
     exercise_id = fields.String(allow_none=True)
     skill_id = fields.String(allow_none=True)
-    policy = fields.String()
+    policy = fields.String(metadata={"enum": SERVED_POLICIES})
     reason = fields.String(metadata={"enum": REASONS})
     explanation = fields.String()
     details = fields.Dict()
@@ -292,9 +353,14 @@ class ReportWindowSchema(Schema):
 
 
 class CellSchema(Schema):
-    p_mastery = fields.Float(allow_none=True)
+    p_mastery = fields.Float(allow_none=True, metadata={
+        "description": "The mastery estimate as of the report's end; null below a few answers (too early)."})
+    mastery_estimate = fields.Float(allow_none=True, attribute="estimate", metadata={
+        "description": "The mastery estimate however few the answers (null: not started)."})
     attempts = fields.Integer()
+    correct = fields.Integer(metadata={"description": "Credited answers: right and unhinted."})
     mastered = fields.Boolean()
+    status = fields.String(metadata={"enum": STATUSES})
 
 
 class HelpReasonSchema(Schema):
@@ -368,7 +434,7 @@ class BiasCheckRequestSchema(Schema):
     until = UtcDateTime()
     bootstrap = fields.Integer(strict=True, validate=validate.Range(50, 5000))
     seed = fields.Integer(strict=True, validate=validate.Range(0, 2**31 - 1))
-    diagnostic = fields.Boolean(load_default=False, metadata={
+    diagnostic = JsonBoolean(load_default=False, metadata={
         "description": "Also fit pyBKT with one learn rate per group (multilearn) on the busiest skills."})
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import current_app
 from flask.views import MethodView
 
 from app.api.auth import api_blueprint, current_principal
@@ -25,7 +24,8 @@ from app.api.schemas import (
 from app.extensions import db
 from app.models import utcnow
 from app.services import privacy, reports, tutoring
-from app.web.exports import student_export_response
+from app.services.export_download import student_export_response
+from app.settings import current_settings
 
 blp = api_blueprint("students", __name__, "A learning app's students and their practice.")
 
@@ -46,7 +46,7 @@ class Students(MethodView):
 class StudentById(MethodView):
     @blp.response(200, StudentSchema)
     def get(self, student_id: str) -> Any:
-        return tutoring.get_student(db.session(), current_principal(), student_id)
+        return tutoring.student_profile(db.session(), current_principal(), student_id)
 
     @blp.response(200, DeletionSchema)
     def delete(self, student_id: str) -> Any:
@@ -73,7 +73,7 @@ class NextExercise(MethodView):
             "exercise": chosen.exercise, "skill_id": rec.skill_id, "reason": rec.reason,
             "explanation": rec.explanation, "policy": rec.policy, "details": rec.details,
             "recommendation_id": chosen.recommendation_id, "p_mastery": chosen.p_mastery,
-            "p_mastery_paced": rec.p_mastery,
+            "p_mastery_paced": chosen.p_mastery_paced, "mastery_estimate": rec.p_mastery,
         }
 
 
@@ -104,9 +104,11 @@ class Progress(MethodView):
         report = tutoring.progress(db.session(), current_principal(), student_id)
         return {
             "student_id": student_id,
-            "mastery_threshold": current_app.config["MASTERY_THRESHOLD"],
+            "mastery_threshold": current_settings().mastery_threshold,
             "personalized": report.personalized,
             "speed": report.speed,
+            "prior_knowledge": report.prior_knowledge,
+            "min_correct": report.min_correct,
             "skills_mastered": sum(s.mastered for s in report.skills),
             "skills_total": len(report.skills),
             "skills": report.skills,

@@ -26,6 +26,9 @@ class Action(StrEnum):
     READ_STUDENT = "read a student's data"
     SET_PERSONALIZATION = "change a student's personalization"
     PRACTISE = "practise (ask for exercises, answer them)"
+    # Only a learning app grades answers itself: a person's answer is graded by the service.
+    SEND_GRADES = ("send 'correct' (only a learning app's key may grade answers itself); send 'answer' and "
+                   "the service grades it")
     READ_CLASS = "read classes"
     MANAGE_API_KEYS = "manage API keys"
     CHANGE_PASSWORD = "change a password"
@@ -39,7 +42,7 @@ class Action(StrEnum):
 PERMISSIONS: dict[Role, frozenset[Action]] = {
     Role.APP: frozenset({
         Action.READ_CONTENT, Action.CREATE_STUDENT, Action.READ_STUDENT, Action.SET_PERSONALIZATION,
-        Action.PRACTISE, Action.READ_CLASS, Action.DELETE_STUDENT,
+        Action.PRACTISE, Action.SEND_GRADES, Action.READ_CLASS, Action.DELETE_STUDENT,
     }),
     Role.ADMIN: frozenset({
         Action.READ_CONTENT, Action.READ_STUDENT, Action.SET_PERSONALIZATION, Action.READ_CLASS,

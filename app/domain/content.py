@@ -26,6 +26,7 @@ class Skill:
     description: str = ""
     prerequisites: tuple[str, ...] = ()
     bkt: BktParams | None = None
+    unit: str = ""  # the part of the curriculum it belongs to ("Fractions"); pages group skills by it
     origin: str = field(default="", compare=False)
 
 
@@ -39,6 +40,8 @@ class Exercise:
     difficulty: float
     choices: tuple[str, ...] = ()
     hints: tuple[str, ...] = ()
+    # Worked steps, the last one stating the answer: shown only once the student has answered.
+    solution: tuple[str, ...] = ()
     origin: str = field(default="", compare=False)
 
 

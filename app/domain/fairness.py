@@ -77,6 +77,8 @@ def weighted_auc(scores: Floats, labels: Floats, weights: Floats) -> Floats:
 
     AUC = P(score of a positive > score of a negative), each response counted ``weight`` times.
     """
+    if not len(scores):  # no answers: np.add.reduceat cannot take an empty array
+        return np.full(weights.shape[0], np.nan)
     order = np.argsort(scores, kind="mergesort")
     s, y, w = scores[order], labels[order], weights[:, order]
     neg = w * (1 - y)
@@ -107,6 +109,8 @@ class _SortedAnswers:
 
     def curve(self, mask: NDArray[np.bool_]) -> Floats:
         """True-positive rate at the false-positive rates of GRID, for the answers in ``mask`` (sorted)."""
+        if not len(mask):
+            return np.full_like(GRID, np.nan)
         positives = np.cumsum(self.outcomes * mask)
         negatives = np.cumsum((1 - self.outcomes) * mask)
         if positives[-1] == 0 or negatives[-1] == 0:
@@ -166,7 +170,9 @@ class Estimate:
 @dataclass(frozen=True)
 class GroupResult:
     group: str
-    status: str  # "reported", "insufficient data" (10–29 students: no flags), "suppressed" (< 10: no numbers)
+    # "reported", "insufficient data" (10–29 students: no flags), "suppressed" (< 10: no numbers),
+    # "no answers" (enough students, none answered in the window: no numbers, never compared)
+    status: str
     students: int | None
     responses: int | None
     metrics: dict[str, Estimate] = field(default_factory=dict)
@@ -228,7 +234,11 @@ def audit(
     labels = np.array(groups, dtype=object)
     names, counts = np.unique(labels, return_counts=True)
     size = dict(zip(names.tolist(), counts.tolist(), strict=True))
-    shown = sorted((g for g in size if size[g] >= config.suppress_below), key=lambda g: (-size[g], g))
+    answered = set(labels[np.unique(responses.student)].tolist())
+    large_enough = sorted((g for g in size if size[g] >= config.suppress_below), key=lambda g: (-size[g], g))
+    # A group without answers has nothing to measure: shown as such, never compared, never the reference.
+    silent = [g for g in large_enough if g not in answered]
+    shown = [g for g in large_enough if g in answered]
     if reference is None or reference not in shown:
         reference = shown[0] if shown else ""
     rng = np.random.default_rng(config.seed)
@@ -242,7 +252,8 @@ def audit(
         member = (labels == group).astype(float)
         per_group[group] = _group_metrics(member, weights, responses, decisions, picks, config)
 
-    results = [GroupResult(g, "suppressed", None, None) for g in sorted(size) if g not in shown]
+    results = [GroupResult(g, "suppressed", None, None) for g in sorted(size) if g not in large_enough]
+    results += [GroupResult(g, "no answers", size[g], 0) for g in silent]
     for group in shown:
         metrics = {name: _estimate(point, draws) for name, (point, draws) in per_group[group].items()}
         status = "reported" if size[group] >= config.flag_from else "insufficient data"
@@ -435,6 +446,8 @@ def plain_summary(report: FairnessReport) -> list[str]:
         if result.status == "suppressed":
             lines.append(f"{result.group}: not enough data (fewer than {report.config.suppress_below} "
                          "students; nothing is shown)")
+        elif result.status == "no answers":
+            lines.append(f"{result.group}: no answers in the window ({result.students} students)")
         elif result.group == report.reference:
             lines.append(f"{result.group}: the reference group ({result.students} students)")
         elif result.status == "insufficient data":

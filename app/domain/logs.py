@@ -19,6 +19,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from app.domain.external_ids import EXTERNAL_ID_RULE, clean_external_id
+
 LogFormat = Literal["assistments", "datashop"]
 LOG_FORMATS: tuple[str, ...] = ("assistments", "datashop")
 KC_SEPARATOR = "~~"
@@ -90,8 +92,26 @@ def _response_time(text: str | None, scale: float) -> int | None:
     return int(value) if math.isfinite(value) and 0 <= value <= 86_400_000 else None
 
 
+def _student_problem(column: str, raw: str) -> str | None:
+    """Why ``raw`` cannot be a student's id: the rule of the API and of rosters (``domain.external_ids``),
+    so an import cannot store an id (a tab, a newline, a NUL, 201 characters) that they refuse."""
+    if not raw.strip():
+        return f"{column} is empty"
+    if clean_external_id(raw) is not None:
+        return None
+    shown = repr(raw[:40]) + (f"... ({len(raw)} characters)" if len(raw) > 40 else "")
+    return f"{column} {shown} {EXTERNAL_ID_RULE}, as for every student id"
+
+
+def _skill_problem(skills: Sequence[str]) -> str | None:
+    # PostgreSQL refuses NUL in text: say so here rather than fail the whole import as a database error.
+    bad = next((s for s in skills if "\x00" in s), None)
+    return None if bad is None else f"the skill name {bad[:40]!r} contains a NUL character"
+
+
 def parse_assistments_row(row: int, values: Mapping[str, str]) -> ParsedRow:
-    student = (values.get("user_id") or "").strip()
+    raw_student = values.get("user_id") or ""
+    student = raw_student.strip()
     skill = (values.get("skill_name") or "").strip()
     raw_correct = (values.get("correct") or "").strip()
     correct = _BINARY.get(raw_correct)
@@ -100,14 +120,16 @@ def parse_assistments_row(row: int, values: Mapping[str, str]) -> ParsedRow:
         return Skip(row, "scaffolding question (original = 0)")
     if raw_correct in ("-1", "-1.0"):
         return Skip(row, "no observation (correct = -1)")
-    if not student:
-        return BadRow(row, "user_id is empty")
+    if problem := _student_problem("user_id", raw_student):
+        return BadRow(row, problem)
     if order is None:
         return BadRow(row, f"order_id {values.get('order_id')!r} is not an integer")
     if correct is None:
         return BadRow(row, f"correct {values.get('correct')!r} is not 0 or 1")
     if not skill:
         return Skip(row, "no skill")
+    if problem := _skill_problem([skill]):
+        return BadRow(row, problem)
     groups = {k: values[k].strip() for k in ("school_id", "student_class_id", "teacher_id")
               if (values.get(k) or "").strip()}
     return LogRecord(row, student, (skill,), correct, order,
@@ -115,13 +137,14 @@ def parse_assistments_row(row: int, values: Mapping[str, str]) -> ParsedRow:
 
 
 def parse_datashop_row(row: int, values: Mapping[str, str], kc: str) -> ParsedRow:
-    student = (values.get("Anon Student Id") or "").strip()
+    raw_student = values.get("Anon Student Id") or ""
+    student = raw_student.strip()
     raw_correct = (values.get("Correct First Attempt") or "").strip().lower()
     correct = _DATASHOP_CORRECT.get(raw_correct)
     raw_order = (values.get("Row") or "").strip()
     order = _int(raw_order) if raw_order else row
-    if not student:
-        return BadRow(row, "Anon Student Id is empty")
+    if problem := _student_problem("Anon Student Id", raw_student):
+        return BadRow(row, problem)
     if order is None:
         return BadRow(row, f"Row {raw_order!r} is not an integer")
     if correct is None:
@@ -129,5 +152,7 @@ def parse_datashop_row(row: int, values: Mapping[str, str], kc: str) -> ParsedRo
     skills = tuple(dict.fromkeys(s.strip() for s in (values.get(kc) or "").split(KC_SEPARATOR) if s.strip()))
     if not skills:
         return Skip(row, "no KC")
+    if problem := _skill_problem(skills):
+        return BadRow(row, problem)
     return LogRecord(row, student, skills, correct, order,
                      _response_time(values.get("Step Duration (sec)"), 1000.0))

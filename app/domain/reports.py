@@ -1,8 +1,9 @@
 """Progress reports: a student's own, and a teacher's class view. Pure: records in, reports out.
 
-Every estimate is paced P(L) (the one that drives mastery decisions). Where a student has
-fewer than ``min_attempts`` answers on a skill, the report says "not enough data" instead
-of printing a confident number.
+Every estimate is the mastery estimate (paced P(L) x predicted recall, the one that decides
+mastery: ``tracking.estimate_of``) and every status comes from ``tracking.status_from``. Where a
+student has fewer than ``min_attempts`` answers on a skill, the report says "not enough data"
+instead of printing a confident number.
 """
 
 from __future__ import annotations
@@ -14,18 +15,27 @@ from datetime import datetime
 
 from app.domain.bkt import BktParams
 from app.domain.content import ContentGraph
-from app.domain.tracking import SPEEDS, SkillState, StudentModel, params_at_speed
+from app.domain.memory import Memory
+from app.domain.tracking import (
+    DEFAULT_RULES,
+    HYPOTHESES,
+    MasteryRules,
+    MasteryStatus,
+    SkillState,
+    StudentModel,
+    estimate_of,
+    params_for,
+    status_from,
+)
 
 
 @dataclass(frozen=True)
 class ReportConfig:
-    mastery_threshold: float = 0.95
-    min_attempts: int = 3  # fewer answers on a skill: "not enough data"
+    rules: MasteryRules = DEFAULT_RULES  # what "mastered", "due for review", "needs relearning" mean
+    min_attempts: int = DEFAULT_RULES.min_correct  # fewer answers on a skill: "not enough data"
     horizon: int = 50  # predictions of attempts to mastery stop here
     wheel_spin_attempts: int = 10  # this many answers without mastery: wheel-spinning
     inactive_days: float = 7.0
-    review_half_life_days: float = 4.0  # as the policy's spaced review
-    review_overdue_recall: float = 0.5  # predicted recall below this: review overdue
     slow_speed: float = 0.6  # posterior mean speed factor at or below which pace is "much slower"
     slow_speed_min_answers: int = 20  # ...once there are this many answers to judge by
     stuck_share: float = 0.3  # share of the students practising a skill who wheel-spin on it
@@ -41,9 +51,11 @@ class SkillReport:
     name: str
     prerequisites: list[str]
     depth: int  # 0 without prerequisites, else 1 + the deepest prerequisite: groups along the graph
-    status: str  # "mastered", "learning", "ready" (not started, prerequisites mastered), "locked"
+    # "mastered", "due_for_review", "needs_relearning", "learning", "ready" (not started, prerequisites
+    # earned), "locked"
+    status: str
     enough_data: bool
-    p_mastery: float | None  # paced P(L); None when not enough data
+    p_mastery: float | None  # the mastery estimate now; None when not enough data
     attempts: int
     correct: int
     accuracy: float | None  # None when not enough data
@@ -53,8 +65,12 @@ class SkillReport:
     last_practiced_at: datetime | None
     predicted_attempts_to_mastery: int | None  # None: mastered, not enough data, or beyond horizon
     prediction: str  # "mastered", "estimate", "not_enough_data", "beyond_horizon"
-    recall: float | None  # predicted recall of a mastered skill, 2^(-days / half-life)
-    review_due: bool
+    recall: float | None  # predicted recall of an earned skill now (FSRS)
+    review_due: bool  # earned, and due for review or needing relearning
+    # The mastery estimate now, even below ``min_attempts`` (the student's own page shows it with a "just
+    # started" note: it is the number their result pages showed); ``p_mastery`` is None there.
+    estimate: float = 0.0
+    unit: str = ""  # the curriculum unit (content), for grouping on the pages
 
 
 @dataclass(frozen=True)
@@ -67,45 +83,44 @@ class StudentReport:
     reviews_due: list[str]
     last_activity_at: datetime | None
     speed: float | None  # posterior mean speed factor; None until there are enough answers
-    answers: int
+    answers: int  # answers recorded (an answer to an exercise of two skills counts once)
 
 
 def expected_attempts_to_mastery(
-    state: SkillState | None, speed_weights: Sequence[float], params: BktParams, threshold: float,
+    state: SkillState | None, speed_weights: Sequence[float], params: BktParams, rules: MasteryRules,
     horizon: int,
 ) -> int | None:
-    """Opportunities until the model EXPECTS paced P(L) ≥ threshold (None beyond ``horizon``).
+    """Opportunities until the model EXPECTS the skill to be earned (None beyond ``horizon``).
 
-    The posterior is a martingale, so the expected estimate after n more answers is the
-    learning transition applied n times, per speed factor, averaged over the student's speeds.
+    The posterior is a martingale, so the expected paced P(L) after n more answers is the
+    learning transition applied n times, per hypothesis, averaged over the posterior; earning
+    also needs ``rules.min_correct`` credited answers, which at best come one per answer.
     """
-    p_by_speed = list(state.p_by_speed) if state else [params.prior] * len(SPEEDS)
-    learn = [params_at_speed(params, k).learn for k in SPEEDS]
+    p_by = list(state.p_by_speed) if state else [params.prior * a for _, a, _ in HYPOTHESES]
+    hypotheses = [params_for(params, k, a, rules.guess_floor) for k, a, _ in HYPOTHESES]
+    still_needed = max(0, rules.min_correct - (state.correct_count if state else 0))
     for n in range(horizon + 1):
-        if sum(w * p for w, p in zip(speed_weights, p_by_speed, strict=True)) >= threshold:
+        paced = sum(w * p for w, p in zip(speed_weights, p_by, strict=True))
+        if n >= still_needed and paced >= rules.threshold:
             return n
-        p_by_speed = [p * (1 - params.forget) + (1 - p) * ell
-                      for p, ell in zip(p_by_speed, learn, strict=True)]
+        p_by = [p * (1 - hp.forget) + (1 - p) * hp.learn for p, hp in zip(p_by, hypotheses, strict=True)]
     return None
-
-
-def predicted_recall(last_practiced_at: datetime | None, review_successes: int, now: datetime,
-                     half_life_days: float) -> float:
-    """2^(-days since practice / half-life), the half-life doubling with each successful review."""
-    if last_practiced_at is None:
-        return 1.0
-    days = max((now - last_practiced_at).total_seconds(), 0.0) / 86400
-    return float(2 ** (-days / (half_life_days * 2 ** min(review_successes, 10))))
 
 
 def build_student_report(
     graph: ContentGraph, params: Mapping[str, BktParams], model: StudentModel, now: datetime,
-    config: ReportConfig, *, review_threshold: float = 0.8,
+    config: ReportConfig, *, answers: int | None = None,
 ) -> StudentReport:
-    """Per skill (prerequisites first): status, paced P(L), attempts, accuracy, predicted attempts
-    still needed at the student's pace, review due; and the summary along the prerequisite graph."""
-    mastered = {s for s in graph.skill_order
-                if model.paced(s, params[s]) >= config.mastery_threshold and s in model.skills}
+    """Per skill (prerequisites first): status, mastery estimate, attempts, accuracy, predicted attempts
+    still needed at the student's pace, review due; and the summary along the prerequisite graph.
+
+    ``answers``: the student's answer count (the counter kept with every answer). Without it, the sum of
+    the skills' attempts, which counts an exercise of two skills twice.
+    """
+    rules = config.rules
+    status = {s: model.status(s, params[s], now, rules) for s in graph.skill_order}
+    earned = {s for s, st in status.items() if st in _EARNED}
+    open_set = {s for s in earned if status[s] is not MasteryStatus.NEEDS_RELEARNING}
     depth: dict[str, int] = {}
     for skill_id in graph.skill_order:  # prerequisites first, so theirs are known
         prereqs = graph.skills[skill_id].prerequisites
@@ -118,49 +133,51 @@ def build_student_report(
         skill = graph.skills[skill_id]
         attempts = state.attempts if state else 0
         enough = attempts >= config.min_attempts
-        is_mastered = skill_id in mastered
-        prereqs_done = all(p in mastered for p in skill.prerequisites)
-        if is_mastered:
-            status = "mastered"
-        elif attempts:
-            status = "learning"
-        else:
-            status = "ready" if prereqs_done else "locked"
-        if is_mastered:
+        is_earned = skill_id in earned
+        estimate = model.estimate(skill_id, params[skill_id], now, rules)
+        prereqs_done = all(p in open_set for p in skill.prerequisites)
+        shown = str(status[skill_id])
+        if status[skill_id] is MasteryStatus.NOT_STARTED:
+            shown = "ready" if prereqs_done else "locked"
+        if is_earned:
             predicted, prediction = None, "mastered"
         elif not enough:
             predicted, prediction = None, "not_enough_data"
         else:
-            predicted = expected_attempts_to_mastery(state, model.speed_weights, params[skill_id],
-                                                     config.mastery_threshold, config.horizon)
+            predicted = expected_attempts_to_mastery(state, model.speed_weights, params[skill_id], rules,
+                                                     config.horizon)
             prediction = "estimate" if predicted is not None else "beyond_horizon"
-        level = (predicted_recall(state.last_practiced_at, state.review_successes, now,
-                                  config.review_half_life_days) if state and is_mastered else None)
         rows.append(SkillReport(
             skill_id=skill_id, name=skill.name, prerequisites=list(skill.prerequisites),
-            depth=depth[skill_id], status=status,
-            enough_data=enough, p_mastery=model.paced(skill_id, params[skill_id]) if enough or is_mastered
-            else None,
+            depth=depth[skill_id], status=shown,
+            enough_data=enough,
+            p_mastery=estimate if enough or is_earned else None,
             attempts=attempts, correct=state.correct_count if state else 0,
             accuracy=(state.correct_count / attempts) if state and enough else None,
-            mastered=is_mastered, mastered_at=state.mastered_at if state else None,
+            mastered=status[skill_id] is MasteryStatus.MASTERED,
+            mastered_at=state.mastered_at if state else None,
             attempts_at_mastery=state.attempts_at_mastery if state else None,
             last_practiced_at=state.last_practiced_at if state else None,
-            predicted_attempts_to_mastery=predicted, prediction=prediction, recall=level,
-            review_due=level is not None and level < review_threshold,
+            predicted_attempts_to_mastery=predicted, prediction=prediction,
+            recall=model.recall(skill_id, now, rules) if is_earned else None,
+            review_due=status[skill_id] in (MasteryStatus.DUE_FOR_REVIEW, MasteryStatus.NEEDS_RELEARNING),
+            estimate=estimate, unit=skill.unit,
         ))
     answers_seen = sum(r.attempts for r in rows)
     last = max((r.last_practiced_at for r in rows if r.last_practiced_at), default=None)
     return StudentReport(
         skills=rows, skills_mastered=sum(r.mastered for r in rows), skills_total=len(rows),
         ready=[r.skill_id for r in rows if r.status == "ready"
-               or (r.status == "learning" and all(p in mastered for p in r.prerequisites))],
+               or (r.status == "learning" and all(p in open_set for p in r.prerequisites))],
         locked=sum(r.status == "locked" for r in rows),
         reviews_due=[r.skill_id for r in rows if r.review_due],
         last_activity_at=last,
         speed=model.speed if answers_seen >= config.slow_speed_min_answers else None,
-        answers=answers_seen,
+        answers=answers if answers is not None else answers_seen,
     )
+
+
+_EARNED = (MasteryStatus.MASTERED, MasteryStatus.DUE_FOR_REVIEW, MasteryStatus.NEEDS_RELEARNING)
 
 
 # --- a class report -------------------------------------------------------------------------
@@ -170,13 +187,13 @@ def build_student_report(
 class SkillRecord:
     """One student's standing on one skill (as of the report's end date)."""
 
-    p_mastery: float  # paced P(L)
+    p_by_hypothesis: Sequence[float]  # P(L | hypothesis) after the last answer by then
     attempts: int
     correct: int
     mastered_at: datetime | None
     attempts_at_mastery: int | None
     last_practiced_at: datetime | None
-    review_successes: int = 0
+    memory: Memory | None = None  # as of the end date (None: not earned by then)
 
 
 @dataclass(frozen=True)
@@ -184,6 +201,7 @@ class StudentRecord:
     student_id: str
     external_id: str
     speed: float  # posterior mean speed factor
+    weights: Sequence[float]  # the hypothesis posterior (tracking.HYPOTHESES)
     answers: int  # answers up to the end date
     answers_in_window: int
     last_active_at: datetime | None
@@ -192,9 +210,12 @@ class StudentRecord:
 
 @dataclass(frozen=True)
 class Cell:
-    p_mastery: float | None  # None: not enough data
+    p_mastery: float | None  # the mastery estimate at the end date; None: not enough data
     attempts: int
-    mastered: bool
+    mastered: bool  # status "mastered" at the end date
+    status: str = "not_started"  # tracking.MasteryStatus
+    estimate: float | None = None  # the mastery estimate, also below min_attempts (None: not started)
+    correct: int = 0  # credited answers (right, unhinted) on the skill by the end date
 
 
 @dataclass(frozen=True)
@@ -214,6 +235,7 @@ class ClassSkill:
     median_attempts_to_mastery: float | None  # over the students who mastered it
     wheel_spinning: int
     stuck: bool
+    unit: str = ""  # the curriculum unit (content), for grouping on the pages
 
 
 @dataclass(frozen=True)
@@ -254,19 +276,21 @@ def build_class_report(
             if rec is None:
                 cells.append(Cell(None, 0, False))
                 continue
-            mastered = rec.mastered_at is not None and rec.mastered_at <= until
-            cells.append(Cell(rec.p_mastery if rec.attempts >= config.min_attempts or mastered else None,
-                              rec.attempts, mastered))
+            earned = rec.mastered_at is not None and rec.mastered_at <= until
+            memory = rec.memory if earned else None
+            level = estimate_of(record.weights, rec.p_by_hypothesis, memory, until, config.rules)
+            status = status_from(rec.attempts, earned, level, config.rules)
+            cells.append(Cell(level if rec.attempts >= config.min_attempts or earned else None,
+                              rec.attempts, status is MasteryStatus.MASTERED, str(status), level,
+                              rec.correct))
             name = graph.skills[skill_id].name
-            if not mastered and rec.attempts >= config.wheel_spin_attempts:
+            if not earned and rec.attempts >= config.wheel_spin_attempts:
                 reasons.append(HelpReason("wheel_spinning", skill_id,
                                           f"{rec.attempts} answers on {name} without mastering it"))
-            if mastered:
-                level = predicted_recall(rec.last_practiced_at, rec.review_successes, until,
-                                         config.review_half_life_days)
-                if level < config.review_overdue_recall:
-                    reasons.append(HelpReason("review_overdue", skill_id,
-                                              f"{name}: predicted recall {level:.0%}, review overdue"))
+            if status is MasteryStatus.NEEDS_RELEARNING:
+                reasons.append(HelpReason("review_overdue", skill_id,
+                                          f"{name} was mastered but is probably forgotten: it needs a "
+                                          "review"))
         if record.last_active_at is None:
             reasons.append(HelpReason("inactive", None, "no answers yet"))
         else:
@@ -298,6 +322,7 @@ def build_class_report(
             median_attempts_to_mastery=float(statistics.median(at_mastery)) if at_mastery else None,
             wheel_spinning=spinning,
             stuck=spinning >= config.stuck_min_students and spinning >= config.stuck_share * practising,
+            unit=graph.skills[skill_id].unit,
         ))
     return ClassReport(skills=out_skills, students=out_students,
                        stuck_skills=[s.skill_id for s in out_skills if s.stuck], since=since, until=until)

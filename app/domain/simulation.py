@@ -21,9 +21,9 @@ What is measured, per policy x group (see ``GroupSummary``):
   at the cap counts with the attempts made, so for a group with non-finishers the mean is
   a lower bound);
 * truly learned at declaration: over every declaration event (a skill first declared
-  mastered), the share where the hidden state was known at that moment. "Declared" uses
-  the estimate that drives the policy: the pace-aware estimate for ``adaptive``, standard
-  BKT P(L) for the baselines;
+  mastered), the share where the hidden state was known at that moment. "Declared" is the
+  tracker's own rule for ``adaptive`` (``mastered_at`` set the first time), standard BKT
+  P(L) >= the threshold for the baselines;
 * over-practice: answers to an exercise every one of whose skills was already truly known
   (nothing left to learn from it), per student;
 * wheel-spinning: share of practised (student, skill) pairs that reached
@@ -37,7 +37,7 @@ import math
 import multiprocessing
 import os
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -45,12 +45,15 @@ from typing import Any
 from app.domain.bkt import BktParams
 from app.domain.content import ContentGraph
 from app.domain.selection import POLICIES, Policy, PolicyConfig, Recommendation, StudentView
+from app.domain.spaced_baseline import spaced_repetition
 from app.domain.tracking import StudentModel, apply_answer
 
 DEFAULT_GROUPS: Mapping[str, float] = {"fast": 0.3, "slow": 0.05}
 # REFERENCES.md section 4: the learn rate of one BKT model fit to fast and slow learners pooled (~0.11).
 POOLED_PARAMS = BktParams(prior=0.0, learn=0.11, guess=0.2, slip=0.2)
-START = datetime(2025, 1, 6, 8, 0, tzinfo=UTC)
+START = datetime(2025, 1, 6, 8, 0, tzinfo=UTC)  # a Monday
+# The harness's own table: the service's policies plus baselines that exist only for comparison.
+SIMULATION_POLICIES: dict[str, Policy] = {**POLICIES, "spaced_repetition": spaced_repetition}
 
 
 @dataclass(frozen=True)
@@ -74,8 +77,8 @@ class SimulationConfig:
     # Policies whose mastery declarations come from the pace-aware estimate (TraceStep.mastered);
     # every other policy declares by standard BKT P(L) >= threshold.
     paced_policies: frozenset[str] = frozenset({"adaptive"})
-    seed: int = 0
-    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    seed: int | str = 0
+    policy: PolicyConfig = field(default_factory=PolicyConfig)  # its ``rules`` decide "earned"
 
     def __post_init__(self) -> None:
         problems = []
@@ -194,11 +197,40 @@ class SimulatedStudent:
         return correct
 
 
-def model_parameters(graph: ContentGraph, config: SimulationConfig) -> dict[str, BktParams]:
-    """The BKT parameters the tracker and the policies are given, per skill."""
-    if config.model_params is not None:
-        return dict.fromkeys(graph.skill_order, config.model_params)
+def model_parameters(graph: ContentGraph, config: SimulationConfig | None = None, *,
+                     model_params: BktParams | None = POOLED_PARAMS) -> dict[str, BktParams]:
+    """The BKT parameters the tracker and the policies are given, per skill.
+
+    ``config.model_params`` (or ``model_params`` without a config) for every skill; None = each
+    skill's own parameters from the content graph (pooled where it has none).
+    """
+    chosen = config.model_params if config is not None else model_params
+    if chosen is not None:
+        return dict.fromkeys(graph.skill_order, chosen)
     return {s: graph.skills[s].bkt or POOLED_PARAMS for s in graph.skill_order}
+
+
+def build_view(graph: ContentGraph, model: StudentModel, now: datetime, exercises: Sequence[str],
+               outcomes: Sequence[bool], times: Sequence[datetime], last: Recommendation | None,
+               window: int) -> StudentView:
+    """The view as the service builds it (``tutoring._view``).
+
+    ``exercises``/``outcomes``/``times``: every answer so far, oldest first; ``last``: the
+    recommendation the last answer followed; ``window``: max(recent_window, 10). The view
+    carries the last ``window`` answers most recent first (exercise, outcome, first skill,
+    time), the first skill of the last answered exercise and that answer's reason.
+    """
+    recent = exercises[: -window - 1: -1]
+    return StudentView(
+        model=model, now=now,
+        recent_exercise_ids=recent,
+        recent_correct=outcomes[: -window - 1: -1],
+        n_responses=len(exercises),
+        last_skill_id=graph.exercises[exercises[-1]].skill_ids[0] if exercises else None,
+        last_reason=last.reason if last else None,
+        recent_skill_ids=[graph.exercises[e].skill_ids[0] for e in recent],
+        recent_at=times[: -window - 1: -1],
+    )
 
 
 def simulate_student(
@@ -208,11 +240,16 @@ def simulate_student(
     index: int,
     config: SimulationConfig,
     policy: Policy | None = None,
+    params: Mapping[str, BktParams] | None = None,
 ) -> StudentResult:
-    """Run one simulated student under one policy until it declares everything mastered or the cap."""
-    policy = policy or POLICIES[policy_name]
-    params = model_parameters(graph, config)
+    """Run one simulated student under one policy until it declares everything mastered or the cap.
+
+    ``params``: the tracker's parameters per skill (default: ``model_parameters(graph, config)``).
+    """
+    policy = policy or SIMULATION_POLICIES[policy_name]
+    params = dict(params) if params is not None else model_parameters(graph, config)
     threshold = config.policy.mastery_threshold
+    rules = config.policy.rules
     paced = policy_name in config.paced_policies
     practicable = [s for s in graph.skill_order if graph.exercises_by_skill.get(s)]
     cap = config.attempts_per_skill_cap * len(graph.skill_order)
@@ -223,6 +260,7 @@ def simulate_student(
     seeds = random.Random(f"policy:{config.seed}:{policy_name}:{group}:{index}")
     exercises: list[str] = []  # oldest first
     outcomes: list[bool] = []
+    times: list[datetime] = []
     attempts_by_skill: dict[str, int] = {}
     declared: set[str] = set()
     declared_truly_known = declared_without_answer = over_practice = wheel_spinning = 0
@@ -236,16 +274,7 @@ def simulate_student(
 
     for n in range(cap):
         now = START + timedelta(days=n // config.answers_per_day, minutes=n % config.answers_per_day)
-        # As the service builds it (tutoring._view): the last max(recent_window, 10) answers,
-        # most recent first; the first skill of the last answered exercise; that answer's reason.
-        view = StudentView(
-            model=model, now=now,
-            recent_exercise_ids=exercises[: -window - 1: -1],
-            recent_correct=outcomes[: -window - 1: -1],
-            n_responses=n,
-            last_skill_id=graph.exercises[exercises[-1]].skill_ids[0] if exercises else None,
-            last_reason=last.reason if last else None,
-        )
+        view = build_view(graph, model, now, exercises, outcomes, times, last, window)
         rec = policy(graph, params, view, config.policy, seeds.getrandbits(63))
         if rec.exercise_id is None:
             end_reason = rec.reason
@@ -253,28 +282,25 @@ def simulate_student(
         skill_ids = graph.exercises[rec.exercise_id].skill_ids
         over_practice += all(student.knows(s) for s in skill_ids)
         correct = student.answer(skill_ids)
-        steps = apply_answer(model, skill_ids, correct, params, now=now, threshold=threshold)
-        for step in steps:
-            if step.skill_id not in declared and (
-                step.mastered if paced else step.p_mastery_after >= threshold
-            ):
-                declare(step.skill_id)
+        steps = apply_answer(model, skill_ids, correct, params, now=now, rules=rules)
         if paced:
-            # The speed posterior moves with every answer, so a practised skill's paced P(L) can
-            # cross the threshold while another skill is answered; the policy then treats it as
-            # mastered although no TraceStep ever said so.
+            # Earned by the tracker's rule (mastered_at set the first time); a new pace estimate
+            # can earn a practised skill while another skill is answered.
             for skill_id, state in model.skills.items():
-                if skill_id not in declared and state.attempts and (
-                    model.paced(skill_id, params[skill_id]) >= threshold
-                ):
+                if skill_id not in declared and state.mastered_at is not None:
                     declare(skill_id)
-                    declared_without_answer += 1
+                    declared_without_answer += skill_id not in skill_ids
+        else:
+            for step in steps:
+                if step.skill_id not in declared and step.p_mastery_after >= threshold:
+                    declare(step.skill_id)
         for skill_id in skill_ids:
             count = attempts_by_skill[skill_id] = attempts_by_skill.get(skill_id, 0) + 1
             if count == config.wheel_spin_attempts and skill_id not in declared:
                 wheel_spinning += 1
         exercises.append(rec.exercise_id)
         outcomes.append(correct)
+        times.append(now)
         last = rec
 
     return StudentResult(
@@ -312,10 +338,41 @@ def summarize(policy: str, group: str, learn_rate: float, results: Sequence[Stud
 _SHARED: dict[str, Any] = {}
 
 
+def choose_policies(policies: Mapping[str, Policy] | Sequence[str] | None,
+                    default: Mapping[str, Policy]) -> dict[str, Policy]:
+    """Policy names (from ``SIMULATION_POLICIES``) or a name -> policy mapping, as a dict."""
+    if policies is None:
+        return dict(default)
+    if isinstance(policies, Mapping):
+        return dict(policies)
+    unknown = [name for name in policies if name not in SIMULATION_POLICIES]
+    if unknown:
+        raise ValueError(f"unknown policies {unknown}; known: {sorted(SIMULATION_POLICIES)}")
+    return {name: SIMULATION_POLICIES[name] for name in policies}
+
+
+def map_tasks(run: Callable[[Any], Any], tasks: Sequence[Any], processes: int | None,
+              **shared: Any) -> list[Any]:
+    """``[run(task) for task in tasks]``, over forked worker processes when there are several.
+
+    ``shared`` is what every task reads from ``_SHARED`` (inherited by the fork, not pickled).
+    Results come back in task order, so a report does not depend on the number of processes.
+    """
+    workers = min(processes or os.cpu_count() or 1, len(tasks))
+    _SHARED.update(shared)
+    try:
+        if workers > 1 and "fork" in multiprocessing.get_all_start_methods():
+            with multiprocessing.get_context("fork").Pool(workers) as pool:
+                return pool.map(run, tasks, chunksize=1)
+        return [run(task) for task in tasks]
+    finally:
+        _SHARED.clear()
+
+
 def _run_task(task: tuple[str, str, int, int]) -> list[StudentResult]:
     policy_name, group, start, stop = task
     graph, config, policies = _SHARED["graph"], _SHARED["config"], _SHARED["policies"]
-    return [simulate_student(graph, policy_name, group, i, config, policies[policy_name])
+    return [simulate_student(graph, policy_name, group, i, config, policies[policy_name], _SHARED["params"])
             for i in range(start, stop)]
 
 
@@ -325,32 +382,23 @@ def run_comparison(
     policies: Mapping[str, Policy] | Sequence[str] | None = None,
     *,
     processes: int | None = None,
+    params: Mapping[str, BktParams] | None = None,
 ) -> SimulationReport:
     """Run every policy on the same simulated students; rows are policy-major, groups in config order.
 
-    ``policies``: names from ``selection.POLICIES`` or a name -> policy mapping (default: all five).
+    ``policies``: names from ``SIMULATION_POLICIES`` or a name -> policy mapping (default: the
+    five of ``selection.POLICIES``).
     ``processes``: worker processes (None = one per CPU); the report is identical for any value.
+    ``params``: the tracker's parameters per skill, e.g. the service's current ones (default:
+    ``model_parameters(graph, config)``).
     """
-    if policies is None:
-        chosen: dict[str, Policy] = dict(POLICIES)
-    elif isinstance(policies, Mapping):
-        chosen = dict(policies)
-    else:
-        chosen = {name: POLICIES[name] for name in policies}
+    chosen = choose_policies(policies, default=POLICIES)
     chunk = 5  # students per task: small enough to balance the slow adaptive runs across workers
     tasks = [(p, g, start, min(start + chunk, config.students_per_group))
              for p in chosen for g in config.groups
              for start in range(0, config.students_per_group, chunk)]
-    workers = min(processes or os.cpu_count() or 1, len(tasks))
-    _SHARED.update(graph=graph, config=config, policies=chosen)
-    try:
-        if workers > 1 and "fork" in multiprocessing.get_all_start_methods():
-            with multiprocessing.get_context("fork").Pool(workers) as pool:
-                chunks = pool.map(_run_task, tasks, chunksize=1)
-        else:
-            chunks = [_run_task(task) for task in tasks]
-    finally:
-        _SHARED.clear()
+    chunks = map_tasks(_run_task, tasks, processes, graph=graph, config=config, policies=chosen,
+                       params=params)
     students = tuple(r for part in chunks for r in part)
     rows = tuple(
         summarize(p, g, rate, [r for r in students if r.policy == p and r.group == g])

@@ -49,11 +49,11 @@ def class_scope(principal: Principal) -> ColumnElement[bool]:
 
 def find_student(
     session: Session, principal: Principal, student_id: str, action: Action, *, lock: bool = False,
-    what: str = "profile",
 ) -> Student:
     """The student, if ``principal`` may do ``action`` on them; else Forbidden or UnknownStudent.
 
-    A read by anyone but the student themself is written to the access log as ``what``.
+    A lookup: it reads, and never writes or commits. A service that reads a student's data for someone
+    else records that with ``record_access``, once per call, in its own transaction.
     """
     ensure_allowed(principal, action)
     query = select(Student).where(Student.id == student_id, student_scope(principal))
@@ -64,20 +64,21 @@ def find_student(
     found: Student | None = session.scalar(query)
     if found is None:
         raise UnknownStudent(student_id)
-    if action is Action.READ_STUDENT:
-        record_access(session, principal, [found.id], what)
     return found
 
 
 def record_access(session: Session, principal: Principal, student_ids: list[str], what: str) -> None:
-    """Log that ``principal`` read these students' data (not when students read their own); commits."""
+    """Log that ``principal`` read these students' data (not when students read their own).
+
+    In the caller's transaction: the service that read the data calls this once and commits once, so a page
+    or an API call that reads a student is one row, and a request that fails leaves none.
+    """
     if principal.role is Role.STUDENT or not student_ids:
         return
     now = utcnow()
     session.execute(insert(AccessLogEntry), [
         {"student_id": sid, "actor": principal.actor, "actor_name": principal.name, "what": what,
          "created_at": now} for sid in student_ids])
-    session.commit()
 
 
 def find_class(session: Session, principal: Principal, class_id: int) -> SchoolClass:

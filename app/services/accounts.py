@@ -2,8 +2,11 @@
 
 Passwords and personal codes are hashed with werkzeug's scrypt. Sign-in failures
 never say which part was wrong (no user enumeration) and take about as long
-whether or not the account exists; after ``max_failures`` failures in a row the
-account is locked for a while.
+whether or not the account exists. Failed attempts are throttled per client
+address, and per address and account (``services/throttle.py``), never for the
+account as a whole: nobody can lock the owner out. Hashing runs outside any
+database transaction (on SQLite every transaction holds the write lock) and in
+one of a few hashing slots per host.
 """
 
 from __future__ import annotations
@@ -14,16 +17,16 @@ import re
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import timedelta
 from functools import lru_cache
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from app.domain.access import Action, Principal, Role, ensure_allowed
 from app.domain.errors import Conflict, DomainError, NotFound
+from app.domain.external_ids import EXTERNAL_ID_RULE, clean_external_id
 from app.models import (
     ClassMembership,
     LearningApp,
@@ -34,6 +37,8 @@ from app.models import (
     StudentCredential,
     utcnow,
 )
+from app.services import throttle
+from app.services.throttle import HashSlots, LoginPolicy
 
 # Codes children type from a card: no 0/O, 1/I/L.
 CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
@@ -42,7 +47,6 @@ LOGIN_PREFIX_LENGTH = 5
 CODE_SECRET_LENGTH = 6
 MIN_PASSWORD_LENGTH = 10
 MAX_PASSWORD_LENGTH = 200
-EXTERNAL_ID = re.compile(r"^[^\x00-\x1f\x7f]{1,200}$")
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
@@ -59,9 +63,9 @@ class UnknownStaffUser(NotFound):
 
 
 @dataclass(frozen=True)
-class LoginPolicy:
-    max_failures: int = 5
-    lockout: timedelta = timedelta(minutes=15)
+class SignedIn:
+    principal: Principal
+    session_id: str  # what the session cookie names (see load_session_principal)
 
 
 def _random_code(length: int) -> str:
@@ -143,56 +147,62 @@ def find_staff_user(session: Session, email: str) -> StaffUser:
     return user
 
 
-def change_password(session: Session, principal: Principal, current: str, new: str) -> StaffUser:
+def change_password(session: Session, principal: Principal, current: str, new: str, *,
+                    slots: HashSlots) -> StaffUser:
     """Set a new password for the signed-in staff user; every other session ends. Commits."""
     ensure_allowed(principal, Action.CHANGE_PASSWORD)
-    user = session.get(StaffUser, int(principal.id), with_for_update=True)
-    if user is None or not check_password_hash(user.password_hash, current):
-        raise AccountError("the current password is not correct")
-    check_password_rules(new)
-    user.password_hash = generate_password_hash(new)
-    user.session_version += 1
+    throttle.begin_read(session)
+    user = session.get(StaffUser, int(principal.id))
+    stored = user.password_hash if user is not None else _dummy_hash()
+    session.commit()  # end the read (objects stay loaded): hash outside any transaction
+    with slots.hold():
+        if user is None or not check_password_hash(stored, current):
+            raise AccountError("the current password is not correct")
+        check_password_rules(new)
+        new_hash = generate_password_hash(new)
+    changed = session.execute(
+        update(StaffUser).where(StaffUser.id == user.id, StaffUser.password_hash == stored)
+        .values(password_hash=new_hash, session_version=StaffUser.session_version + 1))
+    if getattr(changed, "rowcount", 1) != 1:  # changed meanwhile, in another session
+        session.rollback()
+        raise AccountError("the password was changed meanwhile in another session: sign in again")
     session.commit()
-    return user
-
-
-def verify_staff_login(session: Session, email: str, password: str, policy: LoginPolicy) -> StaffUser | None:
-    """The user when email and password match and the account is not locked; else None."""
-    user: StaffUser | None = session.scalar(
-        select(StaffUser).where(StaffUser.email == email.strip().lower()).with_for_update())
-    if user is None or _is_locked(user):
-        _refuse(session, password)
-        return None
-    if not check_password_hash(user.password_hash, password):
-        _count_failure(user, policy)
-        session.commit()
-        return None
-    _count_success(user)
+    refreshed = session.get(StaffUser, user.id, populate_existing=True)
     session.commit()
-    return user
+    assert refreshed is not None
+    return refreshed
 
 
-def _is_locked(account: StaffUser | StudentCredential) -> bool:
-    return account.locked_until is not None and account.locked_until > utcnow()
+def sign_in_staff(session: Session, email: str, password: str, *, address: str, policy: LoginPolicy,
+                  slots: HashSlots) -> SignedIn | None:
+    """Who signs in when email and password match; else None (the same work whether or not the account
+    exists). Raises SignInPaused (throttled, or every hashing slot busy) before checking anything."""
+    email = email.strip().lower()
+    account = throttle.staff_account(email)
+    with slots.hold():
+        throttle.admit(session, policy, address, account)
+        throttle.begin_read(session)
+        user: StaffUser | None = session.scalar(select(StaffUser).where(StaffUser.email == email))
+        session.commit()  # end the read (objects stay loaded): hash outside any transaction
+        right = check_password_hash(user.password_hash if user else _dummy_hash(), password)
+    if user is None or not right:
+        return None
+    session.execute(update(StaffUser).where(StaffUser.id == user.id).values(last_login_at=utcnow()))
+    throttle.succeeded(session, policy, address, account)
+    session.commit()
+    return SignedIn(staff_principal(user), staff_session_id(user))
 
 
-def _refuse(session: Session, secret: str) -> None:
-    # The same hash work as a wrong password, so timing does not tell whether the account exists.
-    check_password_hash(_dummy_hash(), secret)
-    session.rollback()
-
-
-def _count_success(account: StaffUser | StudentCredential) -> None:
-    account.failed_logins = 0
-    account.locked_until = None
-    account.last_login_at = utcnow()
-
-
-def _count_failure(account: StaffUser | StudentCredential, policy: LoginPolicy) -> None:
-    account.failed_logins += 1
-    if account.failed_logins >= policy.max_failures:
-        account.locked_until = utcnow() + policy.lockout
-        account.failed_logins = 0
+def end_sessions(session: Session, principal: Principal) -> None:
+    """Sign-out: every session of this staff user or student ends, copies of the cookie included (their
+    version is bumped, as a password change or a new personal code does). Commits."""
+    if principal.role in (Role.TEACHER, Role.ADMIN):
+        session.execute(update(StaffUser).where(StaffUser.id == int(principal.id))
+                        .values(session_version=StaffUser.session_version + 1))
+    elif principal.role is Role.STUDENT:
+        session.execute(update(StudentCredential).where(StudentCredential.student_id == principal.id)
+                        .values(version=StudentCredential.version + 1))
+    session.commit()
 
 
 # --- classes and enrollment --------------------------------------------------------------------
@@ -233,9 +243,9 @@ def read_roster(text: str) -> list[str]:
     seen: dict[str, int] = {}
     for row in reader:
         line = reader.line_num
-        value = (row.get("external_id") or "").strip()
-        if not EXTERNAL_ID.match(value):
-            problems.append(f"line {line}: external_id must be 1-200 printable characters")
+        value = clean_external_id(row.get("external_id") or "")
+        if value is None:
+            problems.append(f"line {line}: external_id {EXTERNAL_ID_RULE}")
         elif value in seen:
             problems.append(f"line {line}: {value!r} repeats line {seen[value]}")
         else:
@@ -291,8 +301,6 @@ def enroll(session: Session, klass: SchoolClass, external_ids: Iterable[str], *,
                 credential.login_prefix = prefix
                 credential.version += 1
             credential.code_hash = generate_password_hash(code)
-            credential.failed_logins = 0
-            credential.locked_until = None
             credential.issued_at = utcnow()
         results.append(Enrollment(external_id, student.id, created, added, code))
     try:
@@ -315,33 +323,38 @@ def _normalise_code(code: str) -> str:
     return re.sub(r"\s+", "", code).upper()
 
 
-def verify_student_login(
-    session: Session, join_code: str, personal_code: str, policy: LoginPolicy
-) -> tuple[Student, int] | None:
-    """(student, credential version) when the code is theirs and they are in the class; else None."""
+def sign_in_student(session: Session, join_code: str, personal_code: str, *, address: str,
+                    policy: LoginPolicy, slots: HashSlots) -> SignedIn | None:
+    """The student when the personal code is theirs and they are in the class of ``join_code``; else None
+    (the same hash work whatever was wrong). Raises SignInPaused before checking anything."""
     code = _normalise_code(personal_code)
     prefix, _, secret = code.partition("-")
-    credential = None
-    if len(prefix) == LOGIN_PREFIX_LENGTH and secret:
-        credential = session.scalar(
-            select(StudentCredential).where(StudentCredential.login_prefix == prefix).with_for_update())
-    if credential is None or _is_locked(credential):
-        _refuse(session, code)
+    account = throttle.student_account(prefix)
+    found = None
+    in_class = False
+    with slots.hold():
+        throttle.admit(session, policy, address, account)
+        throttle.begin_read(session)
+        if len(prefix) == LOGIN_PREFIX_LENGTH and secret:
+            found = session.execute(
+                select(StudentCredential, Student).join(Student, Student.id == StudentCredential.student_id)
+                .where(StudentCredential.login_prefix == prefix)).first()
+        if found is not None:
+            in_class = bool(session.scalar(
+                select(func.count()).select_from(ClassMembership)
+                .join(SchoolClass, SchoolClass.id == ClassMembership.class_id)
+                .where(SchoolClass.join_code == _normalise_code(join_code),
+                       ClassMembership.student_id == found[1].id)))
+        session.commit()  # end the read (objects stay loaded): hash outside any transaction
+        right = check_password_hash(found[0].code_hash if found else _dummy_hash(), code)
+    if found is None or not right or not in_class:
         return None
-    in_class = session.scalar(
-        select(func.count()).select_from(ClassMembership)
-        .join(SchoolClass, SchoolClass.id == ClassMembership.class_id)
-        .where(SchoolClass.join_code == _normalise_code(join_code),
-               ClassMembership.student_id == credential.student_id))
-    if not check_password_hash(credential.code_hash, code) or not in_class:
-        _count_failure(credential, policy)
-        session.commit()
-        return None
-    _count_success(credential)
-    student = session.get(Student, credential.student_id)
+    credential, student = found
+    session.execute(update(StudentCredential).where(StudentCredential.student_id == student.id)
+                    .values(last_login_at=utcnow()))
+    throttle.succeeded(session, policy, address, account)
     session.commit()
-    assert student is not None  # the credential's foreign key guarantees it
-    return student, credential.version
+    return SignedIn(student_principal(student), student_session_id(student.id, credential.version))
 
 
 # --- sessions ------------------------------------------------------------------------------------
@@ -368,7 +381,7 @@ def app_principal(app: LearningApp) -> Principal:
 
 
 def load_session_principal(session: Session, session_id: str) -> Principal | None:
-    """The principal a session cookie names, or None when it ended (password or code changed)."""
+    """The principal a session cookie names, or None when it ended (signed out, password or code changed)."""
     kind, _, rest = session_id.partition(":")
     key, _, version = rest.rpartition(":")
     if not version.isdigit():

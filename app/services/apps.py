@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.domain.access import Action, Principal, ensure_allowed
-from app.domain.errors import Conflict, UnknownApiKey
+from app.domain.errors import UnknownApiKey
 from app.models import ApiKey, LearningApp, School, utcnow
 from app.services.accounts import AccountError, app_principal
 
@@ -46,13 +46,14 @@ def create_api_key(session: Session, app_name: str, school: School) -> IssuedKey
     name = app_name.strip()
     if not name or len(name) > 100:
         raise AccountError("an app name must be 1 to 100 characters")
-    app = session.scalar(select(LearningApp).where(LearningApp.name == name))
+    # Names are unique per school, not across schools: whether another tenant has an app of this name is
+    # none of this school's business (a refusal here would tell it).
+    app = session.scalar(select(LearningApp).where(LearningApp.school_id == school.id,
+                                                   LearningApp.name == name))
     if app is None:
         app = LearningApp(name=name, school_id=school.id)
         session.add(app)
         session.flush()
-    elif app.school_id != school.id:
-        raise Conflict(f"the app name {name!r} is taken by another school")
     prefix = secrets.token_hex(4)
     key = f"{KEY_SCHEME}_{prefix}_{secrets.token_urlsafe(32)}"
     session.add(ApiKey(app_id=app.id, prefix=prefix, key_hash=_digest(key)))

@@ -8,19 +8,18 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 import numpy as np
-from flask import current_app
 from numpy.typing import NDArray
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.domain.access import Action, Principal, ensure_allowed
-from app.domain.errors import NotFound
+from app.domain.errors import InvalidInput, NotFound
 from app.domain.fairness import (
     METRICS,
     DecisionData,
@@ -48,6 +47,7 @@ from app.models import (
 )
 from app.services.fitting import multilearn_diagnostic, response_frame
 from app.services.groups import ORGANISATIONAL, GroupAttributeError, allowed_attributes
+from app.settings import current_settings, with_overrides
 
 
 class UnknownBiasReport(NotFound):
@@ -55,9 +55,8 @@ class UnknownBiasReport(NotFound):
 
 
 def fairness_config(**overrides: Any) -> FairnessConfig:
-    settings = {**dict(current_app.config.get("BIAS_CHECKS", {})), **{k: v for k, v in overrides.items()
-                                                                        if v is not None}}
-    return FairnessConfig(**settings)
+    """BIAS_CHECKS (checked at start), with this run's overrides (None: keep the setting)."""
+    return with_overrides(current_settings().bias_checks, **overrides)
 
 
 def _labels(session: Session, school_id: int, attribute: str) -> dict[str, str]:
@@ -101,9 +100,15 @@ def run_bias_check(
     index = {sid: i for i, sid in enumerate(students)}
     responses, response_skills, post_mastery = _responses(session, students, index, skills, since, until,
                                                           config)
+    groups_of = [labels[s] for s in students]
+    if not len(responses.student) and max(Counter(groups_of).values(), default=0) >= config.suppress_below:
+        # Groups large enough to compare, but nothing they did to compare them on. (Groups all under the
+        # suppression size are reported as "not enough data" whatever the window holds.)
+        window = _described(skills, since, until)
+        raise InvalidInput(f"no student with a recorded {attribute} answered{window}: there is nothing to "
+                           "check (widen the window or wait for answers)")
     decisions, decision_skills = _decisions(session, students, index, skills, post_mastery)
     picks, pick_skills = _picks(session, students, index, since, until)
-    groups_of = [labels[s] for s in students]
     overall = audit(attribute, groups_of, responses, decisions, picks, config)
     per_skill = {}
     for skill in sorted(set(response_skills.tolist())):
@@ -139,7 +144,7 @@ def run_bias_check(
         for skill, r in per_skill.items() if r.flagged]
     as_json["tests"] = sum(len(r.comparisons) for r in corrected)
     if diagnostic:
-        shown = {g.group for g in report.groups if g.status != "suppressed"}
+        shown = {g.group for g in report.groups if g.status not in ("suppressed", "no answers")}
         as_json["diagnostic"] = _multilearn(session, {s: g for s, g in labels.items() if g in shown}, skills,
                                             seed=config.seed)
     stored = BiasReport(school_id=principal.school_id, actor=principal.actor, attribute=attribute,
@@ -167,6 +172,19 @@ def _multilearn(session: Session, labels: dict[str, str], skills: Sequence[str] 
         result = multilearn_diagnostic(rows, str(skill_id), seed=seed)
         out.append({k: _clean(v) for k, v in dataclasses.asdict(result).items()})
     return out
+
+
+def _described(skills: Sequence[str] | None, since: datetime | None, until: datetime | None) -> str:
+    """The window in words (" on the skill(s) a, b since X until Y"), or "" for every answer."""
+    text = ""
+    if skills:
+        more = f" and {len(skills) - 5} more" if len(skills) > 5 else ""
+        text = f" on the skill(s) {', '.join(list(skills)[:5])}{more}"
+    if since is not None:
+        text += f" since {since:%Y-%m-%d %H:%M} UTC"
+    if until is not None:
+        text += f" until {until:%Y-%m-%d %H:%M} UTC"
+    return text
 
 
 def _window(query: Any, column: Any, since: datetime | None, until: datetime | None) -> Any:

@@ -103,7 +103,7 @@ def sync_content(session: Session, graph: domain.ContentGraph) -> ContentChanges
 
     for position, skill in enumerate(graph.skills.values()):
         wanted: dict[str, Any] = {
-            "name": skill.name, "description": skill.description, "source": "content",
+            "name": skill.name, "description": skill.description, "unit": skill.unit, "source": "content",
             "is_active": True, "position": position,
         }
         row = skills.get(skill.id)
@@ -152,7 +152,8 @@ def _sync_exercises(session: Session, graph: domain.ContentGraph, changes: Conte
         wanted: dict[str, Any] = {
             "prompt": exercise.prompt, "answer_kind": exercise.answer_kind,
             "answers": list(exercise.answers), "choices": list(exercise.choices),
-            "hints": list(exercise.hints), "difficulty": exercise.difficulty, "is_active": True,
+            "hints": list(exercise.hints), "solution": list(exercise.solution),
+            "difficulty": exercise.difficulty, "is_active": True,
         }
         row = rows.get(exercise.id)
         if row is None:
@@ -224,7 +225,7 @@ def read_snapshot(session: Session) -> ContentSnapshot:
         prerequisites.setdefault(link.skill_id, []).append(link.prerequisite_id)
     skills = [
         domain.Skill(
-            id=row.id, name=row.name, description=row.description,
+            id=row.id, name=row.name, description=row.description, unit=row.unit,
             prerequisites=tuple(sorted(prerequisites.get(row.id, []))),
         )
         for row in session.scalars(
@@ -254,6 +255,7 @@ def _exercise_of(row: Exercise, skill_ids: list[str]) -> domain.Exercise:
         answer_kind=row.answer_kind,  # type: ignore[arg-type]
         answers=tuple(row.answers), difficulty=row.difficulty,
         choices=tuple(row.choices or ()), hints=tuple(row.hints or ()),
+        solution=tuple(row.solution or ()),
     )
 
 

@@ -28,6 +28,16 @@ _PROBABILITY = validate.Range(0.0, 1.0, error="must be a probability in [0, 1]")
 _TEXT = validate.Length(min=1, max=5000)
 
 
+def _check_step(step: str) -> None:
+    """A worked-solution step: short enough to read on a phone, no stray spaces."""
+    if not step.strip():
+        raise ValidationError("must not be empty")
+    if step != step.strip():
+        raise ValidationError("must not start or end with spaces")
+    if len(step) > 240:
+        raise ValidationError(f"must be at most 240 characters (this one has {len(step)})")
+
+
 class BktSchema(Schema):
     prior = fields.Float(required=True, validate=_PROBABILITY)
     learn = fields.Float(required=True, validate=_PROBABILITY)
@@ -47,6 +57,7 @@ class SkillSchema(Schema):
     description = fields.String(load_default="", validate=validate.Length(max=5000))
     prerequisites = fields.List(fields.String(validate=_ID), load_default=list)
     bkt = fields.Nested(BktSchema, load_default=None)
+    unit = fields.String(load_default="", validate=validate.Length(max=100))
 
 
 class ExerciseSchema(Schema):
@@ -60,6 +71,11 @@ class ExerciseSchema(Schema):
         required=True, validate=validate.Range(0.0, 1.0, error="must be in [0, 1]")
     )
     hints = fields.List(fields.String(validate=_TEXT), load_default=list)
+    # Required: every exercise ships a worked solution that the student sees after answering.
+    solution = fields.List(
+        fields.String(validate=_check_step), required=True,
+        validate=validate.Length(min=1, max=6, error="must have 1 to 6 steps"),
+    )
 
     @validates_schema
     def answers_fit_kind(self, data: dict[str, Any], **kwargs: Any) -> None:
@@ -175,6 +191,7 @@ def read_content(directory: str | Path) -> ContentGraph:
             description=data["description"],
             prerequisites=tuple(data["prerequisites"]),
             bkt=BktParams(**data["bkt"]) if data["bkt"] else None,
+            unit=data["unit"].strip(),
             origin=where.split(": ")[0],
         )
         for where, data in valid_skills
@@ -189,6 +206,7 @@ def read_content(directory: str | Path) -> ContentGraph:
             difficulty=data["difficulty"],
             choices=tuple(data["choices"]),
             hints=tuple(data["hints"]),
+            solution=tuple(data["solution"]),
             origin=where.split(": ")[0],
         )
         for where, data in valid_exercises

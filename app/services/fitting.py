@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from app.domain.bkt import BktParams, parameter_problems, predict_correct, update_mastery
 from app.domain.errors import DomainError
+from app.domain.tracking import MasteryRules
 from app.models import FitRun, Response, ResponseSkill, SkillParameters
 from app.services import pybkt_engine
 from app.services.content import bump_revision
@@ -298,7 +299,7 @@ def fit_parameters(
     num_fits: int = 5,
     seed: int = 42,
     n_jobs: int | None = None,
-    threshold: float = 0.95,
+    rules: MasteryRules,  # the configured ones: no default that could disagree
     repair: bool = True,
     batch_rows: int = FIT_BATCH_ROWS,
 ) -> FitReport:
@@ -365,7 +366,7 @@ def fit_parameters(
     if report.fitted:
         _make_current(session, run.id, report.fitted)
         bump_revision(session)
-        report.rebuild = rebuild_mastery(session, threshold=threshold, commit=False)
+        report.rebuild = rebuild_mastery(session, rules=rules, commit=False)
     session.commit()
     return report
 
@@ -420,7 +421,7 @@ def _make_current(session: Session, run_id: int, fits: list[SkillFit]) -> None:
 
 
 def adopt_parameters(
-    session: Session, params: dict[str, BktParams], *, engine: str, threshold: float = 0.95,
+    session: Session, params: dict[str, BktParams], *, engine: str, rules: MasteryRules,
 ) -> int:
     """Make externally fitted parameters current (e.g. from another tool) and replay mastery.
 
@@ -438,7 +439,7 @@ def adopt_parameters(
                              log_likelihood(rows, skill_params), 0))
     _make_current(session, run.id, fits)
     bump_revision(session)
-    rebuild_mastery(session, threshold=threshold, commit=False)
+    rebuild_mastery(session, rules=rules, commit=False)
     session.commit()
     return run.id
 

@@ -11,7 +11,6 @@ import csv
 import io
 from collections.abc import Mapping
 
-from flask import current_app
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
@@ -19,13 +18,10 @@ from app.domain.access import Action, Principal, Role
 from app.domain.errors import InvalidInput
 from app.models import ConsentEvent, GroupAttribute, Student, utcnow
 from app.services.access import find_student
+from app.settings import DEFAULT_GROUP_ATTRIBUTES, ORGANISATIONAL_GROUPS, current_settings
 
-DEFAULT_ATTRIBUTES: dict[str, list[str]] = {
-    "gender": ["female", "male", "non-binary", "prefer not to say"],
-    "language_learner": ["yes", "no"],
-    "disability_support": ["yes", "no"],
-}
-ORGANISATIONAL = ("school", "class")
+DEFAULT_ATTRIBUTES = DEFAULT_GROUP_ATTRIBUTES
+ORGANISATIONAL = ORGANISATIONAL_GROUPS
 
 
 class GroupAttributeError(InvalidInput):
@@ -33,7 +29,8 @@ class GroupAttributeError(InvalidInput):
 
 
 def allowed_attributes() -> dict[str, list[str]]:
-    return dict(current_app.config.get("GROUP_ATTRIBUTES") or DEFAULT_ATTRIBUTES)
+    """Attribute -> allowed values: GROUP_ATTRIBUTES (checked at start), or the defaults."""
+    return {name: list(values) for name, values in current_settings().group_attributes.items()}
 
 
 def check_values(values: Mapping[str, str]) -> dict[str, str]:

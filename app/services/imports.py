@@ -32,7 +32,7 @@ from app.domain.logs import (
     parse_assistments_row,
     parse_datashop_row,
 )
-from app.domain.tracking import StudentModel, apply_answer
+from app.domain.tracking import MasteryRules, StudentModel, apply_answer
 from app.models import (
     LearningApp,
     LogImport,
@@ -172,7 +172,7 @@ def import_log(
     app_name: str = "imported-logs",
     school_name: str | None = None,
     skip_bad_rows: bool = False,
-    threshold: float = 0.95,
+    rules: MasteryRules,  # the configured ones: no default that could disagree
     progress: Progress | None = None,
 ) -> ImportReport:
     """Import one log file in one transaction; raise LogImportError (writing nothing) on bad rows."""
@@ -203,19 +203,13 @@ def import_log(
         bad = {b.row for b in report.bad_rows}
         by_student = {s: [r for r in rs if r.row not in bad] for s, rs in by_student.items()}
 
-    app = session.scalar(select(LearningApp).where(LearningApp.name == app_name))
-    if app is None:
-        app = LearningApp(name=app_name, school_id=resolve_school(session, school_name).id)
-        session.add(app)
-        session.flush()
-    elif school_name is not None and app.school_id != resolve_school(session, school_name).id:
-        raise LogImportError(f"the app {app_name!r} belongs to another school than {school_name!r}")
+    app = _log_app(session, app_name, school_name)
     skill_of = _map_skills(session, {s for rs in by_student.values() for r in rs for s in r.skills}, report)
     students = _students(session, app, list(by_student), report)
     if report.skills_created:
         bump_revision(session)
     snapshot = read_snapshot(session)
-    _write_responses(session, by_student, students, skill_of, snapshot.parameters, threshold, report,
+    _write_responses(session, by_student, students, skill_of, snapshot.parameters, rules, report,
                      progress)
     session.add(LogImport(
         file_name=path.name, sha256=hashlib.sha256(raw).hexdigest(), format=fmt, app_id=app.id,
@@ -224,6 +218,29 @@ def import_log(
     ))
     session.commit()
     return report
+
+
+def _log_app(session: Session, name: str, school_name: str | None) -> LearningApp:
+    """The app the students are imported into, created if new. App names are unique per school: without
+    ``school_name``, the one app of that name (or a new one in the only school)."""
+    name = name.strip()
+    if not name or len(name) > 100:
+        raise LogImportError("an app name must be 1 to 100 characters")
+    if school_name is not None:
+        school_id = resolve_school(session, school_name).id
+        app = session.scalar(select(LearningApp).where(LearningApp.school_id == school_id,
+                                                       LearningApp.name == name))
+    else:
+        named = list(session.scalars(select(LearningApp).where(LearningApp.name == name).limit(2)))
+        if len(named) > 1:
+            raise LogImportError(f"several schools have an app named {name!r}: say which with --school")
+        app = named[0] if named else None
+        school_id = app.school_id if app else resolve_school(session, None).id
+    if app is None:
+        app = LearningApp(name=name, school_id=school_id)
+        session.add(app)
+        session.flush()
+    return app
 
 
 def _students(session: Session, app: LearningApp, keys: list[str], report: ImportReport) -> dict[str, str]:
@@ -235,8 +252,8 @@ def _students(session: Session, app: LearningApp, keys: list[str], report: Impor
             select(Student.external_id, Student.id)
             .where(Student.school_id == app.school_id, Student.external_id.in_(chunk))
         ).all())
-    new = [Student(school_id=app.school_id, app_id=app.id, external_id=k[:200])
-           for k in keys if k not in found]
+    # The ids passed domain.external_ids' rule when parsed: stored as they are, never cut to fit.
+    new = [Student(school_id=app.school_id, app_id=app.id, external_id=k) for k in keys if k not in found]
     session.add_all(new)
     session.flush()
     found.update({s.external_id: s.id for s in new})
@@ -250,7 +267,7 @@ def _write_responses(
     students: dict[str, str],
     skill_of: dict[str, str],
     parameters: dict[str, Any],
-    threshold: float,
+    rules: MasteryRules,
     report: ImportReport,
     progress: Progress | None,
 ) -> None:
@@ -281,7 +298,7 @@ def _write_responses(
                 report.duplicates += 1
                 continue
             skill_ids = [skill_of[name] for name in record.skills]
-            steps = apply_answer(model, skill_ids, record.correct, params, now=now, threshold=threshold)
+            steps = apply_answer(model, skill_ids, record.correct, params, now=now, rules=rules)
             pending.append(({
                 "student_id": student_id, "exercise_id": None, "correct": record.correct, "answer": None,
                 "graded_by": "import", "response_time_ms": record.response_time_ms,

@@ -10,16 +10,24 @@ from __future__ import annotations
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import delete, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from app.domain.bkt import BktParams
-from app.domain.tracking import SPEED_PRIOR, SkillState, StudentModel, apply_answer
+from app.domain.tracking import MasteryRules, StudentModel, apply_answer
 from app.extensions import READ_SNAPSHOT
 from app.models import Mastery, Response, ResponseSkill, Student, StudentBaseline
 from app.services.content import read_snapshot
-from app.services.student_models import refresh_answer_counts, row_values
+from app.services.student_models import (
+    refresh_answer_counts,
+    row_values,
+    state_from_json,
+    state_of,
+    state_to_json,
+    weights_of,
+)
 
 BATCH = 5000
 
@@ -65,7 +73,7 @@ def _responses(
 
 
 def replay_models(
-    session: Session, params: dict[str, BktParams], threshold: float,
+    session: Session, params: dict[str, BktParams], rules: MasteryRules,
     student_ids: Collection[str] | None = None, *, before: datetime | None = None,
 ) -> Iterator[tuple[str, StudentModel, list[ReplayStep]]]:
     """Each student's model rebuilt by the tracker (from the priors, or from the state folded from
@@ -79,7 +87,7 @@ def replay_models(
             if student is not None:
                 yield student, model, steps
             student, model, steps = student_id, baselines.pop(student_id, StudentModel()), []
-        for step in apply_answer(model, skills, correct, params, now=created_at, threshold=threshold):
+        for step in apply_answer(model, skills, correct, params, now=created_at, rules=rules):
             steps.append(ReplayStep(student_id, response_id, step.skill_id, correct, created_at,
                                     step.p_mastery_before, step.p_correct, step.p_mastery_after,
                                     step.p_mastery_paced_after))
@@ -97,36 +105,21 @@ def load_baselines(session: Session, student_ids: Collection[str] | None) -> dic
 
 
 def model_of_baseline(row: StudentBaseline) -> StudentModel:
-    return StudentModel(speed_weights=list(row.speed_weights), skills={
-        skill_id: SkillState(
-            p_mastery=v["p_mastery"], p_by_speed=list(v["p_by_speed"]), attempts=v["attempts"],
-            correct_count=v["correct_count"], mastered_at=_when(v["mastered_at"]),
-            attempts_at_mastery=v["attempts_at_mastery"], last_practiced_at=_when(v["last_practiced_at"]),
-            review_successes=v["review_successes"])
-        for skill_id, v in row.skills.items()})
+    return StudentModel(speed_weights=weights_of(row.speed_weights),
+                        skills={skill_id: state_from_json(v) for skill_id, v in row.skills.items()})
 
 
 def baseline_skills(model: StudentModel) -> dict[str, dict[str, object]]:
     """The model's skills as JSON for ``student_baselines.skills``."""
-    return {skill_id: {
-        "p_mastery": s.p_mastery, "p_by_speed": list(s.p_by_speed), "attempts": s.attempts,
-        "correct_count": s.correct_count, "mastered_at": s.mastered_at.isoformat() if s.mastered_at else None,
-        "attempts_at_mastery": s.attempts_at_mastery,
-        "last_practiced_at": s.last_practiced_at.isoformat() if s.last_practiced_at else None,
-        "review_successes": s.review_successes,
-    } for skill_id, s in model.skills.items()}
-
-
-def _when(text: str | None) -> datetime | None:
-    return datetime.fromisoformat(text) if text else None
+    return {skill_id: state_to_json(s) for skill_id, s in model.skills.items()}
 
 
 def replay_log(
-    session: Session, params: dict[str, BktParams], threshold: float = 0.95,
+    session: Session, params: dict[str, BktParams], rules: MasteryRules,
     student_ids: Collection[str] | None = None,
 ) -> Iterator[ReplayStep]:
     """Every (response, skill) of the log, in order per student, traced from the priors."""
-    for _, _, steps in replay_models(session, params, threshold, student_ids):
+    for _, _, steps in replay_models(session, params, rules, student_ids):
         yield from steps
 
 
@@ -138,7 +131,7 @@ class RebuildReport:
 
 
 def rebuild_mastery(
-    session: Session, *, threshold: float, student_ids: Collection[str] | None = None,
+    session: Session, *, rules: MasteryRules, student_ids: Collection[str] | None = None,
     commit: bool = True,
 ) -> RebuildReport:
     """Recompute student models (mastery rows and pace) from the log under the current parameters.
@@ -150,7 +143,7 @@ def rebuild_mastery(
     rows: list[dict[str, object]] = []
     weights: list[dict[str, object]] = []
     responses = 0
-    for student_id, model, steps in replay_models(session, snapshot.params, threshold, student_ids):
+    for student_id, model, steps in replay_models(session, snapshot.params, rules, student_ids):
         responses += len({s.response_id for s in steps})
         weights.append({"id": student_id, "speed_weights": model.speed_weights})
         rows.extend(
@@ -185,19 +178,17 @@ class Mismatch:
     replayed: object
 
 
-def check_mastery(session: Session, tolerance: float = 1e-9, threshold: float = 0.95) -> list[Mismatch]:
+def check_mastery(session: Session, rules: MasteryRules, tolerance: float = 1e-9) -> list[Mismatch]:
     """Stored student state that differs from a replay of the log (empty when consistent)."""
     snapshot = read_snapshot(session)
     replayed: dict[tuple[str, str], tuple[float, ...]] = {}
     replayed_pace: dict[str, list[float]] = {}
-    for student_id, model, _ in replay_models(session, snapshot.params, threshold):
+    for student_id, model, _ in replay_models(session, snapshot.params, rules):
         replayed_pace[student_id] = model.speed_weights
         for skill_id, state in model.skills.items():
-            replayed[(student_id, skill_id)] = (state.p_mastery, *state.p_by_speed, state.attempts)
-    stored = {
-        (row.student_id, row.skill_id): (row.p_mastery, *row.p_by_speed, row.attempts)
-        for row in session.scalars(select(Mastery))
-    }
+            replayed[(student_id, skill_id)] = _compared(row_values(state))
+    stored = {(row.student_id, row.skill_id): _compared(row_values(state_of(row)))
+              for row in session.scalars(select(Mastery))}
     mismatches = []
     for key in sorted(set(replayed) | set(stored)):
         a, b = stored.get(key), replayed.get(key)
@@ -212,11 +203,19 @@ def check_mastery(session: Session, tolerance: float = 1e-9, threshold: float = 
         if answers != counted.get(student_id, 0):
             mismatches.append(Mismatch(student_id, "(answers)", answers, counted.get(student_id, 0)))
     for student_id, stored_weights in session.execute(select(Student.id, Student.speed_weights)).all():
-        want = replayed_pace.get(student_id, list(SPEED_PRIOR))
-        have = stored_weights or list(SPEED_PRIOR)
+        want = replayed_pace.get(student_id, weights_of(None))
+        have = weights_of(stored_weights)
         if any(abs(x - y) > tolerance for x, y in zip(have, want, strict=True)):
             mismatches.append(Mismatch(student_id, "(pace)", have, want))
     return mismatches
+
+
+def _compared(values: dict[str, Any]) -> tuple[float, ...]:
+    """The numbers of a mastery row that a replay must reproduce: P(L)s, attempts, memory."""
+    reviewed = values["memory_reviewed_at"]
+    return (float(values["p_mastery"]), *values["p_by_speed"], float(values["attempts"]),
+            float(values["memory_stability"] or 0.0), float(values["memory_reviews"]),
+            reviewed.timestamp() if isinstance(reviewed, datetime) else 0.0)
 
 
 # --- consistency of the stored state with the log (flask check-consistency) ------------------------
@@ -268,7 +267,7 @@ def lock_students(session: Session, student_ids: Collection[str] | None = None) 
     session.execute(query).all()
 
 
-def check_consistency(session: Session, *, threshold: float) -> Consistency:
+def check_consistency(session: Session, *, rules: MasteryRules) -> Consistency:
     """``check_mastery`` on one snapshot of the database (read-only; ended here when begun here).
 
     Answers may keep arriving meanwhile (called outside a transaction): the log and the state it compares are
@@ -282,30 +281,30 @@ def check_consistency(session: Session, *, threshold: float) -> Consistency:
         return Consistency(
             students=session.scalar(select(func.count()).select_from(Student)) or 0,
             answers=session.scalar(select(func.count()).select_from(Response)) or 0,
-            mismatches=check_mastery(session, threshold=threshold),
+            mismatches=check_mastery(session, rules),
         )
     finally:
         if own_snapshot:  # a caller's own transaction (and its pending writes) is the caller's to end
             session.rollback()
 
 
-def repair_consistency(session: Session, *, threshold: float) -> Repair:
+def repair_consistency(session: Session, *, rules: MasteryRules) -> Repair:
     """Check; replay every student found inconsistent from the log (mastery rows, pace, answer count) in
     one transaction; check again.
 
     The students are locked first (in id order), so none of their answers can commit between the
     replay and the write; answers of other students go on.
     """
-    found = check_consistency(session, threshold=threshold)
+    found = check_consistency(session, rules=rules)
     ids = found.students_affected
     if not ids:
         return Repair(found, None, found)
     responses = rows = 0
     for start in range(0, len(ids), REPAIR_CHUNK):
         chunk = ids[start:start + REPAIR_CHUNK]
-        report = rebuild_mastery(session, threshold=threshold, student_ids=chunk, commit=False)
+        report = rebuild_mastery(session, rules=rules, student_ids=chunk, commit=False)
         responses, rows = responses + report.responses, rows + report.mastery_rows
     session.commit()
     # Every affected student counts, also one whose only fault was an answer counter without answers.
     rebuilt = RebuildReport(students=len(ids), responses=responses, mastery_rows=rows)
-    return Repair(found, rebuilt, check_consistency(session, threshold=threshold))
+    return Repair(found, rebuilt, check_consistency(session, rules=rules))

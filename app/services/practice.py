@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from app.domain.access import Action, Principal
 from app.domain.content import Exercise
 from app.domain.errors import Conflict, NotFound
+from app.domain.wording import Change, answer_changes, input_mode
 from app.models import Recommendation, Response
 from app.services import tutoring
 from app.services.access import find_student
@@ -35,6 +36,7 @@ class PracticeItem:
     next: tutoring.NextExercise
     hints: list[str]  # revealed so far
     hints_left: int
+    input_mode: str = "text"  # the phone keyboard for the answer box (a fraction or a minus needs "text")
 
 
 def current_item(session: Session, principal: Principal) -> PracticeItem:
@@ -44,7 +46,8 @@ def current_item(session: Session, principal: Principal) -> PracticeItem:
         shown = session.scalar(select(Recommendation.hints_shown)
                                .where(Recommendation.id == chosen.recommendation_id)) or 0
     hints = list(chosen.exercise.hints) if chosen.exercise else []
-    return PracticeItem(chosen, hints[:shown], max(len(hints) - shown, 0))
+    return PracticeItem(chosen, hints[:shown], max(len(hints) - shown, 0),
+                        input_mode(chosen.exercise) if chosen.exercise else "text")
 
 
 def _own_recommendation(session: Session, principal: Principal, recommendation_id: int) -> Recommendation:
@@ -95,6 +98,8 @@ class AnswerResult:
     exercise: Exercise | None
     answer: str | None
     skill_names: dict[str, str]
+    # Each skill's mastery estimate before -> after, with a note where the direction could puzzle.
+    changes: list[Change]
 
 
 def answer_result(session: Session, principal: Principal, response_id: int) -> AnswerResult:
@@ -107,4 +112,10 @@ def answer_result(session: Session, principal: Principal, response_id: int) -> A
     names = {s: snapshot.graph.skills[s].name for s in [step.skill_id for step in response.skills]
              if s in snapshot.graph.skills}
     exercise = load_exercise(session, response.exercise_id) if response.exercise_id else None
-    return AnswerResult(tutoring.result_of(session, response), exercise, response.answer, names)
+    result = tutoring.result_of(session, response)
+    # Answers stored before estimates were kept: the paced P(L) after them (never standard P(L)).
+    fallback = {s.skill_id: s.p_mastery_after if s.p_mastery_paced_after is None else s.p_mastery_paced_after
+                for s in result.skills}
+    changes = answer_changes(result.skills, names, correct=result.correct, hints_used=result.hints_used,
+                             fallback_after=fallback)
+    return AnswerResult(result, exercise, response.answer, names, changes)

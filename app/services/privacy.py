@@ -5,9 +5,7 @@ What each table holds and how export, deletion and retention treat it: docs/DATA
 
 from __future__ import annotations
 
-import csv
 import io
-import json
 import zipfile
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -16,13 +14,16 @@ from typing import Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from app import csv_writer
 from app.domain.access import Action, Principal
 from app.domain.errors import UnknownStudent
+from app.domain.tracking import MasteryRules
 from app.models import (
     AccessLogEntry,
     ClassMembership,
     ConsentEvent,
     DeletionRecord,
+    Exercise,
     GroupAttribute,
     LearningApp,
     Mastery,
@@ -37,9 +38,8 @@ from app.models import (
     StudentCredential,
     utcnow,
 )
-from app.services.access import find_student
+from app.services.access import find_student, record_access
 from app.services.content import read_snapshot
-from app.services.groups import student_groups
 from app.services.mastery import baseline_skills, replay_models
 from app.services.student_models import refresh_answer_counts
 
@@ -52,17 +52,123 @@ How the tutor estimates what you know, and chooses what you practise
    less likely (unless it could have been a slip). Then it rises a little, because practising teaches.
    How much each of these counts is set per skill: guess, slip and learning rates, fitted from many
    students' answers (or set by the authors of the exercises).
-3. The tutor also estimates how quickly YOU learn, from your own answers only (never from who you are),
-   and uses that pace in the estimate. A skill counts as mastered when that estimate reaches {threshold:.0%}.
+3. The tutor also estimates how quickly YOU learn and how much you knew to begin with, from your own
+   answers only (never from who you are), and uses them in the estimate. Once you have learned a skill,
+   it also predicts how well you still remember it as days pass (a memory model, FSRS): the mastery
+   estimate is "learned, and still remembered". A skill counts as mastered when that estimate reaches
+   {threshold:.0%} after at least 3 right answers; it becomes "due for review" when the estimate falls
+   as time passes, and a right answer after a gap strengthens the memory more than one right away.
 4. The next exercise comes from a skill whose prerequisites you have mastered and where one more exercise
-   is expected to help most; within it, one you are likely, but not certain, to get right (about
-   {target:.0%}). Skills you mastered a while ago come back for review. If you keep struggling with a
-   skill, the tutor goes back to its prerequisites. Every recommendation is stored with the reason it
-   was made (see "recommendations").
+   is expected to help most, switching between a few skills rather than repeating one; within it, one
+   you are likely, but not certain, to get right (about {target:.0%}). Skills due for review come back
+   at growing intervals. If you keep struggling with a skill, the tutor goes back to its prerequisites.
+   Every recommendation is stored with the reason it was made (see "recommendations").
 5. If personalization is switched off, exercises come in the fixed order of the curriculum and nothing
    about you is used to choose them.
 The numbers in this export are the ones the tutor used.
 """
+
+
+@dataclass(frozen=True)
+class Shown:
+    """A stored column that the export shows in another form, under ``field`` (an id as the name it
+    stands for)."""
+
+    field: str
+    how: str
+
+
+@dataclass(frozen=True)
+class Implied:
+    """A stored column that is not a field of its own: the export's structure says it."""
+
+    how: str
+
+
+@dataclass(frozen=True)
+class Withheld:
+    """A stored column left out of the export, and why."""
+
+    reason: str
+
+
+THE_STUDENT = Implied("the student the whole export is about (the profile's id)")
+
+# THE classification of what is stored about a student: every column of every table keyed by a student
+# (docs/DATA.md, "Student data"), with the section of the export it appears in. A plain string is the
+# field the column is exported under, exactly as stored. A new column or table fails
+# tests/services/test_export_completeness.py until it is added here; plain fields are then exported by
+# ``_stored`` without further code.
+EXPORT_MAP: dict[str, tuple[str, dict[str, str | Shown | Implied | Withheld]]] = {
+    "students": ("profile", {
+        "id": "id", "school_id": Shown("school", "the school's name"),
+        "app_id": Shown("created_by_app", "the name of the app that created the student"),
+        "external_id": "external_id", "created_at": "created_at", "speed_weights": "pace_weights",
+        "personalized": "personalized", "personalization_changed_at": "personalization_changed_at",
+        "personalization_changed_by": "personalization_changed_by", "answer_count": "answer_count",
+        "last_answer_at": "last_answer_at",
+    }),
+    "student_credentials": ("sign_in", {
+        "student_id": THE_STUDENT, "login_prefix": "personal_code_prefix",
+        "code_hash": Withheld("a one-way hash of the personal code: it tells the student nothing, and a copy "
+                              "of it would let anyone try codes offline"),
+        "version": "code_version", "issued_at": "personal_code_issued_at", "last_login_at": "last_sign_in_at",
+    }),
+    "class_members": ("classes", {
+        "class_id": Shown("name", "the class's name, with its teacher's name"), "student_id": THE_STUDENT,
+        "added_at": "joined_at",
+    }),
+    "responses": ("responses", {
+        "id": "id", "student_id": THE_STUDENT, "exercise_id": "exercise_id", "correct": "correct",
+        "answer": "answer", "graded_by": "graded_by", "response_time_ms": "response_time_ms",
+        "client_response_id": "client_response_id", "created_at": "created_at",
+        "recommendation_id": "recommendation_id", "hints_used": "hints_used",
+    }),
+    "response_skills": ("responses.skills", {
+        "response_id": Implied("each answer lists the tracing steps it caused ('skills')"),
+        "skill_id": "skill_id", "position": "position", "parameters_id": "parameters_id",
+        "p_mastery_before": "p_mastery_before", "p_correct": "p_correct",
+        "p_mastery_after": "p_mastery_after", "p_mastery_paced_after": "p_mastery_paced_after",
+        "estimate_before": "estimate_before",
+        "estimate_after": "estimate_after",
+    }),
+    "mastery": ("mastery", {
+        "student_id": THE_STUDENT, "skill_id": "skill_id", "p_mastery": "p_mastery", "attempts": "attempts",
+        "correct_count": "correct", "p_by_speed": "p_by_speed", "mastered_at": "mastered_at",
+        "attempts_at_mastery": "attempts_at_mastery", "updated_at": "last_practiced_at",
+        "review_successes": "review_successes", "parameters_id": "parameters_id",
+        "memory_stability": "memory_stability", "memory_difficulty": "memory_difficulty",
+        "memory_reviewed_at": "memory_reviewed_at", "memory_reviews": "memory_reviews",
+        "memory_lapses": "memory_lapses",
+    }),
+    "student_baselines": ("purged_history", {
+        "student_id": THE_STUDENT, "speed_weights": "pace_weights_then", "answer_count": "answers_purged",
+        "last_answer_at": "last_purged_answer_at", "skills": "state_then", "purged_before": "purged_before",
+    }),
+    "recommendations": ("recommendations", {
+        "id": "id", "student_id": THE_STUDENT, "created_at": "created_at", "exercise_id": "exercise_id",
+        "skill_id": "skill_id", "policy": "policy", "reason": "reason", "explanation": "explanation",
+        "details": "details", "hints_shown": "hints_shown",
+    }),
+    "group_attributes": ("group_attributes", {
+        "student_id": THE_STUDENT, "attribute": "attribute", "value": "value", "set_at": "set_at",
+        "set_by": "set_by",
+    }),
+    "consent_events": ("consents", {
+        "id": "id", "student_id": THE_STUDENT, "kind": "kind", "granted": "granted", "scope": "scope",
+        "actor": "actor", "given_by": "given_by", "created_at": "at",
+    }),
+    "access_log": ("access_log", {
+        "id": "id", "student_id": THE_STUDENT, "actor": "actor", "actor_name": "who", "what": "what",
+        "created_at": "at",
+    }),
+}
+
+
+def _stored(row: Any) -> dict[str, Any]:
+    """The columns of ``row`` that EXPORT_MAP exports as stored, under their export names."""
+    _, columns = EXPORT_MAP[row.__tablename__]
+    return {field: getattr(row, column) for column, field in columns.items() if isinstance(field, str)}
 
 
 @dataclass(frozen=True)
@@ -77,13 +183,14 @@ class StudentExport:
 
 def export_student(session: Session, principal: Principal, student_id: str, *, threshold: float,
                    target_success: float) -> StudentExport:
-    student = find_student(session, principal, student_id, Action.READ_STUDENT, what="export")
+    student = find_student(session, principal, student_id, Action.READ_STUDENT)
+    record_access(session, principal, [student.id], "export")  # so the export lists its own read
     school = session.get(School, student.school_id)
     app = session.get(LearningApp, student.app_id) if student.app_id else None
     credential = session.get(StudentCredential, student.id)
     baseline = session.get(StudentBaseline, student.id)
     classes = session.execute(
-        select(SchoolClass.name, StaffUser.name, ClassMembership.added_at)
+        select(SchoolClass.name, StaffUser.name, ClassMembership)
         .join(ClassMembership, ClassMembership.class_id == SchoolClass.id)
         .join(StaffUser, StaffUser.id == SchoolClass.teacher_id)
         .where(ClassMembership.student_id == student.id).order_by(ClassMembership.added_at)).all()
@@ -94,114 +201,71 @@ def export_student(session: Session, principal: Principal, student_id: str, *, t
                                 .where(Response.student_id == student.id)
                                 .order_by(ResponseSkill.response_id, ResponseSkill.position)):
         steps.setdefault(step.response_id, []).append(step)
+    # The worked solution the student saw after each answer (content, not their data: shown beside it).
+    solutions = dict(session.execute(select(Exercise.id, Exercise.solution).where(
+        Exercise.id.in_({r.exercise_id for r in responses if r.exercise_id}))).all()) if responses else {}
+
+    def rows(model: Any, *order: Any) -> list[dict[str, Any]]:
+        return [_stored(row) for row in session.scalars(
+            select(model).where(model.student_id == student.id).order_by(*order))]
+
     sections: dict[str, Any] = {
         "exported_at": utcnow(),
         "how_it_works": HOW_IT_WORKS.format(threshold=threshold, target=target_success),
-        "profile": {
-            "id": student.id, "external_id": student.external_id, "school": school.name if school else None,
-            "created_at": student.created_at, "created_by_app": app.name if app else None,
-            "personalized": student.personalized,
-            "personalization_changed_at": student.personalization_changed_at,
-            "personalization_changed_by": student.personalization_changed_by,
-            "pace_weights": student.speed_weights, "answer_count": student.answer_count,
-            "last_answer_at": student.last_answer_at,
-        },
+        "profile": {**_stored(student), "school": school.name if school else None,
+                    "created_by_app": app.name if app else None},
         "sign_in": None if credential is None else {
-            "personal_code_issued_at": credential.issued_at, "last_sign_in_at": credential.last_login_at,
+            **_stored(credential),
             "note": "Only a one-way hash of the personal code is stored; it is not part of the export.",
         },
-        "classes": [{"name": name, "teacher": teacher, "joined_at": joined}
-                    for name, teacher, joined in classes],
-        "responses": [{
-            "id": r.id, "created_at": r.created_at, "exercise_id": r.exercise_id, "answer": r.answer,
-            "correct": r.correct, "graded_by": r.graded_by, "response_time_ms": r.response_time_ms,
-            "client_response_id": r.client_response_id, "recommendation_id": r.recommendation_id,
-            "skills": [{"skill_id": s.skill_id, "p_mastery_before": s.p_mastery_before,
-                        "p_correct": s.p_correct, "p_mastery_after": s.p_mastery_after,
-                        "p_mastery_paced_after": s.p_mastery_paced_after} for s in steps.get(r.id, [])],
-        } for r in responses],
-        "mastery": [{
-            "skill_id": m.skill_id, "p_mastery": m.p_mastery, "p_by_speed": m.p_by_speed,
-            "attempts": m.attempts, "correct": m.correct_count, "mastered_at": m.mastered_at,
-            "attempts_at_mastery": m.attempts_at_mastery, "last_practiced_at": m.updated_at,
-            "review_successes": m.review_successes,
-        } for m in session.scalars(select(Mastery).where(Mastery.student_id == student.id)
-                                   .order_by(Mastery.skill_id))],
+        "classes": [{"name": name, "teacher": teacher, **_stored(membership)}
+                    for name, teacher, membership in classes],
+        "responses": [{**_stored(r), "solution": list(solutions.get(r.exercise_id or "") or []),
+                       "skills": [_stored(s) for s in steps.get(r.id, [])]} for r in responses],
+        "mastery": rows(Mastery, Mastery.skill_id),
         "purged_history": None if baseline is None else {
-            "answers_purged": baseline.answer_count, "purged_before": baseline.purged_before,
-            "state_then": baseline.skills,
+            **_stored(baseline),
             "note": "Answers older than the retention period were deleted; the state they led to was kept.",
         },
-        "recommendations": [{
-            "id": rec.id, "created_at": rec.created_at, "exercise_id": rec.exercise_id,
-            "skill_id": rec.skill_id, "policy": rec.policy, "reason": rec.reason,
-            "explanation": rec.explanation, "details": rec.details,
-        } for rec in session.scalars(select(Recommendation).where(Recommendation.student_id == student.id)
-                                     .order_by(Recommendation.id))],
-        "group_attributes": student_groups(session, student.id),
-        "consents": [{
-            "kind": c.kind, "granted": c.granted, "scope": c.scope, "actor": c.actor, "given_by": c.given_by,
-            "at": c.created_at,
-        } for c in session.scalars(select(ConsentEvent).where(ConsentEvent.student_id == student.id)
-                                   .order_by(ConsentEvent.id))],
-        "access_log": [{
-            "at": a.created_at, "who": a.actor_name, "actor": a.actor, "what": a.what,
-        } for a in session.scalars(select(AccessLogEntry).where(AccessLogEntry.student_id == student.id)
-                                   .order_by(AccessLogEntry.id))],
+        "recommendations": rows(Recommendation, Recommendation.id),
+        "group_attributes": rows(GroupAttribute, GroupAttribute.attribute),
+        "consents": rows(ConsentEvent, ConsentEvent.id),
+        "access_log": rows(AccessLogEntry, AccessLogEntry.id),
     }
+    session.commit()
     return StudentExport(sections)
+
+
+FIELD_FILES = ("profile.csv", "sign_in.csv", "purged_history.csv")  # one row per field: field,value
 
 
 def export_zip(export: StudentExport) -> bytes:
     """The export as CSV files (one per section) in a ZIP, with the explanation as a text file."""
     data = export.sections
+
+    def fields(section: dict[str, Any] | None) -> list[dict[str, Any]]:
+        return [{"field": k, "value": v} for k, v in (section or {}).items()]
+
     tables: dict[str, list[dict[str, Any]]] = {
-        "profile.csv": [{"field": k, "value": v} for k, v in data["profile"].items()],
+        "profile.csv": fields(data["profile"]),
+        "sign_in.csv": fields(data["sign_in"]),
         "classes.csv": data["classes"],
         "responses.csv": [{**{k: v for k, v in r.items() if k != "skills"}, **step}
                           for r in data["responses"] for step in (r["skills"] or [{}])],
         "mastery.csv": data["mastery"],
+        "purged_history.csv": fields(data["purged_history"]),
         "recommendations.csv": data["recommendations"],
         "consents.csv": data["consents"],
-        "group_attributes.csv": [{"attribute": k, "value": v} for k, v in data["group_attributes"].items()],
+        "group_attributes.csv": data["group_attributes"],
         "access_log.csv": data["access_log"],
     }
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as bundle:
         bundle.writestr("how_it_works.txt", data["how_it_works"])
         for name, rows in tables.items():
-            bundle.writestr(name, _csv(rows))
+            header = ("field", "value") if name in FIELD_FILES else ()
+            bundle.writestr(name, csv_writer.table(rows, header))
     return buffer.getvalue()
-
-
-def _csv(rows: list[dict[str, Any]]) -> str:
-    out = io.StringIO()
-    columns = list(dict.fromkeys(k for row in rows for k in row))
-    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: _cell(v) for k, v in row.items()})
-    return out.getvalue()
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, (dict, list)):
-        return json.dumps(value, default=str)
-    text = str(value)
-    # A cell starting with = + - @ runs as a formula in spreadsheets.
-    return "'" + text if text[:1] in ("=", "+", "-", "@") and not _is_number(text) else text
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 # --- deletion ----------------------------------------------------------------------------------
@@ -255,7 +319,7 @@ class PurgeReport:
     students_folded: int = 0
 
 
-def purge_expired(session: Session, *, response_days: int, access_log_days: int, threshold: float,
+def purge_expired(session: Session, *, response_days: int, access_log_days: int, rules: MasteryRules,
                   dry_run: bool = False, now: datetime | None = None) -> PurgeReport:
     """Delete answers, recommendations and access-log entries older than their retention, in one
     transaction.
@@ -281,7 +345,7 @@ def purge_expired(session: Session, *, response_days: int, access_log_days: int,
         session.rollback()
         return report
     params = read_snapshot(session).params
-    for student_id, model, steps in replay_models(session, params, threshold, affected,
+    for student_id, model, steps in replay_models(session, params, rules, affected,
                                                   before=report.responses_before):
         baseline = session.get(StudentBaseline, student_id)
         folded = len({s.response_id for s in steps})

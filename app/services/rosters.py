@@ -62,5 +62,6 @@ def class_detail(session: Session, principal: Principal, class_id: int) -> Class
         .group_by(Mastery.student_id)).all())
     students = [ClassMember(s.id, s.external_id, answers.get(s.id, (0, None))[0], mastered.get(s.id, 0),
                             answers.get(s.id, (0, None))[1]) for s in members]
+    session.commit()  # the access-log rows, recorded above
     return ClassSummary(klass.id, klass.name, teacher.name if teacher else "", klass.join_code,
                         len(students), klass.created_at, students)

@@ -3,32 +3,99 @@
 from __future__ import annotations
 
 from collections.abc import Collection
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from app.domain.tracking import SPEED_PRIOR, SkillState, StudentModel
+from app.domain.memory import Memory
+from app.domain.tracking import HYPOTHESES, HYPOTHESIS_PRIOR, SkillState, StudentModel
 from app.models import Mastery, Response, Student, StudentBaseline
+
+# Before migration 0010 the model had one hypothesis per speed of this grid (no prior knowledge).
+_OLD_SPEEDS = (0.25, 0.5, 1.0, 2.0, 4.0)
+
+
+def _nearest_old_speed() -> list[int]:
+    return [min(range(len(_OLD_SPEEDS)), key=lambda i: abs(_OLD_SPEEDS[i] - h[0])) for h in HYPOTHESES]
+
+
+def by_hypothesis(values: list[float]) -> list[float]:
+    """A stored P(L) list in today's shape; an old one (five speeds) spread over the nearest hypotheses,
+    until ``flask rebuild-mastery`` replays the log (docs/ARCHITECTURE.md)."""
+    if len(values) != len(_OLD_SPEEDS):
+        return list(values)
+    return [values[i] for i in _nearest_old_speed()]
+
+
+def weights_of(stored: list[float] | None) -> list[float]:
+    """A student's hypothesis posterior (the prior when none is stored; an old five-speed one reshaped)."""
+    if not stored:
+        return list(HYPOTHESIS_PRIOR)
+    if len(stored) != len(_OLD_SPEEDS):
+        return list(stored)
+    spread = [w * stored[i] for w, i in zip(HYPOTHESIS_PRIOR, _nearest_old_speed(), strict=True)]
+    total = sum(spread)
+    return [w / total for w in spread] if total > 0 else list(HYPOTHESIS_PRIOR)
+
+
+def memory_of(row: Any) -> Memory | None:
+    """The FSRS memory stored on a mastery row (or a row of its columns); None before the skill is earned."""
+    if row.memory_stability is None or row.memory_difficulty is None or row.memory_reviewed_at is None:
+        return None
+    return Memory(row.memory_stability, row.memory_difficulty, row.memory_reviewed_at,
+                  row.memory_reviews, row.memory_lapses)
 
 
 def state_of(row: Mastery) -> SkillState:
     return SkillState(
-        p_mastery=row.p_mastery, p_by_speed=list(row.p_by_speed), attempts=row.attempts,
+        p_mastery=row.p_mastery, p_by_speed=by_hypothesis(list(row.p_by_speed)), attempts=row.attempts,
         correct_count=row.correct_count, mastered_at=row.mastered_at,
         attempts_at_mastery=row.attempts_at_mastery, last_practiced_at=row.updated_at,
-        review_successes=row.review_successes,
+        review_successes=row.review_successes, memory=memory_of(row),
     )
 
 
 def row_values(state: SkillState) -> dict[str, Any]:
     """Mastery columns for a skill state (everything but the keys and parameters_id)."""
+    memory = state.memory
     return {
         "p_mastery": state.p_mastery, "p_by_speed": list(state.p_by_speed), "attempts": state.attempts,
         "correct_count": state.correct_count, "mastered_at": state.mastered_at,
         "attempts_at_mastery": state.attempts_at_mastery, "updated_at": state.last_practiced_at,
         "review_successes": state.review_successes,
+        "memory_stability": memory.stability if memory else None,
+        "memory_difficulty": memory.difficulty if memory else None,
+        "memory_reviewed_at": memory.last_review_at if memory else None,
+        "memory_reviews": memory.reviews if memory else 0,
+        "memory_lapses": memory.lapses if memory else 0,
     }
+
+
+def _when(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
+
+
+def state_to_json(state: SkillState) -> dict[str, Any]:
+    """A skill state as JSON (``student_baselines.skills``): the mastery columns, datetimes in ISO 8601."""
+    return {name: value.isoformat() if isinstance(value, datetime) else value
+            for name, value in row_values(state).items()}
+
+
+def state_from_json(values: dict[str, Any]) -> SkillState:
+    memory = None
+    if values.get("memory_stability") is not None:
+        memory = Memory(values["memory_stability"], values["memory_difficulty"],
+                        datetime.fromisoformat(values["memory_reviewed_at"]),
+                        values.get("memory_reviews", 0), values.get("memory_lapses", 0))
+    return SkillState(
+        p_mastery=values["p_mastery"], p_by_speed=by_hypothesis(list(values["p_by_speed"])),
+        attempts=values["attempts"], correct_count=values["correct_count"],
+        mastered_at=_when(values["mastered_at"]), attempts_at_mastery=values["attempts_at_mastery"],
+        # older baselines named the last answer's time last_practiced_at
+        last_practiced_at=_when(values.get("updated_at", values.get("last_practiced_at"))),
+        review_successes=values["review_successes"], memory=memory)
 
 
 def refresh_answer_counts(session: Session, student_ids: Collection[str]) -> None:
@@ -56,7 +123,7 @@ def load_model(
         query = query.where(Mastery.skill_id.in_(list(skill_ids)))
     rows = {m.skill_id: m for m in session.scalars(query)}
     model = StudentModel(
-        speed_weights=list(student.speed_weights or SPEED_PRIOR),
+        speed_weights=weights_of(student.speed_weights),
         skills={skill_id: state_of(row) for skill_id, row in rows.items()},
     )
     return model, rows

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -21,24 +20,24 @@ from app.domain.access import Action, Principal, Role, ensure_allowed
 from app.domain.content import Exercise
 from app.domain.errors import Conflict, InvalidInput, UnknownExercise
 from app.domain.grading import grade_answer
-from app.domain.selection import PolicyConfig, StudentView, choose_next_exercise, recall
+from app.domain.selection import PolicyConfig, StudentView, choose_next_exercise
 from app.domain.selection import Recommendation as Choice
-from app.domain.tracking import apply_answer
+from app.domain.tracking import MasteryRules, MasteryStatus, apply_answer, status_of
 from app.models import ConsentEvent, Mastery, Recommendation, Response, ResponseSkill, Student, utcnow
-from app.services.access import find_student
+from app.services.access import find_student, record_access
 from app.services.content import current_snapshot, load_exercise
 from app.services.student_models import load_model, row_values
+from app.settings import current_settings
+
+
+def mastery_rules() -> MasteryRules:
+    """When a skill is mastered: MASTERY_THRESHOLD, then any MASTERY_RULES mapping (checked at start)."""
+    return current_settings().mastery
 
 
 def policy_config() -> PolicyConfig:
-    """The policy settings: MASTERY_THRESHOLD, then any POLICY mapping of the app config."""
-    threshold = float(current_app.config["MASTERY_THRESHOLD"])
-    overrides = dict(current_app.config.get("POLICY", {}))
-    return PolicyConfig(**{"mastery_threshold": threshold, "ready_threshold": threshold, **overrides})
-
-
-def _threshold() -> float:
-    return policy_config().mastery_threshold
+    """The policy settings: the mastery rules, then any POLICY mapping (checked at start)."""
+    return current_settings().policy
 
 
 # --- students -----------------------------------------------------------------------------
@@ -67,8 +66,17 @@ def get_or_create_student(session: Session, principal: Principal, external_id: s
     return student, True
 
 
-def get_student(session: Session, principal: Principal, student_id: str, what: str = "profile") -> Student:
-    return find_student(session, principal, student_id, Action.READ_STUDENT, what=what)
+def get_student(session: Session, principal: Principal, student_id: str) -> Student:
+    """The student whose data ``principal`` wants to read (a lookup: it records nothing)."""
+    return find_student(session, principal, student_id, Action.READ_STUDENT)
+
+
+def student_profile(session: Session, principal: Principal, student_id: str) -> Student:
+    """The student's profile, the read logged for anyone but the student."""
+    student = get_student(session, principal, student_id)
+    record_access(session, principal, [student.id], "profile")
+    session.commit()
+    return student
 
 
 # --- responses ------------------------------------------------------------------------------
@@ -77,11 +85,13 @@ def get_student(session: Session, principal: Principal, student_id: str, what: s
 @dataclass(frozen=True)
 class SkillStep:
     skill_id: str
-    p_mastery_before: float
-    p_correct: float
-    p_mastery_after: float
+    p_mastery_before: float  # standard BKT
+    p_correct: float  # standard BKT
+    p_mastery_after: float  # standard BKT
     p_mastery_paced_after: float | None
     mastered: bool
+    estimate_before: float | None = None  # the mastery estimate the screens show, before the answer
+    estimate_after: float | None = None  # ... and after it
 
 
 @dataclass(frozen=True)
@@ -96,6 +106,7 @@ class RecordedResponse:
     recommendation_id: int | None
     skills: list[SkillStep]
     hints_used: int = 0
+    solution: tuple[str, ...] = ()  # the exercise's worked solution: shown after the answer, never before
 
     @property
     def credited(self) -> bool:
@@ -109,6 +120,10 @@ class RecordedResponse:
     @property
     def mastery_paced(self) -> dict[str, float | None]:
         return {s.skill_id: s.p_mastery_paced_after for s in self.skills}
+
+    @property
+    def estimates(self) -> dict[str, float | None]:
+        return {s.skill_id: s.estimate_after for s in self.skills}
 
 
 def record_response(
@@ -130,6 +145,8 @@ def record_response(
     Returns (result, created); a retry with a known ``client_response_id`` returns the
     first result with created=False.
     """
+    if correct is not None:
+        ensure_allowed(principal, Action.SEND_GRADES)  # a student must not grade their own answers
     student = find_student(session, principal, student_id, Action.PRACTISE, lock=True)
     if client_response_id is not None:
         previous = _find_by_client_id(session, student.id, client_response_id)
@@ -156,7 +173,7 @@ def record_response(
     model, rows = load_model(session, student)
     now = utcnow()
     steps = apply_answer(model, exercise.skill_ids, is_correct and hints_used == 0, snapshot.params,
-                         now=now, threshold=_threshold())
+                         now=now, rules=mastery_rules())
     student.speed_weights = model.speed_weights
     student.answer_count += 1
     student.last_answer_at = now
@@ -165,7 +182,9 @@ def record_response(
         if skill_id in exercise.skill_ids:
             continue  # written in full below, in the same UPDATE
         if existing.mastered_at is None and state.mastered_at is not None:
-            existing.mastered_at, existing.attempts_at_mastery = state.mastered_at, state.attempts_at_mastery
+            # earned through the new pace estimate: the earning moment and the memory it starts
+            for name, value in row_values(state).items():
+                setattr(existing, name, value)
     response = Response(
         student_id=student.id, exercise_id=exercise.id, correct=is_correct,
         answer=answer, graded_by=graded_by, response_time_ms=response_time_ms,
@@ -185,6 +204,7 @@ def record_response(
             skill_id=step.skill_id, position=position, parameters_id=parameters_id,
             p_mastery_before=step.p_mastery_before, p_correct=step.p_correct,
             p_mastery_after=step.p_mastery_after, p_mastery_paced_after=step.p_mastery_paced_after,
+            estimate_before=step.estimate_before, estimate_after=step.estimate_after,
         ))
     session.add(response)
     session.commit()
@@ -192,8 +212,10 @@ def record_response(
         id=response.id, exercise_id=exercise.id, correct=is_correct, graded_by=graded_by,
         correct_answer=exercise.answers[0], client_response_id=client_response_id,
         created_at=now, recommendation_id=response.recommendation_id, hints_used=hints_used,
+        solution=exercise.solution,
         skills=[SkillStep(s.skill_id, s.p_mastery_before, s.p_correct, s.p_mastery_after,
-                          s.p_mastery_paced_after, s.mastered) for s in steps],
+                          s.p_mastery_paced_after, s.mastered, s.estimate_before, s.estimate_after)
+                for s in steps],
     ), True
 
 
@@ -239,21 +261,34 @@ def _check_same_request(
 
 def result_of(session: Session, response: Response) -> RecordedResponse:
     exercise = load_exercise(session, response.exercise_id) if response.exercise_id else None
-    threshold = _threshold()
+    rules = mastery_rules()
+    earned = dict(session.execute(select(Mastery.skill_id, Mastery.mastered_at).where(
+        Mastery.student_id == response.student_id,
+        Mastery.skill_id.in_([s.skill_id for s in response.skills]))).all())
     return RecordedResponse(
         id=response.id, exercise_id=response.exercise_id, correct=response.correct,
         graded_by=response.graded_by,
         correct_answer=exercise.answers[0] if exercise else "",
         client_response_id=response.client_response_id, created_at=response.created_at,
         recommendation_id=response.recommendation_id, hints_used=response.hints_used,
+        solution=exercise.solution if exercise else (),
         skills=[
             SkillStep(s.skill_id, s.p_mastery_before, s.p_correct, s.p_mastery_after,
                       s.p_mastery_paced_after,
-                      (s.p_mastery_paced_after if s.p_mastery_paced_after is not None
-                       else s.p_mastery_after) >= threshold)
+                      _was_mastered(s, earned.get(s.skill_id), response.created_at, rules),
+                      s.estimate_before, s.estimate_after)
             for s in response.skills
         ],
     )
+
+
+def _was_mastered(step: ResponseSkill, earned_at: datetime | None, answered_at: datetime,
+                  rules: MasteryRules) -> bool:
+    """The stored step's "mastered", as the answer said it: earned by then, and the estimate after it high
+    enough (answers stored before estimates existed: the paced P(L))."""
+    after = step.estimate_after if step.estimate_after is not None else (
+        step.p_mastery_paced_after if step.p_mastery_paced_after is not None else step.p_mastery_after)
+    return earned_at is not None and earned_at <= answered_at and after >= rules.review_level
 
 
 # --- next exercise and progress ----------------------------------------------------------------
@@ -265,6 +300,7 @@ class NextExercise:
     exercise: Exercise | None
     recommendation_id: int | None
     p_mastery: float | None  # standard BKT P(L) of the chosen skill
+    p_mastery_paced: float | None = None  # paced P(L) of the chosen skill, as of the last answer
 
 
 def _view(session: Session, student: Student, config: PolicyConfig) -> tuple[StudentView, int]:
@@ -273,7 +309,8 @@ def _view(session: Session, student: Student, config: PolicyConfig) -> tuple[Stu
     first_skill = (select(ResponseSkill.skill_id).where(ResponseSkill.response_id == Response.id)
                    .order_by(ResponseSkill.position).limit(1).scalar_subquery())
     recent = session.execute(
-        select(Response.id, Response.exercise_id, Response.correct, Recommendation.reason, first_skill)
+        select(Response.id, Response.exercise_id, Response.correct, Recommendation.reason, first_skill,
+               Response.created_at)
         .outerjoin(Recommendation, Recommendation.id == Response.recommendation_id)
         .where(Response.student_id == student.id)
         .order_by(Response.id.desc())
@@ -290,6 +327,7 @@ def _view(session: Session, student: Student, config: PolicyConfig) -> tuple[Stu
         recent_exercise_ids=[row[1] for row in recent if row[1] is not None],
         recent_correct=[row[2] for row in recent], n_responses=n_responses,
         last_skill_id=last_skill, last_reason=last_reason, personalized=student.personalized,
+        recent_skill_ids=[row[4] for row in recent], recent_at=[row[5] for row in recent],
     ), (recent[0][0] if recent else 0)
 
 
@@ -313,7 +351,8 @@ def next_exercise(
     state = view.model.skills.get(choice.skill_id) if choice.skill_id else None
     p_mastery = state.p_mastery if state else (
         snapshot.params[choice.skill_id].prior if choice.skill_id else None)
-    return NextExercise(choice, exercise, stored, p_mastery)
+    paced = view.model.paced(choice.skill_id, snapshot.params[choice.skill_id]) if choice.skill_id else None
+    return NextExercise(choice, exercise, stored, p_mastery, paced)
 
 
 def _store_recommendation(session: Session, student_id: str, choice: Choice) -> int:
@@ -336,11 +375,19 @@ def recommendation_history(
     session: Session, principal: Principal, student_id: str, limit: int = 50
 ) -> list[dict[str, Any]]:
     """The latest recommendations served to a student, with the answer that followed (if any)."""
-    student = get_student(session, principal, student_id, "recommendations")
+    student = get_student(session, principal, student_id)
+    history = recommendations_of(session, student.id, limit)
+    record_access(session, principal, [student.id], "recommendations")
+    session.commit()
+    return history
+
+
+def recommendations_of(session: Session, student_id: str, limit: int) -> list[dict[str, Any]]:
+    """The student's latest recommendations, newest first (a read for a service that logs it)."""
     rows = session.execute(
         select(Recommendation, Response.id, Response.correct)
         .outerjoin(Response, Response.recommendation_id == Recommendation.id)
-        .where(Recommendation.student_id == student.id)
+        .where(Recommendation.student_id == student_id)
         .order_by(Recommendation.id.desc()).limit(limit)
     ).all()
     return [{
@@ -370,21 +417,25 @@ def set_personalization(
 class SkillProgress:
     skill_id: str
     name: str
-    p_mastery: float
-    p_mastery_paced: float
+    p_mastery: float  # standard BKT P(L), as pyBKT computes it
+    p_mastery_paced: float  # P(L) with the student's pace and prior knowledge, as of the last answer
+    mastery: float  # the mastery estimate now (paced P(L) x recall): what decides and is shown
+    status: MasteryStatus
     p_correct: float
     attempts: int
     correct_count: int
-    mastered: bool
-    mastered_at: datetime | None
+    mastered: bool  # status is "mastered"
+    mastered_at: datetime | None  # first earned
     last_practiced_at: datetime | None
-    recall: float | None
-    review_due: bool
+    recall: float | None  # predicted recall of an earned skill now (None before it is earned)
+    review_due: bool  # earned, and due for review or needing relearning
 
 
 @dataclass(frozen=True)
 class Progress:
     speed: float
+    prior_knowledge: float
+    min_correct: int
     personalized: bool
     skills: list[SkillProgress]
 
@@ -395,27 +446,32 @@ def progress(session: Session, principal: Principal, student_id: str) -> Progres
     Skills known only from imported logs have no exercises; they are listed only for
     students who have answers on them.
     """
-    student = get_student(session, principal, student_id, "progress")
+    student = get_student(session, principal, student_id)
+    record_access(session, principal, [student.id], "progress")  # committed with the read, below
     snapshot = current_snapshot(session)
-    config = policy_config()
+    rules = mastery_rules()
     model, _ = load_model(session, student)
-    view = StudentView(model=model, now=utcnow())
+    now = utcnow()
     out = []
     for skill_id in snapshot.graph.skill_order:
         state = model.skills.get(skill_id)
         if state is None and not snapshot.graph.exercises_by_skill.get(skill_id):
             continue
         params = snapshot.params[skill_id]
-        paced = model.paced(skill_id, params)
-        mastered = paced >= config.mastery_threshold
-        level = recall(view, skill_id, config) if state else None
+        estimate = model.estimate(skill_id, params, now, rules)
+        status = status_of(state, estimate, rules)
+        earned = state is not None and state.mastered_at is not None
         out.append(SkillProgress(
             skill_id=skill_id, name=snapshot.graph.skills[skill_id].name,
-            p_mastery=state.p_mastery if state else params.prior, p_mastery_paced=paced,
-            p_correct=model.paced_correct(skill_id, params),
+            p_mastery=state.p_mastery if state else params.prior,
+            p_mastery_paced=model.paced(skill_id, params), mastery=estimate, status=status,
+            p_correct=model.paced_correct(skill_id, params, now, rules),
             attempts=state.attempts if state else 0, correct_count=state.correct_count if state else 0,
-            mastered=mastered, mastered_at=state.mastered_at if state else None,
-            last_practiced_at=state.last_practiced_at if state else None, recall=level,
-            review_due=bool(mastered and level is not None and level < config.review_threshold),
+            mastered=status is MasteryStatus.MASTERED, mastered_at=state.mastered_at if state else None,
+            last_practiced_at=state.last_practiced_at if state else None,
+            recall=model.recall(skill_id, now, rules) if earned else None,
+            review_due=status in (MasteryStatus.DUE_FOR_REVIEW, MasteryStatus.NEEDS_RELEARNING),
         ))
-    return Progress(speed=model.speed, personalized=student.personalized, skills=out)
+    session.commit()
+    return Progress(speed=model.speed, prior_knowledge=model.prior_knowledge, min_correct=rules.min_correct,
+                    personalized=student.personalized, skills=out)

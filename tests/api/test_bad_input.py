@@ -86,6 +86,10 @@ CASES = [
     # -- wrong types
     Case("a string for a boolean", "POST", ANSWERS, 422, INVALID, json=answer(correct="yes"),
          errors={"json": {"correct": ["Not a valid boolean."]}}),
+    Case("a number for a boolean", "POST", ANSWERS, 422, INVALID, json=answer(correct=1),
+         errors={"json": {"correct": ["Not a valid boolean."]}}),
+    Case("a number for personalized", "PATCH", "/api/v1/students/{student}", 422, INVALID,
+         json={"personalized": 0}, errors={"json": {"personalized": ["Not a valid boolean."]}}),
     Case("a string for an integer", "POST", ANSWERS, 422, INVALID, json=answer(response_time_ms="5"),
          errors={"json": {"response_time_ms": ["Not a valid integer."]}}),
     Case("a fraction for an integer", "POST", ANSWERS, 422, INVALID, json=answer(hints_used=1.5),
@@ -165,6 +169,10 @@ CASES = [
          json={"external_id": "bell\x07"},
          errors={"json": {"external_id": ["must be 1-200 printable characters"]}}),
     Case("an id of 201 emoji", "POST", "/api/v1/students", 422, INVALID, json={"external_id": "🦉" * 201},
+         errors={"json": {"external_id": ["must be 1-200 printable characters"]}}),
+    Case("an id of spaces only", "POST", "/api/v1/students", 422, INVALID, json={"external_id": "   "},
+         errors={"json": {"external_id": ["must be 1-200 printable characters"]}}),
+    Case("an id ending in a newline", "POST", "/api/v1/students", 422, INVALID, json={"external_id": "s-1\n"},
          errors={"json": {"external_id": ["must be 1-200 printable characters"]}}),
     Case("a NUL character in the path", "GET", "/api/v1/students/a%00b/progress", 400,
          "The URL path contains a NUL character (%00)."),
@@ -332,3 +340,58 @@ def test_only_a_busy_or_unreachable_database_is_a_503(tmp_path: Path) -> None:
         unmigrated.test_client().get("/api/v1/skills", headers=key)
     with unmigrated.app_context():
         db.engine.dispose()
+
+
+def test_a_chunked_body_over_the_limit_is_a_413_like_a_declared_one(
+    app: Flask, callers: dict[str, Actor], scene: dict[str, Any],
+) -> None:
+    """``Transfer-Encoding: chunked`` (no Content-Length) through Werkzeug's real server: the body used to
+    be cut at the limit without a word, so the JSON parser answered 400 "Unterminated string"."""
+    import http.client
+    import threading
+
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+
+    def send_chunked(path: str, body: bytes, content_type: str = "application/json",
+                     ) -> tuple[int, str, bytes]:
+        connection = http.client.HTTPConnection("127.0.0.1", server.server_port, timeout=30)
+        try:
+            chunks = (body[i:i + 8192] for i in range(0, len(body), 8192))
+            connection.request("POST", path, body=chunks, encode_chunked=True, headers={
+                **callers["app1"].headers, "Content-Type": content_type, "Transfer-Encoding": "chunked"})
+            response = connection.getresponse()
+            return response.status, response.getheader("Content-Type") or "", response.read()
+        finally:
+            connection.close()
+
+    try:
+        with app.app_context():
+            before = database_rows()
+        url = fill(ANSWERS, scene)
+        big = json.dumps(fill(answer(client_response_id="x" * 300_000), scene)).encode()
+        status, kind, body = send_chunked(url, big)
+        assert status == 413, body[:300]
+        assert json.loads(body)["message"] == "The request body is larger than 262144 bytes."
+        # Just over the limit, and exactly at it (which is allowed: the limit is the largest size taken).
+        limit = app.config["MAX_CONTENT_LENGTH"]
+        padded = json.dumps(fill(answer(client_response_id="y"), scene)).encode()
+        at_limit = padded[:-1] + b" " * (limit - len(padded)) + b"}"
+        assert len(at_limit) == limit
+        status, _, body = send_chunked(url, at_limit[:-1] + b" }")
+        assert status == 413, body[:300]
+        with app.app_context():
+            assert database_rows() == before
+        status, _, body = send_chunked(url, at_limit)
+        assert status == 201, body[:300]
+        # A form page too: a 413 page, not a form cut short.
+        status, kind, _ = send_chunked("/login", b"email=a%40b.test&password=" + b"p" * 300_000,
+                                       "application/x-www-form-urlencoded")
+        assert status == 413 and kind.startswith("text/html")
+    finally:
+        server.shutdown()
+        thread.join()
+        server.server_close()

@@ -31,6 +31,7 @@ from app.extensions import db
 from app.models import Mastery, Response, ResponseSkill, Student
 from app.services.content import read_snapshot
 from app.services.mastery import check_mastery, replay_log
+from app.settings import current_settings
 from bench.harness import Gunicorn, serve
 from tests.conftest import issue_key
 
@@ -116,11 +117,11 @@ def assert_recorded_once_and_replayable(app: Flask, sent: dict[str, set[str]]) -
         stored = {(r.response_id, r.skill_id): (r.p_mastery_before, r.p_correct, r.p_mastery_after)
                   for r in session.scalars(sa.select(ResponseSkill))}
         replayed = {(s.response_id, s.skill_id): (s.p_mastery_before, s.p_correct, s.p_mastery_after)
-                    for s in replay_log(session, read_snapshot(session).params)}
+                    for s in replay_log(session, read_snapshot(session).params, current_settings().mastery)}
         assert stored.keys() == replayed.keys()
         drift = max(abs(a - b) for key in stored for a, b in zip(stored[key], replayed[key], strict=True))
         assert drift < 1e-9, drift
-        assert check_mastery(session) == []
+        assert check_mastery(session, current_settings().mastery) == []
         counts = dict(session.execute(sa.select(Student.id, Student.answer_count)).all())
         assert counts == {student: len(ids) for student, ids in sent.items()}
         assert session.scalar(sa.select(sa.func.sum(Mastery.attempts))) == len(stored)

@@ -7,8 +7,11 @@ import io
 import re
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from flask import Flask
+from markupsafe import escape
 
+from app.domain.wording import percent
 from app.extensions import db
 from app.models import Mastery, Response
 from tests.conftest import World
@@ -81,12 +84,17 @@ def test_class_report_json_csv_and_dashboard_agree(app: Flask, world: World, shi
     p = student["cells"][0]["p_mastery"]
     rows = list(csv.reader(io.StringIO(teacher.request(
         "GET", f"/classes/{world.class_a}/report.csv").get_data(as_text=True))))
-    assert rows[0][6:] == skills and rows[1][0] == "student-a" and rows[1][2] == "5"
-    assert rows[1][6] == f"{100 * p:.0f}" and rows[1][7] == ""
-    assert rows[2][0] == "(share mastered)"
+    # Tidy: a header, then one row per student, nothing else; estimates as whole percents.
+    assert len(rows) == 2 and rows[0][6:] == skills and rows[1][0] == "student-a" and rows[1][2] == "5"
+    assert rows[1][6] == str(percent(p)) and rows[1][7] == ""
+    summary = list(csv.DictReader(io.StringIO(teacher.request(
+        "GET", f"/classes/{world.class_a}/skills.csv").get_data(as_text=True))))
+    assert [r["skill"] for r in summary] == skills
+    assert summary[0]["practising"] == "1" and summary[0]["students"] == "1"
+    assert summary[0]["mastered_percent"] == str(percent(report["skills"][0]["share_mastered"]))
     html = teacher.request("GET", f"/classes/{world.class_a}").get_data(as_text=True)
     assert len(re.findall(r'<td class="cell ', html)) == len(skills)
-    assert f"{100 * p:.0f}% after 5 answer(s)" in html
+    assert f"Place value: {percent(p)}%, " in html and "after 5 answers (4 right without a hint)" in html
 
 
 def test_report_window(app: Flask, world: World, shipped_graph) -> None:
@@ -108,7 +116,9 @@ def test_report_window(app: Flask, world: World, shipped_graph) -> None:
     window = teacher.client.get(f"/api/v1/classes/{world.class_a}/report",
                                 query_string={"since": since}).get_json()["students"][0]
     assert window["answers"] == 4 and window["answers_in_window"] == 2
-    assert window["cells"][0]["p_mastery"] == bodies[-1]["skills"][0]["p_mastery_paced_after"]
+    # the mastery estimate now: the last answer's P(L), its memory still whole (practised today)
+    assert window["cells"][0]["p_mastery"] == pytest.approx(bodies[-1]["skills"][0]["mastery_estimate_after"])
+    assert window["cells"][0]["p_mastery"] == pytest.approx(bodies[-1]["skills"][0]["p_mastery_paced_after"])
     backwards = teacher.client.get(f"/api/v1/classes/{world.class_a}/report",
                                    query_string={"since": since, "until": until})
     assert backwards.status_code == 422 and "since" in backwards.get_json()["errors"]["query"]
@@ -119,7 +129,7 @@ def test_report_window(app: Flask, world: World, shipped_graph) -> None:
     assert page.status_code == 400 and "&#39;until&#39; must be a date" in page.get_data(as_text=True)
     day = (datetime.now(UTC) - timedelta(days=7)).date().isoformat()
     html = teacher.request("GET", f"/classes/{world.class_a}?until={day}").get_data(as_text=True)
-    assert "after 2 answer(s)" not in html and 'title="student-a · ' in html
+    assert "student-a · Place value: 2 answers, 1 right without a hint: too early to judge" in html
 
 
 def test_student_page_plots_mastery_and_explains_choices(app: Flask, world: World, shipped_graph) -> None:
@@ -133,4 +143,7 @@ def test_student_page_plots_mastery_and_explains_choices(app: Flask, world: Worl
     html = world.actors["teacher_a"].request("GET", f"/students/{world.student_a}").get_data(as_text=True)
     assert '<svg class="chart"' in html  # one line per skill practised
     assert sorted(re.findall(r'<polyline class="series" data-skill="([^"]+)"', html)) == sorted(practised)
-    assert chosen["explanation"] in html and html.count("<td>right</td>") == 3
+    # Teachers read the reason in their own words (never the student-addressed text) beside the prompt.
+    assert chosen["explanation"] not in html and html.count("<td>right</td>") == 3
+    assert str(escape(shipped_graph.exercises[chosen["exercise"]["id"]].prompt)) in html
+    assert "P(L)" not in html

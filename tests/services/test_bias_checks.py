@@ -13,7 +13,7 @@ from flask import Flask
 
 from app.domain.access import Principal, Role
 from app.extensions import db
-from app.models import ConsentEvent, GroupAttribute, SchoolClass
+from app.models import BiasReport, ConsentEvent, GroupAttribute, SchoolClass
 from app.services.accounts import enroll
 from app.services.tutoring import record_response
 from tests.conftest import World
@@ -49,7 +49,7 @@ def test_attributes_need_an_admin_consent_and_valid_values(app: Flask, world: Wo
                                     .order_by(ConsentEvent.id)).all()
     assert [(g, by) for g, by, _ in events] == [(True, "parent"), (False, "student")]
     export = world.actors["student_a"].request("GET", "/me/export").get_json()
-    assert export["group_attributes"] == {} and len(export["consents"]) == 2
+    assert export["group_attributes"] == [] and len(export["consents"]) == 2
 
 
 def test_csv_import_is_all_or_nothing(app: Flask, world: World, runner, tmp_path) -> None:
@@ -176,3 +176,75 @@ def test_a_check_before_any_attribute_is_recorded_says_so(app: Flask, world: Wor
     assert report["summary"] == ["No student has a recorded gender: there is nothing to compare."]
     page = world.actors["admin"].request("GET", f"/bias-checks/{response.get_json()['id']}")
     assert page.status_code == 200 and "nothing to compare" in page.get_data(as_text=True)
+
+
+def students_with_attributes(app: Flask, world: World, shipped_graph, *, quiet: int, active: int) -> None:
+    """``quiet`` students (language_learner yes, gender female) who never answered; ``active`` students
+    (language_learner no) with a few answers each."""
+    from app.services.groups import set_group_attributes
+
+    admin = Principal(Role.ADMIN, "operator", world.north, "operator")
+    with app.app_context():
+        klass = db.session.get(SchoolClass, world.class_a)
+        names = [f"q-{i:02d}" for i in range(quiet + active)]
+        ids = [e.student_id for e in enroll(db.session(), klass, names)]
+        skill = next(s for s in shipped_graph.skill_order if shipped_graph.exercises_by_skill.get(s))
+        for i, student in enumerate(ids):
+            if i < quiet:
+                set_group_attributes(db.session(), admin, student, {"language_learner": "yes",
+                                                                    "gender": "female"},
+                                     consent_given_by="parent")
+                continue
+            set_group_attributes(db.session(), admin, student, {"language_learner": "no"},
+                                 consent_given_by="parent")
+            for n, exercise in enumerate(shipped_graph.exercises_by_skill[skill][:4]):
+                record_response(db.session(), Principal(Role.APP, "0", world.north, "sim"), student,
+                                exercise_id=exercise, correct=(n + i) % 3 != 0)
+
+
+def test_a_group_without_answers_is_reported_as_such_not_a_500(app: Flask, world: World, shipped_graph,
+                                                              runner) -> None:
+    """10 students with an attribute and no answers used to crash the check (IndexError in reduceat)."""
+    students_with_attributes(app, world, shipped_graph, quiet=10, active=12)
+    admin = world.actors["admin"]
+    done = admin.request("POST", "/api/v1/bias-checks", json={"attribute": "language_learner",
+                                                              "bootstrap": 50})
+    assert done.status_code == 201, done.get_json()
+    report = done.get_json()["report"]
+    groups = {g["group"]: g for g in report["groups"]}
+    assert groups["yes"]["status"] == "no answers" and groups["yes"]["metrics"] == {}
+    assert groups["yes"]["students"] == 10 and groups["yes"]["responses"] == 0
+    assert groups["no"]["status"] == "insufficient data" and report["reference"] == "no"
+    assert "yes: no answers in the window (10 students)" in report["summary"]
+    assert all(c["group"] != "yes" for c in report["comparisons"])
+    page = admin.request("GET", f"/bias-checks/{done.get_json()['id']}")
+    assert page.status_code == 200 and "no answers in the window" in page.get_data(as_text=True)
+    cli = runner.invoke(args=["audit-bias", "--attribute", "language_learner", "--school", "North",
+                              "--bootstrap", "50"])
+    assert cli.exit_code == 0, cli.output
+    assert "yes: no answers in the window (10 students)" in cli.output
+
+
+def test_a_window_without_any_answer_is_a_clear_422_and_stores_nothing(app: Flask, world: World,
+                                                                      shipped_graph, runner) -> None:
+    students_with_attributes(app, world, shipped_graph, quiet=10, active=12)
+    admin = world.actors["admin"]
+    future = admin.request("POST", "/api/v1/bias-checks", json={
+        "attribute": "language_learner", "since": "2999-01-01T00:00:00Z", "bootstrap": 50})
+    assert future.status_code == 422, future.get_json()
+    assert future.get_json()["message"] == (
+        "no student with a recorded language_learner answered since 2999-01-01 00:00 UTC: there is nothing "
+        "to check (widen the window or wait for answers)")
+    # Only the quiet students have a gender: the web form answers the same, as a page.
+    form = admin.request("POST", "/bias-checks", form={"attribute": "gender"})
+    assert form.status_code == 422
+    assert "no student with a recorded gender answered: there is nothing to check" in form.get_data(
+        as_text=True)
+    cli = runner.invoke(args=["audit-bias", "--attribute", "language_learner", "--school", "North",
+                              "--from", "2999-01-01", "--bootstrap", "50"])
+    assert cli.exit_code == 1 and "Traceback" not in cli.output
+    assert cli.output.strip() == ("Error: no student with a recorded language_learner answered since "
+                                  "2999-01-01 00:00 UTC: there is nothing to check (widen the window or "
+                                  "wait for answers)")
+    with app.app_context():
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(BiasReport)) == 0

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from app import create_app
 from app.extensions import db
-from app.models import Exercise, Skill, SkillParameters
+from app.models import Exercise, LearningApp, School, Skill, SkillParameters
 from tests.conftest import CONTENT_DIR, ApiClient
 
 
@@ -36,8 +36,14 @@ def test_create_api_key_needs_a_school_when_there_is_not_exactly_one(app, runner
     assert both.exit_code == 1 and "say which one with --school" in both.output
     chosen = runner.invoke(args=["create-api-key", "maths-app", "--school", "South"])
     assert chosen.exit_code == 0 and "of school 'South'" in chosen.output
-    taken = runner.invoke(args=["create-api-key", "maths-app", "--school", "North"])
-    assert taken.exit_code == 1 and "taken by another school" in taken.output
+    # App names are unique per school: North may have its own "maths-app", and is not told South has one.
+    same_name = runner.invoke(args=["create-api-key", "maths-app", "--school", "North"])
+    assert same_name.exit_code == 0 and "of school 'North'" in same_name.output
+    assert "South" not in same_name.output
+    with app.app_context():
+        apps = db.session.execute(sa.select(School.name).join(LearningApp, LearningApp.school_id == School.id)
+                                  .where(LearningApp.name == "maths-app").order_by(School.name)).scalars()
+        assert list(apps) == ["North", "South"]
     unknown = runner.invoke(args=["create-api-key", "x", "--school", "West"])
     assert unknown.exit_code == 1 and "Unknown school 'West'" in unknown.output
 
@@ -133,6 +139,17 @@ def test_refuses_default_secret_outside_debug(monkeypatch: pytest.MonkeyPatch, t
     monkeypatch.setenv("SECRET_KEY", "from-env")
     app = create_app({"SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'x.sqlite3'}"})
     assert app.secret_key == "from-env"
+
+
+def test_refuses_an_empty_secret_in_every_mode(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """SECRET_KEY= (set but empty) used to pass the check made for the default key."""
+    url = f"sqlite:///{tmp_path / 'x.sqlite3'}"
+    monkeypatch.setenv("SECRET_KEY", "")
+    with pytest.raises(RuntimeError, match="empty SECRET_KEY"):
+        create_app({"SQLALCHEMY_DATABASE_URI": url})
+    for empty in ("", "   ", None):
+        with pytest.raises(RuntimeError, match="empty SECRET_KEY"):
+            create_app({"TESTING": True, "SECRET_KEY": empty, "SQLALCHEMY_DATABASE_URI": url})
 
 
 def test_policy_settings_are_checked_at_start(tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ from app.extensions import db
 from app.models import FitRun, SkillParameters
 from app.services import doctor, fitting, pybkt_engine
 from app.services.imports import import_log
+from app.settings import current_settings
 from tests.conftest import DATA_DIR, make_app
 
 BOX, TABLE = "Box and Whisker", "Table"
@@ -232,12 +233,14 @@ def test_fit_parameters_reads_skill_by_skill_and_records_the_e_step(app, school,
 
     with app.app_context():
         session = db.session()
-        import_log(session, path, "assistments")
+        rules = current_settings().mastery
+        import_log(session, path, "assistments", rules=rules)
         whole = fitting.response_frame(session)
         skill_of = {name: skill for skill, name in session.execute(sa.text("SELECT id, name FROM skills"))}
-        one = fitting.fit_parameters(session, num_fits=1, seed=7, min_responses=1)
+        one = fitting.fit_parameters(session, num_fits=1, seed=7, min_responses=1, rules=rules)
         monkeypatch.setattr(fitting, "fit_frame", recording)
-        batched = fitting.fit_parameters(session, num_fits=1, seed=7, min_responses=1, batch_rows=2000)
+        batched = fitting.fit_parameters(session, num_fits=1, seed=7, min_responses=1, batch_rows=2000,
+                                         rules=rules)
         monkeypatch.undo()
         assert sorted(batches, key=len) == [{skill_of[BOX]: 1397}, {skill_of[TABLE]: 2303}]  # whole skills
         runs = {run.id: run for run in session.scalars(sa.select(FitRun))}

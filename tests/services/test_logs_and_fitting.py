@@ -21,6 +21,7 @@ from app.services.evaluation import evaluate_model, predict_frame, split_student
 from app.services.fitting import FRAME_COLUMNS, adopt_parameters, fit_parameters, fit_skill, response_frame
 from app.services.imports import import_log
 from app.services.mastery import check_mastery, replay_log
+from app.settings import current_settings
 from tests.conftest import DATA_DIR
 
 TWO_SKILLS = DATA_DIR / "assistments_2skills.csv"
@@ -69,7 +70,7 @@ def test_import_assistments_is_idempotent_and_creates_imported_skills(app, slice
         app_id = db.session.scalar(sa.select(LearningApp.id).where(LearningApp.name == "research"))
         assert db.session.scalar(sa.select(sa.func.count()).select_from(Student)
                                  .where(Student.app_id == app_id)) == frame["user_id"].nunique()
-        assert check_mastery(db.session()) == []
+        assert check_mastery(db.session(), current_settings().mastery) == []
         times = db.session.scalars(sa.select(Response.response_time_ms).limit(5)).all()
         assert all(t is None or t >= 0 for t in times) and any(t for t in times)
     again = runner.invoke(args=args)
@@ -157,7 +158,7 @@ def test_tracker_agrees_with_pybkt_predict(app, slice_csv) -> None:
 
     with app.app_context():
         session = db.session()
-        import_log(session, slice_csv, "assistments", app_name="agreement")
+        import_log(session, slice_csv, "assistments", app_name="agreement", rules=current_settings().mastery)
         params = {
             skill_named(name): BktParams(prior=float(f["prior"]), learn=float(f["learns"][0]),
                                          guess=float(f["guesses"][0]), slip=float(f["slips"][0]),
@@ -165,12 +166,13 @@ def test_tracker_agrees_with_pybkt_predict(app, slice_csv) -> None:
             for name, f in fitted.items()
         }
         assert any(p.forget > 0 for p in params.values())
-        adopt_parameters(session, params, engine="pyBKT (test)")
-        assert check_mastery(session) == []
+        adopt_parameters(session, params, engine="pyBKT (test)", rules=current_settings().mastery)
+        assert check_mastery(session, current_settings().mastery) == []
         # The online path: a second import (other school, so other students) traces every row as
         # it is appended.
         create_school(session, "Online")
-        import_log(session, slice_csv, "assistments", app_name="agreement-online", school_name="Online")
+        import_log(session, slice_csv, "assistments", app_name="agreement-online", school_name="Online",
+                   rules=current_settings().mastery)
         rows = session.execute(
             sa.select(Student.external_id, Response.client_response_id, LearningApp.name,
                       ResponseSkill.p_correct, ResponseSkill.p_mastery_before)
@@ -182,7 +184,7 @@ def test_tracker_agrees_with_pybkt_predict(app, slice_csv) -> None:
         replayed = {}
         external = dict(session.execute(sa.select(Student.id, Student.external_id)).all())
         order = dict(session.execute(sa.select(Response.id, Response.client_response_id)).all())
-        for step in replay_log(session, read_snapshot(session).params):
+        for step in replay_log(session, read_snapshot(session).params, current_settings().mastery):
             replayed[(external[step.student_id], order[step.response_id])] = step
 
     pybkt = {(str(u), f"import:{o}"): (c, s) for u, o, c, s in zip(
@@ -200,7 +202,7 @@ def test_tracker_agrees_with_pybkt_predict(app, slice_csv) -> None:
 
 def test_fit_params_stores_current_versions_and_replays(app, slice_csv, runner, two_skills) -> None:
     with app.app_context():
-        import_log(db.session(), slice_csv, "assistments")
+        import_log(db.session(), slice_csv, "assistments", rules=current_settings().mastery)
     kept = runner.invoke(args=["fit-params", "--num-fits", "1", "--min-responses", "100000"])
     assert kept.exit_code == 0, kept.output
     assert "Fitted 0, kept 2, rejected 0." in kept.output
@@ -229,15 +231,15 @@ def test_fit_params_stores_current_versions_and_replays(app, slice_csv, runner, 
             assert row.learn == pytest.approx(float(fitted["learns"][0]), abs=1e-6)
             assert row.guess == pytest.approx(float(fitted["guesses"][0]), abs=1e-6)
             assert row.slip == pytest.approx(float(fitted["slips"][0]), abs=1e-6)
-        assert check_mastery(session) == []
+        assert check_mastery(session, current_settings().mastery) == []
         # Tampered mastery is found, and rebuild-mastery repairs it.
         session.execute(sa.update(Mastery).values(p_mastery=0.5))
         session.commit()
-        assert len(check_mastery(session)) == count(Mastery)
+        assert len(check_mastery(session, current_settings().mastery)) == count(Mastery)
     rebuilt = runner.invoke(args=["rebuild-mastery"])
     assert rebuilt.exit_code == 0 and "Mastery rebuilt" in rebuilt.output
     with app.app_context():
-        assert check_mastery(db.session()) == []
+        assert check_mastery(db.session(), current_settings().mastery) == []
 
 
 def test_degenerate_fits_are_reported_not_stored(app, slice_csv, monkeypatch) -> None:
@@ -253,22 +255,22 @@ def test_degenerate_fits_are_reported_not_stored(app, slice_csv, monkeypatch) ->
     monkeypatch.setattr(fitting, "fit_frame", degenerate)
     with app.app_context():
         session = db.session()
-        import_log(session, slice_csv, "assistments")
-        report = fit_parameters(session, num_fits=1)
+        import_log(session, slice_csv, "assistments", rules=current_settings().mastery)
+        report = fit_parameters(session, num_fits=1, rules=current_settings().mastery)
         assert len(report.fitted) == 1 and len(report.rejected) == 1
         (rejected_skill, why), = report.rejected.items()
         assert "slip must be below 0.5" in why
         current = session.scalar(sa.select(SkillParameters).where(
             SkillParameters.skill_id == rejected_skill, SkillParameters.is_current))
         assert current.source == "default" and current.slip < 0.5
-        assert check_mastery(session) == []
+        assert check_mastery(session, current_settings().mastery) == []
 
 
 def test_evaluation_matches_pybkt_evaluate_on_the_same_split(app, runner) -> None:
     # All 902 students: on small slices EM tends to degenerate fits (guess > 0.5).
     with app.app_context():
         session = db.session()
-        import_log(session, TWO_SKILLS, "assistments")
+        import_log(session, TWO_SKILLS, "assistments", rules=current_settings().mastery)
         report = evaluate_model(session, test_fraction=0.3, seed=3, num_fits=1, n_jobs=1)
         frame = response_frame(session)
     test_users = split_students(list(frame["user_id"].unique()), 0.3, 3)
@@ -312,7 +314,8 @@ def test_evaluation_matches_pybkt_evaluate_on_the_same_split(app, runner) -> Non
 def test_imported_skills_stay_out_of_app_students_progress(app, slice_csv, api, shipped_graph,
                                                            research_school) -> None:
     with app.app_context():
-        import_log(db.session(), slice_csv, "assistments", school_name=research_school)
+        import_log(db.session(), slice_csv, "assistments", school_name=research_school,
+                   rules=current_settings().mastery)
     student = api.new_student()
     progress = api.get(f"/api/v1/students/{student}/progress").get_json()
     assert progress["skills_total"] == len(shipped_graph.skills)

@@ -34,6 +34,7 @@ answer_kind = "numeric"
 answers = ["5"]
 difficulty = 0.1
 hints = ["Count them."]
+solution = ["Count the fingers one by one: 1, 2, 3, 4, 5.", "One hand has 5 fingers."]
 
 [[exercise]]
 id = "add-1"
@@ -43,6 +44,7 @@ answer_kind = "multiple_choice"
 choices = ["3", "4", "5"]
 answers = ["4"]
 difficulty = 0.2
+solution = ["2 + 2 = 4."]
 
 [[exercise]]
 id = "multiply-1"
@@ -51,6 +53,7 @@ prompt = "Write 3 x 4 in words."
 answer_kind = "short_text"
 answers = ["twelve"]
 difficulty = 0.4
+solution = ["3 × 4 = 12.", "In words, 12 is twelve."]
 """
 
 
@@ -73,6 +76,7 @@ def test_valid_content_loads_in_prerequisite_order(tmp_path: Path) -> None:
     assert graph.skills["count"].bkt is not None and graph.skills["add"].bkt is None
     assert graph.exercises_by_skill["add"] == ("add-1", "multiply-1")
     assert graph.exercises["add-1"].choices == ("3", "4", "5")
+    assert graph.exercises["multiply-1"].solution == ("3 × 4 = 12.", "In words, 12 is twelve.")
 
 
 def test_unknown_skill_reference(tmp_path: Path) -> None:
@@ -141,6 +145,38 @@ def test_missing_fields_unknown_keys_and_wrong_types(tmp_path: Path) -> None:
     assert "c/exercises/basics.toml: exercise 'count-1': prompt: Missing data for required field." in found
     assert "c/exercises/basics.toml: exercise 'add-1': dificulty: Unknown field." in found
     assert any(p.startswith("c/exercises/basics.toml: exercise 'multiply-1': answer_kind:") for p in found)
+
+
+def test_every_exercise_needs_a_worked_solution(tmp_path: Path) -> None:
+    without = EXERCISES.replace('solution = ["2 + 2 = 4."]\n', "")
+    assert problems(write_content(tmp_path / "c", exercises=without)) == [
+        "c/exercises/basics.toml: exercise 'add-1': solution: Missing data for required field."
+    ]
+
+
+@pytest.mark.parametrize(("solution", "problem"), [
+    ("[]", "solution: must have 1 to 6 steps"),
+    (str([f"Step {n}." for n in range(7)]), "solution: must have 1 to 6 steps"),
+    ('["2 + 2 = 4.", ""]', "solution.1: must not be empty"),
+    ('["   "]', "solution.0: must not be empty"),
+    ('[" 2 + 2 = 4."]', "solution.0: must not start or end with spaces"),
+    ('["2 + 2 = 4. "]', "solution.0: must not start or end with spaces"),
+    (f'["{"x" * 241}"]', "solution.0: must be at most 240 characters (this one has 241)"),
+    ('["2 + 2 = 4.", 4]', "solution.1: Not a valid string."),
+    ('"2 + 2 = 4."', "solution: Not a valid list."),
+])
+def test_worked_solution_steps_are_checked(tmp_path: Path, solution: str, problem: str) -> None:
+    broken = EXERCISES.replace('solution = ["2 + 2 = 4."]', f"solution = {solution}")
+    assert problems(write_content(tmp_path / "c", exercises=broken)) == [
+        f"c/exercises/basics.toml: exercise 'add-1': {problem}"
+    ]
+
+
+def test_worked_solution_limits_are_inclusive(tmp_path: Path) -> None:
+    longest = ["x" * 240] + [f"Step {n}." for n in range(5)]
+    graph = read_content(write_content(tmp_path / "c", exercises=EXERCISES.replace(
+        'solution = ["2 + 2 = 4."]', f"solution = {longest}")))
+    assert graph.exercises["add-1"].solution == tuple(longest)
 
 
 def test_invalid_toml_names_the_file_and_line(tmp_path: Path) -> None:

@@ -99,6 +99,7 @@ def test_a_miscalibrated_and_noisier_group_is_flagged_on_predictions() -> None:
     assert ("B", "calibration_gap") in flagged and ("B", "auc") in flagged and ("B", "abroca") in flagged
 
 
+@pytest.mark.slow
 def test_null_data_is_quiet() -> None:
     """No difference planted: over 20 seeds, hardly any group is flagged (false flags need significance AND
     a large effect, so the rate stays under the nominal 5%)."""
@@ -155,3 +156,45 @@ def test_premature_mastery_is_a_lower_accuracy_after_mastery() -> None:
         report = audit("group", groups, responses, tweaked, picks, FAST)
         found = next(c for c in report.comparisons if c.metric == "post_mastery_accuracy")
         assert found.flagged is expect, found  # better accuracy after mastery is no concern
+
+
+def test_empty_answers_give_no_number_and_no_crash() -> None:
+    """No answers (a group that did not practise in the window): NaN, not an IndexError from reduceat."""
+    empty = np.array([], dtype=np.float64)
+    assert np.isnan(weighted_auc(empty, empty, np.ones((3, 0)))).all()
+    assert weighted_auc(empty, empty, np.ones((3, 0))).shape == (3,)
+    rng = np.random.default_rng(8)
+    scores = rng.random(50)
+    labels = (rng.random(50) < scores).astype(float)
+    assert np.isnan(abroca(empty, empty, scores, labels))
+    assert np.isnan(abroca(empty, empty, empty, empty))
+
+
+def test_a_group_without_answers_is_reported_as_such_and_never_compared() -> None:
+    """Group C has 15 students (enough to show) but no answers: no numbers, no tests, and it never
+    becomes the reference, whatever its size."""
+    groups, responses, decisions, picks = synthetic(9, n_small=150)
+    answered = responses.student < 240  # C's students (240..389) answered nothing
+    picked = picks.student < 240
+    d = decisions
+    report = audit("group", groups, ResponseData(responses.student[answered], responses.predicted[answered],
+                                                 responses.observed[answered]),
+                   DecisionData(d.student[picked], d.attempts[picked], d.mastered[picked],
+                                d.attempts_at_mastery[picked], d.post_mastery_correct[picked],
+                                d.post_mastery_answers[picked]),
+                   PickData(picks.student[picked], picks.remedial[picked]), FAST)
+    silent = next(g for g in report.groups if g.group == "C")
+    assert silent.status == "no answers" and silent.students == 150 and silent.responses == 0
+    assert silent.metrics == {}
+    assert report.reference in ("A", "B")  # C is the largest group, but has nothing to compare
+    assert all(c.group != "C" for c in report.comparisons) and report.comparisons
+    assert "C: no answers in the window (150 students)" in plain_summary(report)
+
+
+def test_no_answers_at_all_is_a_report_of_silent_groups() -> None:
+    groups = ["A"] * 12 + ["B"] * 12
+    nothing = np.array([], dtype=np.int64), np.array([], dtype=np.float64)
+    report = audit("group", groups, ResponseData(nothing[0], nothing[1], nothing[1]),
+                   DecisionData(nothing[0], *[nothing[1]] * 5), PickData(nothing[0], nothing[1]), FAST)
+    assert [g.status for g in report.groups] == ["no answers", "no answers"]
+    assert report.comparisons == [] and report.auc_gap is None and report.reference == ""

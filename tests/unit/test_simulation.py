@@ -204,6 +204,7 @@ def test_config_is_validated() -> None:
 # --- reproducing REFERENCES.md section 4 --------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_pooled_bkt_declares_slow_learners_too_early_and_the_paced_model_does_not(
     one_skill: ContentGraph,
 ) -> None:
@@ -232,6 +233,7 @@ def test_pooled_bkt_declares_slow_learners_too_early_and_the_paced_model_does_no
 # --- the report ------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_report_is_reproducible_and_independent_of_worker_processes(graph: ContentGraph) -> None:
     config = SimulationConfig(students_per_group=4, seed=7)
     report = run_comparison(graph, config, processes=1)
@@ -293,6 +295,7 @@ def run_report_stub() -> SimulationReport:
                           processes=1)
 
 
+@pytest.mark.slow
 def test_every_policy_finishes_the_shipped_graph_for_a_fast_learner() -> None:
     from app.services.content_files import read_content  # the shipped content, read as the service does
 
@@ -304,3 +307,19 @@ def test_every_policy_finishes_the_shipped_graph_for_a_fast_learner() -> None:
         assert student.finished, student.policy
         assert student.skills_declared == 43 and student.truly_known_at_end >= 40
         assert 43 * 3 < student.attempts < 43 * 15
+
+
+def test_policies_by_name_from_the_harness_table_and_the_trackers_parameters_can_be_given(
+    graph: ContentGraph,
+) -> None:
+    with pytest.raises(ValueError, match=r"unknown policies \['nope'\]"):
+        run_comparison(graph, SimulationConfig(students_per_group=1), ["nope"], processes=1)
+    config = SimulationConfig(students_per_group=3)
+    spaced = run_comparison(graph, config, ["spaced_repetition"], processes=1)
+    # With nothing to forget it learns every skill, then has nothing due: the run ends there.
+    assert {r.end_reason for r in spaced.students} == {"nothing_due"}
+    assert all(r.skills_declared == 3 for r in spaced.students)
+    given = {s: BktParams(0.5, 0.3, 0.1, 0.1) for s in "abc"}
+    pooled = run_comparison(graph, config, ["fixed_order"], processes=1)
+    own = run_comparison(graph, config, ["fixed_order"], processes=1, params=given)
+    assert sum(r.attempts for r in own.students) < sum(r.attempts for r in pooled.students)

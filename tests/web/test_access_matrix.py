@@ -49,7 +49,8 @@ EXPECTED: dict[tuple[str, str], tuple[int, ...]] = {
     ("DELETE", "/api/v1/students/<student_id>"): (401, 403, 403, 403, 403, 200, 404, 200),
     ("GET", "/api/v1/students/<student_id>/export"): READ_STUDENT_A,
     ("GET", "/api/v1/students/<student_id>/next-exercise"): PRACTISE_AS_A,
-    ("POST", "/api/v1/students/<student_id>/responses"): (401, 201, 404, 403, 403, 201, 404, 403),
+    # with "correct": only an app's key may grade answers itself; a session must send "answer"
+    ("POST", "/api/v1/students/<student_id>/responses"): (401, 403, 403, 403, 403, 201, 404, 403),
     ("GET", "/api/v1/students/<student_id>/progress"): READ_STUDENT_A,
     ("GET", "/api/v1/students/<student_id>/recommendations"): READ_STUDENT_A,
     ("GET", "/api/v1/students/<student_id>/report"): READ_STUDENT_A,
@@ -77,6 +78,7 @@ EXPECTED: dict[tuple[str, str], tuple[int, ...]] = {
     ("GET", "/classes"): STAFF_PAGE,
     ("GET", "/classes/<id:class_id>"): CLASS_A_PAGE,
     ("GET", "/classes/<id:class_id>/report.csv"): CLASS_A_PAGE,
+    ("GET", "/classes/<id:class_id>/skills.csv"): CLASS_A_PAGE,
     ("GET", "/students/<student_id>"): STUDENT_A_PAGE,
     ("GET", "/students/<student_id>/export"): STUDENT_A_PAGE,
     ("GET", "/me/export"): STUDENTS_ONLY,

@@ -1,0 +1,461 @@
+"""Settings: one typed object, built and validated once in ``create_app``.
+
+Precedence (last wins), as Flask's tutorial factory does it: the defaults below, environment variables,
+``instance/config.py`` (or, in tests, the mapping given to ``create_app``). ``app.config`` keeps the
+Flask-level keys the extensions read themselves (SECRET_KEY, SQLALCHEMY_DATABASE_URI, SESSION_COOKIE_*,
+RATELIMIT_STORAGE_URI, ...); everything the tutor's own code needs is read once into ``Settings``, checked
+(a mistyped key or a value out of range stops start-up with a message naming the key, instead of a 500 at
+request time), and attached to the app: ``current_settings()``.
+
+Services never read ``current_app.config``: they get the domain configs built here (``MasteryRules``,
+``PolicyConfig``, ``ReportConfig``, ``FairnessConfig``) or a value such as ``retention``, and none of their
+signatures has a default that could silently disagree with the configured one.
+
+Adding a group of settings (as ``MASTERY_RULES`` is for ``tracking.MasteryRules``): a frozen dataclass
+with typed fields and documented defaults in ``app/domain`` (its ``__post_init__`` may check how fields
+relate), a field on ``Settings``, and one ``_group(...)`` line in ``load_settings`` with the ranges that
+need more than "a finite number >= 0". Unknown keys, wrong types and out-of-range values are then refused
+like those of every other group, each message naming the key.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import os
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields, replace
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+from flask import Flask, current_app
+from limits import parse_many
+
+from app.domain.bkt import DEFAULT_MASTERY_THRESHOLD
+from app.domain.fairness import FairnessConfig
+from app.domain.reports import ReportConfig
+from app.domain.selection import PolicyConfig
+from app.domain.tracking import MasteryRules
+
+DEFAULT_SECRET_KEY = "dev"  # noqa: S105 - refused outside debug/testing, see configure
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+# Group attributes a school may record for bias checks (with consent): GROUP_ATTRIBUTES replaces them.
+DEFAULT_GROUP_ATTRIBUTES: dict[str, list[str]] = {
+    "gender": ["female", "male", "non-binary", "prefer not to say"],
+    "language_learner": ["yes", "no"],
+    "disability_support": ["yes", "no"],
+}
+# Groups derived from the school's structure (no attribute, no consent): a recorded attribute of the same
+# name could never be read.
+ORGANISATIONAL_GROUPS = ("school", "class")
+
+
+class SettingsError(RuntimeError):
+    """A setting that cannot be used; the message names the key and what is wrong with it."""
+
+
+# --- the typed object ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SignIn:
+    # Failed sign-ins in a row from one address on one account before it must wait (LOGIN_MAX_FAILURES)
+    max_failures: int
+    lockout: timedelta  # the longest wait (LOGIN_LOCKOUT_MINUTES)
+    backoff: timedelta  # the first wait, doubled by each further failure (LOGIN_BACKOFF_SECONDS)
+    hash_concurrency: int  # password hashes at once per host, below the workers (LOGIN_HASH_CONCURRENCY)
+    hash_lock_dir: str  # where the hashing slots' lock files live (LOGIN_HASH_LOCK_DIR: the instance folder)
+
+
+@dataclass(frozen=True)
+class RateLimits:
+    login: str  # sign-in posts per client address (RATELIMIT_LOGIN), Flask-Limiter notation
+    api: str  # API calls per key, user or address (RATELIMIT_API)
+    storage_uri: str  # where the counters live (RATELIMIT_STORAGE_URI): memory:// or redis://...
+
+
+@dataclass(frozen=True)
+class Retention:
+    response_days: int  # answers and recommendations (RETENTION_RESPONSE_DAYS)
+    access_log_days: int  # the access log (RETENTION_ACCESS_LOG_DAYS)
+
+
+@dataclass(frozen=True)
+class Settings:
+    mastery_threshold: float  # the estimate in (0, 1] at which a skill is mastered: one value everywhere
+    mastery: MasteryRules  # when a skill is mastered, due for review, needs relearning (MASTERY_RULES)
+    policy: PolicyConfig  # next-exercise selection (POLICY), with the mastery rules
+    reports: ReportConfig  # student and class reports (REPORTS), with the policy's values of the same name
+    bias_checks: FairnessConfig  # BIAS_CHECKS
+    group_attributes: Mapping[str, tuple[str, ...]]  # GROUP_ATTRIBUTES: attribute -> allowed values
+    sign_in: SignIn
+    rate_limits: RateLimits
+    retention: Retention
+    content_dir: str
+    sqlite_busy_timeout_ms: int
+    max_request_bytes: int
+    proxy_count: int
+
+
+def current_settings() -> Settings:
+    """The settings of the current app (built by ``create_app``)."""
+    settings: Settings = current_app.extensions["settings"]
+    return settings
+
+
+# --- defaults and environment variables ----------------------------------------------------------
+
+
+def database_url_from_env(instance_path: str) -> str:
+    url = os.environ.get("DATABASE_URL")
+    if not url:
+        return "sqlite:///" + os.path.join(instance_path, "tutor.sqlite3")
+    # Accept the common postgres:// spellings; always use the psycopg 3 driver.
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+TRUE_WORDS, FALSE_WORDS = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def _env_flag(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    word = value.strip().lower()
+    if word not in TRUE_WORDS + FALSE_WORDS:
+        # A typo must not silently turn a security setting (SESSION_COOKIE_SECURE) off.
+        raise SettingsError(f"invalid {name} setting: the environment variable is {value!r}; use one of "
+                            f"{', '.join(TRUE_WORDS)} or {', '.join(FALSE_WORDS)}")
+    return word in TRUE_WORDS
+
+
+Number = TypeVar("Number", int, float)
+
+
+def _env_number(name: str, kind: Callable[[str], Number], default: Number, key: str | None = None) -> Number:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    try:
+        return kind(value.strip())
+    except ValueError:
+        what = "an integer" if kind is int else "a number"
+        raise SettingsError(f"invalid {key or name} setting: the environment variable {name} is {value!r}, "
+                            f"not {what}") from None
+
+
+def defaults(instance_path: str) -> dict[str, Any]:
+    """The defaults, with the environment variables that override them (app.config's first layer)."""
+    return {
+        "SECRET_KEY": os.environ.get("SECRET_KEY", DEFAULT_SECRET_KEY),
+        "SQLALCHEMY_DATABASE_URI": database_url_from_env(instance_path),
+        "CONTENT_DIR": os.environ.get("CONTENT_DIR", str(PROJECT_ROOT / "content")),
+        # P(L) at or above which a skill counts as mastered (Corbett & Anderson; OATutor).
+        "MASTERY_THRESHOLD": _env_number("MASTERY_THRESHOLD", float, DEFAULT_MASTERY_THRESHOLD),
+        # Overrides of MasteryRules, PolicyConfig, ReportConfig and FairnessConfig fields
+        # (instance/config.py only).
+        "MASTERY_RULES": {},
+        "POLICY": {},
+        "REPORTS": {},
+        "BIAS_CHECKS": {},
+        "GROUP_ATTRIBUTES": DEFAULT_GROUP_ATTRIBUTES,
+        # Sessions (web sign-in). Secure cookies by default: set SESSION_COOKIE_SECURE=false only
+        # for plain http on loopback (scripts/serve does).
+        "SESSION_COOKIE_SECURE": _env_flag("SESSION_COOKIE_SECURE", True),
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "PERMANENT_SESSION_LIFETIME": timedelta(hours=12),
+        # CSRF tokens live as long as the session (a student may practise for hours).
+        "WTF_CSRF_TIME_LIMIT": None,
+        # Sign-in throttling, shared by every worker (in the database, services/throttle.py): failed
+        # sign-ins per client address (RATELIMIT_LOGIN), and per address and account a back-off after
+        # LOGIN_MAX_FAILURES failures in a row, from LOGIN_BACKOFF_SECONDS doubling up to
+        # LOGIN_LOCKOUT_MINUTES; at most LOGIN_HASH_CONCURRENCY password hashes at once per host.
+        "LOGIN_MAX_FAILURES": 5,
+        "LOGIN_LOCKOUT_MINUTES": 15,
+        "LOGIN_BACKOFF_SECONDS": 30,
+        "LOGIN_HASH_CONCURRENCY": _env_number("LOGIN_HASH_CONCURRENCY", int, 2),
+        "LOGIN_HASH_LOCK_DIR": os.environ.get("LOGIN_HASH_LOCK_DIR", instance_path),
+        "RATELIMIT_STORAGE_URI": os.environ.get("RATELIMIT_STORAGE_URI", "memory://"),
+        "RATELIMIT_LOGIN": os.environ.get("RATELIMIT_LOGIN", "10 per minute"),
+        "RATELIMIT_API": os.environ.get("RATELIMIT_API", "1200 per minute"),
+        # SQLite: how long a request waits for the write lock before giving up with a 503 (Retry-After).
+        "SQLITE_BUSY_TIMEOUT_MS": _env_number("SQLITE_BUSY_TIMEOUT_MS", int, 30000),
+        # Request bodies above this many bytes are refused with a 413 before they are read. The largest
+        # legitimate body (a bias check over 500 named skills) is about 50 KB.
+        "MAX_CONTENT_LENGTH": _env_number("MAX_REQUEST_BYTES", int, 256 * 1024, key="MAX_CONTENT_LENGTH"),
+        # Reverse proxies in front of the app (X-Forwarded-For is trusted from that many hops).
+        "PROXY_COUNT": _env_number("PROXY_COUNT", int, 0),
+        # Retention (days): raw answers and recommendations, and the access log. `flask purge-expired`.
+        "RETENTION_RESPONSE_DAYS": _env_number("RETENTION_RESPONSE_DAYS", int, 365),
+        "RETENTION_ACCESS_LOG_DAYS": _env_number("RETENTION_ACCESS_LOG_DAYS", int, 365),
+        # flask-smorest / OpenAPI
+        "API_TITLE": "Adaptive tutor API",
+        "API_VERSION": "v1",
+        "OPENAPI_VERSION": "3.0.3",
+        "OPENAPI_URL_PREFIX": "/api/v1",
+        "OPENAPI_JSON_PATH": "openapi.json",
+        "JSON_SORT_KEYS": False,
+    }
+
+
+def configure(app: Flask, test_config: Mapping[str, Any] | None = None) -> Settings:
+    """Fill ``app.config`` (defaults <- env <- instance/config.py, or the test mapping), then build and
+    attach the settings. Raises SettingsError naming every key at fault."""
+    app.config.from_mapping(defaults(app.instance_path))
+    if test_config is None:
+        app.config.from_pyfile("config.py", silent=True)
+    else:
+        app.config.from_mapping(test_config)
+    if not str(app.config.get("SECRET_KEY") or "").strip():  # e.g. SECRET_KEY= in the environment
+        raise SettingsError("Refusing to start with an empty SECRET_KEY: sessions and CSRF tokens would "
+                            "be signed with nothing.")
+    if app.config["SECRET_KEY"] == DEFAULT_SECRET_KEY and not (app.debug or app.testing):
+        raise SettingsError(
+            "Refusing to start with the default SECRET_KEY: set SECRET_KEY in the environment "
+            f"or in {os.path.join(app.instance_path, 'config.py')} (scripts/serve writes one)."
+        )
+    settings = load_settings(app.config)
+    app.extensions["settings"] = settings
+    return settings
+
+
+# --- validation -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """A closed or open interval; None = unbounded."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def __contains__(self, value: float) -> bool:
+        if self.low is not None and (value < self.low or (self.low_open and value == self.low)):
+            return False
+        return not (self.high is not None and (value > self.high or (self.high_open and value == self.high)))
+
+    def __str__(self) -> str:
+        if self.low is not None and self.high is not None:
+            return (f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}"
+                    f"{')' if self.high_open else ']'}")
+        if self.low is not None:
+            return f"{'greater than' if self.low_open else 'at least'} {self.low:g}"
+        if self.high is not None:
+            return f"{'less than' if self.high_open else 'at most'} {self.high:g}"
+        return "finite"
+
+
+PROBABILITY = Bounds(0, 1)
+OPEN_PROBABILITY = Bounds(0, 1, low_open=True, high_open=True)
+THRESHOLD = Bounds(0, 1, low_open=True)
+POSITIVE = Bounds(0, low_open=True)
+AT_LEAST_ONE = Bounds(1)
+ANY = Bounds()
+NON_NEGATIVE = Bounds(0)  # every number of a group not listed in its bounds: finite and >= 0
+
+MASTERY_BOUNDS = {"review_level": PROBABILITY, "relearn_level": PROBABILITY, "guess_floor": PROBABILITY,
+                  "memory_weights": ANY}  # the memory model checks its own parameters
+POLICY_BOUNDS = {
+    "target_success": OPEN_PROBABILITY, "explore_rate": PROBABILITY, "daily_attempts": AT_LEAST_ONE,
+    "wheel_spin_attempts": AT_LEAST_ONE, "remediation_every": AT_LEAST_ONE,
+}
+REPORT_BOUNDS = {
+    "horizon": AT_LEAST_ONE, "wheel_spin_attempts": AT_LEAST_ONE, "inactive_days": POSITIVE,
+    "slow_speed": POSITIVE, "stuck_share": PROBABILITY, "stuck_min_students": AT_LEAST_ONE,
+}
+BIAS_CHECK_BOUNDS = {
+    "bootstrap": AT_LEAST_ONE, "permutations": AT_LEAST_ONE, "alpha": OPEN_PROBABILITY,
+    "ratio_band": POSITIVE, "auc_gap": PROBABILITY, "post_mastery_gap": PROBABILITY,
+    "share_difference": PROBABILITY, "mastered_within": AT_LEAST_ONE, "post_mastery_answers": AT_LEAST_ONE,
+}
+# Fields a group must not set: the one key that does ("mastered" means the same for tracing, selection,
+# reports and replays, so the threshold is set once).
+ONE_THRESHOLD = "it is set once, as MASTERY_THRESHOLD (the same for tracing, selection and reports)"
+
+Config = TypeVar("Config")
+_NOT_A_STRING = "must be a non-empty string, not {!r}"
+
+
+class _Problems(list[str]):
+    def add(self, key: str, problem: str) -> None:
+        self.append(f"invalid {key} setting: {problem}")
+
+
+def _number(value: Any, kind: type, bounds: Bounds) -> str | None:
+    """Why ``value`` is not a ``kind`` (int or float) within ``bounds``; None when it is."""
+    integer_only = kind is int
+    what = "an integer" if integer_only else "a number"
+    if isinstance(value, bool) or not isinstance(value, int if integer_only else (int, float)):
+        return f"must be {what} {bounds}, not {value!r}"
+    if not math.isfinite(value) or value not in bounds:
+        return f"must be {what} {bounds}, not {value!r}"
+    return None
+
+
+def _value(value: Any, annotation: Any, bounds: Bounds) -> tuple[Any, str | None]:
+    """(the value as the field stores it, why it cannot be used or None)."""
+    if annotation in (int, float):
+        return value, _number(value, annotation, bounds)
+    if annotation is bool:
+        return value, None if isinstance(value, bool) else f"must be true or false, not {value!r}"
+    if annotation is str:
+        return value, None if isinstance(value, str) and value else _NOT_A_STRING.format(value)
+    if typing.get_origin(annotation) is tuple:
+        items = typing.get_args(annotation)
+        if not isinstance(value, (list, tuple)):
+            return value, f"must be a list of numbers, not {value!r}"
+        if items[-1] is not Ellipsis and len(value) != len(items):
+            return value, f"must be a list of {len(items)} numbers, not {value!r}"
+        kinds = [items[0]] * len(value) if items[-1] is Ellipsis else list(items)
+        for item, kind in zip(value, kinds, strict=True):
+            problem = _number(item, kind, bounds)
+            if problem:
+                return value, f"{problem} (in {list(value)!r})"
+        return tuple(value), None
+    return value, None  # a type the checks above do not know: the dataclass takes it as given
+
+
+def _group(
+    config: Mapping[str, Any], key: str, cls: type[Config], problems: _Problems, *,
+    base: Mapping[str, Any] | None = None, bounds: Mapping[str, Bounds] | None = None,
+    reserved: Mapping[str, str] | None = None, context: str = "",
+) -> Config | None:
+    """``cls`` from its defaults, then ``base``, then the mapping ``config[key]``, every value checked.
+
+    ``reserved``: fields the mapping may not set, with the reason; ``context``: where ``base`` came from,
+    for the message when the values do not go together. None (and the problems added) when something is
+    wrong."""
+    overrides = config.get(key) or {}
+    if not isinstance(overrides, Mapping):
+        problems.add(key, f"must be a mapping of setting names to values, not {overrides!r}")
+        overrides = {}
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
+    values: dict[str, Any] = dict(base or {})
+    for name, value in overrides.items():
+        if name in (reserved or {}):
+            problems.add(f"{key}[{name!r}]", (reserved or {})[name])
+            continue
+        if name not in known:
+            close = difflib.get_close_matches(str(name), known, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            problems.add(key, f"{name!r} is not a setting ({hint}known: {', '.join(sorted(known))})")
+            continue
+        checked, problem = _value(value, hints[name], (bounds or {}).get(name, NON_NEGATIVE))
+        if problem:
+            problems.add(f"{key}[{name!r}]", problem)
+        else:
+            values[name] = checked
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as error:  # a check of the dataclass itself (__post_init__)
+        problems.add(key, f"{error}{f' ({context})' if context else ''}")
+        return None
+
+
+def _inherited(cls: type, source: object) -> dict[str, Any]:
+    """The fields of ``cls`` that ``source`` also has: the same name means the same setting."""
+    return {f.name: getattr(source, f.name) for f in fields(cls) if hasattr(source, f.name)}
+
+
+def _plain(config: Mapping[str, Any], key: str, kind: type, bounds: Bounds, problems: _Problems) -> Any:
+    value = config.get(key)
+    problem = _number(value, kind, bounds) if kind in (int, float) else (
+        None if isinstance(value, str) and value.strip() else _NOT_A_STRING.format(value))
+    if problem:
+        problems.add(key, problem)
+    return value
+
+
+def _rate_limit(config: Mapping[str, Any], key: str, problems: _Problems) -> str:
+    value = _plain(config, key, str, NON_NEGATIVE, problems)
+    if isinstance(value, str) and value.strip():
+        try:
+            parse_many(value)  # Flask-Limiter's own parser: what it would refuse on every request
+        except ValueError:
+            problems.add(key, f"{value!r} is not a rate limit (e.g. '10 per minute' or '100/hour')")
+    return str(value)
+
+
+def _group_attributes(config: Mapping[str, Any], problems: _Problems) -> dict[str, tuple[str, ...]]:
+    value = config.get("GROUP_ATTRIBUTES") or DEFAULT_GROUP_ATTRIBUTES
+    if not isinstance(value, Mapping):
+        problems.add("GROUP_ATTRIBUTES", f"must be a mapping of attribute -> list of values, not {value!r}")
+        return {}
+    out: dict[str, tuple[str, ...]] = {}
+    for attribute, allowed in value.items():
+        where = f"GROUP_ATTRIBUTES[{attribute!r}]"
+        if not isinstance(attribute, str) or not attribute.strip():
+            problems.add("GROUP_ATTRIBUTES", f"attribute names are non-empty strings, not {attribute!r}")
+        elif attribute in ORGANISATIONAL_GROUPS:
+            problems.add(where, f"{attribute!r} is an organisational group (derived, never recorded)")
+        elif (not isinstance(allowed, (list, tuple)) or not allowed
+              or not all(isinstance(v, str) and v.strip() for v in allowed)):
+            problems.add(where, f"must be a non-empty list of non-empty strings, not {allowed!r}")
+        elif len(set(allowed)) != len(allowed):
+            problems.add(where, f"lists a value twice: {list(allowed)!r}")
+        else:
+            out[attribute] = tuple(allowed)
+    return out
+
+
+def load_settings(config: Mapping[str, Any]) -> Settings:
+    """Settings from a filled ``app.config``; SettingsError listing every key at fault."""
+    problems = _Problems()
+    threshold = _plain(config, "MASTERY_THRESHOLD", float, THRESHOLD, problems)
+    mastery = _group(config, "MASTERY_RULES", MasteryRules, problems, bounds=MASTERY_BOUNDS,
+                     base={} if problems else {"threshold": threshold}, reserved={"threshold": ONE_THRESHOLD},
+                     context=f"threshold {threshold!r} is MASTERY_THRESHOLD")
+    policy = _group(config, "POLICY", PolicyConfig, problems, bounds=POLICY_BOUNDS,
+                    base={} if mastery is None else {"rules": mastery},
+                    reserved={"rules": "set MASTERY_RULES (and MASTERY_THRESHOLD) instead",
+                              "mastery_threshold": ONE_THRESHOLD})
+    # A report judges by the policy's rules and wheel-spinning unless REPORTS says otherwise; "not enough
+    # data" below the answers mastery needs.
+    inherited = {} if policy is None else {
+        **_inherited(ReportConfig, policy), "min_attempts": policy.rules.min_correct}
+    reports = _group(config, "REPORTS", ReportConfig, problems, bounds=REPORT_BOUNDS, base=inherited,
+                     reserved={"rules": "set MASTERY_RULES (and MASTERY_THRESHOLD) instead"})
+    bias_checks = _group(config, "BIAS_CHECKS", FairnessConfig, problems, bounds=BIAS_CHECK_BOUNDS)
+    if bias_checks is not None and not bias_checks.ratio_band[0] < 1 < bias_checks.ratio_band[1]:
+        problems.add("BIAS_CHECKS['ratio_band']",
+                     f"must be [low, high] with low < 1 < high, not {list(bias_checks.ratio_band)!r}")
+    group_attributes = _group_attributes(config, problems)
+    plain = {key: _plain(config, key, kind, bounds, problems) for key, kind, bounds in (
+        ("LOGIN_MAX_FAILURES", int, AT_LEAST_ONE), ("LOGIN_LOCKOUT_MINUTES", float, POSITIVE),
+        ("LOGIN_BACKOFF_SECONDS", float, POSITIVE), ("LOGIN_HASH_CONCURRENCY", int, AT_LEAST_ONE),
+        ("LOGIN_HASH_LOCK_DIR", str, NON_NEGATIVE),
+        ("RATELIMIT_STORAGE_URI", str, NON_NEGATIVE),
+        ("RETENTION_RESPONSE_DAYS", int, AT_LEAST_ONE), ("RETENTION_ACCESS_LOG_DAYS", int, AT_LEAST_ONE),
+        ("CONTENT_DIR", str, NON_NEGATIVE), ("SQLITE_BUSY_TIMEOUT_MS", int, NON_NEGATIVE),
+        ("MAX_CONTENT_LENGTH", int, AT_LEAST_ONE), ("PROXY_COUNT", int, NON_NEGATIVE),
+    )}
+    limits = {key: _rate_limit(config, key, problems) for key in ("RATELIMIT_LOGIN", "RATELIMIT_API")}
+    if problems or mastery is None or policy is None or reports is None or bias_checks is None:
+        raise SettingsError("; ".join(problems))
+    return Settings(
+        mastery_threshold=float(threshold), mastery=mastery, policy=policy, reports=reports,
+        bias_checks=bias_checks, group_attributes=group_attributes,
+        sign_in=SignIn(plain["LOGIN_MAX_FAILURES"], timedelta(minutes=plain["LOGIN_LOCKOUT_MINUTES"]),
+                       timedelta(seconds=plain["LOGIN_BACKOFF_SECONDS"]), plain["LOGIN_HASH_CONCURRENCY"],
+                       plain["LOGIN_HASH_LOCK_DIR"]),
+        rate_limits=RateLimits(limits["RATELIMIT_LOGIN"], limits["RATELIMIT_API"],
+                               plain["RATELIMIT_STORAGE_URI"]),
+        retention=Retention(plain["RETENTION_RESPONSE_DAYS"], plain["RETENTION_ACCESS_LOG_DAYS"]),
+        content_dir=plain["CONTENT_DIR"], sqlite_busy_timeout_ms=plain["SQLITE_BUSY_TIMEOUT_MS"],
+        max_request_bytes=plain["MAX_CONTENT_LENGTH"], proxy_count=plain["PROXY_COUNT"],
+    )
+
+
+def with_overrides(config: Config, **overrides: Any) -> Config:
+    """``config`` with the overrides that were given (None = keep the configured value)."""
+    return replace(config, **{k: v for k, v in overrides.items() if v is not None})  # type: ignore[type-var]
