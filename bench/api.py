@@ -43,7 +43,7 @@ from app.domain.access import Principal, Role  # noqa: E402
 from app.domain.bkt import BktParams  # noqa: E402
 from app.domain.content import Exercise, Skill, build_graph  # noqa: E402
 from app.domain.selection import PolicyConfig, StudentView, choose_next_exercise  # noqa: E402
-from app.domain.tracking import SkillState, StudentModel, apply_answer  # noqa: E402
+from app.domain.tracking import DEFAULT_RULES, SkillState, StudentModel, apply_answer  # noqa: E402
 from app.extensions import db  # noqa: E402
 from app.models import Mastery, Response, ResponseSkill, Student  # noqa: E402
 from app.services import accounts, tutoring  # noqa: E402
@@ -150,7 +150,7 @@ def history_scaling(url: str, repeat: int = 30) -> tuple[float, float]:
                 at += timedelta(seconds=20)
                 right = i % 10 < 3  # mostly wrong: skills stay open, so there is always a next exercise
                 traced = apply_answer(model, exercise.skill_ids, right, snapshot.params, now=at,
-                                      threshold=0.95)
+                                      rules=DEFAULT_RULES)
                 rows.append({"student_id": student.id, "exercise_id": exercise.id,
                              "correct": right, "graded_by": "app", "created_at": at})
                 traces.append(traced)

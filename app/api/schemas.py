@@ -308,7 +308,11 @@ class SkillReportSchema(Schema):
     depth = fields.Integer(metadata={"description": "Steps from a skill without prerequisites."})
     status = fields.String(metadata={"enum": ["mastered", "learning", "ready", "locked"]})
     enough_data = fields.Boolean(metadata={"description": "False below a few answers: no estimates then."})
-    p_mastery = fields.Float(allow_none=True, metadata={"description": "Paced P(L); null: not enough data."})
+    p_mastery = fields.Float(allow_none=True, metadata={
+        "description": "The mastery estimate now; null: not enough data (fewer than a few answers)."})
+    mastery_estimate = fields.Float(attribute="estimate", metadata={
+        "description": "The mastery estimate now, however few the answers (as the student's page shows)."})
+    unit = fields.String(metadata={"description": "The skill's curriculum unit (content); may be empty."})
     attempts = fields.Integer()
     correct = fields.Integer()
     accuracy = fields.Float(allow_none=True)

@@ -31,6 +31,15 @@ class BktParams:
     guess: float
     slip: float
     forget: float = 0.0
+    # Estimated from answers (fit-params), not a content author's guess: the decision model trusts its
+    # guess rate instead of flooring it (tracking.MasteryRules.guess_floor).
+    fitted: bool = False
+
+    @classmethod
+    def of(cls, values: Mapping[str, float], *, fitted: bool = False) -> BktParams:
+        """From a mapping of the five parameter names (pyBKT's fits, stored rows)."""
+        return cls(prior=float(values["prior"]), learn=float(values["learn"]), guess=float(values["guess"]),
+                   slip=float(values["slip"]), forget=float(values.get("forget", 0.0)), fitted=fitted)
 
     def __post_init__(self) -> None:
         problems = parameter_problems({n: getattr(self, n) for n in PARAMETER_NAMES})

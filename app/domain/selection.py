@@ -36,7 +36,7 @@ from typing import Any
 
 from app.domain.bkt import BktParams
 from app.domain.content import ContentGraph
-from app.domain.tracking import DEFAULT_RULES, MasteryRules, MasteryStatus, StudentModel
+from app.domain.tracking import DEFAULT_RULES, MasteryRules, MasteryStatus, StudentModel, status_of
 
 
 @dataclass(frozen=True)
@@ -106,15 +106,19 @@ def predicted_success(
     params: Mapping[str, BktParams],
     exercise_id: str,
     config: PolicyConfig,
+    by_skill: dict[str, float] | None = None,
 ) -> float:
-    """P(correct) on an exercise: each skill's prediction (with forgetting), shifted by its difficulty."""
+    """P(correct) on an exercise: each skill's prediction (with forgetting), shifted by its difficulty.
+
+    ``by_skill`` caches the skills' predictions across the exercises of one choice."""
     exercise = graph.exercises[exercise_id]
     shift = config.difficulty_slope * (0.5 - exercise.difficulty)
+    cache = by_skill if by_skill is not None else {}
     p = 1.0
     for skill_id in exercise.skill_ids:
-        p *= _sigmoid(
-            _logit(view.model.paced_correct(skill_id, params[skill_id], view.now, config.rules)) + shift
-        )
+        if skill_id not in cache:
+            cache[skill_id] = view.model.paced_correct(skill_id, params[skill_id], view.now, config.rules)
+        p *= _sigmoid(_logit(cache[skill_id]) + shift)
     return p
 
 
@@ -152,13 +156,13 @@ def _pick_by_difficulty(
     within_reach = [e for e in candidates if set(graph.exercises[e].skill_ids) <= ready | {skill_id}]
     candidates = within_reach or candidates
     target = target_success(view, config)
-    scored = [
-        (abs(predicted_success(view, graph, params, e, config) - target), rng.random(), e) for e in candidates
-    ]
+    by_skill: dict[str, float] = {}
+    success = {e: predicted_success(view, graph, params, e, config, by_skill) for e in candidates}
+    scored = [(abs(success[e] - target), rng.random(), e) for e in candidates]
     _, _, exercise_id = min(scored)
     return exercise_id, {
         "target_success": round(target, 4),
-        "predicted_success": round(predicted_success(view, graph, params, exercise_id, config), 4),
+        "predicted_success": round(success[exercise_id], 4),
         "difficulty": graph.exercises[exercise_id].difficulty,
     }
 
@@ -204,7 +208,7 @@ def choose_next_exercise(
     rules, model, now = config.rules, view.model, view.now
     practicable = _practicable(graph)
     estimate = {s: model.estimate(s, params[s], now, rules) for s in graph.skill_order}
-    status = {s: model.status(s, params[s], now, rules) for s in graph.skill_order}
+    status = {s: status_of(model.skills.get(s), estimate[s], rules) for s in graph.skill_order}
     earned = {
         s
         for s in graph.skill_order

@@ -50,7 +50,7 @@ from app.domain.tracking import StudentModel, apply_answer
 
 DEFAULT_GROUPS: Mapping[str, float] = {"fast": 0.3, "slow": 0.05}
 # REFERENCES.md section 4: the learn rate of one BKT model fit to fast and slow learners pooled (~0.11).
-POOLED_PARAMS = BktParams(prior=0.0, learn=0.11, guess=0.2, slip=0.2)
+POOLED_PARAMS = BktParams(prior=0.0, learn=0.11, guess=0.2, slip=0.2, fitted=True)  # as if fitted
 START = datetime(2025, 1, 6, 8, 0, tzinfo=UTC)  # a Monday
 # The harness's own table: the service's policies plus baselines that exist only for comparison.
 SIMULATION_POLICIES: dict[str, Policy] = {**POLICIES, "spaced_repetition": spaced_repetition}

@@ -38,7 +38,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from functools import lru_cache
 
@@ -77,14 +77,17 @@ class MasteryRules:
 
     threshold: float = 0.95  # the estimate at which a skill is first earned
     min_correct: int = 3  # ... with at least this many credited (right, unhinted) answers
-    review_level: float = 0.93  # an earned skill below this estimate is due for review
+    # an earned skill below this estimate is due for review (default: 0.02 below the threshold)
+    review_level: float = math.nan
     relearn_level: float = 0.6  # ... below this it needs relearning
-    guess_floor: float = 0.3  # the decision model never assumes a lower guess rate
+    guess_floor: float = 0.3  # the decision model never assumes a lower guess rate than content gives
     # Memory from the first right answer (knowledge not yet declared fades too), or only once earned.
     memory_before_mastery: bool = True
     memory_weights: tuple[float, ...] = DEFAULT_WEIGHTS  # FSRS parameters
 
     def __post_init__(self) -> None:
+        if math.isnan(self.review_level):
+            object.__setattr__(self, "review_level", round(self.threshold - 0.02, 6))
         problems = [
             f"{name} must be in [0, 1], got {value}"
             for name, value in (
@@ -121,23 +124,38 @@ def _probability(x: float) -> float:
 def params_for(params: BktParams, speed: float, prior_scale: float, guess_floor: float) -> BktParams:
     """The skill's parameters under one hypothesis (speed, prior scale) of the decision model."""
     learn = params.learn if speed == 1.0 else 1.0 - (1.0 - params.learn) ** speed
-    return replace(
-        params, learn=learn, prior=params.prior * prior_scale, guess=max(params.guess, guess_floor)
-    )
+    guess = params.guess if params.fitted else max(params.guess, guess_floor)
+    return replace(params, learn=learn, prior=params.prior * prior_scale, guess=guess)
 
 
-def _hypothesis_params(params: BktParams, rules: MasteryRules) -> list[BktParams]:
-    return [params_for(params, k, a, rules.guess_floor) for k, a, _ in HYPOTHESES]
+@lru_cache(maxsize=8192)
+def _hypothesis_params_cached(params: BktParams, guess_floor: float) -> tuple[BktParams, ...]:
+    return tuple(params_for(params, k, a, guess_floor) for k, a, _ in HYPOTHESES)
+
+
+def _hypothesis_params(params: BktParams, rules: MasteryRules) -> tuple[BktParams, ...]:
+    return _hypothesis_params_cached(params, rules.guess_floor)
+
+
+_NO_DECAY: tuple[float, ...] = (1.0,) * len(HYPOTHESES)
+
+
+@lru_cache(maxsize=16384)
+def _recall_levels(memory: Memory, day: datetime, weights: tuple[float, ...]) -> tuple[float, ...]:
+    by_scale = {c: memory_model.recall(memory, day, weights, c) for c in MEMORY_SCALES}
+    return tuple(by_scale[c] for _, _, c in HYPOTHESES)
 
 
 def recall_by_hypothesis(
     memory: Memory | None, now: datetime, rules: MasteryRules = DEFAULT_RULES
-) -> list[float]:
-    """Predicted recall at ``now`` under each hypothesis's memory scale (all 1 before a skill is earned)."""
+) -> tuple[float, ...]:
+    """Predicted recall at ``now`` under each hypothesis's memory scale (all 1 before any memory)."""
     if memory is None:
-        return [1.0] * len(HYPOTHESES)
-    by_scale = {c: memory_model.recall(memory, now, rules.memory_weights, c) for c in MEMORY_SCALES}
-    return [by_scale[c] for _, _, c in HYPOTHESES]
+        return _NO_DECAY
+    # Recall changes with whole days elapsed (FSRS), so it is cached per memory and whole day after it.
+    elapsed = now - memory.last_review_at
+    day = memory.last_review_at + timedelta(days=max(elapsed.days, 0)) if elapsed.days >= 0 else now
+    return _recall_levels(memory, day, tuple(rules.memory_weights))
 
 
 @dataclass
@@ -190,6 +208,8 @@ class StudentModel:
     ) -> float:
         """The mastery estimate at ``now``: paced P(L) x predicted recall. It decides and is shown."""
         found = self.skills.get(skill_id)
+        if found is None:  # never practised: the prior, scaled by the student's prior knowledge
+            return _probability(params.prior * self.prior_knowledge)
         return estimate_of(
             self.speed_weights,
             self._p_by_hypothesis(skill_id, params),
@@ -285,6 +305,8 @@ def estimate_of(
 ) -> float:
     """The mastery estimate in [0, 1] from its stored parts: P(L) x predicted recall at ``now``, averaged
     over the hypotheses."""
+    if memory is None:
+        return _probability(sum(w * p for w, p in zip(weights, p_by_hypothesis, strict=True)))
     levels = recall_by_hypothesis(memory, now, rules)
     return _probability(sum(w * p * r for w, p, r in zip(weights, p_by_hypothesis, levels, strict=True)))
 

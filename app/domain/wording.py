@@ -215,9 +215,14 @@ ATTRIBUTE_LABELS = {
     "school": "School", "class": "Class", "gender": "Gender",
     "language_learner": "Learning the language of instruction", "disability_support": "Disability support",
 }
+# Groups of the yes/no attributes, in words (other attributes' values read as they are).
+YES_NO_GROUPS = {
+    "language_learner": ("Language learners", "Not language learners"),
+    "disability_support": ("With disability support", "Without disability support"),
+}
 GROUP_STATUS = {
-    "reported": "compared", "insufficient data": "shown, too few students to flag (under 30)",
-    "suppressed": "too few students to show (under 10)", "no answers": "no answers in the window",
+    "reported": "compared", "insufficient data": "shown, too few to flag",
+    "suppressed": "hidden: under 10 students", "no answers": "no answers",
 }
 
 
@@ -227,12 +232,15 @@ def attribute_label(attribute: str) -> str:
 
 
 def group_label(attribute: str, group: str) -> str:
-    """A group in words: a yes/no attribute names the attribute ("Disability support: yes"); other values
-    read as they are, capitalised ("Female"); classes and schools keep their names."""
+    """A group in words: a yes/no attribute's groups are named ("Language learners", "Not language
+    learners"; an attribute of the settings: "Its name: yes"); other values read as they are, capitalised
+    ("Female"); classes and schools keep their names."""
     if attribute in ("school", "class"):
         return group
     if group.lower() in ("yes", "no"):
-        return f"{attribute_label(attribute)}: {group.lower()}"
+        yes, no = YES_NO_GROUPS.get(attribute, (f"{attribute_label(attribute)}: yes",
+                                                f"{attribute_label(attribute)}: no"))
+        return yes if group.lower() == "yes" else no
     return group[:1].upper() + group[1:]
 
 

@@ -214,7 +214,8 @@ def _sync_parameters(session: Session, graph: domain.ContentGraph, changes: Cont
 
 
 def _params_of(row: SkillParameters) -> BktParams:
-    return BktParams(prior=row.prior, learn=row.learn, guess=row.guess, slip=row.slip, forget=row.forget)
+    return BktParams(prior=row.prior, learn=row.learn, guess=row.guess, slip=row.slip, forget=row.forget,
+                     fitted=row.source == "fitted")
 
 
 def read_snapshot(session: Session) -> ContentSnapshot:

@@ -225,7 +225,7 @@ def _repaired_fit(
             candidate = _pybkt_fit(frame, skill_id, forgets=forgets, num_fits=1, seed=seed + offset)
             restarts += 1
             if not parameter_problems(candidate):
-                ll = log_likelihood(ordered, BktParams(**candidate))
+                ll = log_likelihood(ordered, BktParams.of(candidate))
                 if best is None or ll > best[0]:
                     best = (ll, candidate)
         if best is not None:
@@ -240,7 +240,7 @@ def _repaired_fit(
             params = candidate
         else:
             constrained = ()
-    ll = math.nan if parameter_problems(params) else log_likelihood(ordered, BktParams(**params))
+    ll = math.nan if parameter_problems(params) else log_likelihood(ordered, BktParams.of(params))
     return SkillFit(skill_id, params, int(frame["user_id"].nunique()), len(frame), ll, restarts, constrained)
 
 
@@ -445,7 +445,7 @@ def adopt_parameters(
 
 
 def fits_as_params(fits: list[SkillFit]) -> dict[str, BktParams]:
-    return {f.skill_id: BktParams(**f.params) for f in fits}
+    return {f.skill_id: BktParams.of(f.params, fitted=True) for f in fits}
 
 
 
@@ -478,7 +478,7 @@ def multilearn_diagnostic(frame: pd.DataFrame, skill_id: str, *, num_fits: int =
     if parameter_problems({**shared, "learn": 0.1}) or parameter_problems(pooled):
         return MultilearnDiagnostic(skill_id, learns, pooled["learn"], math.nan, len(frame),
                                     "a degenerate fit (guess or slip ≥ 0.5): no likelihood comparison")
-    grouped = sum(log_likelihood(ordered[ordered["group"] == group], BktParams(**shared, learn=learn))
+    grouped = sum(log_likelihood(ordered[ordered["group"] == group], BktParams.of({**shared, "learn": learn}))
                   for group, learn in learns.items())
     return MultilearnDiagnostic(skill_id, learns, pooled["learn"],
-                                grouped - log_likelihood(ordered, BktParams(**pooled)), len(frame))
+                                grouped - log_likelihood(ordered, BktParams.of(pooled)), len(frame))

@@ -9,8 +9,11 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.domain.access import Principal
-from app.models import ClassMembership, Mastery, Response, SchoolClass, StaffUser, Student
+from app.domain.tracking import MasteryStatus, estimate_of, status_from
+from app.models import ClassMembership, Mastery, SchoolClass, StaffUser, Student, utcnow
 from app.services.access import class_scope, find_class, record_access, visible_classes
+from app.services.student_models import by_hypothesis, memory_of, weights_of
+from app.services.tutoring import mastery_rules
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,27 @@ def class_summaries(session: Session, principal: Principal) -> list[ClassSummary
             for c in classes]
 
 
+def _mastered_now(session: Session, members: list[Student]) -> dict[str, int]:
+    """Skills each student has mastered now (earned, and the estimate still at the review level): the count
+    the class report, its CSV and the pages show. Only earned skills are read."""
+    rules, now = mastery_rules(), utcnow()
+    weights = {s.id: weights_of(s.speed_weights) for s in members}
+    table = Mastery.__table__
+    counts: dict[str, int] = {}
+    for start in range(0, len(members), 500):
+        chunk = [s.id for s in members[start:start + 500]]
+        for row in session.execute(select(
+                table.c.student_id, table.c.p_by_speed, table.c.attempts, table.c.memory_stability,
+                table.c.memory_difficulty, table.c.memory_reviewed_at, table.c.memory_reviews,
+                table.c.memory_lapses).where(table.c.student_id.in_(chunk),
+                                             table.c.mastered_at.is_not(None))):
+            level = estimate_of(weights[row.student_id], by_hypothesis(list(row.p_by_speed)), memory_of(row),
+                                now, rules)
+            if status_from(row.attempts, True, level, rules) is MasteryStatus.MASTERED:
+                counts[row.student_id] = counts.get(row.student_id, 0) + 1
+    return counts
+
+
 def class_detail(session: Session, principal: Principal, class_id: int) -> ClassSummary:
     klass = find_class(session, principal, class_id)
     teacher = session.get(StaffUser, klass.teacher_id)
@@ -53,15 +77,10 @@ def class_detail(session: Session, principal: Principal, class_id: int) -> Class
         .where(ClassMembership.class_id == klass.id).order_by(Student.external_id)))
     ids = [s.id for s in members]
     record_access(session, principal, ids, "class roster")
-    answers = {sid: (n, last) for sid, n, last in session.execute(
-        select(Response.student_id, func.count(), func.max(Response.created_at))
-        .where(Response.student_id.in_(ids)).group_by(Response.student_id)).all()}
-    mastered = dict(session.execute(
-        select(Mastery.student_id, func.count())
-        .where(Mastery.student_id.in_(ids), Mastery.mastered_at.is_not(None))
-        .group_by(Mastery.student_id)).all())
-    students = [ClassMember(s.id, s.external_id, answers.get(s.id, (0, None))[0], mastered.get(s.id, 0),
-                            answers.get(s.id, (0, None))[1]) for s in members]
+    mastered = _mastered_now(session, members)
+    # The counters kept with every answer (purged answers included), as the class report and its CSV count.
+    students = [ClassMember(s.id, s.external_id, s.answer_count, mastered.get(s.id, 0), s.last_answer_at)
+                for s in members]
     session.commit()  # the access-log rows, recorded above
     return ClassSummary(klass.id, klass.name, teacher.name if teacher else "", klass.join_code,
                         len(students), klass.created_at, students)

@@ -15,9 +15,9 @@ def mastery_over_time(
     points: Sequence[tuple[datetime, str, float]], names: Mapping[str, str], *, threshold: float,
     max_skills: int = 6, width: int = 720, height: int = 260,
 ) -> Markup:
-    """One line per skill (the most recently practised ones): paced P(L) after each answer.
+    """One line per skill (the most recently practised ones): the mastery estimate after each answer.
 
-    x is the answer number in the student's history, y is P(L) in [0, 1]; a dashed line
+    x is the answer number in the student's history, y is the estimate in [0, 1]; a dashed line
     marks the mastery threshold.
     """
     if not points:
@@ -76,7 +76,8 @@ def interval_chart(title: str, rows: Sequence[tuple[str, float, float | None, fl
         low, high = low - 0.5, high + 0.5
     pad = (high - low) * 0.1
     low, high = low - pad, high + pad
-    left, right, row_h = 150, 20, 26
+    # Room for the longest group name (about 6.5 px a character at 12 px), within reason.
+    left, right, row_h = min(260, max(90, 12 + round(6.5 * max(len(name) for name, *_ in rows)))), 20, 26
     height = row_h * len(rows) + 30
 
     def x(v: float) -> float:

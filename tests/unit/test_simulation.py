@@ -188,7 +188,7 @@ def test_a_student_who_knows_everything_only_over_practises(graph: ContentGraph)
 
 def test_model_parameters_are_pooled_or_the_content_ones(graph: ContentGraph) -> None:
     pooled = model_parameters(graph, SimulationConfig())
-    assert set(pooled) == {"a", "b", "c"} and pooled["a"] == BktParams(0.0, 0.11, 0.2, 0.2)
+    assert set(pooled) == {"a", "b", "c"} and pooled["a"] == BktParams(0.0, 0.11, 0.2, 0.2, fitted=True)
     own = BktParams(0.3, 0.2, 0.1, 0.1)
     with_bkt = build_graph([Skill("a", "A", bkt=own)], [ex("a-0", "a")])
     assert model_parameters(with_bkt, SimulationConfig(model_params=None)) == {"a": own}

@@ -223,3 +223,18 @@ def test_status_rule() -> None:
 def test_rules_refuse_bad_values(bad, named) -> None:
     with pytest.raises(ValueError, match=named):
         MasteryRules(**bad)
+
+
+def test_the_guess_floor_applies_to_content_guesses_not_to_fitted_parameters() -> None:
+    content = BktParams(prior=0.3, learn=0.2, guess=0.05, slip=0.1)
+    fitted = BktParams(prior=0.3, learn=0.2, guess=0.05, slip=0.1, fitted=True)
+    assert params_for(content, 1.0, 1.0, 0.3).guess == 0.3
+    assert params_for(fitted, 1.0, 1.0, 0.3).guess == 0.05
+    # two right answers on a content guess say less than on a fitted one
+    cautious, trusting = StudentModel(), StudentModel()
+    for _ in range(2):
+        apply_answer(cautious, ["s"], True, {"s": content}, now=NOW)
+        apply_answer(trusting, ["s"], True, {"s": fitted}, now=NOW)
+    assert cautious.paced("s", content) < trusting.paced("s", fitted)
+    # standard BKT P(L) is the same either way: exactly pyBKT's
+    assert cautious.skills["s"].p_mastery == trusting.skills["s"].p_mastery

@@ -22,8 +22,9 @@ def on_path(path: str) -> Any:
 
 
 # The elements that stick out on the right (for the failure message).
-TOO_WIDE = """[...document.querySelectorAll('main *')].filter(e => e.getBoundingClientRect().right > innerWidth + 1)
-  .slice(0, 5).map(e => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right))"""
+TOO_WIDE = """[...document.querySelectorAll('main *')]
+  .filter(e => e.getBoundingClientRect().right > innerWidth + 1).slice(0, 5)
+  .map(e => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right))"""
 
 
 def check_page(page: Any, name: str, *, back_to: int = PHONE) -> None:

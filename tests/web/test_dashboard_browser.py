@@ -13,7 +13,7 @@ from flask import Flask
 
 from app.domain.wording import percent
 from app.extensions import db
-from app.services.demo import ADMIN_EMAIL, TEACHER_EMAIL, DemoConfig, create_demo
+from app.services.demo import ADMIN_EMAIL, FRESH_STUDENTS, TEACHER_EMAIL, DemoConfig, create_demo
 from tests.conftest import PASSWORD
 from tests.web.screens import LAPTOP, check_page, on_path
 
@@ -53,15 +53,18 @@ def test_teacher_and_admin_in_the_demo(app: Flask, page: Any, shipped_graph, tmp
     # The heatmap: every student and skill, grouped by unit, all 43 columns visible at 1280 px.
     assert page.locator("table.heatmap tbody tr").count() == 23
     assert page.locator("table.heatmap td.cell").count() == 23 * len(skills)
-    assert page.locator("table.heatmap th.unit").count() == len({shipped_graph.skills[s].unit for s in skills})
+    units = {shipped_graph.skills[s].unit for s in skills}
+    assert page.locator("table.heatmap th.unit").count() == len(units)
     wrap = page.locator(".heatmap-wrap")
-    assert wrap.evaluate("w => w.scrollWidth <= w.clientWidth"), "the heatmap needs sideways scrolling at 1280 px"
-    assert page.locator("table.heatmap tr.skills th").first.evaluate("th => getComputedStyle(th).position") == "sticky"
+    assert wrap.evaluate("w => w.scrollWidth <= w.clientWidth"), "the heatmap scrolls sideways at 1280 px"
+    header = page.locator("table.heatmap tr.skills th").first
+    assert header.evaluate("th => getComputedStyle(th).position") == "sticky"
 
     # What to do next: groupings and the students to check, with their numbers a click away.
     groupings = page.locator("ul.groupings li").all_inner_texts()
-    assert groupings and all(re.match(r"\d+ students (are stuck on|need a refresh of) ", g) for g in groupings)
-    assert "No answers yet." in page.locator('ul.help li[data-student="demo-1"]').inner_text()
+    assert groupings
+    assert all(re.match(r"\d+ students (are stuck on|need a refresh of) ", g) for g in groupings)
+    assert "No answers yet." in page.locator('ul.help li[data-student="demo-1"]').text_content()
     assert page.locator("ul.help details.numbers").count() >= 1
     assert "P(L)" not in page.content() and "paced" not in page.locator(".legend").inner_text()
     check_page(page, "teacher-class-dashboard", back_to=LAPTOP)
@@ -71,11 +74,15 @@ def test_teacher_and_admin_in_the_demo(app: Flask, page: Any, shipped_graph, tmp
     assert [s["skill_id"] for s in api["skills"]] == skills
     students = {s["external_id"]: s for s in api["students"]}
     rows = {r["student"]: r for r in download(page, "Students (CSV)", tmp_path / "students.csv")}
-    assert set(rows) == set(students) == {*(f"sim-{i:02d}" for i in range(1, 21)), "demo-1", "demo-2", "demo-3"}
+    assert set(rows) == set(students) == {*(f"sim-{i:02d}" for i in range(1, 21)), *FRESH_STUDENTS}
+    members = page.request.get(f"/api/v1/classes/{demo.class_id}").json()["students"]
+    roster = {s["external_id"]: s for s in members}
     shown_cells = 0
     for name, student in students.items():
         assert rows[name]["answers"] == str(student["answers"])
         assert rows[name]["skills_mastered"] == str(student["skills_mastered"])
+        assert (roster[name]["attempts"], roster[name]["skills_mastered"]) == (
+            student["answers"], student["skills_mastered"])
         line = page.locator("table.heatmap tbody tr", has=page.get_by_role("link", name=name, exact=True))
         for skill_id, cell in zip(skills, student["cells"], strict=True):
             expected_csv = "" if cell["p_mastery"] is None else str(percent(cell["p_mastery"]))
@@ -83,7 +90,8 @@ def test_teacher_and_admin_in_the_demo(app: Flask, page: Any, shipped_graph, tmp
             if cell["p_mastery"] is not None:
                 column = skills.index(skill_id)
                 text = line.locator("td.cell").nth(column).inner_text()
-                assert text == CELL_SYMBOL.get(cell["status"], str(percent(cell["p_mastery"]))), (name, skill_id)
+                expected = CELL_SYMBOL.get(cell["status"], str(percent(cell["p_mastery"])))
+                assert text == expected, (name, skill_id)
                 shown_cells += 1
     assert shown_cells > 20
     summary = {r["skill"]: r for r in download(page, "Skills (CSV)", tmp_path / "skills.csv")}
@@ -93,7 +101,7 @@ def test_teacher_and_admin_in_the_demo(app: Flask, page: Any, shipped_graph, tmp
 
     # A student's page: the same answer count as the CSV and the API, the same estimates as their
     # progress, prompts (not ids), the tutor's reasons in a teacher's words with the numbers folded away.
-    busiest = max((s for s in api["students"] if s["answers"]), key=lambda s: (s["answers"], s["external_id"]))
+    busiest = max(api["students"], key=lambda s: (s["answers"], s["external_id"]))
     page.get_by_role("link", name=busiest["external_id"], exact=True).first.click()
     page.wait_for_selector("svg.chart")
     answers = page.locator("p.summary .answers").inner_text()
@@ -113,6 +121,10 @@ def test_teacher_and_admin_in_the_demo(app: Flask, page: Any, shipped_graph, tmp
     assert "you" not in " ".join(page.locator("table.why td:nth-child(3)").all_inner_texts()).lower().split()
     assert page.locator("table.why details.numbers").count() >= 1
     check_page(page, "teacher-student-page", back_to=LAPTOP)
+    page.goto("/account/password")
+    check_page(page, "teacher-password", back_to=LAPTOP)
+    assert page.goto("/students/nobody").status == 404  # the error page, in the same frame
+    check_page(page, "error-page", back_to=LAPTOP)
 
     # The admin runs a bias check: groups and the reference group in words, numbers per group.
     page.get_by_role("button", name=re.compile("Sign out")).click()
@@ -125,10 +137,11 @@ def test_teacher_and_admin_in_the_demo(app: Flask, page: Any, shipped_graph, tmp
     page.get_by_role("button", name="Run a check").click()
     page.wait_for_url(lambda url: "/bias-checks/" in url)
     reference = page.locator("strong.reference").inner_text()
-    assert reference in ("Learning the language of instruction: yes", "Learning the language of instruction: no")
+    assert reference in ("Language learners", "Not language learners")
     assert "reference group: ·" not in page.content() and "language_learner" not in page.inner_text("main")
     assert page.locator("section.metric svg.chart").count() >= 3
-    assert page.locator("table.groups tbody tr").count() == 2
+    groups = page.locator("table.groups tbody tr td:first-child").all_inner_texts()
+    assert sorted(groups) == ["Language learners", "Not language learners"]
     check_page(page, "admin-bias-check", back_to=LAPTOP)
     page.goto("/admin/api-keys")
     check_page(page, "admin-api-keys", back_to=LAPTOP)

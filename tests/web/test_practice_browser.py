@@ -57,7 +57,8 @@ def shown_changes(page: Any) -> dict[str, dict[str, Any]]:
     return out
 
 
-def check_result(page: Any, app: Flask, shipped_graph: Any, *, right: bool, hinted: bool = False) -> dict[str, Any]:
+def check_result(page: Any, app: Flask, shipped_graph: Any, *, right: bool,
+                 hinted: bool = False) -> dict[str, Any]:
     """The result page says what the trail stores, on one scale, and explains any surprising move."""
     latest = responses(app)[-1]
     assert latest.correct is right
@@ -78,7 +79,8 @@ def check_result(page: Any, app: Flask, shipped_graph: Any, *, right: bool, hint
     solution = page.locator("details.solution")
     assert solution.count() == 1
     assert (solution.get_attribute("open") is not None) is (not right)
-    steps = solution.locator("li").evaluate_all("items => items.map(i => i.textContent)")  # folded: not rendered
+    # Folded steps are not rendered: read their text, not what is on screen.
+    steps = solution.locator("li").evaluate_all("items => items.map(i => i.textContent)")
     assert steps == list(shipped_graph.exercises[latest.exercise_id].solution)
     return changes
 
@@ -154,7 +156,7 @@ def test_a_student_practises_a_whole_session(app: Flask, world: World, browser: 
 
     # /me: what to do next first, progress by unit, the same numbers as the result page and the API.
     page.goto("/me")
-    assert page.locator("h2").first.inner_text() == "What to do next"
+    assert page.locator("h2").first.inner_text() == "What to practise next"
     assert page.get_by_role("link", name="Practise now").is_visible()
     progress = page.request.get(f"/api/v1/students/{world.student_a}/progress").json()
     estimates = {s["skill_id"]: s for s in progress["skills"]}
@@ -171,7 +173,8 @@ def test_a_student_practises_a_whole_session(app: Flask, world: World, browser: 
             assert "just started" in item.inner_text()
     # Units where nothing has started stay folded; the page is short on a phone.
     folded = page.locator("details.unit:not([open])")
-    assert folded.count() >= 1 and all("not started" in t for t in folded.locator("summary").all_inner_texts())
+    assert folded.count() >= 1
+    assert all("not started" in t for t in folded.locator("summary").all_inner_texts())
     assert page.locator("details.unit[open]").count() >= 1
     height = page.evaluate("document.documentElement.scrollHeight")
     assert height < 2500, f"/me is {height} px tall on a phone"
@@ -214,4 +217,40 @@ def test_a_student_practises_a_whole_session(app: Flask, world: World, browser: 
     assert all(r["solution"] == list(shipped_graph.exercises[r["exercise_id"]].solution)
                for r in export["responses"])
     assert not re.search(r"P\(L\)", page.content())
+    context.close()
+
+
+def test_choices_are_large_readable_targets(app: Flask, world: World, browser: Any, live_server: str,
+                                            shipped_graph) -> None:
+    # Student B answers through the app until the tutor offers a multiple-choice exercise.
+    app1 = world.actors["app1"]
+    for _ in range(40):
+        chosen = app1.request("GET", f"/api/v1/students/{world.student_b}/next-exercise").get_json()
+        if chosen["exercise"]["answer_kind"] == "multiple_choice":
+            break
+        app1.request("POST", f"/api/v1/students/{world.student_b}/responses",
+                     json={"exercise_id": chosen["exercise"]["id"], "correct": True})
+    else:
+        raise AssertionError("no multiple-choice exercise in 40 answers")
+    context = browser.new_context(base_url=live_server, viewport={"width": PHONE, "height": 800})
+    page = context.new_page()
+    page.goto("/student-login")
+    page.get_by_label("Class code").fill(world.join_b)
+    page.get_by_label("Your personal code").fill(world.code_b)
+    page.keyboard.press("Enter")
+    page.wait_for_url(on_path("/practice"))
+    exercise = shipped_graph.exercises[chosen["exercise"]["id"]]
+    assert page.locator("section.exercise").get_attribute("data-exercise-id") == exercise.id
+    radios = page.locator("input[type=radio]")
+    assert radios.count() == len(exercise.choices)
+    for i in range(radios.count()):
+        box = radios.nth(i).bounding_box()
+        label = page.locator("label.choice").nth(i).bounding_box()
+        assert box and label and box["width"] >= 24 and box["height"] >= 24  # big enough to hit
+        assert label["height"] >= 44  # the whole row is the target (WCAG 2.5.5's 44 px)
+    # By keyboard: the first choice has the focus, arrows move through them, Enter sends.
+    expect(radios.first).to_be_focused(timeout=3000)
+    page.keyboard.press("ArrowDown")
+    assert radios.nth(1).is_checked()
+    check_page(page, "student-practice-choices")
     context.close()
