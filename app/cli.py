@@ -47,16 +47,20 @@ from app.domain.worlds import (
 from app.domain.worlds import check_targets as forgetting_targets
 from app.extensions import db
 from app.models import Student
-from app.services import accounts, bias, demo, doctor, groups, memory_fit, privacy, tutoring
-from app.services.apps import create_api_key, revoke_api_key
-from app.services.content import current_snapshot, sync_content
-from app.services.content_files import read_content
-from app.services.evaluation import evaluate_model
-from app.services.fitting import FitError, fit_parameters
-from app.services.imports import import_log
-from app.services.mastery import Consistency, Mismatch, rebuild_mastery, repair_consistency
-from app.services.mastery import check_consistency as check_consistency_of
-from app.services.tutoring import mastery_rules, policy_config
+from app.services.modelling import memory_fit
+from app.services.modelling.evaluation import evaluate_model
+from app.services.modelling.fitting import FitError, fit_parameters
+from app.services.modelling.imports import import_log
+from app.services.modelling.mastery import Consistency, Mismatch, rebuild_mastery, repair_consistency
+from app.services.modelling.mastery import check_consistency as check_consistency_of
+from app.services.operations import demo, doctor
+from app.services.people import accounts, groups
+from app.services.people.apps import create_api_key, revoke_api_key
+from app.services.reporting import bias, privacy
+from app.services.tutoring.config import mastery_rules, policy_config
+from app.services.tutoring.content import current_snapshot, sync_content
+from app.services.tutoring.content_files import read_content
+from app.services.tutoring.students import set_personalization
 from app.settings import current_settings
 
 
@@ -341,8 +345,8 @@ def delete_student_command(student_id: str, yes: bool) -> None:
 def set_personalization_command(student_id: str, state: str) -> None:
     """Switch personalization of STUDENT_ID on or off (recorded with time and actor "operator")."""
     with _reported_errors():
-        student = tutoring.set_personalization(db.session(), _operator(student_id), student_id,
-                                               enabled=state == "on")
+        student = set_personalization(db.session(), _operator(student_id), student_id,
+                                      enabled=state == "on")
     click.echo(f"Personalization of {student.id} is {'on' if student.personalized else 'off'}.")
 
 

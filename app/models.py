@@ -503,7 +503,7 @@ class DeletionRecord(db.Model):  # type: ignore[name-defined]
 class GroupAttribute(db.Model):  # type: ignore[name-defined]
     """A student's group for bias checks (e.g. gender), stored apart from learning data, only with consent.
 
-    Never read by tracing or selection: only ``services/bias.py`` and exports read this table.
+    Never read by tracing or selection: only ``services/reporting/bias.py`` and exports read this table.
     """
 
     __tablename__ = "group_attributes"
@@ -529,7 +529,7 @@ class BiasReport(db.Model):  # type: ignore[name-defined]
 
 
 class SignInThrottle(db.Model):  # type: ignore[name-defined]
-    """Failed sign-ins from one client address, shared by every worker (``services/throttle.py``).
+    """Failed sign-ins from one client address, shared by every worker (``services/people/throttle.py``).
 
     ``account_key`` "" is the address's count over every account in the current window; otherwise the
     failures in a row on one account and when the next attempt is allowed (back-off). Both keys are

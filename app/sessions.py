@@ -20,8 +20,8 @@ from limits import parse
 
 from app.domain.access import Principal
 from app.extensions import db, login_manager
-from app.services import accounts
-from app.services.throttle import HashSlots, LoginPolicy
+from app.services.people import accounts
+from app.services.people.throttle import HashSlots, LoginPolicy
 from app.settings import current_settings
 
 SIGNED_IN_AT = "signed_in_at"  # in the (signed) cookie: when the session began, in Unix seconds

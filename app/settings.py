@@ -173,7 +173,7 @@ def defaults(instance_path: str) -> dict[str, Any]:
         "PERMANENT_SESSION_LIFETIME": timedelta(hours=12),
         # CSRF tokens live as long as the session (a student may practise for hours).
         "WTF_CSRF_TIME_LIMIT": None,
-        # Sign-in throttling, shared by every worker (in the database, services/throttle.py): failed
+        # Sign-in throttling, shared by every worker (in the database, services/people/throttle.py): failed
         # sign-ins per client address (RATELIMIT_LOGIN), and per address and account a back-off after
         # LOGIN_MAX_FAILURES failures in a row, from LOGIN_BACKOFF_SECONDS doubling up to
         # LOGIN_LOCKOUT_MINUTES; at most LOGIN_HASH_CONCURRENCY password hashes at once per host.

@@ -43,14 +43,15 @@ from app.domain.access import Principal, Role  # noqa: E402
 from app.domain.bkt import BktParams  # noqa: E402
 from app.domain.content import Exercise, Skill, build_graph  # noqa: E402
 from app.domain.selection import PolicyConfig, StudentView, choose_next_exercise  # noqa: E402
-from app.domain.tracking import DEFAULT_RULES, SkillState, StudentModel, apply_answer  # noqa: E402
+from app.domain.tracking import DEFAULT_RULES, HYPOTHESES, SkillState, StudentModel, apply_answer  # noqa: E402
 from app.extensions import db  # noqa: E402
 from app.models import Mastery, Response, ResponseSkill, Student  # noqa: E402
-from app.services import accounts, tutoring  # noqa: E402
-from app.services.apps import create_api_key  # noqa: E402
-from app.services.content import read_snapshot, sync_content  # noqa: E402
-from app.services.content_files import read_content  # noqa: E402
-from app.services.student_models import row_values  # noqa: E402
+from app.services.people import accounts  # noqa: E402
+from app.services.people.apps import create_api_key  # noqa: E402
+from app.services.tutoring.content import read_snapshot, sync_content  # noqa: E402
+from app.services.tutoring.content_files import read_content  # noqa: E402
+from app.services.tutoring.student_models import row_values  # noqa: E402
+from app.services.tutoring.students import get_or_create_student  # noqa: E402
 from bench.harness import SETTINGS, fresh_database, serve  # noqa: E402
 
 
@@ -64,7 +65,7 @@ def prepare(url: str, students: int) -> tuple[str, list[str]]:
         school, _ = accounts.create_school(session, "Bench school")
         issued = create_api_key(session, "bench-app", school)
         principal = Principal(Role.APP, str(issued.app_id), school.id, "bench-app")
-        ids = [tutoring.get_or_create_student(session, principal, f"s-{i}")[0].id for i in range(students)]
+        ids = [get_or_create_student(session, principal, f"s-{i}")[0].id for i in range(students)]
         db.engine.dispose()
     return issued.key, ids
 
@@ -205,7 +206,7 @@ def selection_scaling(sizes: tuple[int, ...] = (50, 500, 5000), repeat: int = 20
         graph = build_graph(skills, exercises)
         all_params = {s.id: params for s in skills}
         rng = random.Random(1)
-        model = StudentModel(skills={s.id: SkillState(p, [p] * 5, attempts=3, correct_count=2,
+        model = StudentModel(skills={s.id: SkillState(p, [p] * len(HYPOTHESES), attempts=3, correct_count=2,
                                                       last_practiced_at=datetime.now(UTC))
                                      for s in skills[: n // 3] for p in [rng.random()]})
         view = StudentView(model=model, now=datetime.now(UTC))

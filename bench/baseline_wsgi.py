@@ -15,7 +15,7 @@ from sqlalchemy import select
 from app import create_app
 from app.extensions import csrf, db
 from app.models import AccessLogEntry, Student, utcnow
-from app.services.apps import authenticate
+from app.services.people.apps import authenticate
 
 app = create_app()
 

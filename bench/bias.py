@@ -85,9 +85,10 @@ def run_assistments(args: argparse.Namespace) -> None:
     from app.domain.access import Principal, Role
     from app.extensions import db
     from app.models import Student
-    from app.services import accounts, bias, groups
-    from app.services.fitting import fit_parameters
-    from app.services.imports import import_log
+    from app.services.modelling.fitting import fit_parameters
+    from app.services.modelling.imports import import_log
+    from app.services.people import accounts, groups
+    from app.services.reporting import bias
 
     path = DATA / "assistments_2skills.csv"
     frame = pd.read_csv(path, encoding="latin-1", index_col=0)

@@ -8,7 +8,7 @@ of its own (so each reports its own peak RSS: the process, and the largest of it
       the compiled install has no Python E-step of its own, so this runs the service's op-for-op port of it
       (bit-exact against the pure wheel, pinned by tests) inside the pure build's EM loop,
   (b) pyBKT ``Model.fit`` as the compiled build ships it (its own EM loop: other stopping rule, see
-      app/services/pybkt_engine.py), sequential like the service's per-skill fits,
+      app/services/modelling/pybkt_engine.py), sequential like the service's per-skill fits,
   (b') the same under the service's EM loop (compiled E-step; the parameters the service stores),
   (c) the service path: DB -> per-skill batches -> pyBKT per skill -> stored versions, with the default
       workers (fitting.default_jobs) and one per core (the mastery replay that follows is left out here
@@ -96,8 +96,8 @@ def import_phase(url: str, train_path: str) -> dict[str, Any]:
     from flask_migrate import upgrade
 
     from app.extensions import db
-    from app.services.accounts import create_school
-    from app.services.imports import import_log
+    from app.services.modelling.imports import import_log
+    from app.services.people.accounts import create_school
     from app.settings import current_settings
 
     app = make_app(url)
@@ -115,7 +115,7 @@ def direct_phase(train_path: str, rows: int, num_fits: int, seed: int, engine: s
     """pyBKT's Model.fit on the whole DataFrame. engine: "raw" (as shipped), "pure", "routed" (service EM)."""
     context: Any = nullcontext()
     if engine != "raw":
-        from app.services import fitting  # installs the service's EM loop in this process
+        from app.services.modelling import fitting  # installs the service's EM loop in this process
 
         context = fitting.pure_python_e_step() if engine == "pure" else nullcontext()
     from pyBKT.models import Model
@@ -141,7 +141,7 @@ def service_phase(url: str, num_fits: int, seed: int, jobs: int, repair: bool, f
 
     from app.extensions import db
     from app.models import FitRun
-    from app.services import fitting
+    from app.services.modelling import fitting
     from app.settings import current_settings
 
     app = make_app(url)
@@ -176,8 +176,8 @@ def service_phase(url: str, num_fits: int, seed: int, jobs: int, repair: bool, f
 def score_phase(url: str, train_path: str, rows: int, test_path: str) -> dict[str, Any]:
     from app.domain.metrics import score
     from app.extensions import db
-    from app.services.content import read_snapshot
-    from app.services.evaluation import predict_frame
+    from app.services.modelling.evaluation import predict_frame
+    from app.services.tutoring.content import read_snapshot
 
     train_skills = set(read_log(Path(train_path), rows)["skill_name"])
     test = read_log(Path(test_path), 0)

@@ -8,7 +8,7 @@ class of STUDENTS students, and ANSWERS traced answers per student per skill (40
 200,000 responses by default, written with the real tracker so the state is consistent), then
 times, interleaved and REPEAT times each (medians):
   (a) baseline: one plain SELECT of the class's mastery rows (students × skills rows),
-  (b) the class report as the service builds it (services.reports.class_report),
+  (b) the class report as the service builds it (services.reporting.reports.class_report),
   (c) the same with a date window (SQL aggregates over the response log),
   (d) GET /api/v1/classes/<id>/report through the app, JSON included,
 and prints the ratios b/a, c/a and d/a (machines here are shared and noisy: only ratios within one
@@ -40,9 +40,10 @@ from app.domain.content import Exercise, Skill, build_graph  # noqa: E402
 from app.domain.tracking import StudentModel, apply_answer  # noqa: E402
 from app.extensions import db  # noqa: E402
 from app.models import Mastery, Response, ResponseSkill, Student  # noqa: E402
-from app.services import accounts, reports  # noqa: E402
-from app.services.content import read_snapshot, sync_content  # noqa: E402
-from app.services.student_models import row_values  # noqa: E402
+from app.services.people import accounts  # noqa: E402
+from app.services.reporting import reports  # noqa: E402
+from app.services.tutoring.content import read_snapshot, sync_content  # noqa: E402
+from app.services.tutoring.student_models import row_values  # noqa: E402
 
 PASSWORD = "bench password"
 

@@ -42,8 +42,8 @@ from app import create_app  # noqa: E402
 from app.domain.content import ContentGraph  # noqa: E402
 from app.domain.simulation import SimulatedStudent, SimulationConfig  # noqa: E402
 from app.extensions import db  # noqa: E402
-from app.services.content_files import read_content  # noqa: E402
-from app.services.mastery import check_consistency  # noqa: E402
+from app.services.modelling.mastery import check_consistency  # noqa: E402
+from app.services.tutoring.content_files import read_content  # noqa: E402
 from bench.api import percentile, prepare  # noqa: E402
 from bench.harness import fresh_database, rss_mib, serve  # noqa: E402
 

@@ -29,10 +29,10 @@ from app import create_app
 from app.domain.access import Role
 from app.extensions import db
 from app.models import ContentState
-from app.services.accounts import create_class, create_school, create_staff_user, enroll
-from app.services.apps import create_api_key
-from app.services.content import sync_content
-from app.services.content_files import read_content
+from app.services.people.accounts import create_class, create_school, create_staff_user, enroll
+from app.services.people.apps import create_api_key
+from app.services.tutoring.content import sync_content
+from app.services.tutoring.content_files import read_content
 from bench.harness import postgres_database
 
 # No test may depend on the machine's speed: Hypothesis's per-example deadline (200 ms) and its "too slow"

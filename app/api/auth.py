@@ -12,7 +12,7 @@ from flask_smorest import abort
 from app.domain.access import Principal
 from app.extensions import csrf, db, limiter
 from app.inputs import StrictBlueprint
-from app.services.apps import authenticate
+from app.services.people.apps import authenticate
 from app.sessions import signed_in
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

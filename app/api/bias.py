@@ -16,7 +16,8 @@ from app.api.schemas import (
     GroupAttributesSchema,
 )
 from app.extensions import db
-from app.services import bias, groups
+from app.services.people import groups
+from app.services.reporting import bias
 
 blp = api_blueprint("bias", __name__, "Bias checks across student groups; group attributes (with consent).")
 

@@ -9,7 +9,8 @@ from flask.views import MethodView
 from app.api.auth import api_blueprint, current_principal
 from app.api.schemas import ClassDetailSchema, ClassReportSchema, ClassSchema, ReportWindowSchema
 from app.extensions import db
-from app.services import reports, rosters
+from app.services.people import rosters
+from app.services.reporting import reports
 
 blp = api_blueprint("classes", __name__, "Classes and their students.")
 

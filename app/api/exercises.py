@@ -9,7 +9,7 @@ from flask.views import MethodView
 from app.api.auth import api_blueprint
 from app.api.schemas import ExerciseSchema, SkillSchema
 from app.extensions import db
-from app.services import catalog
+from app.services.tutoring import catalog
 
 blp = api_blueprint("content", __name__, "Skills, their BKT parameters, and exercises.")
 

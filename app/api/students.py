@@ -23,8 +23,12 @@ from app.api.schemas import (
 )
 from app.extensions import db
 from app.models import utcnow
-from app.services import privacy, reports, tutoring
-from app.services.export_download import student_export_response
+from app.services.reporting import privacy, reports
+from app.services.reporting.export_download import student_export_response
+from app.services.tutoring.answers import record_response
+from app.services.tutoring.next_exercise import next_exercise, recommendation_history
+from app.services.tutoring.progress import progress
+from app.services.tutoring.students import get_or_create_student, set_personalization, student_profile
 from app.settings import current_settings
 
 blp = api_blueprint("students", __name__, "A learning app's students and their practice.")
@@ -37,7 +41,7 @@ class Students(MethodView):
     @blp.alt_response(200, schema=StudentSchema, description="The student already existed.")
     def post(self, data: dict[str, Any]) -> Any:
         """Create a student of the app's school, or return the one with this external_id (apps only)."""
-        student, created = tutoring.get_or_create_student(
+        student, created = get_or_create_student(
             db.session(), current_principal(), data["external_id"])
         return student, 201 if created else 200
 
@@ -46,7 +50,7 @@ class Students(MethodView):
 class StudentById(MethodView):
     @blp.response(200, StudentSchema)
     def get(self, student_id: str) -> Any:
-        return tutoring.student_profile(db.session(), current_principal(), student_id)
+        return student_profile(db.session(), current_principal(), student_id)
 
     @blp.response(200, DeletionSchema)
     def delete(self, student_id: str) -> Any:
@@ -57,8 +61,8 @@ class StudentById(MethodView):
     @blp.response(200, StudentSchema)
     def patch(self, data: dict[str, Any], student_id: str) -> Any:
         """Switch personalization off (fixed curriculum order) or on again; recorded with time and actor."""
-        return tutoring.set_personalization(db.session(), current_principal(), student_id,
-                                            enabled=data["personalized"])
+        return set_personalization(db.session(), current_principal(), student_id,
+                                   enabled=data["personalized"])
 
 
 @blp.route("/students/<student_id>/next-exercise")
@@ -67,7 +71,7 @@ class NextExercise(MethodView):
     @blp.response(200, NextExerciseSchema)
     def get(self, query: dict[str, Any], student_id: str) -> Any:
         """The exercise to practise next, and why it was chosen."""
-        chosen = tutoring.next_exercise(db.session(), current_principal(), student_id, seed=query.get("seed"))
+        chosen = next_exercise(db.session(), current_principal(), student_id, seed=query.get("seed"))
         rec = chosen.recommendation
         return {
             "exercise": chosen.exercise, "skill_id": rec.skill_id, "reason": rec.reason,
@@ -82,7 +86,7 @@ class Recommendations(MethodView):
     @blp.response(200, RecommendationSchema(many=True))
     def get(self, student_id: str) -> Any:
         """The latest recommendations served to the student and why (newest first)."""
-        return tutoring.recommendation_history(db.session(), current_principal(), student_id)
+        return recommendation_history(db.session(), current_principal(), student_id)
 
 
 @blp.route("/students/<student_id>/responses")
@@ -92,7 +96,7 @@ class Responses(MethodView):
     @blp.alt_response(200, schema=ResponseSchema, description="A retry: the first result.")
     def post(self, data: dict[str, Any], student_id: str) -> Any:
         """Record an answer and update mastery of every skill of the exercise."""
-        result, created = tutoring.record_response(db.session(), current_principal(), student_id, **data)
+        result, created = record_response(db.session(), current_principal(), student_id, **data)
         return result, 201 if created else 200
 
 
@@ -101,7 +105,7 @@ class Progress(MethodView):
     @blp.response(200, ProgressSchema)
     def get(self, student_id: str) -> Any:
         """Mastery of every skill: P(L), attempts, mastered flag."""
-        report = tutoring.progress(db.session(), current_principal(), student_id)
+        report = progress(db.session(), current_principal(), student_id)
         return {
             "student_id": student_id,
             "mastery_threshold": current_settings().mastery_threshold,

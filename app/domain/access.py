@@ -2,7 +2,7 @@
 
 This answers only "may this KIND of caller ever do this?" (a 403 when not).
 "Is this particular student or class theirs?" is answered by the scoped queries
-in ``app.services.access`` (a 404 when not, so existence is never revealed).
+in ``app.services.people.access`` (a 404 when not, so existence is never revealed).
 """
 
 from __future__ import annotations

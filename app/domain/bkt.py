@@ -35,6 +35,10 @@ class BktParams:
     # guess rate instead of flooring it (tracking.MasteryRules.guess_floor).
     fitted: bool = False
 
+    def values(self) -> dict[str, float]:
+        """The five parameters by name (what pyBKT fits and the database stores)."""
+        return {name: float(getattr(self, name)) for name in PARAMETER_NAMES}
+
     @classmethod
     def of(cls, values: Mapping[str, float], *, fitted: bool = False) -> BktParams:
         """From a mapping of the five parameter names (pyBKT's fits, stored rows)."""

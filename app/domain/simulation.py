@@ -213,7 +213,7 @@ def model_parameters(graph: ContentGraph, config: SimulationConfig | None = None
 def build_view(graph: ContentGraph, model: StudentModel, now: datetime, exercises: Sequence[str],
                outcomes: Sequence[bool], times: Sequence[datetime], last: Recommendation | None,
                window: int) -> StudentView:
-    """The view as the service builds it (``tutoring._view``).
+    """The view as the service builds it (``services/tutoring/next_exercise._view``).
 
     ``exercises``/``outcomes``/``times``: every answer so far, oldest first; ``last``: the
     recommendation the last answer followed; ``window``: max(recent_window, 10). The view

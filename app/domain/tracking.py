@@ -41,6 +41,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from functools import lru_cache
+from operator import mul
 
 from app.domain import memory as memory_model
 from app.domain.bkt import BktParams, predict_correct, update_mastery
@@ -192,8 +193,10 @@ class StudentModel:
 
     def paced(self, skill_id: str, params: BktParams) -> float:
         """P(L) averaged over the student's hypothesis posterior, as of the last answer (no forgetting)."""
-        p = self._p_by_hypothesis(skill_id, params)
-        return _probability(sum(w * x for w, x in zip(self.speed_weights, p, strict=True)))
+        found = self.skills.get(skill_id)
+        if found is None:  # never practised: the prior, scaled by the student's prior knowledge
+            return _probability(params.prior * self.prior_knowledge)
+        return _probability(sum(map(mul, self.speed_weights, found.p_by_speed)))
 
     def recall(self, skill_id: str, now: datetime, rules: MasteryRules = DEFAULT_RULES) -> float:
         """Predicted recall of the skill at ``now``, averaged over the posterior (1 before any memory)."""
@@ -223,10 +226,10 @@ class StudentModel:
     ) -> MasteryStatus:
         return status_of(self.skills.get(skill_id), self.estimate(skill_id, params, now, rules), rules)
 
-    def _levels(self, skill_id: str, now: datetime | None, rules: MasteryRules) -> list[float]:
+    def _levels(self, skill_id: str, now: datetime | None, rules: MasteryRules) -> tuple[float, ...]:
         found = self.skills.get(skill_id)
         if now is None or found is None:
-            return [1.0] * len(HYPOTHESES)
+            return _NO_DECAY
         return recall_by_hypothesis(found.memory, now, rules)
 
     def paced_correct(
@@ -305,10 +308,12 @@ def estimate_of(
 ) -> float:
     """The mastery estimate in [0, 1] from its stored parts: P(L) x predicted recall at ``now``, averaged
     over the hypotheses."""
+    if len(p_by_hypothesis) != len(weights):
+        raise ValueError("p_by_hypothesis and weights differ in length")
     if memory is None:
-        return _probability(sum(w * p for w, p in zip(weights, p_by_hypothesis, strict=True)))
+        return _probability(sum(map(mul, weights, p_by_hypothesis)))
     levels = recall_by_hypothesis(memory, now, rules)
-    return _probability(sum(w * p * r for w, p, r in zip(weights, p_by_hypothesis, levels, strict=True)))
+    return _probability(sum(map(mul, map(mul, weights, levels), p_by_hypothesis)))
 
 
 def status_of(
@@ -431,6 +436,6 @@ def apply_answer(
     # A new posterior moves every skill's estimate: record skills earned that way too (on the estimate now:
     # old evidence of a skill not practised since has faded).
     for skill_id, state in model.skills.items():
-        if state.mastered_at is None and skill_id in params:
+        if state.mastered_at is None and state.correct_count >= rules.min_correct and skill_id in params:
             _earn(state, model.estimate(skill_id, params[skill_id], now, rules), now, rules)
     return steps

@@ -36,7 +36,7 @@ post-test ``post_test_days`` after the last session: every practicable skill onc
 hidden state at that time, with no learning from the test.
 
 What the tutor sees is only the answers, exactly as in the service: the policy chooses from a
-``StudentView`` built as ``services/tutoring._view`` builds it, and ``tracking.apply_answer``
+``StudentView`` built as ``services/tutoring/next_exercise._view`` builds it, and ``tracking.apply_answer``
 updates the ``StudentModel`` at the simulated time under the tutor's parameters (the content
 defaults, or pooled values), which the truth's prior, guess and learn rate need not match.
 

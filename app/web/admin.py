@@ -9,8 +9,9 @@ from app.domain.access import Principal, Role
 from app.domain.errors import Conflict
 from app.domain.wording import GROUP_STATUS, attribute_label, group_label, labelled_summary
 from app.extensions import db
-from app.services import accounts, apps, bias, groups
-from app.services.groups import ORGANISATIONAL
+from app.services.people import accounts, apps, groups
+from app.services.people.groups import ORGANISATIONAL
+from app.services.reporting import bias
 from app.web.charts import interval_chart
 from app.web.forms import ApiKeyForm, BiasCheckForm, ConfirmForm
 from app.web.pages import signed_in_page

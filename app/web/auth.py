@@ -1,7 +1,7 @@
 """Signing in and out, and changing the password: staff by email and password, students by codes.
 
 Sign-in posts are throttled in the database (per client address, and per address and account,
-``services/throttle.py``), so the limits hold across every worker; password hashing takes one of
+``services/people/throttle.py``), so the limits hold across every worker; password hashing takes one of
 a few slots per host, so a flood of sign-ins is answered 429 at once instead of occupying every
 worker.
 """
@@ -18,8 +18,8 @@ from flask_wtf.csrf import CSRFError
 from app.domain.access import Action, Principal, ensure_allowed
 from app.errors import is_api_request, render_error
 from app.extensions import api, csrf, db
-from app.services import accounts, throttle
-from app.services.throttle import SignInPaused
+from app.services.people import accounts, throttle
+from app.services.people.throttle import SignInPaused
 from app.sessions import end_session, hash_slots, login_policy, signed_in, start_session
 from app.web.forms import PasswordChangeForm, StaffLoginForm, StudentLoginForm
 from app.web.pages import home_of, signed_in_page

@@ -1,4 +1,4 @@
-"""The class report as CSV downloads (a student's data export is services/export_download.py).
+"""The class report as CSV downloads (a student's data export is services/reporting/export_download.py).
 
 Two tidy files: ``students.csv``, one row per student (a header row, then nothing else), and ``skills.csv``,
 one row per skill. Every mastery figure is a whole percent, rounded as the pages round it

@@ -6,7 +6,7 @@ from flask_wtf import FlaskForm
 from wtforms import HiddenField, PasswordField, SelectField, StringField
 from wtforms.validators import AnyOf, DataRequired, EqualTo, Length
 
-from app.services.accounts import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
+from app.services.people.accounts import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
 
 
 class StaffLoginForm(FlaskForm):

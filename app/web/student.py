@@ -9,9 +9,11 @@ from app.domain.access import Principal
 from app.domain.grading import InvalidAnswer
 from app.domain.wording import STUDENT_STATUS, by_unit, percent
 from app.extensions import db
-from app.services import practice as practice_service
-from app.services import reports, tutoring
-from app.services.export_download import student_export_response
+from app.services.reporting import reports
+from app.services.reporting.export_download import student_export_response
+from app.services.tutoring import practice as practice_service
+from app.services.tutoring.next_exercise import next_exercise
+from app.services.tutoring.students import get_student, set_personalization
 from app.web.forms import AnswerForm, ConfirmForm, PersonalizationForm
 from app.web.pages import export_format, signed_in_page, students_only
 
@@ -26,7 +28,7 @@ bp.add_app_template_filter(percent, "percent")
 def me(principal: Principal) -> ResponseReturnValue:
     students_only(principal)
     student, report = reports.student_report(db.session(), principal, principal.id)
-    upcoming = tutoring.next_exercise(db.session(), principal, principal.id)
+    upcoming = next_exercise(db.session(), principal, principal.id)
     names = {s.skill_id: s.name for s in report.skills}
     return render_template("me.html", principal=principal, report=report, student=student,
                            upcoming=upcoming, names=names, units=by_unit(report.skills),
@@ -83,7 +85,7 @@ def practice_result(principal: Principal, response_id: int) -> ResponseReturnVal
 def my_data(principal: Principal) -> ResponseReturnValue:
     """Download everything stored; switch personalization off or on."""
     students_only(principal)
-    student = tutoring.get_student(db.session(), principal, principal.id)
+    student = get_student(db.session(), principal, principal.id)
     form = PersonalizationForm(personalized="off" if student.personalized else "on")
     return render_template("my_data.html", student=student, personalization_form=form)
 
@@ -105,7 +107,7 @@ def my_personalization(principal: Principal) -> ResponseReturnValue:
     if not form.validate_on_submit():
         abort(400, "Choose on or off.")
     enabled = form.personalized.data == "on"
-    tutoring.set_personalization(db.session(), principal, principal.id, enabled=enabled)
+    set_personalization(db.session(), principal, principal.id, enabled=enabled)
     flash("Personalization is on: exercises are chosen for you." if enabled else
           "Personalization is off: exercises come in the fixed order, and nothing about you is used to "
           "choose them.")

@@ -11,8 +11,9 @@ from flask.typing import ResponseReturnValue
 from app.domain.access import Principal
 from app.domain.wording import TEACHER_STATUS, by_unit
 from app.extensions import db
-from app.services import reports, rosters
-from app.services.export_download import student_export_response
+from app.services.people import rosters
+from app.services.reporting import reports
+from app.services.reporting.export_download import student_export_response
 from app.web import exports
 from app.web.charts import mastery_over_time
 from app.web.pages import export_format, signed_in_page

@@ -21,9 +21,9 @@ from app.domain.access import Role
 from app.domain.content import build_graph
 from app.extensions import MAX_ROW_ID, db
 from app.models import Response, School
-from app.services.accounts import create_class, create_school, create_staff_user, enroll
-from app.services.apps import KEY_SCHEME, create_api_key
-from app.services.content import sync_content
+from app.services.people.accounts import create_class, create_school, create_staff_user, enroll
+from app.services.people.apps import KEY_SCHEME, create_api_key
+from app.services.tutoring.content import sync_content
 from tests.conftest import Actor, fresh_database, make_app
 
 INVALID = "The request is not valid: see 'errors'."

@@ -29,8 +29,8 @@ from flask import Flask
 from app.domain.content import ContentGraph, Exercise
 from app.extensions import db
 from app.models import Mastery, Response, ResponseSkill, Student
-from app.services.content import read_snapshot
-from app.services.mastery import check_mastery, replay_log
+from app.services.modelling.mastery import check_mastery, replay_log
+from app.services.tutoring.content import read_snapshot
 from app.settings import current_settings
 from bench.harness import Gunicorn, serve
 from tests.conftest import issue_key

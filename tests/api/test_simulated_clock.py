@@ -18,8 +18,8 @@ from flask import Flask
 
 from app.domain.worlds import ForgettingConfig, ForgettingWorld, HiddenStudent, Step, run_student
 from app.extensions import db
-from app.services.content import current_snapshot
-from app.services.tutoring import policy_config
+from app.services.tutoring.config import policy_config
+from app.services.tutoring.content import current_snapshot
 from tests.conftest import ApiClient
 
 DUE = {"due_for_review", "needs_relearning"}
@@ -41,7 +41,7 @@ def at(text: str) -> datetime:
 
 
 def service_seed(student_id: str, response_ids: list[int], n: int) -> int:
-    # tutoring.next_exercise without ?seed: seeded by the student and their latest response id.
+    # tutoring.next_exercise.next_exercise without ?seed: seeded by the student and their latest response id.
     return random.Random(f"{student_id}:{response_ids[n - 1] if n else 0}").getrandbits(63)
 
 

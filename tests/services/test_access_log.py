@@ -15,7 +15,7 @@ from app.domain.access import Action, Principal, Role
 from app.domain.errors import UnknownStudent
 from app.extensions import db
 from app.models import AccessLogEntry, StaffUser
-from app.services.access import find_student
+from app.services.people.access import find_student
 from tests.conftest import World
 
 

@@ -14,8 +14,8 @@ from flask import Flask
 from app.domain.access import Principal, Role
 from app.extensions import db
 from app.models import BiasReport, ConsentEvent, GroupAttribute, SchoolClass
-from app.services.accounts import enroll
-from app.services.tutoring import record_response
+from app.services.people.accounts import enroll
+from app.services.tutoring.answers import record_response
 from tests.conftest import World
 
 APP_DIR = Path(__file__).resolve().parents[2] / "app"
@@ -77,7 +77,8 @@ def test_attributes_are_never_read_by_tracing_or_selection(app: Flask, world: Wo
             n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
         if "GroupAttribute" in names or "student_groups" in names:
             readers.add(path.relative_to(APP_DIR).as_posix())
-    assert readers <= {"models.py", "services/groups.py", "services/bias.py", "services/privacy.py"}
+    assert readers <= {"models.py", "services/people/groups.py", "services/reporting/bias.py",
+                       "services/reporting/privacy.py"}
     # 2. By behaviour: twins with the same answers, one with attributes, get the same recommendations.
     with app.app_context():
         klass = db.session.get(SchoolClass, world.class_a)
@@ -148,7 +149,7 @@ def test_multilearn_diagnostic_recovers_a_faster_group() -> None:
     """Students simulated with learn 0.3 (group fast) and 0.05 (group slow), REFERENCES §4's setup."""
     import pandas as pd
 
-    from app.services.fitting import multilearn_diagnostic
+    from app.services.modelling.fitting import multilearn_diagnostic
 
     rng = random.Random(11)
     rows, order = [], 0
@@ -181,7 +182,7 @@ def test_a_check_before_any_attribute_is_recorded_says_so(app: Flask, world: Wor
 def students_with_attributes(app: Flask, world: World, shipped_graph, *, quiet: int, active: int) -> None:
     """``quiet`` students (language_learner yes, gender female) who never answered; ``active`` students
     (language_learner no) with a few answers each."""
-    from app.services.groups import set_group_attributes
+    from app.services.people.groups import set_group_attributes
 
     admin = Principal(Role.ADMIN, "operator", world.north, "operator")
     with app.app_context():

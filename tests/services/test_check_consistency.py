@@ -14,8 +14,8 @@ from flask import Flask
 from app.domain.content import ContentGraph
 from app.extensions import db
 from app.models import Mastery
-from app.services import fitting, mastery
-from app.services.mastery import check_mastery
+from app.services.modelling import fitting, mastery
+from app.services.modelling.mastery import check_mastery
 from app.settings import current_settings
 from tests.conftest import ApiClient
 

@@ -158,7 +158,7 @@ def test_policy_settings_are_checked_at_start(tmp_path: Path) -> None:
         create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": url, "POLICY": {"explore": 0.2}})
     app = create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": url, "POLICY": {"explore_rate": 0.0}})
     with app.app_context():
-        from app.services.tutoring import policy_config
+        from app.services.tutoring.config import policy_config
 
         assert policy_config().explore_rate == 0.0 and policy_config().mastery_threshold == 0.95
 

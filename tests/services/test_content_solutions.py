@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from app.extensions import db
 from app.models import Exercise
-from app.services.content import current_snapshot, load_exercise, sync_content
+from app.services.tutoring.content import current_snapshot, load_exercise, sync_content
 from tests.conftest import CONTENT_DIR, ApiClient
 
 EXERCISE = "place-value-001"

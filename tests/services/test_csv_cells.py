@@ -11,7 +11,7 @@ from flask import Flask
 
 from app.extensions import db
 from app.models import SchoolClass
-from app.services.accounts import enroll
+from app.services.people.accounts import enroll
 from tests.conftest import World
 
 # Each formula start OWASP lists: = + - @, a tab and a carriage return.

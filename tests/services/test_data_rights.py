@@ -24,7 +24,7 @@ from app.models import (
     Student,
     StudentBaseline,
 )
-from app.services.mastery import check_mastery, rebuild_mastery
+from app.services.modelling.mastery import check_mastery, rebuild_mastery
 from app.settings import current_settings
 from tests.conftest import World
 

@@ -25,7 +25,7 @@ import app.models  # noqa: F401 - registers every table on the metadata
 from app.csv_writer import cell
 from app.extensions import db
 from app.models import Response
-from app.services.privacy import EXPORT_MAP, Implied, Shown, Withheld
+from app.services.reporting.privacy import EXPORT_MAP, Implied, Shown, Withheld
 from tests.conftest import World
 
 DATA_MAP = Path(__file__).resolve().parents[2] / "docs" / "DATA.md"
@@ -52,7 +52,7 @@ def data_map_student_tables() -> set[str]:
 def test_every_stored_column_of_a_student_is_exported_or_withheld_with_a_reason() -> None:
     tables = student_tables()
     assert tables == data_map_student_tables(), "docs/DATA.md's 'Student data' and the foreign keys differ"
-    assert set(EXPORT_MAP) == tables, "classify these tables in app/services/privacy.py EXPORT_MAP"
+    assert set(EXPORT_MAP) == tables, "classify these tables in app/services/reporting/privacy.py EXPORT_MAP"
     unclassified, stale = [], []
     for table in db.metadata.sorted_tables:
         if table.name not in tables:

@@ -25,8 +25,9 @@ from pyBKT.util import data_helper
 from app.domain.bkt import BktParams, predict_correct, update_mastery
 from app.extensions import db
 from app.models import FitRun, SkillParameters
-from app.services import doctor, fitting, pybkt_engine
-from app.services.imports import import_log
+from app.services.modelling import fitting, pybkt_engine
+from app.services.modelling.imports import import_log
+from app.services.operations import doctor
 from app.settings import current_settings
 from tests.conftest import DATA_DIR, make_app
 

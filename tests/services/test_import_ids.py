@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from app.extensions import db
 from app.models import Response, Student
-from app.services.imports import import_log
+from app.services.modelling.imports import import_log
 from app.settings import current_settings
 
 HEADER = "order_id,user_id,skill_name,correct\n"
@@ -74,7 +74,7 @@ def test_control_characters_in_an_id_are_refused_as_the_api_does(app, runner, sc
 
 
 def test_the_service_refuses_them_too_and_surrounding_spaces_are_stripped(app, school, tmp_path) -> None:
-    from app.services.imports import LogImportError
+    from app.services.modelling.imports import LogImportError
 
     with app.app_context():
         with pytest.raises(LogImportError, match="row 2: user_id is empty"):

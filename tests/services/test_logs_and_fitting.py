@@ -15,12 +15,18 @@ from sklearn.metrics import roc_auc_score
 from app.domain.bkt import BktParams
 from app.extensions import db
 from app.models import FitRun, LearningApp, Mastery, Response, ResponseSkill, Skill, SkillParameters, Student
-from app.services.accounts import create_school
-from app.services.content import read_snapshot
-from app.services.evaluation import evaluate_model, predict_frame, split_students
-from app.services.fitting import FRAME_COLUMNS, adopt_parameters, fit_parameters, fit_skill, response_frame
-from app.services.imports import import_log
-from app.services.mastery import check_mastery, replay_log
+from app.services.modelling.evaluation import evaluate_model, predict_frame, split_students
+from app.services.modelling.fitting import (
+    FRAME_COLUMNS,
+    adopt_parameters,
+    fit_parameters,
+    fit_skill,
+    response_frame,
+)
+from app.services.modelling.imports import import_log
+from app.services.modelling.mastery import check_mastery, replay_log
+from app.services.people.accounts import create_school
+from app.services.tutoring.content import read_snapshot
 from app.settings import current_settings
 from tests.conftest import DATA_DIR
 
@@ -243,7 +249,7 @@ def test_fit_params_stores_current_versions_and_replays(app, slice_csv, runner, 
 
 
 def test_degenerate_fits_are_reported_not_stored(app, slice_csv, monkeypatch) -> None:
-    from app.services import fitting
+    from app.services.modelling import fitting
 
     real = fitting.fit_frame
 

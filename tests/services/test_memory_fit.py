@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import time_machine
 
 from app.extensions import db
-from app.services.memory_fit import review_logs
+from app.services.modelling.memory_fit import review_logs
 from tests.conftest import ApiClient
 
 
@@ -52,7 +52,7 @@ def test_answers_on_later_days_become_reviews_and_a_thin_log_is_refused(
 def test_without_pytorch_the_command_says_what_to_install(app, runner, monkeypatch) -> None:
     if importlib.util.find_spec("torch") is not None:  # the optimizer is there: nothing to refuse
         return
-    import app.services.memory_fit as memory_fit
+    import app.services.modelling.memory_fit as memory_fit
 
     monkeypatch.setattr(memory_fit, "MIN_REVIEWS", 0)
     result = runner.invoke(args=["fit-memory"])

@@ -17,11 +17,11 @@ from flask import Flask
 from app.domain.access import Principal, Role
 from app.extensions import db
 from app.models import ConsentEvent, GroupAttribute, Response, Skill, Student
-from app.services.bias import run_bias_check
-from app.services.content import current_snapshot, sync_content
-from app.services.demo import CLASS_NAME, CONSENT_BY, FRESH_STUDENTS
-from app.services.mastery import check_mastery
-from app.services.tutoring import mastery_rules
+from app.services.modelling.mastery import check_mastery
+from app.services.operations.demo import CLASS_NAME, CONSENT_BY, FRESH_STUDENTS
+from app.services.reporting.bias import run_bias_check
+from app.services.tutoring.config import mastery_rules
+from app.services.tutoring.content import current_snapshot, sync_content
 from tests.conftest import Actor, World
 
 

@@ -10,10 +10,10 @@ from flask import Flask
 
 from app import create_app
 from app.extensions import db
-from app.services.bias import fairness_config
-from app.services.groups import allowed_attributes
-from app.services.reports import report_config
-from app.services.tutoring import mastery_rules, policy_config
+from app.services.people.groups import allowed_attributes
+from app.services.reporting.bias import fairness_config
+from app.services.reporting.reports import report_config
+from app.services.tutoring.config import mastery_rules, policy_config
 from app.settings import SettingsError, configure, current_settings
 from tests.conftest import ApiClient, issue_key, make_app
 

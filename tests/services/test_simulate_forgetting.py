@@ -6,7 +6,7 @@ from statistics import fmean
 from typing import Any
 
 from app.extensions import db
-from app.services.content import current_snapshot
+from app.services.tutoring.content import current_snapshot
 
 SMALL = ["simulate", "--world", "forgetting", "--students", "3", "--weeks", "1", "--answers-per-session", "4",
          "--policies", "adaptive", "--policies", "random", "--policy", "spaced_repetition", "--jobs", "1"]

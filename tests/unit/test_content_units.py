@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from app.domain.errors import ContentError
-from app.services.content_files import read_content
+from app.services.tutoring.content_files import read_content
 from tests.unit.test_content_files import EXERCISES, SKILLS, write_content
 
 

@@ -455,7 +455,7 @@ def test_format_shows_every_policy_and_tercile(graph: ContentGraph) -> None:
 
 @pytest.mark.slow
 def test_the_shipped_graph_runs_small_under_every_policy() -> None:
-    from app.services.content_files import read_content  # the shipped content, read as the service does
+    from app.services.tutoring.content_files import read_content  # the shipped content, as the service reads
 
     graph = read_content(ROOT / "content")
     config = ForgettingConfig(students=3, weeks=1, answers_per_session=12)

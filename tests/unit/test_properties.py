@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from app.domain.bkt import BktParams, parameter_problems, posterior, predict_correct, trace, update_mastery
 from app.domain.errors import ContentError
 from app.domain.tracking import DEFAULT_RULES, MasteryStatus, StudentModel, apply_answer
-from app.services.content_files import read_content
+from app.services.tutoring.content_files import read_content
 
 SHIPPED = Path(__file__).resolve().parents[2] / "content"
 probability = st.floats(0.0, 1.0, allow_nan=False)

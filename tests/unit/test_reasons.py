@@ -17,7 +17,7 @@ from app.domain.selection import (
     fixed_sequence,
 )
 from app.domain.simulation import SimulationConfig, simulate_student
-from app.services.content_files import read_content
+from app.services.tutoring.content_files import read_content
 
 SHIPPED = Path(__file__).resolve().parents[2] / "content"
 

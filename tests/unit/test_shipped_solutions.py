@@ -8,7 +8,7 @@ from pathlib import Path
 
 from app.domain.content import Exercise
 from app.domain.grading import normalize_text, parse_number
-from app.services.content_files import read_content
+from app.services.tutoring.content_files import read_content
 
 CONTENT = Path(__file__).resolve().parents[2] / "content"
 

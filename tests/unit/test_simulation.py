@@ -297,7 +297,7 @@ def run_report_stub() -> SimulationReport:
 
 @pytest.mark.slow
 def test_every_policy_finishes_the_shipped_graph_for_a_fast_learner() -> None:
-    from app.services.content_files import read_content  # the shipped content, read as the service does
+    from app.services.tutoring.content_files import read_content  # the shipped content, as the service reads
 
     graph = read_content(ROOT / "content")
     config = SimulationConfig(students_per_group=1, groups={"fast": 0.3})

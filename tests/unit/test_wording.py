@@ -24,7 +24,7 @@ from app.domain.wording import (
     labelled_summary,
     percent,
 )
-from app.services.content_files import read_content
+from app.services.tutoring.content_files import read_content
 from tests.conftest import CONTENT_DIR
 
 

@@ -19,9 +19,9 @@ from flask import Flask
 from app.domain.access import Principal, Role
 from app.extensions import db
 from app.models import Exercise, School, SchoolClass, Skill
-from app.services.accounts import enroll
-from app.services.apps import create_api_key
-from app.services.bias import run_bias_check
+from app.services.people.accounts import enroll
+from app.services.people.apps import create_api_key
+from app.services.reporting.bias import run_bias_check
 from tests.conftest import ROLES, World
 
 # Columns follow ROLES: anonymous, student_a, student_b, teacher_a, teacher_other, app1, app2, admin.

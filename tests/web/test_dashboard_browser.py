@@ -13,7 +13,7 @@ from flask import Flask
 
 from app.domain.wording import percent
 from app.extensions import db
-from app.services.demo import ADMIN_EMAIL, FRESH_STUDENTS, TEACHER_EMAIL, DemoConfig, create_demo
+from app.services.operations.demo import ADMIN_EMAIL, FRESH_STUDENTS, TEACHER_EMAIL, DemoConfig, create_demo
 from tests.conftest import PASSWORD
 from tests.web.screens import LAPTOP, check_page, on_path
 

@@ -16,7 +16,7 @@ from flask import Flask
 
 from app.domain.access import Role
 from app.extensions import db
-from app.services.accounts import create_class, create_school, create_staff_user, enroll
+from app.services.people.accounts import create_class, create_school, create_staff_user, enroll
 from tests.conftest import PASSWORD, Actor
 
 REFUSED = [

@@ -10,7 +10,7 @@ from flask import Flask
 from app import create_app
 from app.extensions import db
 from app.models import ApiKey, Response, SchoolClass, Student
-from app.services.accounts import enroll
+from app.services.people.accounts import enroll
 from tests.conftest import PASSWORD, Actor, World, make_app
 
 

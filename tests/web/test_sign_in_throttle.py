@@ -19,7 +19,7 @@ from flask import Flask
 
 from app.extensions import db
 from app.models import SignInThrottle
-from app.services.throttle import FORGET_AFTER, purge_stale
+from app.services.people.throttle import FORGET_AFTER, purge_stale
 from app.sessions import hash_slots
 from tests.conftest import PASSWORD, Actor, World, make_app
 

@@ -14,7 +14,7 @@ import io
 import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,13 +40,13 @@ from app.models import (
     Response,
     ResponseSkill,
     Skill,
-    SkillParameters,
     Student,
     utcnow,
 )
-from app.services.accounts import resolve_school
-from app.services.content import DEFAULT_PARAMS, bump_revision, read_snapshot
-from app.services.student_models import load_model, refresh_answer_counts, row_values
+from app.services.people.accounts import resolve_school
+from app.services.tutoring.content import add_imported_skill, bump_revision, read_snapshot
+from app.services.tutoring.student_models import load_model, refresh_answer_counts, row_values
+from app.services.tutoring.students import add_students
 
 BATCH = 5000
 IMPORT_ID_PREFIX = "import:"
@@ -129,10 +129,7 @@ def _map_skills(session: Session, names: Iterable[str], report: ImportReport) ->
                 skill_id = f"{base}-{suffix}"
                 suffix += 1
             taken.add(skill_id)
-            session.add(Skill(id=skill_id, name=name[:200], description="Imported from a response log.",
-                              source="imported", is_active=True, position=position))
-            session.add(SkillParameters(skill_id=skill_id, version=1, source="default", is_current=True,
-                                        **asdict(DEFAULT_PARAMS)))
+            add_imported_skill(session, skill_id, name, position)
             position += 1
             mapping[name] = skill_id
             report.skills_created.append(skill_id)
@@ -253,9 +250,7 @@ def _students(session: Session, app: LearningApp, keys: list[str], report: Impor
             .where(Student.school_id == app.school_id, Student.external_id.in_(chunk))
         ).all())
     # The ids passed domain.external_ids' rule when parsed: stored as they are, never cut to fit.
-    new = [Student(school_id=app.school_id, app_id=app.id, external_id=k) for k in keys if k not in found]
-    session.add_all(new)
-    session.flush()
+    new = add_students(session, app.school_id, [k for k in keys if k not in found], app_id=app.id)
     found.update({s.external_id: s.id for s in new})
     report.students_created = len(new)
     return found

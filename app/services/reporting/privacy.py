@@ -38,10 +38,10 @@ from app.models import (
     StudentCredential,
     utcnow,
 )
-from app.services.access import find_student, record_access
-from app.services.content import read_snapshot
-from app.services.mastery import baseline_skills, replay_models
-from app.services.student_models import refresh_answer_counts
+from app.services.modelling.mastery import baseline_skills, replay_models
+from app.services.people.access import find_student, record_access
+from app.services.tutoring.content import read_snapshot
+from app.services.tutoring.student_models import refresh_answer_counts
 
 HOW_IT_WORKS = """\
 How the tutor estimates what you know, and chooses what you practise

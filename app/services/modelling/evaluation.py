@@ -11,8 +11,8 @@ from sqlalchemy.orm import Session
 
 from app.domain.bkt import BktParams, predict_correct, update_mastery
 from app.domain.metrics import CalibrationBin, Scores, calibration_table, score
-from app.services.content import read_snapshot
-from app.services.fitting import FitError, fit_frame, fits_as_params, response_frame
+from app.services.modelling.fitting import FitError, fit_frame, fits_as_params, response_frame
+from app.services.tutoring.content import read_snapshot
 
 
 def split_students(users: list[str], test_fraction: float, seed: int) -> set[str]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Collection, Iterator, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from itertools import groupby
 from operator import itemgetter
 from typing import Any
@@ -29,10 +29,10 @@ from app.domain.bkt import BktParams, parameter_problems, predict_correct, updat
 from app.domain.errors import DomainError
 from app.domain.tracking import MasteryRules
 from app.models import FitRun, Response, ResponseSkill, SkillParameters
-from app.services import pybkt_engine
-from app.services.content import bump_revision
-from app.services.mastery import RebuildReport, begin_read_snapshot, rebuild_mastery
-from app.services.pybkt_engine import pure_python_e_step as pure_python_e_step  # re-exported
+from app.services.modelling import pybkt_engine
+from app.services.modelling.mastery import RebuildReport, begin_read_snapshot, rebuild_mastery
+from app.services.modelling.pybkt_engine import pure_python_e_step as pure_python_e_step  # re-exported
+from app.services.tutoring.content import bump_revision
 
 # Every pyBKT fit in this process (and in joblib workers, which import this module) goes through the
 # routed EM loop; see pybkt_engine.
@@ -435,7 +435,7 @@ def adopt_parameters(
     fits = []
     for skill_id, skill_params in params.items():
         rows = frame[frame["skill_name"] == skill_id].sort_values(["user_id", "order_id"], kind="mergesort")
-        fits.append(SkillFit(skill_id, asdict(skill_params), int(rows["user_id"].nunique()), len(rows),
+        fits.append(SkillFit(skill_id, skill_params.values(), int(rows["user_id"].nunique()), len(rows),
                              log_likelihood(rows, skill_params), 0))
     _make_current(session, run.id, fits)
     bump_revision(session)

@@ -8,9 +8,9 @@ simulated students are ``sim-01``, ``sim-02``, ..., their consent was "given by"
 The simulated students are the hidden students of the forgetting world (``domain/worlds.py``: they learn,
 forget and guess by a model of their own, never the tutor's). Each one practises on school days over the
 last weeks, chosen for by the tutor's own policy and traced by its own tracker at the time of each answer,
-exactly as ``tutoring`` does it live. Answers carry the time they were given, as log imports do
-(``services/imports.py``): every row is written with the moment the tracker was given, so the mastery
-table equals a replay of the log (``flask check-consistency`` passes) and forgetting since the last
+exactly as ``tutoring.answers`` does it live. Answers carry the time they were given, as log imports do
+(``services/modelling/imports.py``): every row is written with the moment the tracker was given, so the
+mastery table equals a replay of the log (``flask check-consistency`` passes) and forgetting since the last
 session shows as it would have. A few students stand out on purpose: some lean on hints, some stopped
 practising a week ago.
 """
@@ -34,12 +34,12 @@ from app.domain.simulation import build_view
 from app.domain.tracking import StudentModel, apply_answer
 from app.domain.worlds import ForgettingConfig, ForgettingWorld, HiddenStudent
 from app.models import Mastery, Recommendation, Response, ResponseSkill, StaffUser, Student, utcnow
-from app.services import groups
-from app.services.accounts import create_class, create_school, create_staff_user, enroll
-from app.services.bias import run_bias_check
-from app.services.content import ContentSnapshot, current_snapshot
-from app.services.student_models import refresh_answer_counts, row_values
-from app.services.tutoring import mastery_rules, policy_config
+from app.services.people import groups
+from app.services.people.accounts import create_class, create_school, create_staff_user, enroll
+from app.services.reporting.bias import run_bias_check
+from app.services.tutoring.config import mastery_rules, policy_config
+from app.services.tutoring.content import ContentSnapshot, current_snapshot
+from app.services.tutoring.student_models import refresh_answer_counts, row_values
 
 TEACHER_EMAIL = "teacher@demo.school"
 ADMIN_EMAIL = "admin@demo.school"
@@ -158,7 +158,7 @@ def _practise(session: Session, snapshot: ContentSnapshot, student_id: str, hidd
     outcomes: list[bool] = []
     times: list[datetime] = []
     last: Choice | None = None
-    window = max(policy.recent_window, 10)  # as tutoring._view reads the log
+    window = max(policy.recent_window, 10)  # as tutoring/next_exercise._view reads the log
     answers: list[tuple[Choice, Exercise, bool, int, datetime, list[dict[str, Any]]]] = []
     for day in sittings:
         for k in range(config.answers_per_session):

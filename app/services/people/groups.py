@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from app.domain.access import Action, Principal, Role
 from app.domain.errors import InvalidInput
 from app.models import ConsentEvent, GroupAttribute, Student, utcnow
-from app.services.access import find_student
+from app.services.people.access import find_student
 from app.settings import DEFAULT_GROUP_ATTRIBUTES, ORGANISATIONAL_GROUPS, current_settings
 
 DEFAULT_ATTRIBUTES = DEFAULT_GROUP_ATTRIBUTES

@@ -22,7 +22,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.models import Exercise, Skill
-from app.services import pybkt_engine
+from app.services.modelling import pybkt_engine
 
 # The libraries pyBKT 1.4.3 depends on: pyproject.toml allows only the versions known to work with it
 # (../shared/REFERENCES.md §2: numpy >= 2.4 breaks its pure-Python EM loop, scikit-learn >= 1.8 its import).

@@ -213,6 +213,14 @@ def _sync_parameters(session: Session, graph: domain.ContentGraph, changes: Cont
     session.flush()
 
 
+def add_imported_skill(session: Session, skill_id: str, name: str, position: int) -> None:
+    """A skill first seen in an imported log (no exercises), its parameters the defaults (version 1)."""
+    session.add(Skill(id=skill_id, name=name[:200], description="Imported from a response log.",
+                      source="imported", is_active=True, position=position))
+    session.add(SkillParameters(skill_id=skill_id, version=1, source="default", is_current=True,
+                                **DEFAULT_PARAMS.values()))
+
+
 def _params_of(row: SkillParameters) -> BktParams:
     return BktParams(prior=row.prior, learn=row.learn, guess=row.guess, slip=row.slip, forget=row.forget,
                      fitted=row.source == "fitted")

@@ -11,9 +11,9 @@ from sqlalchemy.orm import Session
 from app.domain.access import Principal
 from app.domain.tracking import MasteryStatus, estimate_of, status_from
 from app.models import ClassMembership, Mastery, SchoolClass, StaffUser, Student, utcnow
-from app.services.access import class_scope, find_class, record_access, visible_classes
-from app.services.student_models import by_hypothesis, memory_of, weights_of
-from app.services.tutoring import mastery_rules
+from app.services.people.access import class_scope, find_class, record_access, visible_classes
+from app.services.tutoring.config import mastery_rules
+from app.services.tutoring.student_models import by_hypothesis, memory_of, weights_of
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,8 @@ from flask import Response, current_app
 
 from app.domain.access import Principal
 from app.extensions import db
-from app.services import privacy
-from app.services.tutoring import policy_config
+from app.services.reporting import privacy
+from app.services.tutoring.config import policy_config
 
 
 def student_export_response(principal: Principal, student_id: str, fmt: str) -> Response:

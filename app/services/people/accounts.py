@@ -3,7 +3,7 @@
 Passwords and personal codes are hashed with werkzeug's scrypt. Sign-in failures
 never say which part was wrong (no user enumeration) and take about as long
 whether or not the account exists. Failed attempts are throttled per client
-address, and per address and account (``services/throttle.py``), never for the
+address, and per address and account (``services/people/throttle.py``), never for the
 account as a whole: nobody can lock the owner out. Hashing runs outside any
 database transaction (on SQLite every transaction holds the write lock) and in
 one of a few hashing slots per host.
@@ -37,8 +37,9 @@ from app.models import (
     StudentCredential,
     utcnow,
 )
-from app.services import throttle
-from app.services.throttle import HashSlots, LoginPolicy
+from app.services.people import throttle
+from app.services.people.throttle import HashSlots, LoginPolicy
+from app.services.tutoring.students import add_students
 
 # Codes children type from a card: no 0/O, 1/I/L.
 CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
@@ -284,9 +285,7 @@ def enroll(session: Session, klass: SchoolClass, external_ids: Iterable[str], *,
         student = existing.get(external_id)
         created = student is None
         if student is None:
-            student = Student(school_id=klass.school_id, external_id=external_id)
-            session.add(student)
-            session.flush()
+            student = add_students(session, klass.school_id, [external_id])[0]
         added = student.id not in members
         if added:
             session.add(ClassMembership(class_id=klass.id, student_id=student.id))

@@ -29,10 +29,11 @@ from app.domain.reports import (
 from app.domain.tracking import HYPOTHESES
 from app.domain.wording import TeacherReason, for_teacher
 from app.models import ClassMembership, Mastery, Response, ResponseSkill, SchoolClass, Student, utcnow
-from app.services.access import find_class, record_access
-from app.services.content import current_snapshot, load_exercise
-from app.services.student_models import by_hypothesis, load_model, memory_of, weights_of
-from app.services.tutoring import get_student, recommendations_of
+from app.services.people.access import find_class, record_access
+from app.services.tutoring.content import current_snapshot, load_exercise
+from app.services.tutoring.next_exercise import recommendations_of
+from app.services.tutoring.student_models import by_hypothesis, load_model, memory_of, weights_of
+from app.services.tutoring.students import get_student
 from app.settings import current_settings
 
 CHUNK = 500

@@ -19,8 +19,8 @@ from app.domain.bkt import BktParams
 from app.domain.tracking import MasteryRules, StudentModel, apply_answer
 from app.extensions import READ_SNAPSHOT
 from app.models import Mastery, Response, ResponseSkill, Student, StudentBaseline
-from app.services.content import read_snapshot
-from app.services.student_models import (
+from app.services.tutoring.content import read_snapshot
+from app.services.tutoring.student_models import (
     refresh_answer_counts,
     row_values,
     state_from_json,

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from app.domain.content import Exercise
 from app.domain.errors import UnknownExercise, UnknownSkill
-from app.services.content import ContentSnapshot, current_snapshot
+from app.services.tutoring.content import ContentSnapshot, current_snapshot
 
 
 def _skill_view(snapshot: ContentSnapshot, skill_id: str) -> dict[str, Any]:
@@ -20,7 +19,7 @@ def _skill_view(snapshot: ContentSnapshot, skill_id: str) -> dict[str, Any]:
         "prerequisites": list(skill.prerequisites),
         "exercise_count": len(snapshot.graph.exercises_by_skill.get(skill_id, ())),
         "parameters": {"version": current.version, "source": current.source,
-                       **asdict(current.params)},
+                       **current.params.values()},
     }
 
 

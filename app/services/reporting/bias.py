@@ -45,8 +45,8 @@ from app.models import (
     SkillParameters,
     Student,
 )
-from app.services.fitting import multilearn_diagnostic, response_frame
-from app.services.groups import ORGANISATIONAL, GroupAttributeError, allowed_attributes
+from app.services.modelling.fitting import multilearn_diagnostic, response_frame
+from app.services.people.groups import ORGANISATIONAL, GroupAttributeError, allowed_attributes
 from app.settings import current_settings, with_overrides
 
 

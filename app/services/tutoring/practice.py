@@ -1,6 +1,6 @@
 """The web practice loop for a signed-in student: the exercise, hints on request, an answer, its result.
 
-Answers go through ``tutoring.record_response`` like the API's, with ``web-<recommendation id>`` as the
+Answers go through ``answers.record_response`` like the API's, with ``web-<recommendation id>`` as the
 client response id: a double click, a refresh or the back button can never record an answer twice.
 """
 
@@ -16,9 +16,10 @@ from app.domain.content import Exercise
 from app.domain.errors import Conflict, NotFound
 from app.domain.wording import Change, answer_changes, input_mode
 from app.models import Recommendation, Response
-from app.services import tutoring
-from app.services.access import find_student
-from app.services.content import current_snapshot, load_exercise
+from app.services.people.access import find_student
+from app.services.tutoring.answers import RecordedResponse, record_response, result_of
+from app.services.tutoring.content import current_snapshot, load_exercise
+from app.services.tutoring.next_exercise import NextExercise, next_exercise
 
 
 class UnknownRecommendation(NotFound):
@@ -33,14 +34,14 @@ class UnknownAnswer(NotFound):
 class PracticeItem:
     """What the practice page shows: the exercise, why it was chosen, and the hints revealed so far."""
 
-    next: tutoring.NextExercise
+    next: NextExercise
     hints: list[str]  # revealed so far
     hints_left: int
     input_mode: str = "text"  # the phone keyboard for the answer box (a fraction or a minus needs "text")
 
 
 def current_item(session: Session, principal: Principal) -> PracticeItem:
-    chosen = tutoring.next_exercise(session, principal, principal.id)
+    chosen = next_exercise(session, principal, principal.id)
     shown = 0
     if chosen.recommendation_id is not None:
         shown = session.scalar(select(Recommendation.hints_shown)
@@ -72,7 +73,7 @@ def reveal_hint(session: Session, principal: Principal, recommendation_id: int) 
 
 
 def answer(session: Session, principal: Principal, recommendation_id: int,
-           text: str) -> tuple[tutoring.RecordedResponse, bool]:
+           text: str) -> tuple[RecordedResponse, bool]:
     """Grade and record the answer to a recommended exercise.
 
     A repeat (double click, back button, another tab) returns the first result, even with another
@@ -82,19 +83,19 @@ def answer(session: Session, principal: Principal, recommendation_id: int,
     client_id = f"web-{rec.id}"
     try:
         # A repeat of the same answer comes back as the first result from here.
-        return tutoring.record_response(session, principal, principal.id, exercise_id=rec.exercise_id or "",
-                                        answer=text, client_response_id=client_id, hints_used=rec.hints_shown)
+        return record_response(session, principal, principal.id, exercise_id=rec.exercise_id or "",
+                               answer=text, client_response_id=client_id, hints_used=rec.hints_shown)
     except Conflict:  # the same exercise again, with another answer
         session.rollback()
         first = session.scalar(select(Response).where(Response.student_id == rec.student_id,
                                                       Response.client_response_id == client_id))
         assert first is not None  # the conflict was with it
-        return tutoring.result_of(session, first), False
+        return result_of(session, first), False
 
 
 @dataclass(frozen=True)
 class AnswerResult:
-    result: tutoring.RecordedResponse
+    result: RecordedResponse
     exercise: Exercise | None
     answer: str | None
     skill_names: dict[str, str]
@@ -112,7 +113,7 @@ def answer_result(session: Session, principal: Principal, response_id: int) -> A
     names = {s: snapshot.graph.skills[s].name for s in [step.skill_id for step in response.skills]
              if s in snapshot.graph.skills}
     exercise = load_exercise(session, response.exercise_id) if response.exercise_id else None
-    result = tutoring.result_of(session, response)
+    result = result_of(session, response)
     # Answers stored before estimates were kept: the paced P(L) after them (never standard P(L)).
     fallback = {s.skill_id: s.p_mastery_after if s.p_mastery_paced_after is None else s.p_mastery_paced_after
                 for s in result.skills}

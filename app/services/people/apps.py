@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from app.domain.access import Action, Principal, ensure_allowed
 from app.domain.errors import UnknownApiKey
 from app.models import ApiKey, LearningApp, School, utcnow
-from app.services.accounts import AccountError, app_principal
+from app.services.people.accounts import AccountError, app_principal
 
 KEY_SCHEME = "tk"
 # Writing last_used_at on every request would turn every read into a write.
