@@ -129,8 +129,10 @@ def load_content_command(directory: str | None) -> None:
     except DatabaseError as error:
         raise click.ClickException(_database_problem(error)) from None
     for label, items in (
-        ("skills added", changes.added_skills), ("skills updated", changes.updated_skills),
-        ("skills retired", changes.retired_skills), ("exercises added", changes.added_exercises),
+        ("skills added", changes.added_skills),
+        ("skills updated", changes.updated_skills),
+        ("skills retired", changes.retired_skills),
+        ("exercises added", changes.added_exercises),
         ("exercises updated", changes.updated_exercises),
         ("exercises retired", changes.retired_exercises),
         ("new parameter versions", changes.new_parameters),
@@ -166,28 +168,38 @@ def _reported_errors() -> Iterator[None]:
 @click.option("--weeks", type=int, default=3, show_default=True, help="Weeks of school days of practice.")
 @click.option("--answers-per-day", type=int, default=8, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-def create_demo_command(school_name: str, students: int, weeks: int, answers_per_day: int,
-                        seed: int) -> None:
+def create_demo_command(school_name: str, students: int, weeks: int, answers_per_day: int, seed: int) -> None:
     """Demo data (marked as such): an admin, a teacher, a class of students with weeks of simulated
     practice and consented group attributes, a bias check. Prints the sign-ins once; safe to run again."""
     try:
-        config = demo.DemoConfig(students=students, weeks=weeks, answers_per_session=answers_per_day,
-                                 seed=seed)
+        config = demo.DemoConfig(
+            students=students, weeks=weeks, answers_per_session=answers_per_day, seed=seed
+        )
     except ValueError as error:
         raise click.ClickException(str(error)) from None
     passwords = secrets.token_urlsafe(12), secrets.token_urlsafe(12)
-    click.echo(f"Simulating {weeks} week(s) of practice for {students} demo students (first run only)...",
-               err=True)
+    click.echo(
+        f"Simulating {weeks} week(s) of practice for {students} demo students (first run only)...", err=True
+    )
     with _reported_errors():
         try:
-            made = demo.create_demo(db.session(), teacher_password=passwords[0], admin_password=passwords[1],
-                                    school_name=school_name, config=config)
+            made = demo.create_demo(
+                db.session(),
+                teacher_password=passwords[0],
+                admin_password=passwords[1],
+                school_name=school_name,
+                config=config,
+            )
         except demo.DemoExists:
-            click.echo(f"The demo already exists ({demo.TEACHER_EMAIL}, {demo.ADMIN_EMAIL}); its passwords "
-                       "were shown when it was created.")
+            click.echo(
+                f"The demo already exists ({demo.TEACHER_EMAIL}, {demo.ADMIN_EMAIL}); its passwords "
+                "were shown when it was created."
+            )
             return
-    click.echo(f"Demo data created in {made.school!r}: {len(made.simulated)} simulated students, "
-               f"{made.answers} answers, consented group attributes, a bias check.")
+    click.echo(
+        f"Demo data created in {made.school!r}: {len(made.simulated)} simulated students, "
+        f"{made.answers} answers, consented group attributes, a bias check."
+    )
     click.echo(f"  Teacher: {made.teacher_email}  password {passwords[0]}")
     click.echo(f"  Admin:   {made.admin_email}  password {passwords[1]}")
     click.echo(f"  Students: class code {made.join_code} with a personal code:")
@@ -213,8 +225,9 @@ def create_school_command(name: str) -> None:
 @click.option("--school", "school_name", help="The school (default: the only one).")
 @click.option("--admin", is_flag=True, help="A school admin (manages API keys, sees every class).")
 @click.password_option(envvar="TUTOR_PASSWORD", help="Asked for when not given (or set TUTOR_PASSWORD).")
-def create_teacher_command(email: str, name: str, school_name: str | None, admin: bool,
-                           password: str) -> None:
+def create_teacher_command(
+    email: str, name: str, school_name: str | None, admin: bool, password: str
+) -> None:
     """Create a teacher (or, with --admin, a school admin) who signs in with EMAIL and a password."""
     with _reported_errors():
         school = accounts.resolve_school(db.session(), school_name)
@@ -255,8 +268,9 @@ def enroll_command(join_code: str, roster: Any, reissue: bool) -> None:
     for row in results:
         status = "new student" if row.created else ("added to class" if row.added else "already in class")
         writer.writerow([row.external_id, row.code or "(unchanged)", status])
-    click.echo(f"Enrolled {len(results)} student(s) in {klass.name!r}; join code {klass.join_code}.",
-               err=True)
+    click.echo(
+        f"Enrolled {len(results)} student(s) in {klass.name!r}; join code {klass.join_code}.", err=True
+    )
 
 
 @click.command("create-api-key")
@@ -268,8 +282,10 @@ def create_api_key_command(name: str, school_name: str | None) -> None:
     with _reported_errors():
         school = accounts.resolve_school(db.session(), school_name)
         issued = create_api_key(db.session(), name, school)
-    click.echo(f"API key for app {issued.app_name!r} of school {school.name!r} (prefix {issued.prefix}); "
-               "shown once, store it now:")
+    click.echo(
+        f"API key for app {issued.app_name!r} of school {school.name!r} (prefix {issued.prefix}); "
+        "shown once, store it now:"
+    )
     click.echo(issued.key)
 
 
@@ -302,21 +318,35 @@ def _operator(student_id: str) -> Principal:
 @click.command("export-student")
 @with_appcontext
 @click.argument("student_id")
-@click.option("--format", "fmt", type=click.Choice(["json", "csv"]), default="json", show_default=True,
-              help="json: one document; csv: a ZIP of CSV files (needs --output).")
-@click.option("--output", type=click.Path(dir_okay=False, writable=True),
-              help="File to write (default: stdout).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["json", "csv"]),
+    default="json",
+    show_default=True,
+    help="json: one document; csv: a ZIP of CSV files (needs --output).",
+)
+@click.option(
+    "--output", type=click.Path(dir_okay=False, writable=True), help="File to write (default: stdout)."
+)
 def export_student_command(student_id: str, fmt: str, output: str | None) -> None:
     """Export everything stored about STUDENT_ID (the access is logged)."""
     if fmt == "csv" and not output:
         raise click.ClickException("--format csv writes a ZIP: give --output FILE")
     with _reported_errors():
         policy = policy_config()
-        export = privacy.export_student(db.session(), _operator(student_id), student_id,
-                                        threshold=policy.mastery_threshold,
-                                        target_success=policy.target_success)
-    data = (privacy.export_zip(export) if fmt == "csv"
-            else current_app.json.dumps(export.as_json(), indent=2).encode())
+        export = privacy.export_student(
+            db.session(),
+            _operator(student_id),
+            student_id,
+            threshold=policy.mastery_threshold,
+            target_success=policy.target_success,
+        )
+    data = (
+        privacy.export_zip(export)
+        if fmt == "csv"
+        else current_app.json.dumps(export.as_json(), indent=2).encode()
+    )
     if output:
         with open(output, "wb") as handle:
             handle.write(data)
@@ -345,8 +375,7 @@ def delete_student_command(student_id: str, yes: bool) -> None:
 def set_personalization_command(student_id: str, state: str) -> None:
     """Switch personalization of STUDENT_ID on or off (recorded with time and actor "operator")."""
     with _reported_errors():
-        student = set_personalization(db.session(), _operator(student_id), student_id,
-                                      enabled=state == "on")
+        student = set_personalization(db.session(), _operator(student_id), student_id, enabled=state == "on")
     click.echo(f"Personalization of {student.id} is {'on' if student.personalized else 'off'}.")
 
 
@@ -362,15 +391,23 @@ def purge_expired_command(dry_run: bool) -> None:
     retention = current_settings().retention
     with _reported_errors():
         report = privacy.purge_expired(
-            db.session(), response_days=retention.response_days, access_log_days=retention.access_log_days,
-            rules=mastery_rules(), dry_run=dry_run)
+            db.session(),
+            response_days=retention.response_days,
+            access_log_days=retention.access_log_days,
+            rules=mastery_rules(),
+            dry_run=dry_run,
+        )
     verb = "Would delete" if dry_run else "Deleted"
-    click.echo(f"Answers and recommendations before {report.responses_before:%Y-%m-%d %H:%M} UTC, "
-               f"access log before {report.access_log_before:%Y-%m-%d %H:%M} UTC.")
+    click.echo(
+        f"Answers and recommendations before {report.responses_before:%Y-%m-%d %H:%M} UTC, "
+        f"access log before {report.access_log_before:%Y-%m-%d %H:%M} UTC."
+    )
     for table, n in report.counts.items():
         click.echo(f"{verb} {table}: {n}")
-    click.echo(f"Students whose state before the cut-off {'would be' if dry_run else 'was'} kept as a "
-               f"baseline: {report.students_folded}")
+    click.echo(
+        f"Students whose state before the cut-off {'would be' if dry_run else 'was'} kept as a "
+        f"baseline: {report.students_folded}"
+    )
 
 
 # --- bias checks ------------------------------------------------------------------------------------
@@ -395,8 +432,9 @@ def import_group_attributes_command(roster: Any, school_name: str | None) -> Non
 
 @click.command("audit-bias")
 @with_appcontext
-@click.option("--attribute", required=True,
-              help="gender, language_learner, disability_support, school or class")
+@click.option(
+    "--attribute", required=True, help="gender, language_learner, disability_support, school or class"
+)
 @click.option("--school", "school_name", help="The school audited (default: the only one).")
 @click.option("--skill", "skills", multiple=True, help="Only these skills (repeat the option).")
 @click.option("--from", "since", type=click.DateTime(), help="Answers from this date (UTC).")
@@ -404,15 +442,29 @@ def import_group_attributes_command(roster: Any, school_name: str | None) -> Non
 @click.option("--bootstrap", type=click.IntRange(50, 10000), help="Bootstrap replicates (default 1000).")
 @click.option("--seed", type=int, help="Random seed (default 0).")
 @click.option("--diagnostic", is_flag=True, help="Also fit pyBKT with a learn rate per group (multilearn).")
-def audit_bias_command(attribute: str, school_name: str | None, skills: tuple[str, ...], since: Any,
-                       until: Any, bootstrap: int | None, seed: int | None, diagnostic: bool) -> None:
+def audit_bias_command(
+    attribute: str,
+    school_name: str | None,
+    skills: tuple[str, ...],
+    since: Any,
+    until: Any,
+    bootstrap: int | None,
+    seed: int | None,
+    diagnostic: bool,
+) -> None:
     """Check whether predictions and decisions serve every group equally well; store the report."""
     with _reported_errors():
         stored = bias.run_bias_check(
-            db.session(), _school_admin(school_name), attribute, skills=list(skills) or None,
+            db.session(),
+            _school_admin(school_name),
+            attribute,
+            skills=list(skills) or None,
             since=since.replace(tzinfo=UTC) if since else None,
-            until=until.replace(tzinfo=UTC) if until else None, bootstrap=bootstrap, seed=seed,
-            diagnostic=diagnostic)
+            until=until.replace(tzinfo=UTC) if until else None,
+            bootstrap=bootstrap,
+            seed=seed,
+            diagnostic=diagnostic,
+        )
     report = stored.report
     click.echo(f"Bias check {stored.id}: {attribute}, reference group {report['reference']!r}")
     for line in report["summary"]:
@@ -421,19 +473,23 @@ def audit_bias_command(attribute: str, school_name: str | None, skills: tuple[st
         if not group["metrics"]:  # suppressed, or no answers: the summary above says which
             continue
         auc, acc = group["metrics"]["auc"], group["metrics"]["attempts_to_mastery"]
-        click.echo(f"  {group['group']:>20}: {group['students']} students, {group['responses']} answers, "
-                   f"AUC {_fmt(auc)}, answers to mastery {_fmt(acc)}")
+        click.echo(
+            f"  {group['group']:>20}: {group['students']} students, {group['responses']} answers, "
+            f"AUC {_fmt(auc)}, answers to mastery {_fmt(acc)}"
+        )
     for fit in report.get("diagnostic", []):
         learns = ", ".join(f"{g} {v:.3f}" for g, v in fit["learn_by_group"].items())
-        click.echo(f"  multilearn {fit['skill_id']}: learn by group {learns} "
-                   f"(pooled {fit['pooled_learn']:.3f}); log-likelihood gain {fit['log_likelihood_gain']}")
+        click.echo(
+            f"  multilearn {fit['skill_id']}: learn by group {learns} "
+            f"(pooled {fit['pooled_learn']:.3f}); log-likelihood gain {fit['log_likelihood_gain']}"
+        )
     click.echo(f"Flags: {len(report['flagged'])}" + "".join(f"\n  {f}" for f in report["flagged"]))
 
 
 def _fmt(estimate: dict[str, Any]) -> str:
     if estimate["value"] is None:
         return "n/a"
-    interval = (f" [{estimate['low']:.3f}, {estimate['high']:.3f}]" if estimate["low"] is not None else "")
+    interval = f" [{estimate['low']:.3f}, {estimate['high']:.3f}]" if estimate["low"] is not None else ""
     return f"{estimate['value']:.3f}{interval}"
 
 
@@ -444,27 +500,42 @@ def _fmt(estimate: dict[str, Any]) -> str:
 @with_appcontext
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--format", "fmt", type=click.Choice(LOG_FORMATS), required=True, help="Log layout.")
-@click.option("--app", "app_name", default="imported-logs", show_default=True,
-              help="Learning app the imported students belong to (created if new).")
-@click.option("--school", "school_name",
-              help="The school of a new app (default: the only one); students join its roster.")
+@click.option(
+    "--app",
+    "app_name",
+    default="imported-logs",
+    show_default=True,
+    help="Learning app the imported students belong to (created if new).",
+)
+@click.option(
+    "--school",
+    "school_name",
+    help="The school of a new app (default: the only one); students join its roster.",
+)
 @click.option("--skip-bad-rows", is_flag=True, help="Import the good rows and list the malformed ones.")
-def import_log_command(file: str, fmt: str, app_name: str, school_name: str | None,
-                       skip_bad_rows: bool) -> None:
+def import_log_command(
+    file: str, fmt: str, app_name: str, school_name: str | None, skip_bad_rows: bool
+) -> None:
     """Append the responses of a log FILE (all or nothing); students and skills are created as needed."""
     bars: list[Any] = []
 
     def show(written: int, total: int) -> None:
         if not bars:
-            bars.append(click.progressbar(
-                length=total, label="Importing responses", show_pos=True, file=sys.stderr))
+            bars.append(
+                click.progressbar(length=total, label="Importing responses", show_pos=True, file=sys.stderr)
+            )
         bars[0].update(written)
 
     try:
         report = import_log(
-            db.session(), file, fmt, app_name=app_name, school_name=school_name,  # type: ignore[arg-type]
+            db.session(),
+            file,
+            fmt,
+            app_name=app_name,
+            school_name=school_name,  # type: ignore[arg-type]
             skip_bad_rows=skip_bad_rows,
-            rules=mastery_rules(), progress=show,
+            rules=mastery_rules(),
+            progress=show,
         )
     except DomainError as error:  # LogImportError, or no such school
         raise click.ClickException(str(error)) from None
@@ -492,40 +563,68 @@ def import_log_command(file: str, fmt: str, app_name: str, school_name: str | No
 @with_appcontext
 @click.option("--skills", multiple=True, help="Fit only these skill ids (repeatable; default: all).")
 @click.option("--forgets", is_flag=True, help="Also fit a forget probability.")
-@click.option("--min-responses", default=50, show_default=True, type=click.IntRange(1),
-              help="Skills with fewer responses keep their parameters.")
-@click.option("--num-fits", default=5, show_default=True, type=click.IntRange(1),
-              help="EM restarts per skill (the best likelihood wins).")
+@click.option(
+    "--min-responses",
+    default=50,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Skills with fewer responses keep their parameters.",
+)
+@click.option(
+    "--num-fits",
+    default=5,
+    show_default=True,
+    type=click.IntRange(1),
+    help="EM restarts per skill (the best likelihood wins).",
+)
 @click.option("--seed", default=42, show_default=True, type=int)
-@click.option("--jobs", default=None, type=click.IntRange(1),
-              help="Parallel workers (default: one per core; with the compiled E-step, small jobs use one).")
-def fit_params_command(skills: tuple[str, ...], forgets: bool, min_responses: int, num_fits: int,
-                       seed: int, jobs: int | None) -> None:
+@click.option(
+    "--jobs",
+    default=None,
+    type=click.IntRange(1),
+    help="Parallel workers (default: one per core; with the compiled E-step, small jobs use one).",
+)
+def fit_params_command(
+    skills: tuple[str, ...], forgets: bool, min_responses: int, num_fits: int, seed: int, jobs: int | None
+) -> None:
     """Fit BKT parameters with pyBKT, store them as a new current version, replay mastery."""
     try:
         report = fit_parameters(
-            db.session(), skills=list(skills) or None, forgets=forgets, min_responses=min_responses,
-            num_fits=num_fits, seed=seed, n_jobs=jobs, rules=mastery_rules(),
+            db.session(),
+            skills=list(skills) or None,
+            forgets=forgets,
+            min_responses=min_responses,
+            num_fits=num_fits,
+            seed=seed,
+            n_jobs=jobs,
+            rules=mastery_rules(),
         )
     except FitError as error:
         raise click.ClickException(str(error)) from None
-    click.echo(f"Fit run {report.run_id} ({report.engine}): {report.n_responses} responses, "
-               f"{report.n_students} students")
+    click.echo(
+        f"Fit run {report.run_id} ({report.engine}): {report.n_responses} responses, "
+        f"{report.n_students} students"
+    )
     for fit in report.fitted:
         p = fit.params
-        click.echo(f"  fitted {fit.skill_id}: prior={p['prior']:.4f} learn={p['learn']:.4f} "
-                   f"guess={p['guess']:.4f} slip={p['slip']:.4f} forget={p['forget']:.4f} "
-                   f"(n={fit.n_responses}, LL={fit.log_likelihood:.1f})"
-                   + (f" constrained: {', '.join(fit.constrained)} held at 0.45" if fit.constrained else ""))
+        click.echo(
+            f"  fitted {fit.skill_id}: prior={p['prior']:.4f} learn={p['learn']:.4f} "
+            f"guess={p['guess']:.4f} slip={p['slip']:.4f} forget={p['forget']:.4f} "
+            f"(n={fit.n_responses}, LL={fit.log_likelihood:.1f})"
+            + (f" constrained: {', '.join(fit.constrained)} held at 0.45" if fit.constrained else "")
+        )
     for skill, n in sorted(report.too_little_data.items()):
         click.echo(f"  kept {skill}: too little data ({n} responses < {min_responses})")
     for skill, why in sorted(report.rejected.items()):
         click.echo(f"  rejected {skill}: degenerate fit, parameters not changed ({why})")
     if report.rebuild:
-        click.echo(f"Mastery replayed: {report.rebuild.responses} responses, "
-                   f"{report.rebuild.mastery_rows} student-skill rows")
-    click.echo(f"Fitted {len(report.fitted)}, kept {len(report.too_little_data)}, "
-               f"rejected {len(report.rejected)}.")
+        click.echo(
+            f"Mastery replayed: {report.rebuild.responses} responses, "
+            f"{report.rebuild.mastery_rows} student-skill rows"
+        )
+    click.echo(
+        f"Fitted {len(report.fitted)}, kept {len(report.too_little_data)}, rejected {len(report.rejected)}."
+    )
 
 
 @click.command("rebuild-mastery")
@@ -533,8 +632,10 @@ def fit_params_command(skills: tuple[str, ...], forgets: bool, min_responses: in
 def rebuild_mastery_command() -> None:
     """Recompute every student's mastery from the response log under the current parameters."""
     report = rebuild_mastery(db.session(), rules=mastery_rules())
-    click.echo(f"Mastery rebuilt: {report.responses} responses, {report.students} students, "
-               f"{report.mastery_rows} student-skill rows.")
+    click.echo(
+        f"Mastery rebuilt: {report.responses} responses, {report.students} students, "
+        f"{report.mastery_rows} student-skill rows."
+    )
 
 
 @click.command("fit-memory")
@@ -571,10 +672,14 @@ def _describe(mismatch: Mismatch) -> str:
     if mismatch.skill_id == "(answers)":
         return f"{who}: answer count stored {mismatch.stored}, in the log {mismatch.replayed}"
     if mismatch.skill_id == "(pace)":
-        return (f"{who}: pace (speed weights) stored {_numbers(mismatch.stored)}, "
-                f"replayed {_numbers(mismatch.replayed)}")
-    return (f"{who} skill {mismatch.skill_id}: stored {_state(mismatch.stored)}; "
-            f"replayed {_state(mismatch.replayed)}")
+        return (
+            f"{who}: pace (speed weights) stored {_numbers(mismatch.stored)}, "
+            f"replayed {_numbers(mismatch.replayed)}"
+        )
+    return (
+        f"{who} skill {mismatch.skill_id}: stored {_state(mismatch.stored)}; "
+        f"replayed {_state(mismatch.replayed)}"
+    )
 
 
 def _scope(result: Consistency) -> str:
@@ -590,8 +695,11 @@ def _report_mismatches(result: Consistency) -> None:
 
 @click.command("check-consistency")
 @with_appcontext
-@click.option("--repair", is_flag=True,
-              help="Replay the inconsistent students from the log (one transaction), then check again.")
+@click.option(
+    "--repair",
+    is_flag=True,
+    help="Replay the inconsistent students from the log (one transaction), then check again.",
+)
 def check_consistency_command(repair: bool) -> None:
     """Check that the stored mastery, pace and answer counts equal a replay of the response log.
 
@@ -605,15 +713,21 @@ def check_consistency_command(repair: bool) -> None:
     if not found.mismatches:
         click.echo(f"Consistent: stored state equals a replay of the log ({_scope(found)}).")
         return
-    click.echo(f"Inconsistent: {len(found.mismatches)} difference(s) for "
-               f"{len(found.students_affected)} student(s) ({_scope(found)}):")
+    click.echo(
+        f"Inconsistent: {len(found.mismatches)} difference(s) for "
+        f"{len(found.students_affected)} student(s) ({_scope(found)}):"
+    )
     _report_mismatches(found)
     if outcome is None:
-        raise click.ClickException("the stored state differs from a replay of the log (listed above); "
-                                   "'flask check-consistency --repair' rebuilds those students")
+        raise click.ClickException(
+            "the stored state differs from a replay of the log (listed above); "
+            "'flask check-consistency --repair' rebuilds those students"
+        )
     assert outcome.rebuilt is not None
-    click.echo(f"Repaired {outcome.rebuilt.students} student(s): {outcome.rebuilt.responses} answers "
-               f"replayed, {outcome.rebuilt.mastery_rows} student-skill rows written.")
+    click.echo(
+        f"Repaired {outcome.rebuilt.students} student(s): {outcome.rebuilt.responses} answers "
+        f"replayed, {outcome.rebuilt.mastery_rows} student-skill rows written."
+    )
     after = outcome.after
     if after.mismatches:
         click.echo(f"Still inconsistent after the repair: {len(after.mismatches)} difference(s):")
@@ -624,37 +738,51 @@ def check_consistency_command(repair: bool) -> None:
 
 @click.command("evaluate-model")
 @with_appcontext
-@click.option("--test-fraction", default=0.2, show_default=True, type=click.FloatRange(0, 1, min_open=True,
-                                                                                       max_open=True))
+@click.option(
+    "--test-fraction",
+    default=0.2,
+    show_default=True,
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+)
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--num-fits", default=5, show_default=True, type=click.IntRange(1))
 @click.option("--forgets", is_flag=True)
 @click.option("--jobs", default=None, type=click.IntRange(1))
-def evaluate_model_command(test_fraction: float, seed: int, num_fits: int, forgets: bool,
-                           jobs: int | None) -> None:
+def evaluate_model_command(
+    test_fraction: float, seed: int, num_fits: int, forgets: bool, jobs: int | None
+) -> None:
     """Fit on some students and score the tracker's predictions on the held-out ones."""
     try:
-        report = evaluate_model(db.session(), test_fraction=test_fraction, seed=seed, num_fits=num_fits,
-                                forgets=forgets, n_jobs=jobs)
+        report = evaluate_model(
+            db.session(),
+            test_fraction=test_fraction,
+            seed=seed,
+            num_fits=num_fits,
+            forgets=forgets,
+            n_jobs=jobs,
+        )
     except FitError as error:
         raise click.ClickException(str(error)) from None
     o = report.overall
-    click.echo(f"Students: {report.n_train_students} train, {report.n_test_students} held out "
-               f"(seed {seed})")
+    click.echo(f"Students: {report.n_train_students} train, {report.n_test_students} held out (seed {seed})")
     click.echo(f"{'skill':<40} {'n':>8} {'AUC':>7} {'RMSE':>7} {'logloss':>8} {'acc':>7}")
     for name, s in [("OVERALL", o), *sorted(report.per_skill.items())]:
-        click.echo(f"{name[:40]:<40} {s.n:>8} {s.auc:>7.4f} {s.rmse:>7.4f} {s.log_loss:>8.4f} "
-                   f"{s.accuracy:>7.4f}")
+        click.echo(
+            f"{name[:40]:<40} {s.n:>8} {s.auc:>7.4f} {s.rmse:>7.4f} {s.log_loss:>8.4f} {s.accuracy:>7.4f}"
+        )
     click.echo("Calibration (predicted P(correct) bin: n, mean predicted, observed):")
     for b in report.calibration:
-        click.echo(f"  [{b.lower:.1f}, {b.upper:.1f}): {b.count:>7} {b.mean_predicted:.3f} "
-                   f"{b.observed_rate:.3f}")
+        click.echo(
+            f"  [{b.lower:.1f}, {b.upper:.1f}): {b.count:>7} {b.mean_predicted:.3f} {b.observed_rate:.3f}"
+        )
     if report.kept_current:
         kept = ", ".join(report.kept_current)
         click.echo(f"Degenerate training fit, scored with current parameters: {kept}")
     if report.unscored_skills:
-        click.echo(f"Not scored (no training data): {len(report.unscored_skills)} skills, "
-                   f"{sum(report.unscored_skills.values())} responses")
+        click.echo(
+            f"Not scored (no training data): {len(report.unscored_skills)} skills, "
+            f"{sum(report.unscored_skills.values())} responses"
+        )
 
 
 def _without_review(policy: Any, graph: Any, params: Any, view: Any, config: Any, seed: int) -> Any:
@@ -663,56 +791,126 @@ def _without_review(policy: Any, graph: Any, params: Any, view: Any, config: Any
 
 # Options of the forgetting world only: (option name, ForgettingConfig or ForgettingWorld field).
 _FORGETTING_OPTIONS = {
-    "weeks": "weeks", "post_test_days": "post_test_days", "answers_per_session": "answers_per_session",
-    "truth_prior": "prior", "truth_guess": "guess", "truth_slip": "slip", "truth_learn": "learn",
-    "speed_spread": "speed_spread", "forgetting_curve": "curve", "memory_strength": "initial_strength_days",
+    "weeks": "weeks",
+    "post_test_days": "post_test_days",
+    "answers_per_session": "answers_per_session",
+    "truth_prior": "prior",
+    "truth_guess": "guess",
+    "truth_slip": "slip",
+    "truth_learn": "learn",
+    "speed_spread": "speed_spread",
+    "forgetting_curve": "curve",
+    "memory_strength": "initial_strength_days",
 }
 
 
 @click.command("simulate")
 @with_appcontext
-@click.option("--world", type=click.Choice(["issue-4", "forgetting"]), default="issue-4",
-              show_default=True,
-              help="issue-4: fast and slow learners who never forget; forgetting: school weeks with "
-                   "forgetting and a delayed post-test (docs/POLICY.md).")
-@click.option("--students", default=None, type=click.IntRange(1),
-              help="Simulated students per learner group (issue-4, default 50) or in all "
-                   "(forgetting, default 30).")
-@click.option("--policy", "--policies", "policies", multiple=True,
-              type=click.Choice(sorted(SIMULATION_POLICIES)),
-              help="Policies to compare (repeatable; default: the five of the service, and in the forgetting "
-                   "world also spaced_repetition).")
+@click.option(
+    "--world",
+    type=click.Choice(["issue-4", "forgetting"]),
+    default="issue-4",
+    show_default=True,
+    help="issue-4: fast and slow learners who never forget; forgetting: school weeks with "
+    "forgetting and a delayed post-test (docs/POLICY.md).",
+)
+@click.option(
+    "--students",
+    default=None,
+    type=click.IntRange(1),
+    help="Simulated students per learner group (issue-4, default 50) or in all (forgetting, default 30).",
+)
+@click.option(
+    "--policy",
+    "--policies",
+    "policies",
+    multiple=True,
+    type=click.Choice(sorted(SIMULATION_POLICIES)),
+    help="Policies to compare (repeatable; default: the five of the service, and in the forgetting "
+    "world also spaced_repetition).",
+)
 @click.option("--seed", default="0", show_default=True, help="Run seed (any text).")
-@click.option("--content-params/--pooled-params", default=None,
-              help="The tracker's parameters: each skill's own (content) or the pooled fit "
-                   "(default: pooled in issue-4, content in forgetting).")
+@click.option(
+    "--content-params/--pooled-params",
+    default=None,
+    help="The tracker's parameters: each skill's own (content) or the pooled fit "
+    "(default: pooled in issue-4, content in forgetting).",
+)
 @click.option("--jobs", default=None, type=click.IntRange(1), help="Worker processes (default: cores).")
-@click.option("--strict-baselines", default=None, type=click.FloatRange(0.0, 0.999),
-              help="issue-4: also run the baselines at this threshold, to compare at equal accuracy "
-                   "(default 0.98; 0 skips).")
-@click.option("--weeks", default=None, type=click.IntRange(1, 52),
-              help="forgetting: school weeks (default 4).")
-@click.option("--post-test-days", default=None, type=click.IntRange(0, 365),
-              help="forgetting: days from the last session to the post-test (default 14).")
-@click.option("--answers-per-session", default=None, type=click.IntRange(1, 600),
-              help="forgetting: answers per daily sitting (default 30).")
-@click.option("--truth-prior", default=None, type=click.FloatRange(0.0, 1.0),
-              help="forgetting: mean share of skills students already know (default 0.1).")
-@click.option("--truth-guess", default=None, type=click.FloatRange(0.0, 1.0),
-              help="forgetting: mean guess rate (default 0.2).")
-@click.option("--truth-slip", default=None, type=click.FloatRange(0.0, 1.0),
-              help="forgetting: mean slip rate (default 0.1).")
-@click.option("--truth-learn", default=None, type=click.FloatRange(0.0, 1.0),
-              help="forgetting: learn rate per attempt at speed 1 (default 0.12).")
-@click.option("--speed-spread", default=None, type=click.FloatRange(0.0, 3.0),
-              help="forgetting: standard deviation of the students' log speed (default 0.7).")
-@click.option("--forgetting-curve", default=None, type=click.Choice(CURVES),
-              help="forgetting: exponential (default) or power-law recall.")
-@click.option("--memory-strength", default=None, type=click.FloatRange(0.01, 365.0),
-              help="forgetting: memory strength in days of a skill just learned (default 3).")
-def simulate_command(world: str, students: int | None, policies: tuple[str, ...], seed: str,
-                     content_params: bool | None, jobs: int | None, strict_baselines: float | None,
-                     **forgetting: Any) -> None:
+@click.option(
+    "--strict-baselines",
+    default=None,
+    type=click.FloatRange(0.0, 0.999),
+    help="issue-4: also run the baselines at this threshold, to compare at equal accuracy "
+    "(default 0.98; 0 skips).",
+)
+@click.option(
+    "--weeks", default=None, type=click.IntRange(1, 52), help="forgetting: school weeks (default 4)."
+)
+@click.option(
+    "--post-test-days",
+    default=None,
+    type=click.IntRange(0, 365),
+    help="forgetting: days from the last session to the post-test (default 14).",
+)
+@click.option(
+    "--answers-per-session",
+    default=None,
+    type=click.IntRange(1, 600),
+    help="forgetting: answers per daily sitting (default 30).",
+)
+@click.option(
+    "--truth-prior",
+    default=None,
+    type=click.FloatRange(0.0, 1.0),
+    help="forgetting: mean share of skills students already know (default 0.1).",
+)
+@click.option(
+    "--truth-guess",
+    default=None,
+    type=click.FloatRange(0.0, 1.0),
+    help="forgetting: mean guess rate (default 0.2).",
+)
+@click.option(
+    "--truth-slip",
+    default=None,
+    type=click.FloatRange(0.0, 1.0),
+    help="forgetting: mean slip rate (default 0.1).",
+)
+@click.option(
+    "--truth-learn",
+    default=None,
+    type=click.FloatRange(0.0, 1.0),
+    help="forgetting: learn rate per attempt at speed 1 (default 0.12).",
+)
+@click.option(
+    "--speed-spread",
+    default=None,
+    type=click.FloatRange(0.0, 3.0),
+    help="forgetting: standard deviation of the students' log speed (default 0.7).",
+)
+@click.option(
+    "--forgetting-curve",
+    default=None,
+    type=click.Choice(CURVES),
+    help="forgetting: exponential (default) or power-law recall.",
+)
+@click.option(
+    "--memory-strength",
+    default=None,
+    type=click.FloatRange(0.01, 365.0),
+    help="forgetting: memory strength in days of a skill just learned (default 3).",
+)
+def simulate_command(
+    world: str,
+    students: int | None,
+    policies: tuple[str, ...],
+    seed: str,
+    content_params: bool | None,
+    jobs: int | None,
+    strict_baselines: float | None,
+    **forgetting: Any,
+) -> None:
     """Compare the selection policies on simulated students over the current content graph."""
     given = [f"--{name.replace('_', '-')}" for name, value in forgetting.items() if value is not None]
     if world != "forgetting" and given:
@@ -721,15 +919,23 @@ def simulate_command(world: str, students: int | None, policies: tuple[str, ...]
         raise click.ClickException("--strict-baselines only applies to --world issue-4")
     if strict_baselines is not None and 0 < strict_baselines < 0.5:
         raise click.ClickException(
-            f"--strict-baselines must be 0 (skip) or in [0.5, 0.999], got {strict_baselines}")
+            f"--strict-baselines must be 0 (skip) or in [0.5, 0.999], got {strict_baselines}"
+        )
     snapshot = current_snapshot(db.session())
     graph = snapshot.graph
     if not any(graph.exercises_by_skill.values()):
         raise click.ClickException("no content to simulate on: run 'flask load-content' first")
     # "Content" parameters are the service's current ones per skill (shipped defaults, or fitted).
     if world == "forgetting":
-        _simulate_forgetting(graph, snapshot.params if content_params in (None, True) else None,
-                             students, policies, seed, jobs, forgetting)
+        _simulate_forgetting(
+            graph,
+            snapshot.params if content_params in (None, True) else None,
+            students,
+            policies,
+            seed,
+            jobs,
+            forgetting,
+        )
         return
     config = SimulationConfig(students_per_group=students or 50, seed=seed, policy=policy_config())
     params = snapshot.params if content_params else None
@@ -751,8 +957,9 @@ def simulate_command(world: str, students: int | None, policies: tuple[str, ...]
     if not strict_threshold:
         return
     # A stricter threshold makes the baselines as accurate as ours: compare attempts there.
-    strict = replace(config, policy=replace(
-        config.policy, rules=replace(config.policy.rules, threshold=strict_threshold)))
+    strict = replace(
+        config, policy=replace(config.policy, rules=replace(config.policy.rules, threshold=strict_threshold))
+    )
     baselines = [p for p in report.policies if not p.startswith("adaptive")]
     strict_report = run_comparison(graph, strict, baselines, processes=jobs, params=params)
     click.echo(f"\nBaselines at threshold {strict_threshold}:")
@@ -761,17 +968,27 @@ def simulate_command(world: str, students: int | None, policies: tuple[str, ...]
         click.echo(f"[{'met' if check.met else 'NOT met'}] {check.name}: {check.detail}")
 
 
-def _simulate_forgetting(graph: ContentGraph, params: dict[str, BktParams] | None, students: int | None,
-                         policies: tuple[str, ...], seed: str, jobs: int | None,
-                         options: dict[str, Any]) -> None:
+def _simulate_forgetting(
+    graph: ContentGraph,
+    params: dict[str, BktParams] | None,
+    students: int | None,
+    policies: tuple[str, ...],
+    seed: str,
+    jobs: int | None,
+    options: dict[str, Any],
+) -> None:
     world_fields = {f.name for f in fields(ForgettingWorld)}
     chosen = {_FORGETTING_OPTIONS[k]: v for k, v in options.items() if v is not None}
     try:
         world = ForgettingWorld(**{k: v for k, v in chosen.items() if k in world_fields})
         config = ForgettingConfig(
-            students=students or 30, world=world, seed=seed, policy=policy_config(),
+            students=students or 30,
+            world=world,
+            seed=seed,
+            policy=policy_config(),
             model_params=None if params is not None else POOLED_PARAMS,
-            **{k: v for k, v in chosen.items() if k not in world_fields})
+            **{k: v for k, v in chosen.items() if k not in world_fields},
+        )
     except ValueError as error:
         raise click.ClickException(str(error)) from None
     report = run_forgetting(graph, config, list(policies) or None, processes=jobs, params=params)
@@ -783,14 +1000,30 @@ def _simulate_forgetting(graph: ContentGraph, params: dict[str, BktParams] | Non
 
 
 def init_app(app: Flask) -> None:
-    for command in (init_db_command, doctor_command, validate_content_command, load_content_command,
-                    create_demo_command, create_school_command, create_teacher_command, create_class_command,
-                    enroll_command,
-                    create_api_key_command, revoke_api_key_command, export_student_command,
-                    delete_student_command, set_personalization_command, purge_expired_command,
-                    import_group_attributes_command, audit_bias_command,
-                    import_log_command, fit_params_command,
-                    rebuild_mastery_command, check_consistency_command, evaluate_model_command,
-                    fit_memory_command,
-                    simulate_command):
+    for command in (
+        init_db_command,
+        doctor_command,
+        validate_content_command,
+        load_content_command,
+        create_demo_command,
+        create_school_command,
+        create_teacher_command,
+        create_class_command,
+        enroll_command,
+        create_api_key_command,
+        revoke_api_key_command,
+        export_student_command,
+        delete_student_command,
+        set_personalization_command,
+        purge_expired_command,
+        import_group_attributes_command,
+        audit_bias_command,
+        import_log_command,
+        fit_params_command,
+        rebuild_mastery_command,
+        check_consistency_command,
+        evaluate_model_command,
+        fit_memory_command,
+        simulate_command,
+    ):
         app.cli.add_command(command)

@@ -28,14 +28,16 @@ def is_api_request() -> bool:
     return request.path == "/api" or request.path.startswith("/api/")
 
 
-def render_error(status: int, message: str, *, title: str | None = None,
-                 headers: dict[str, str] | None = None) -> ResponseReturnValue:
+def render_error(
+    status: int, message: str, *, title: str | None = None, headers: dict[str, str] | None = None
+) -> ResponseReturnValue:
     """The one HTML error page. It never touches the database, so it renders when the database is the
     error (a 503 for a signed-in page): the navigation shows a signed-in user only if this request had
     already loaded them."""
     g.setdefault(RENDERING_ERROR, True)
-    page = render_template("error.html", code=status, title=title or HTTPStatus(status).phrase,
-                           message=message)
+    page = render_template(
+        "error.html", code=status, title=title or HTTPStatus(status).phrase, message=message
+    )
     return page, status, headers or {}
 
 
@@ -72,8 +74,12 @@ def _domain_error(error: DomainError) -> ResponseReturnValue:
 # PostgreSQL SQLSTATEs worth a retry: connection (08), rollback on serialization/deadlock (40), resources
 # (53), lock not available (55P03), statement timeout (57014), shutting down or starting (57P01-3).
 TRANSIENT_SQLSTATES = ("08", "40", "53", "55P03", "57014", "57P01", "57P02", "57P03")
-TRANSIENT_SQLITE = ("database is locked", "database table is locked", "database is busy",
-                    "unable to open database file")
+TRANSIENT_SQLITE = (
+    "database is locked",
+    "database table is locked",
+    "database is busy",
+    "unable to open database file",
+)
 
 
 def _is_transient(error: OperationalError) -> bool:

@@ -37,6 +37,8 @@ db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})
 # (check-consistency): on SQLite it begins without the write lock (see app._tune_sqlite).
 READ_SNAPSHOT = "tutor_read_snapshot"
 migrate = Migrate(render_as_batch=True)
+
+
 class TutorApi(Api):
     """flask-smorest's Api, with a ``message`` in every error body (not only some).
 
@@ -50,8 +52,12 @@ class TutorApi(Api):
             error.description = f"The request body is larger than {limit} bytes."
         if not is_api_request():
             data = dict(getattr(error, "data", None) or {})
-            return render_error(error.code, data.get("message") or error.description, title=error.name,
-                                headers=data.get("headers", {}))
+            return render_error(
+                error.code,
+                data.get("message") or error.description,
+                title=error.name,
+                headers=data.get("headers", {}),
+            )
         payload, code, headers = super().handle_http_exception(error)
         if "message" not in payload:
             if "errors" in payload:

@@ -74,8 +74,13 @@ def load_json(raw: bytes) -> Any:
     except UnicodeDecodeError as error:
         raise UnusableJSON(f"the body is not UTF-8 text (byte {error.start})") from None
     try:
-        value = json.loads(text, parse_constant=_no_constants, parse_float=_finite, parse_int=_bounded_int,
-                           object_pairs_hook=_no_duplicate_keys)
+        value = json.loads(
+            text,
+            parse_constant=_no_constants,
+            parse_float=_finite,
+            parse_int=_bounded_int,
+            object_pairs_hook=_no_duplicate_keys,
+        )
     except RecursionError:
         raise UnusableJSON("arrays or objects are nested too deeply") from None
     except ValueError as error:  # e.g. an integer of more than 4,300 digits
@@ -140,8 +145,11 @@ def _check_request() -> None:
     for where, values in sources:
         for key, value in values.items(multi=True):
             if "\x00" in key or "\x00" in value:
-                abort(400, message=f"The {where} parameter {key.replace(chr(0), '')[:40]!r} "
-                                   "contains a NUL character (%00).")
+                abort(
+                    400,
+                    message=f"The {where} parameter {key.replace(chr(0), '')[:40]!r} "
+                    "contains a NUL character (%00).",
+                )
 
 
 def init_app(app: Flask) -> None:

@@ -116,7 +116,8 @@ class ClassMembership(db.Model):  # type: ignore[name-defined]
 
     class_id: Mapped[int] = mapped_column(ForeignKey("classes.id", ondelete="CASCADE"), primary_key=True)
     student_id: Mapped[str] = mapped_column(
-        ForeignKey("students.id", ondelete="CASCADE"), primary_key=True, index=True)
+        ForeignKey("students.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
     added_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
@@ -172,8 +173,7 @@ class StudentCredential(db.Model):  # type: ignore[name-defined]
 
     __tablename__ = "student_credentials"
 
-    student_id: Mapped[str] = mapped_column(
-        ForeignKey("students.id", ondelete="CASCADE"), primary_key=True)
+    student_id: Mapped[str] = mapped_column(ForeignKey("students.id", ondelete="CASCADE"), primary_key=True)
     login_prefix: Mapped[str] = mapped_column(String(8), unique=True)
     code_hash: Mapped[str] = mapped_column(String(255))
     # Bumped when a new code is issued and at sign-out: every session signed in before it ends.
@@ -201,9 +201,7 @@ class Skill(db.Model):  # type: ignore[name-defined]
 class SkillPrerequisite(db.Model):  # type: ignore[name-defined]
     __tablename__ = "skill_prerequisites"
 
-    skill_id: Mapped[str] = mapped_column(
-        ForeignKey("skills.id", ondelete="CASCADE"), primary_key=True
-    )
+    skill_id: Mapped[str] = mapped_column(ForeignKey("skills.id", ondelete="CASCADE"), primary_key=True)
     prerequisite_id: Mapped[str] = mapped_column(
         ForeignKey("skills.id", ondelete="CASCADE"), primary_key=True
     )
@@ -228,9 +226,7 @@ class Exercise(db.Model):  # type: ignore[name-defined]
 class ExerciseSkill(db.Model):  # type: ignore[name-defined]
     __tablename__ = "exercise_skills"
 
-    exercise_id: Mapped[str] = mapped_column(
-        ForeignKey("exercises.id", ondelete="CASCADE"), primary_key=True
-    )
+    exercise_id: Mapped[str] = mapped_column(ForeignKey("exercises.id", ondelete="CASCADE"), primary_key=True)
     skill_id: Mapped[str] = mapped_column(ForeignKey("skills.id", ondelete="CASCADE"), primary_key=True)
     position: Mapped[int] = mapped_column(Integer, default=0)
 
@@ -350,7 +346,8 @@ class Response(db.Model):  # type: ignore[name-defined]
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     # The recommendation this answer followed (None when the app chose the exercise itself).
     recommendation_id: Mapped[int | None] = mapped_column(
-        ForeignKey("recommendations.id", ondelete="SET NULL"))
+        ForeignKey("recommendations.id", ondelete="SET NULL")
+    )
     # Hints seen before answering. A right answer after a hint is not evidence of knowing the skill
     # (the ASSISTments convention the fitted parameters come from): see ``credited``.
     hints_used: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
@@ -365,9 +362,7 @@ class ResponseSkill(db.Model):  # type: ignore[name-defined]
 
     __tablename__ = "response_skills"
 
-    response_id: Mapped[int] = mapped_column(
-        ForeignKey("responses.id", ondelete="CASCADE"), primary_key=True
-    )
+    response_id: Mapped[int] = mapped_column(ForeignKey("responses.id", ondelete="CASCADE"), primary_key=True)
     skill_id: Mapped[str] = mapped_column(ForeignKey("skills.id"), primary_key=True)
     position: Mapped[int] = mapped_column(Integer, default=0)
     parameters_id: Mapped[int] = mapped_column(ForeignKey("skill_parameters.id"))
@@ -387,8 +382,10 @@ class Recommendation(db.Model):  # type: ignore[name-defined]
     """A served next-exercise recommendation and why it was made."""
 
     __tablename__ = "recommendations"
-    __table_args__ = (Index("ix_recommendations_student_id_id", "student_id", "id"),
-                      Index("ix_recommendations_created_at", "created_at"))
+    __table_args__ = (
+        Index("ix_recommendations_student_id_id", "student_id", "id"),
+        Index("ix_recommendations_created_at", "created_at"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     student_id: Mapped[str] = mapped_column(ForeignKey("students.id", ondelete="CASCADE"))
@@ -408,9 +405,7 @@ class Mastery(db.Model):  # type: ignore[name-defined]
 
     __tablename__ = "mastery"
 
-    student_id: Mapped[str] = mapped_column(
-        ForeignKey("students.id", ondelete="CASCADE"), primary_key=True
-    )
+    student_id: Mapped[str] = mapped_column(ForeignKey("students.id", ondelete="CASCADE"), primary_key=True)
     skill_id: Mapped[str] = mapped_column(ForeignKey("skills.id"), primary_key=True)
     p_mastery: Mapped[float] = mapped_column(Float)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
@@ -432,7 +427,6 @@ class Mastery(db.Model):  # type: ignore[name-defined]
     memory_reviewed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     memory_reviews: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     memory_lapses: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
-
 
 
 class ConsentEvent(db.Model):  # type: ignore[name-defined]
@@ -460,8 +454,10 @@ class AccessLogEntry(db.Model):  # type: ignore[name-defined]
     """
 
     __tablename__ = "access_log"
-    __table_args__ = (Index("ix_access_log_student_id_id", "student_id", "id"),
-                      Index("ix_access_log_created_at", "created_at"))
+    __table_args__ = (
+        Index("ix_access_log_student_id_id", "student_id", "id"),
+        Index("ix_access_log_created_at", "created_at"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     student_id: Mapped[str] = mapped_column(ForeignKey("students.id", ondelete="CASCADE"))
@@ -476,8 +472,7 @@ class StudentBaseline(db.Model):  # type: ignore[name-defined]
 
     __tablename__ = "student_baselines"
 
-    student_id: Mapped[str] = mapped_column(
-        ForeignKey("students.id", ondelete="CASCADE"), primary_key=True)
+    student_id: Mapped[str] = mapped_column(ForeignKey("students.id", ondelete="CASCADE"), primary_key=True)
     speed_weights: Mapped[list[float]] = mapped_column(JSON)
     answer_count: Mapped[int] = mapped_column(Integer)
     last_answer_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
@@ -496,8 +491,6 @@ class DeletionRecord(db.Model):  # type: ignore[name-defined]
     actor: Mapped[str] = mapped_column(String(100))
     rows_deleted: Mapped[dict[str, int]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
-
-
 
 
 class GroupAttribute(db.Model):  # type: ignore[name-defined]

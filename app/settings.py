@@ -116,7 +116,7 @@ def database_url_from_env(instance_path: str) -> str:
     # Accept the common postgres:// spellings; always use the psycopg 3 driver.
     for prefix in ("postgres://", "postgresql://"):
         if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix):]
+            return "postgresql+psycopg://" + url[len(prefix) :]
     return url
 
 
@@ -130,8 +130,10 @@ def _env_flag(name: str, default: bool) -> bool:
     word = value.strip().lower()
     if word not in TRUE_WORDS + FALSE_WORDS:
         # A typo must not silently turn a security setting (SESSION_COOKIE_SECURE) off.
-        raise SettingsError(f"invalid {name} setting: the environment variable is {value!r}; use one of "
-                            f"{', '.join(TRUE_WORDS)} or {', '.join(FALSE_WORDS)}")
+        raise SettingsError(
+            f"invalid {name} setting: the environment variable is {value!r}; use one of "
+            f"{', '.join(TRUE_WORDS)} or {', '.join(FALSE_WORDS)}"
+        )
     return word in TRUE_WORDS
 
 
@@ -146,8 +148,9 @@ def _env_number(name: str, kind: Callable[[str], Number], default: Number, key: 
         return kind(value.strip())
     except ValueError:
         what = "an integer" if kind is int else "a number"
-        raise SettingsError(f"invalid {key or name} setting: the environment variable {name} is {value!r}, "
-                            f"not {what}") from None
+        raise SettingsError(
+            f"invalid {key or name} setting: the environment variable {name} is {value!r}, not {what}"
+        ) from None
 
 
 def defaults(instance_path: str) -> dict[str, Any]:
@@ -214,8 +217,10 @@ def configure(app: Flask, test_config: Mapping[str, Any] | None = None) -> Setti
     else:
         app.config.from_mapping(test_config)
     if not str(app.config.get("SECRET_KEY") or "").strip():  # e.g. SECRET_KEY= in the environment
-        raise SettingsError("Refusing to start with an empty SECRET_KEY: sessions and CSRF tokens would "
-                            "be signed with nothing.")
+        raise SettingsError(
+            "Refusing to start with an empty SECRET_KEY: sessions and CSRF tokens would "
+            "be signed with nothing."
+        )
     if app.config["SECRET_KEY"] == DEFAULT_SECRET_KEY and not (app.debug or app.testing):
         raise SettingsError(
             "Refusing to start with the default SECRET_KEY: set SECRET_KEY in the environment "
@@ -245,8 +250,10 @@ class Bounds:
 
     def __str__(self) -> str:
         if self.low is not None and self.high is not None:
-            return (f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}"
-                    f"{')' if self.high_open else ']'}")
+            return (
+                f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}"
+                f"{')' if self.high_open else ']'}"
+            )
         if self.low is not None:
             return f"{'greater than' if self.low_open else 'at least'} {self.low:g}"
         if self.high is not None:
@@ -262,20 +269,37 @@ AT_LEAST_ONE = Bounds(1)
 ANY = Bounds()
 NON_NEGATIVE = Bounds(0)  # every number of a group not listed in its bounds: finite and >= 0
 
-MASTERY_BOUNDS = {"review_level": PROBABILITY, "relearn_level": PROBABILITY, "guess_floor": PROBABILITY,
-                  "memory_weights": ANY}  # the memory model checks its own parameters
+MASTERY_BOUNDS = {
+    "review_level": PROBABILITY,
+    "relearn_level": PROBABILITY,
+    "guess_floor": PROBABILITY,
+    "memory_weights": ANY,
+}  # the memory model checks its own parameters
 POLICY_BOUNDS = {
-    "target_success": OPEN_PROBABILITY, "explore_rate": PROBABILITY, "daily_attempts": AT_LEAST_ONE,
-    "wheel_spin_attempts": AT_LEAST_ONE, "remediation_every": AT_LEAST_ONE,
+    "target_success": OPEN_PROBABILITY,
+    "explore_rate": PROBABILITY,
+    "daily_attempts": AT_LEAST_ONE,
+    "wheel_spin_attempts": AT_LEAST_ONE,
+    "remediation_every": AT_LEAST_ONE,
 }
 REPORT_BOUNDS = {
-    "horizon": AT_LEAST_ONE, "wheel_spin_attempts": AT_LEAST_ONE, "inactive_days": POSITIVE,
-    "slow_speed": POSITIVE, "stuck_share": PROBABILITY, "stuck_min_students": AT_LEAST_ONE,
+    "horizon": AT_LEAST_ONE,
+    "wheel_spin_attempts": AT_LEAST_ONE,
+    "inactive_days": POSITIVE,
+    "slow_speed": POSITIVE,
+    "stuck_share": PROBABILITY,
+    "stuck_min_students": AT_LEAST_ONE,
 }
 BIAS_CHECK_BOUNDS = {
-    "bootstrap": AT_LEAST_ONE, "permutations": AT_LEAST_ONE, "alpha": OPEN_PROBABILITY,
-    "ratio_band": POSITIVE, "auc_gap": PROBABILITY, "post_mastery_gap": PROBABILITY,
-    "share_difference": PROBABILITY, "mastered_within": AT_LEAST_ONE, "post_mastery_answers": AT_LEAST_ONE,
+    "bootstrap": AT_LEAST_ONE,
+    "permutations": AT_LEAST_ONE,
+    "alpha": OPEN_PROBABILITY,
+    "ratio_band": POSITIVE,
+    "auc_gap": PROBABILITY,
+    "post_mastery_gap": PROBABILITY,
+    "share_difference": PROBABILITY,
+    "mastered_within": AT_LEAST_ONE,
+    "post_mastery_answers": AT_LEAST_ONE,
 }
 # Fields a group must not set: the one key that does ("mastered" means the same for tracing, selection,
 # reports and replays, so the threshold is set once).
@@ -325,9 +349,15 @@ def _value(value: Any, annotation: Any, bounds: Bounds) -> tuple[Any, str | None
 
 
 def _group(
-    config: Mapping[str, Any], key: str, cls: type[Config], problems: _Problems, *,
-    base: Mapping[str, Any] | None = None, bounds: Mapping[str, Bounds] | None = None,
-    reserved: Mapping[str, str] | None = None, context: str = "",
+    config: Mapping[str, Any],
+    key: str,
+    cls: type[Config],
+    problems: _Problems,
+    *,
+    base: Mapping[str, Any] | None = None,
+    bounds: Mapping[str, Bounds] | None = None,
+    reserved: Mapping[str, str] | None = None,
+    context: str = "",
 ) -> Config | None:
     """``cls`` from its defaults, then ``base``, then the mapping ``config[key]``, every value checked.
 
@@ -369,8 +399,11 @@ def _inherited(cls: type, source: object) -> dict[str, Any]:
 
 def _plain(config: Mapping[str, Any], key: str, kind: type, bounds: Bounds, problems: _Problems) -> Any:
     value = config.get(key)
-    problem = _number(value, kind, bounds) if kind in (int, float) else (
-        None if isinstance(value, str) and value.strip() else _NOT_A_STRING.format(value))
+    problem = (
+        _number(value, kind, bounds)
+        if kind in (int, float)
+        else (None if isinstance(value, str) and value.strip() else _NOT_A_STRING.format(value))
+    )
     if problem:
         problems.add(key, problem)
     return value
@@ -398,8 +431,11 @@ def _group_attributes(config: Mapping[str, Any], problems: _Problems) -> dict[st
             problems.add("GROUP_ATTRIBUTES", f"attribute names are non-empty strings, not {attribute!r}")
         elif attribute in ORGANISATIONAL_GROUPS:
             problems.add(where, f"{attribute!r} is an organisational group (derived, never recorded)")
-        elif (not isinstance(allowed, (list, tuple)) or not allowed
-              or not all(isinstance(v, str) and v.strip() for v in allowed)):
+        elif (
+            not isinstance(allowed, (list, tuple))
+            or not allowed
+            or not all(isinstance(v, str) and v.strip() for v in allowed)
+        ):
             problems.add(where, f"must be a non-empty list of non-empty strings, not {allowed!r}")
         elif len(set(allowed)) != len(allowed):
             problems.add(where, f"lists a value twice: {list(allowed)!r}")
@@ -412,47 +448,93 @@ def load_settings(config: Mapping[str, Any]) -> Settings:
     """Settings from a filled ``app.config``; SettingsError listing every key at fault."""
     problems = _Problems()
     threshold = _plain(config, "MASTERY_THRESHOLD", float, THRESHOLD, problems)
-    mastery = _group(config, "MASTERY_RULES", MasteryRules, problems, bounds=MASTERY_BOUNDS,
-                     base={} if problems else {"threshold": threshold}, reserved={"threshold": ONE_THRESHOLD},
-                     context=f"threshold {threshold!r} is MASTERY_THRESHOLD")
-    policy = _group(config, "POLICY", PolicyConfig, problems, bounds=POLICY_BOUNDS,
-                    base={} if mastery is None else {"rules": mastery},
-                    reserved={"rules": "set MASTERY_RULES (and MASTERY_THRESHOLD) instead",
-                              "mastery_threshold": ONE_THRESHOLD})
+    mastery = _group(
+        config,
+        "MASTERY_RULES",
+        MasteryRules,
+        problems,
+        bounds=MASTERY_BOUNDS,
+        base={} if problems else {"threshold": threshold},
+        reserved={"threshold": ONE_THRESHOLD},
+        context=f"threshold {threshold!r} is MASTERY_THRESHOLD",
+    )
+    policy = _group(
+        config,
+        "POLICY",
+        PolicyConfig,
+        problems,
+        bounds=POLICY_BOUNDS,
+        base={} if mastery is None else {"rules": mastery},
+        reserved={
+            "rules": "set MASTERY_RULES (and MASTERY_THRESHOLD) instead",
+            "mastery_threshold": ONE_THRESHOLD,
+        },
+    )
     # A report judges by the policy's rules and wheel-spinning unless REPORTS says otherwise; "not enough
     # data" below the answers mastery needs.
-    inherited = {} if policy is None else {
-        **_inherited(ReportConfig, policy), "min_attempts": policy.rules.min_correct}
-    reports = _group(config, "REPORTS", ReportConfig, problems, bounds=REPORT_BOUNDS, base=inherited,
-                     reserved={"rules": "set MASTERY_RULES (and MASTERY_THRESHOLD) instead"})
+    inherited = (
+        {}
+        if policy is None
+        else {**_inherited(ReportConfig, policy), "min_attempts": policy.rules.min_correct}
+    )
+    reports = _group(
+        config,
+        "REPORTS",
+        ReportConfig,
+        problems,
+        bounds=REPORT_BOUNDS,
+        base=inherited,
+        reserved={"rules": "set MASTERY_RULES (and MASTERY_THRESHOLD) instead"},
+    )
     bias_checks = _group(config, "BIAS_CHECKS", FairnessConfig, problems, bounds=BIAS_CHECK_BOUNDS)
     if bias_checks is not None and not bias_checks.ratio_band[0] < 1 < bias_checks.ratio_band[1]:
-        problems.add("BIAS_CHECKS['ratio_band']",
-                     f"must be [low, high] with low < 1 < high, not {list(bias_checks.ratio_band)!r}")
+        problems.add(
+            "BIAS_CHECKS['ratio_band']",
+            f"must be [low, high] with low < 1 < high, not {list(bias_checks.ratio_band)!r}",
+        )
     group_attributes = _group_attributes(config, problems)
-    plain = {key: _plain(config, key, kind, bounds, problems) for key, kind, bounds in (
-        ("LOGIN_MAX_FAILURES", int, AT_LEAST_ONE), ("LOGIN_LOCKOUT_MINUTES", float, POSITIVE),
-        ("LOGIN_BACKOFF_SECONDS", float, POSITIVE), ("LOGIN_HASH_CONCURRENCY", int, AT_LEAST_ONE),
-        ("LOGIN_HASH_LOCK_DIR", str, NON_NEGATIVE),
-        ("RATELIMIT_STORAGE_URI", str, NON_NEGATIVE),
-        ("RETENTION_RESPONSE_DAYS", int, AT_LEAST_ONE), ("RETENTION_ACCESS_LOG_DAYS", int, AT_LEAST_ONE),
-        ("CONTENT_DIR", str, NON_NEGATIVE), ("SQLITE_BUSY_TIMEOUT_MS", int, NON_NEGATIVE),
-        ("MAX_CONTENT_LENGTH", int, AT_LEAST_ONE), ("PROXY_COUNT", int, NON_NEGATIVE),
-    )}
+    plain = {
+        key: _plain(config, key, kind, bounds, problems)
+        for key, kind, bounds in (
+            ("LOGIN_MAX_FAILURES", int, AT_LEAST_ONE),
+            ("LOGIN_LOCKOUT_MINUTES", float, POSITIVE),
+            ("LOGIN_BACKOFF_SECONDS", float, POSITIVE),
+            ("LOGIN_HASH_CONCURRENCY", int, AT_LEAST_ONE),
+            ("LOGIN_HASH_LOCK_DIR", str, NON_NEGATIVE),
+            ("RATELIMIT_STORAGE_URI", str, NON_NEGATIVE),
+            ("RETENTION_RESPONSE_DAYS", int, AT_LEAST_ONE),
+            ("RETENTION_ACCESS_LOG_DAYS", int, AT_LEAST_ONE),
+            ("CONTENT_DIR", str, NON_NEGATIVE),
+            ("SQLITE_BUSY_TIMEOUT_MS", int, NON_NEGATIVE),
+            ("MAX_CONTENT_LENGTH", int, AT_LEAST_ONE),
+            ("PROXY_COUNT", int, NON_NEGATIVE),
+        )
+    }
     limits = {key: _rate_limit(config, key, problems) for key in ("RATELIMIT_LOGIN", "RATELIMIT_API")}
     if problems or mastery is None or policy is None or reports is None or bias_checks is None:
         raise SettingsError("; ".join(problems))
     return Settings(
-        mastery_threshold=float(threshold), mastery=mastery, policy=policy, reports=reports,
-        bias_checks=bias_checks, group_attributes=group_attributes,
-        sign_in=SignIn(plain["LOGIN_MAX_FAILURES"], timedelta(minutes=plain["LOGIN_LOCKOUT_MINUTES"]),
-                       timedelta(seconds=plain["LOGIN_BACKOFF_SECONDS"]), plain["LOGIN_HASH_CONCURRENCY"],
-                       plain["LOGIN_HASH_LOCK_DIR"]),
-        rate_limits=RateLimits(limits["RATELIMIT_LOGIN"], limits["RATELIMIT_API"],
-                               plain["RATELIMIT_STORAGE_URI"]),
+        mastery_threshold=float(threshold),
+        mastery=mastery,
+        policy=policy,
+        reports=reports,
+        bias_checks=bias_checks,
+        group_attributes=group_attributes,
+        sign_in=SignIn(
+            plain["LOGIN_MAX_FAILURES"],
+            timedelta(minutes=plain["LOGIN_LOCKOUT_MINUTES"]),
+            timedelta(seconds=plain["LOGIN_BACKOFF_SECONDS"]),
+            plain["LOGIN_HASH_CONCURRENCY"],
+            plain["LOGIN_HASH_LOCK_DIR"],
+        ),
+        rate_limits=RateLimits(
+            limits["RATELIMIT_LOGIN"], limits["RATELIMIT_API"], plain["RATELIMIT_STORAGE_URI"]
+        ),
         retention=Retention(plain["RETENTION_RESPONSE_DAYS"], plain["RETENTION_ACCESS_LOG_DAYS"]),
-        content_dir=plain["CONTENT_DIR"], sqlite_busy_timeout_ms=plain["SQLITE_BUSY_TIMEOUT_MS"],
-        max_request_bytes=plain["MAX_CONTENT_LENGTH"], proxy_count=plain["PROXY_COUNT"],
+        content_dir=plain["CONTENT_DIR"],
+        sqlite_busy_timeout_ms=plain["SQLITE_BUSY_TIMEOUT_MS"],
+        max_request_bytes=plain["MAX_CONTENT_LENGTH"],
+        proxy_count=plain["PROXY_COUNT"],
     )
 
 

@@ -73,8 +73,9 @@ def prepare(url: str, students: int) -> tuple[str, list[str]]:
 # --- the load generator (its own process) -----------------------------------------------------
 
 
-def _client(port: int, key: str, students: list[str], mode: str, until: float, out: list[tuple[str, float]]
-            ) -> None:
+def _client(
+    port: int, key: str, students: list[str], mode: str, until: float, out: list[tuple[str, float]]
+) -> None:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
     rng = random.Random()
@@ -85,8 +86,9 @@ def _client(port: int, key: str, students: list[str], mode: str, until: float, o
         conn.request(method, path, body=json.dumps(body) if body is not None else None, headers=headers)
         response = conn.getresponse()
         data = response.read()
-        out.append((f"{method} {path.split('/')[-1] if mode == 'loop' else 'baseline'}",
-                    time.perf_counter() - began))
+        out.append(
+            (f"{method} {path.split('/')[-1] if mode == 'loop' else 'baseline'}", time.perf_counter() - began)
+        )
         if response.status >= 400:
             raise RuntimeError(f"{method} {path}: {response.status} {data[:200]!r}")
         return json.loads(data)
@@ -98,8 +100,11 @@ def _client(port: int, key: str, students: list[str], mode: str, until: float, o
             continue
         if student not in nxt:
             nxt[student] = call("GET", f"/api/v1/students/{student}/next-exercise")["exercise"]["id"]
-        call("POST", f"/api/v1/students/{student}/responses",
-             {"exercise_id": nxt[student], "correct": rng.random() < 0.7})
+        call(
+            "POST",
+            f"/api/v1/students/{student}/responses",
+            {"exercise_id": nxt[student], "correct": rng.random() < 0.7},
+        )
         body = call("GET", f"/api/v1/students/{student}/next-exercise")
         if body["exercise"] is None:
             nxt.pop(student)
@@ -116,8 +121,9 @@ def load(port: int, key: str, students: list[str], clients: int, seconds: float,
         out: list[tuple[str, float]] = []
         began = time.perf_counter()
         until = began + seconds / 2
-        threads = [threading.Thread(target=_client, args=(port, key, own, mode, until, out))
-                   for own in per_client]
+        threads = [
+            threading.Thread(target=_client, args=(port, key, own, mode, until, out)) for own in per_client
+        ]
         for t in threads:
             t.start()
         for t in threads:
@@ -150,23 +156,51 @@ def history_scaling(url: str, repeat: int = 30) -> tuple[float, float]:
                 exercise = snapshot.graph.exercises[exercises[i % len(exercises)]]
                 at += timedelta(seconds=20)
                 right = i % 10 < 3  # mostly wrong: skills stay open, so there is always a next exercise
-                traced = apply_answer(model, exercise.skill_ids, right, snapshot.params, now=at,
-                                      rules=DEFAULT_RULES)
-                rows.append({"student_id": student.id, "exercise_id": exercise.id,
-                             "correct": right, "graded_by": "app", "created_at": at})
+                traced = apply_answer(
+                    model, exercise.skill_ids, right, snapshot.params, now=at, rules=DEFAULT_RULES
+                )
+                rows.append(
+                    {
+                        "student_id": student.id,
+                        "exercise_id": exercise.id,
+                        "correct": right,
+                        "graded_by": "app",
+                        "created_at": at,
+                    }
+                )
                 traces.append(traced)
             # Ids from the database (its sequence), in the order given.
             returning = sa.insert(Response).returning(Response.id, sort_by_parameter_order=True)
             response_ids = session.scalars(returning, rows).all()
-            session.execute(sa.insert(ResponseSkill), [
-                {"response_id": rid, "skill_id": t.skill_id, "position": p,
-                 "parameters_id": snapshot.parameters[t.skill_id].id, "p_mastery_before": t.p_mastery_before,
-                 "p_correct": t.p_correct, "p_mastery_after": t.p_mastery_after,
-                 "p_mastery_paced_after": t.p_mastery_paced_after}
-                for rid, traced in zip(response_ids, traces, strict=True) for p, t in enumerate(traced)])
-            session.execute(sa.insert(Mastery), [
-                {"student_id": student.id, "skill_id": s, "parameters_id": snapshot.parameters[s].id,
-                 **row_values(state)} for s, state in model.skills.items()])
+            session.execute(
+                sa.insert(ResponseSkill),
+                [
+                    {
+                        "response_id": rid,
+                        "skill_id": t.skill_id,
+                        "position": p,
+                        "parameters_id": snapshot.parameters[t.skill_id].id,
+                        "p_mastery_before": t.p_mastery_before,
+                        "p_correct": t.p_correct,
+                        "p_mastery_after": t.p_mastery_after,
+                        "p_mastery_paced_after": t.p_mastery_paced_after,
+                    }
+                    for rid, traced in zip(response_ids, traces, strict=True)
+                    for p, t in enumerate(traced)
+                ],
+            )
+            session.execute(
+                sa.insert(Mastery),
+                [
+                    {
+                        "student_id": student.id,
+                        "skill_id": s,
+                        "parameters_id": snapshot.parameters[s].id,
+                        **row_values(state),
+                    }
+                    for s, state in model.skills.items()
+                ],
+            )
             student.speed_weights = model.speed_weights
             student.answer_count, student.last_answer_at = prior, at
             session.commit()
@@ -181,8 +215,11 @@ def history_scaling(url: str, repeat: int = 30) -> tuple[float, float]:
         began = time.perf_counter()
         chosen = client.get(f"/api/v1/students/{student}/next-exercise", headers=headers).get_json()
         assert chosen["exercise"] is not None, chosen["reason"]
-        client.post(f"/api/v1/students/{student}/responses", headers=headers,
-                    json={"exercise_id": chosen["exercise"]["id"], "correct": False})
+        client.post(
+            f"/api/v1/students/{student}/responses",
+            headers=headers,
+            json={"exercise_id": chosen["exercise"]["id"], "correct": False},
+        )
         return time.perf_counter() - began
 
     times: dict[str, list[float]] = {i: [] for i in ids}
@@ -199,16 +236,27 @@ def selection_scaling(sizes: tuple[int, ...] = (50, 500, 5000), repeat: int = 20
     out = {}
     for n in sizes:
         params = BktParams(prior=0.2, learn=0.15, guess=0.2, slip=0.1)
-        skills = [Skill(f"s{i}", f"S{i}", prerequisites=(f"s{i - 1}",) if i % 10 else (), bkt=params)
-                  for i in range(n)]
-        exercises = [Exercise(f"e{i}-{j}", (f"s{i}",), "?", "numeric", ("1",), 0.3 * j + 0.2)
-                     for i in range(n) for j in range(3)]
+        skills = [
+            Skill(f"s{i}", f"S{i}", prerequisites=(f"s{i - 1}",) if i % 10 else (), bkt=params)
+            for i in range(n)
+        ]
+        exercises = [
+            Exercise(f"e{i}-{j}", (f"s{i}",), "?", "numeric", ("1",), 0.3 * j + 0.2)
+            for i in range(n)
+            for j in range(3)
+        ]
         graph = build_graph(skills, exercises)
         all_params = {s.id: params for s in skills}
         rng = random.Random(1)
-        model = StudentModel(skills={s.id: SkillState(p, [p] * len(HYPOTHESES), attempts=3, correct_count=2,
-                                                      last_practiced_at=datetime.now(UTC))
-                                     for s in skills[: n // 3] for p in [rng.random()]})
+        model = StudentModel(
+            skills={
+                s.id: SkillState(
+                    p, [p] * len(HYPOTHESES), attempts=3, correct_count=2, last_practiced_at=datetime.now(UTC)
+                )
+                for s in skills[: n // 3]
+                for p in [rng.random()]
+            }
+        )
         view = StudentView(model=model, now=datetime.now(UTC))
         times = []
         for seed in range(repeat):
@@ -232,30 +280,40 @@ def run_backend(name: str, url: str, args: argparse.Namespace) -> None:
     key, students = prepare(url, args.students)
     with serve("bench.baseline_wsgi:app", url, workers=args.workers) as server:
         queue: Any = multiprocessing.Queue()
-        generator = multiprocessing.Process(target=load, args=(server.port, key, students, args.clients,
-                                                                args.seconds, queue))
+        generator = multiprocessing.Process(
+            target=load, args=(server.port, key, students, args.clients, args.seconds, queue)
+        )
         generator.start()
         results, elapsed = queue.get(timeout=args.seconds * 4 + 60)
         generator.join()
     rates = {m: len(results[m]) / elapsed[m] for m in results}
-    print(f"\n[{name}] gunicorn {args.workers} workers, {args.clients} clients, {args.students} students, "
-          f"{args.seconds:.0f} s per mode (alternated)")
+    print(
+        f"\n[{name}] gunicorn {args.workers} workers, {args.clients} clients, {args.students} students, "
+        f"{args.seconds:.0f} s per mode (alternated)"
+    )
     for mode in ("baseline", "loop"):
         lat = results[mode]
-        print(f"  {mode:9} {rates[mode]:8.1f} req/s   p50 {1000 * percentile(lat, 0.5):6.1f} ms   "
-              f"p99 {1000 * percentile(lat, 0.99):6.1f} ms   ({len(lat)} requests)")
+        print(
+            f"  {mode:9} {rates[mode]:8.1f} req/s   p50 {1000 * percentile(lat, 0.5):6.1f} ms   "
+            f"p99 {1000 * percentile(lat, 0.99):6.1f} ms   ({len(lat)} requests)"
+        )
     throughput = rates["loop"] / rates["baseline"]
     p99 = percentile(results["loop"], 0.99) / percentile(results["baseline"], 0.99)
-    print(f"  loop / baseline: throughput {throughput:.2f} (target >= 0.50: {verdict(throughput >= 0.5)}), "
-          f"p99 {p99:.2f}x (target <= 3: {verdict(p99 <= 3)})")
+    print(
+        f"  loop / baseline: throughput {throughput:.2f} (target >= 0.50: {verdict(throughput >= 0.5)}), "
+        f"p99 {p99:.2f}x (target <= 3: {verdict(p99 <= 3)})"
+    )
     ten, many = history_scaling(url)
-    print(f"  one answer→next step: 10 prior answers {1000 * ten:.1f} ms, 10,000 prior answers "
-          f"{1000 * many:.1f} ms: {many / ten:.2f}x (target <= 1.2: {verdict(many / ten <= 1.2)})")
+    print(
+        f"  one answer→next step: 10 prior answers {1000 * ten:.1f} ms, 10,000 prior answers "
+        f"{1000 * many:.1f} ms: {many / ten:.2f}x (target <= 1.2: {verdict(many / ten <= 1.2)})"
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seconds", type=float, default=10.0, help="per mode (each run twice, halves)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--clients", type=int, default=8)
@@ -269,8 +327,12 @@ def main() -> None:
                 run_backend(label, url, args)
     sizes = selection_scaling()
     base = sizes[50] / 50
-    print("\nnext-exercise selection (domain), median: " + ", ".join(
-        f"{n} skills {1000 * t:.2f} ms ({t / n / base:.2f}x per skill vs 50)" for n, t in sizes.items()))
+    print(
+        "\nnext-exercise selection (domain), median: "
+        + ", ".join(
+            f"{n} skills {1000 * t:.2f} ms ({t / n / base:.2f}x per skill vs 50)" for n, t in sizes.items()
+        )
+    )
 
 
 if __name__ == "__main__":

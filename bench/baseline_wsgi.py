@@ -26,11 +26,19 @@ def baseline(student_id: str) -> Any:
     principal = authenticate(db.session(), request.headers.get("Authorization", "").partition(" ")[2])
     if principal is None:
         abort(401)
-    student = db.session.scalar(select(Student).where(Student.id == student_id,
-                                                      Student.school_id == principal.school_id))
+    student = db.session.scalar(
+        select(Student).where(Student.id == student_id, Student.school_id == principal.school_id)
+    )
     if student is None:
         abort(404)
-    db.session.add(AccessLogEntry(student_id=student.id, actor=principal.actor, actor_name=principal.name,
-                                  what="baseline", created_at=utcnow()))
+    db.session.add(
+        AccessLogEntry(
+            student_id=student.id,
+            actor=principal.actor,
+            actor_name=principal.name,
+            what="baseline",
+            created_at=utcnow(),
+        )
+    )
     db.session.commit()
     return jsonify({"id": student.id, "answers": student.answer_count})

@@ -36,8 +36,9 @@ DATA = Path(os.environ.get("SHARED_DATA_DIR", ROOT.parent / "shared" / "data"))
 def synthetic(students: int, responses: int, seed: int = 0):
     rng = np.random.default_rng(seed)
     attributes = {
-        "gender": rng.choice(["female", "male", "non-binary", "prefer not to say"], students,
-                             p=[0.47, 0.47, 0.03, 0.03]),
+        "gender": rng.choice(
+            ["female", "male", "non-binary", "prefer not to say"], students, p=[0.47, 0.47, 0.03, 0.03]
+        ),
         "language_learner": rng.choice(["yes", "no"], students, p=[0.2, 0.8]),
         "disability_support": rng.choice(["yes", "no"], students, p=[0.1, 0.9]),
     }
@@ -50,21 +51,32 @@ def synthetic(students: int, responses: int, seed: int = 0):
     need = rng.poisson(5, pairs) + 2.0
     mastered = (rng.random(pairs) < 0.8).astype(float)
     right_after = np.where(mastered > 0, rng.binomial(3, 0.85, pairs), np.nan)
-    decisions = DecisionData(d_student, need + rng.integers(0, 3, pairs), mastered,
-                             np.where(mastered > 0, need, np.nan), right_after,
-                             np.where(mastered > 0, 3.0, 0.0))
+    decisions = DecisionData(
+        d_student,
+        need + rng.integers(0, 3, pairs),
+        mastered,
+        np.where(mastered > 0, need, np.nan),
+        right_after,
+        np.where(mastered > 0, 3.0, 0.0),
+    )
     picks = PickData(d_student, (rng.random(pairs) < 0.1).astype(float))
     return attributes, ResponseData(student, predicted, observed), decisions, picks
 
 
 def run_synthetic(args: argparse.Namespace) -> None:
     attributes, responses, decisions, picks = synthetic(args.students, args.responses)
-    print(f"data: {args.responses} answers, {args.students} students, {len(attributes)} attributes; "
-          f"B = {args.bootstrap}, {args.permutations} permutations per ABROCA test; cores={os.cpu_count()}")
+    print(
+        f"data: {args.responses} answers, {args.students} students, {len(attributes)} attributes; "
+        f"B = {args.bootstrap}, {args.permutations} permutations per ABROCA test; cores={os.cpu_count()}"
+    )
     timings = {}
-    for label, config in (("single pass (no resampling)", FairnessConfig(bootstrap=0, permutations=0)),
-                          (f"full audit (B = {args.bootstrap})",
-                           FairnessConfig(bootstrap=args.bootstrap, permutations=args.permutations))):
+    for label, config in (
+        ("single pass (no resampling)", FairnessConfig(bootstrap=0, permutations=0)),
+        (
+            f"full audit (B = {args.bootstrap})",
+            FairnessConfig(bootstrap=args.bootstrap, permutations=args.permutations),
+        ),
+    ):
         began = time.perf_counter()
         flags = 0
         for name, groups in attributes.items():
@@ -73,8 +85,10 @@ def run_synthetic(args: argparse.Namespace) -> None:
         timings[label] = time.perf_counter() - began
         print(f"{label:32} {timings[label]:8.2f} s  (flags on null data: {flags})")
     base, full = timings.values()
-    print(f"ratio full / single pass: {full / base:.1f}× for {args.bootstrap} replicates "
-          f"({1000 * (full - base) / max(args.bootstrap, 1):.2f} ms per replicate, 3 attributes)")
+    print(
+        f"ratio full / single pass: {full / base:.1f}× for {args.bootstrap} replicates "
+        f"({1000 * (full - base) / max(args.bootstrap, 1):.2f} ms per replicate, 3 attributes)"
+    )
 
 
 def run_assistments(args: argparse.Namespace) -> None:
@@ -94,8 +108,14 @@ def run_assistments(args: argparse.Namespace) -> None:
     frame = pd.read_csv(path, encoding="latin-1", index_col=0)
     school_of = {str(u): str(s) for u, s in frame.groupby("user_id")["school_id"].first().items()}
     url = f"sqlite:///{tempfile.mkdtemp()}/bias.sqlite3"
-    app = create_app({"TESTING": True, "SECRET_KEY": "bench", "SQLALCHEMY_DATABASE_URI": url,
-                      "GROUP_ATTRIBUTES": {"school_id": sorted(set(school_of.values()))}})
+    app = create_app(
+        {
+            "TESTING": True,
+            "SECRET_KEY": "bench",
+            "SQLALCHEMY_DATABASE_URI": url,
+            "GROUP_ATTRIBUTES": {"school_id": sorted(set(school_of.values()))},
+        }
+    )
     with app.app_context():
         upgrade()
         session = db.session()
@@ -107,17 +127,27 @@ def run_assistments(args: argparse.Namespace) -> None:
         import_log(session, path, "assistments", app_name="audit", school_name="audited", rules=rules)
         admin = Principal(Role.ADMIN, "bench", audited.id, "bench")
         for student_id, external_id in session.execute(
-                Student.__table__.select().with_only_columns(Student.id, Student.external_id)
-                .where(Student.school_id == audited.id)).all():
-            groups.set_group_attributes(session, admin, student_id, {"school_id": school_of[external_id]},
-                                        consent_given_by="public dataset", commit=False)
+            Student.__table__.select()
+            .with_only_columns(Student.id, Student.external_id)
+            .where(Student.school_id == audited.id)
+        ).all():
+            groups.set_group_attributes(
+                session,
+                admin,
+                student_id,
+                {"school_id": school_of[external_id]},
+                consent_given_by="public dataset",
+                commit=False,
+            )
         session.commit()
         began = time.perf_counter()
         stored = bias.run_bias_check(session, admin, "school_id", bootstrap=args.bootstrap, seed=0)
         elapsed = time.perf_counter() - began
     report = stored.report
-    print(f"{path.name}: {len(frame)} rows, {len(school_of)} students, "
-          f"{frame['school_id'].nunique()} schools; check took {elapsed:.1f} s (B = {args.bootstrap})")
+    print(
+        f"{path.name}: {len(frame)} rows, {len(school_of)} students, "
+        f"{frame['school_id'].nunique()} schools; check took {elapsed:.1f} s (B = {args.bootstrap})"
+    )
     print(f"reference group: school {report['reference']}; AUC gap {report['auc_gap']}")
     for line in report["summary"]:
         print(f"  {line}")
@@ -125,9 +155,13 @@ def run_assistments(args: argparse.Namespace) -> None:
         if group["status"] == "suppressed":
             continue
         m = group["metrics"]
-        print(f"  school {group['group']:>5}: {group['students']:4} students {group['responses']:5} answers  "
-              + "  ".join(f"{k} {_fmt(m[k])}" for k in ("auc", "rmse", "calibration_gap",
-                                                         "attempts_to_mastery", "post_mastery_accuracy")))
+        print(
+            f"  school {group['group']:>5}: {group['students']:4} students {group['responses']:5} answers  "
+            + "  ".join(
+                f"{k} {_fmt(m[k])}"
+                for k in ("auc", "rmse", "calibration_gap", "attempts_to_mastery", "post_mastery_accuracy")
+            )
+        )
     print("flags:", report["flagged"] or "none")
 
 
@@ -140,8 +174,9 @@ def _fmt(estimate: dict[str, float | None]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--students", type=int, default=2000)
     parser.add_argument("--responses", type=int, default=100_000)
     parser.add_argument("--bootstrap", type=int, default=1000)

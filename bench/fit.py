@@ -60,6 +60,7 @@ def _child(conn: Connection, target: Callable[..., dict[str, Any]], args: tuple[
         raise
     if "joblib" in sys.modules:  # end the reusable workers, so RUSAGE_CHILDREN counts them
         from joblib.externals.loky import get_reusable_executor
+
         get_reusable_executor().shutdown(wait=True)
     result["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     result["workers_peak_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
@@ -105,13 +106,15 @@ def import_phase(url: str, train_path: str) -> dict[str, Any]:
         upgrade()
         create_school(db.session(), "bench")
         start = time.perf_counter()
-        report = import_log(db.session(), train_path, "assistments", app_name="bench",
-                            rules=current_settings().mastery)
+        report = import_log(
+            db.session(), train_path, "assistments", app_name="bench", rules=current_settings().mastery
+        )
     return {"seconds": time.perf_counter() - start, "responses": report.responses_imported}
 
 
-def direct_phase(train_path: str, rows: int, num_fits: int, seed: int, engine: str, forgets: bool,
-                 test_path: str) -> dict[str, Any]:
+def direct_phase(
+    train_path: str, rows: int, num_fits: int, seed: int, engine: str, forgets: bool, test_path: str
+) -> dict[str, Any]:
     """pyBKT's Model.fit on the whole DataFrame. engine: "raw" (as shipped), "pure", "routed" (service EM)."""
     context: Any = nullcontext()
     if engine != "raw":
@@ -129,14 +132,16 @@ def direct_phase(train_path: str, rows: int, num_fits: int, seed: int, engine: s
     result = {"seconds": time.perf_counter() - start, "rss_before_mb": before}
     if engine == "routed":
         test = read_log(Path(test_path), 0)
-        auc, rmse = model.evaluate(data=test[test["skill_name"].isin(set(train["skill_name"]))].copy(),
-                                   metric=["auc", "rmse"])
+        auc, rmse = model.evaluate(
+            data=test[test["skill_name"].isin(set(train["skill_name"]))].copy(), metric=["auc", "rmse"]
+        )
         result.update(auc=auc, rmse=rmse)
     return result
 
 
-def service_phase(url: str, num_fits: int, seed: int, jobs: int, repair: bool, forgets: bool,
-                  replay: bool) -> dict[str, Any]:
+def service_phase(
+    url: str, num_fits: int, seed: int, jobs: int, repair: bool, forgets: bool, replay: bool
+) -> dict[str, Any]:
     import pyBKT.models  # noqa: F401 - imported before the clock starts, as in direct_phase
 
     from app.extensions import db
@@ -162,15 +167,29 @@ def service_phase(url: str, num_fits: int, seed: int, jobs: int, repair: bool, f
         session = db.session()
         before = _rss_now_mb()
         start = time.perf_counter()
-        report = fitting.fit_parameters(session, num_fits=num_fits, seed=seed, min_responses=1,
-                                        n_jobs=jobs or None, repair=repair, forgets=forgets,
-                                        rules=current_settings().mastery)
+        report = fitting.fit_parameters(
+            session,
+            num_fits=num_fits,
+            seed=seed,
+            min_responses=1,
+            n_jobs=jobs or None,
+            repair=repair,
+            forgets=forgets,
+            rules=current_settings().mastery,
+        )
         elapsed = time.perf_counter() - start
         engine = session.get(FitRun, report.run_id).engine  # type: ignore[union-attr]
-    return {"seconds": elapsed - times["replay"], "replay": times["replay"], "rss_before_mb": before,
-            "peak_before_replay_mb": times["peak_before_replay_mb"], "engine": engine,
-            "fitted": len(report.fitted), "constrained": sum(bool(f.constrained) for f in report.fitted),
-            "rejected": len(report.rejected), "restarts": report.restarts}
+    return {
+        "seconds": elapsed - times["replay"],
+        "replay": times["replay"],
+        "rss_before_mb": before,
+        "peak_before_replay_mb": times["peak_before_replay_mb"],
+        "engine": engine,
+        "fitted": len(report.fitted),
+        "constrained": sum(bool(f.constrained) for f in report.fitted),
+        "rejected": len(report.rejected),
+        "restarts": report.restarts,
+    }
 
 
 def score_phase(url: str, train_path: str, rows: int, test_path: str) -> dict[str, Any]:
@@ -193,13 +212,15 @@ def score_phase(url: str, train_path: str, rows: int, test_path: str) -> dict[st
 def memory(result: dict[str, Any]) -> str:
     """Peak RSS of the phase's process (and of its largest worker), and how far above its RSS at the start."""
     workers = result["workers_peak_mb"]
-    return (f"peak RSS {result['peak_mb']:4.0f} MB (+{result['peak_mb'] - result['rss_before_mb']:3.0f})"
-            + (f", largest worker {workers:.0f} MB" if workers else ""))
+    return f"peak RSS {result['peak_mb']:4.0f} MB (+{result['peak_mb'] - result['rss_before_mb']:3.0f})" + (
+        f", largest worker {workers:.0f} MB" if workers else ""
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rows", type=int, default=0, help="use only the first N rows (0: all)")
     parser.add_argument("--num-fits", type=int, default=1)
     parser.add_argument("--seed", type=int, default=42)
@@ -213,8 +234,10 @@ def main() -> None:
         train_path = Path(tempfile.mkdtemp()) / "train.csv"
         read_log(DATA / TRAIN, args.rows).to_csv(train_path, index=False)
     train = read_log(train_path, 0)
-    print(f"data: {len(train)} rows, {train['user_id'].nunique()} students, {train['skill_name'].nunique()} "
-          f"skills; num_fits={args.num_fits}, cores={os.cpu_count()}")
+    print(
+        f"data: {len(train)} rows, {train['user_id'].nunique()} students, {train['skill_name'].nunique()} "
+        f"skills; num_fits={args.num_fits}, cores={os.cpu_count()}"
+    )
     del train
     url = args.database_url or "sqlite:///" + str(Path(tempfile.mkdtemp()) / "bench.sqlite3")
     imported = in_child(import_phase, url, str(train_path))
@@ -237,21 +260,31 @@ def main() -> None:
     for jobs in (0, os.cpu_count() or 1):
         result = in_child(service_phase, url, args.num_fits, args.seed, jobs, False, False, False)
         service[jobs] = result
-        show(f"(c)  service fit path, {f'{jobs} workers' if jobs else 'default jobs'}", result,
-             f" (before the replay {result['peak_before_replay_mb']:.0f} MB); {result['engine']}")
+        show(
+            f"(c)  service fit path, {f'{jobs} workers' if jobs else 'default jobs'}",
+            result,
+            f" (before the replay {result['peak_before_replay_mb']:.0f} MB); {result['engine']}",
+        )
     for forgets in (False, True):
         result = in_child(service_phase, url, args.num_fits, args.seed, 0, True, forgets, True)
         scored = in_child(score_phase, url, str(train_path), 0, test_path)
-        show(f"({'e' if forgets else 'd'})  service, as fit-params{' --forgets' if forgets else ''}", result,
-             f" (before the replay {result['peak_before_replay_mb']:.0f} MB)")
-        print(f"     + mastery replay {result['replay']:.1f} s; fitted {result['fitted']} "
-              f"({result['constrained']} constrained), rejected {result['rejected']}, EM restarts "
-              f"{result['restarts']}; held out, service tracker: n={scored['n']} AUC={scored['auc']:.4f} "
-              f"RMSE={scored['rmse']:.4f} log-loss={scored['log_loss']:.4f}"
-              + (f"; {scored['forget_skills']} skills with forget > 0" if forgets else ""))
+        show(
+            f"({'e' if forgets else 'd'})  service, as fit-params{' --forgets' if forgets else ''}",
+            result,
+            f" (before the replay {result['peak_before_replay_mb']:.0f} MB)",
+        )
+        print(
+            f"     + mastery replay {result['replay']:.1f} s; fitted {result['fitted']} "
+            f"({result['constrained']} constrained), rejected {result['rejected']}, EM restarts "
+            f"{result['restarts']}; held out, service tracker: n={scored['n']} AUC={scored['auc']:.4f} "
+            f"RMSE={scored['rmse']:.4f} log-loss={scored['log_loss']:.4f}"
+            + (f"; {scored['forget_skills']} skills with forget > 0" if forgets else "")
+        )
     twin = in_child(direct_phase, *common, "routed", True, test_path)
-    print(f"held out, pyBKT's own evaluate: standard (b') AUC={routed['auc']:.4f} RMSE={routed['rmse']:.4f}; "
-          f"forgets AUC={twin['auc']:.4f} RMSE={twin['rmse']:.4f} (its fit: {twin['seconds']:.2f} s)")
+    print(
+        f"held out, pyBKT's own evaluate: standard (b') AUC={routed['auc']:.4f} RMSE={routed['rmse']:.4f}; "
+        f"forgets AUC={twin['auc']:.4f} RMSE={twin['rmse']:.4f} (its fit: {twin['seconds']:.2f} s)"
+    )
     c, b, b_routed = service[0]["seconds"], shipped["seconds"], routed["seconds"]
     print(f"ratio c/b  (service path / pyBKT compiled as shipped): {c / b:.2f}  (target <= 1.5)")
     print(f"ratio c/b' (service path / the same fits called directly): {c / b_routed:.2f}")

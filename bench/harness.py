@@ -71,7 +71,7 @@ def child_pids(pid: int) -> list[int]:
             text = stat.read_text()
         except OSError:  # exited while we looked
             continue
-        state, parent = text[text.rindex(")") + 2:].split()[:2]
+        state, parent = text[text.rindex(")") + 2 :].split()[:2]
         if int(parent) == pid and state not in ("Z", "X"):
             found.append(int(stat.parent.name))
     return sorted(found)
@@ -120,15 +120,36 @@ class Gunicorn:
 
 
 @contextmanager
-def serve(target: str, url: str, *, workers: int, env: Mapping[str, str] | None = None,
-          log: IO[bytes] | None = None, timeout: float = 60) -> Iterator[Gunicorn]:
+def serve(
+    target: str,
+    url: str,
+    *,
+    workers: int,
+    env: Mapping[str, str] | None = None,
+    log: IO[bytes] | None = None,
+    timeout: float = 60,
+) -> Iterator[Gunicorn]:
     """gunicorn serving ``target`` (e.g. ``wsgi:app``) against ``url`` on a free loopback port, with
     SETTINGS and ``env`` in its environment and its stderr in ``log``; stopped on exit."""
     port = free_port()
     environment = {**os.environ, **SETTINGS, "DATABASE_URL": url, "PYTHONPATH": str(ROOT), **(env or {})}
     process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--workers", str(workers), "--bind", f"127.0.0.1:{port}",
-         "--log-level", "warning", target], cwd=ROOT, env=environment, stderr=log)
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--workers",
+            str(workers),
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--log-level",
+            "warning",
+            target,
+        ],
+        cwd=ROOT,
+        env=environment,
+        stderr=log,
+    )
     try:
         server = Gunicorn(process, port, workers)
         server.wait_ready(timeout)

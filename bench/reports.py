@@ -51,10 +51,13 @@ PASSWORD = "bench password"
 def build(args: argparse.Namespace) -> tuple[int, list[str]]:
     """Content, a school, a teacher, a class of students, and their traced answers. Returns (class, ids)."""
     defaults = BktParams(prior=0.2, learn=0.15, guess=0.2, slip=0.1)
-    skills = [Skill(f"s{i:04d}", f"Skill {i}", prerequisites=(f"s{i - 1:04d}",) if i % 10 else (),
-                    bkt=defaults) for i in range(args.skills)]
-    exercises = [Exercise(f"e{i:04d}", (s.id,), "1 + 1", "numeric", ("2",), 0.5)
-                 for i, s in enumerate(skills)]
+    skills = [
+        Skill(f"s{i:04d}", f"Skill {i}", prerequisites=(f"s{i - 1:04d}",) if i % 10 else (), bkt=defaults)
+        for i in range(args.skills)
+    ]
+    exercises = [
+        Exercise(f"e{i:04d}", (s.id,), "1 + 1", "numeric", ("2",), 0.5) for i, s in enumerate(skills)
+    ]
     session = db.session()
     sync_content(session, build_graph(skills, exercises))
     school, _ = accounts.create_school(session, "Bench school")
@@ -76,24 +79,48 @@ def build(args: argparse.Namespace) -> tuple[int, list[str]]:
                 now += timedelta(minutes=1)
                 response_id += 1
                 traced = apply_answer(model, (skill.id,), correct, snapshot.params, now=now, threshold=0.95)
-                responses.append({"id": response_id, "student_id": student.student_id,
-                                  "exercise_id": f"e{skills.index(skill):04d}", "correct": correct,
-                                  "graded_by": "app", "created_at": now})
+                responses.append(
+                    {
+                        "id": response_id,
+                        "student_id": student.student_id,
+                        "exercise_id": f"e{skills.index(skill):04d}",
+                        "correct": correct,
+                        "graded_by": "app",
+                        "created_at": now,
+                    }
+                )
                 step = traced[0]
-                steps.append({"response_id": response_id, "skill_id": skill.id, "position": 0,
-                              "parameters_id": snapshot.parameters[skill.id].id,
-                              "p_mastery_before": step.p_mastery_before, "p_correct": step.p_correct,
-                              "p_mastery_after": step.p_mastery_after,
-                              "p_mastery_paced_after": step.p_mastery_paced_after})
+                steps.append(
+                    {
+                        "response_id": response_id,
+                        "skill_id": skill.id,
+                        "position": 0,
+                        "parameters_id": snapshot.parameters[skill.id].id,
+                        "p_mastery_before": step.p_mastery_before,
+                        "p_correct": step.p_correct,
+                        "p_mastery_after": step.p_mastery_after,
+                        "p_mastery_paced_after": step.p_mastery_paced_after,
+                    }
+                )
         session.execute(sa.insert(Response), responses)
         session.execute(sa.insert(ResponseSkill), steps)
-        session.execute(sa.insert(Mastery), [
-            {"student_id": student.student_id, "skill_id": skill_id,
-             "parameters_id": snapshot.parameters[skill_id].id, **row_values(state)}
-            for skill_id, state in model.skills.items()])
-        session.execute(sa.update(Student).where(Student.id == student.student_id)
-                        .values(speed_weights=model.speed_weights, answer_count=len(responses),
-                                last_answer_at=now))
+        session.execute(
+            sa.insert(Mastery),
+            [
+                {
+                    "student_id": student.student_id,
+                    "skill_id": skill_id,
+                    "parameters_id": snapshot.parameters[skill_id].id,
+                    **row_values(state),
+                }
+                for skill_id, state in model.skills.items()
+            ],
+        )
+        session.execute(
+            sa.update(Student)
+            .where(Student.id == student.student_id)
+            .values(speed_weights=model.speed_weights, answer_count=len(responses), last_answer_at=now)
+        )
         session.commit()
         print(f"\r  students written: {number + 1}/{len(enrolled)}", end="", file=sys.stderr)
     print(file=sys.stderr)
@@ -111,8 +138,9 @@ def median_times(runs: dict[str, Callable[[], object]], repeat: int) -> dict[str
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--students", type=int, default=40)
     parser.add_argument("--skills", type=int, default=100)
     parser.add_argument("--answers", type=int, default=50, help="answers per student per skill")
@@ -120,15 +148,24 @@ def main() -> None:
     parser.add_argument("--database-url", default="", help="default: a temporary SQLite file")
     args = parser.parse_args()
     url = args.database_url or f"sqlite:///{tempfile.mkdtemp()}/bench.sqlite3"
-    app = create_app({"TESTING": True, "SECRET_KEY": "bench", "SQLALCHEMY_DATABASE_URI": url,
-                      "SESSION_COOKIE_SECURE": False, "RATELIMIT_API": "1000000 per minute"})
+    app = create_app(
+        {
+            "TESTING": True,
+            "SECRET_KEY": "bench",
+            "SQLALCHEMY_DATABASE_URI": url,
+            "SESSION_COOKIE_SECURE": False,
+            "RATELIMIT_API": "1000000 per minute",
+        }
+    )
     with app.app_context():
         upgrade()
         began = time.perf_counter()
         class_id, ids = build(args)
-        print(f"data: {args.students} students × {args.skills} skills × {args.answers} answers = "
-              f"{args.students * args.skills * args.answers} responses on {db.engine.dialect.name} "
-              f"(written in {time.perf_counter() - began:.0f} s)")
+        print(
+            f"data: {args.students} students × {args.skills} skills × {args.answers} answers = "
+            f"{args.students * args.skills * args.answers} responses on {db.engine.dialect.name} "
+            f"(written in {time.perf_counter() - began:.0f} s)"
+        )
         teacher = accounts.staff_principal(accounts.find_staff_user(db.session(), "t@bench.test"))
         mastery = Mastery.__table__
         since = datetime.now(UTC) - timedelta(days=30)
@@ -147,8 +184,12 @@ def main() -> None:
         client = app.test_client()
         login_page = client.get("/login").get_data(as_text=True)
         token = login_page.split('name="csrf-token" content="')[1].split('"')[0]
-        assert client.post("/login", data={"csrf_token": token, "email": "t@bench.test",
-                                           "password": PASSWORD}).status_code == 302
+        assert (
+            client.post(
+                "/login", data={"csrf_token": token, "email": "t@bench.test", "password": PASSWORD}
+            ).status_code
+            == 302
+        )
 
         def http_report() -> object:
             response = client.get(f"/api/v1/classes/{class_id}/report")
@@ -159,7 +200,8 @@ def main() -> None:
             "(a) plain SELECT of the class's mastery rows": plain_select,
             "(b) class report (service)": report,
             "(c) class report, date window": lambda: reports.class_report(
-                db.session(), teacher, class_id, since=since),
+                db.session(), teacher, class_id, since=since
+            ),
             "(d) GET /api/v1/classes/<id>/report (JSON)": http_report,
         }
         for run in runs.values():

@@ -60,7 +60,7 @@ def cpu_seconds(pids: list[int]) -> float:
             text = Path(f"/proc/{pid}/stat").read_text()
         except OSError:  # a worker gone (the run then fails as "workers lost")
             continue
-        utime, stime = text[text.rindex(")") + 2:].split()[11:13]
+        utime, stime = text[text.rindex(")") + 2 :].split()[11:13]
         total += int(utime) + int(stime)
     return total / os.sysconf("SC_CLK_TCK")
 
@@ -85,10 +85,14 @@ class Tally:
         with self.lock:
             latencies, kinds, errors = self.latencies, self.kinds, self.errors
             self.latencies, self.kinds, self.errors = [], Counter(), []
-        return {"requests": len(latencies), "kinds": dict(kinds), "errors": len(errors),
-                "error_samples": errors[:5],
-                "p50": percentile(latencies, 0.5) if latencies else 0.0,
-                "p99": percentile(latencies, 0.99) if latencies else 0.0}
+        return {
+            "requests": len(latencies),
+            "kinds": dict(kinds),
+            "errors": len(errors),
+            "error_samples": errors[:5],
+            "p50": percentile(latencies, 0.5) if latencies else 0.0,
+            "p99": percentile(latencies, 0.99) if latencies else 0.0,
+        }
 
 
 class App:
@@ -103,8 +107,9 @@ class App:
         """The JSON body, or None after recording an error (wrong status, broken connection)."""
         began = time.perf_counter()
         try:
-            self.conn.request(method, path, body=json.dumps(payload) if payload is not None else None,
-                              headers=self.headers)
+            self.conn.request(
+                method, path, body=json.dumps(payload) if payload is not None else None, headers=self.headers
+            )
             response = self.conn.getresponse()
             data = response.read()
         except (OSError, http.client.HTTPException) as error:
@@ -122,16 +127,20 @@ class App:
 def _answer(graph: ContentGraph, exercise_id: str, right: bool, rng: random.Random) -> dict[str, Any]:
     """Half graded by the app (``correct``), half typed and graded by the server."""
     exercise = graph.exercises[exercise_id]
-    payload: dict[str, Any] = {"exercise_id": exercise_id, "client_response_id": uuid.uuid4().hex,
-                               "response_time_ms": rng.randint(2_000, 60_000)}
+    payload: dict[str, Any] = {
+        "exercise_id": exercise_id,
+        "client_response_id": uuid.uuid4().hex,
+        "response_time_ms": rng.randint(2_000, 60_000),
+    }
     if rng.random() < 0.5:
         return {**payload, "correct": right}
     wrong = [c for c in exercise.choices if c not in exercise.answers] or ["no idea"]
     return {**payload, "answer": exercise.answers[0] if right else rng.choice(wrong)}
 
 
-def _client(index: int, port: int, key: str, students: list[str], graph: ContentGraph, until: float,
-            tally: Tally) -> None:
+def _client(
+    index: int, port: int, key: str, students: list[str], graph: ContentGraph, until: float, tally: Tally
+) -> None:
     app, rng = App(port, key, tally), random.Random(index)
     config = SimulationConfig(seed=index)
     groups = list(config.groups)  # fast and slow learners
@@ -143,8 +152,13 @@ def _client(index: int, port: int, key: str, students: list[str], graph: Content
         if chosen is None:
             continue
         if chosen["exercise"] is None:  # finished (or stuck): a new student takes the seat
-            created = app.call("new student", "POST", "/api/v1/students", 201,
-                               {"external_id": f"soak-{index}-{uuid.uuid4().hex[:8]}"})
+            created = app.call(
+                "new student",
+                "POST",
+                "/api/v1/students",
+                201,
+                {"external_id": f"soak-{index}-{uuid.uuid4().hex[:8]}"},
+            )
             if created is not None:
                 order[order.index(student)] = created["id"]
                 learners[created["id"]] = SimulatedStudent(config, rng.choice(groups), len(learners))
@@ -162,8 +176,9 @@ def _client(index: int, port: int, key: str, students: list[str], graph: Content
     app.conn.close()
 
 
-def generate(port: int, key: str, students: list[str], clients: int, seconds: float, interval: float,
-             queue: Any) -> None:
+def generate(
+    port: int, key: str, students: list[str], clients: int, seconds: float, interval: float, queue: Any
+) -> None:
     """The load generator (its own process): C client threads; one summary per interval on ``queue``."""
     graph = read_content(ROOT / "content")
     tally = Tally()
@@ -197,15 +212,21 @@ def soak(backend: str, args: argparse.Namespace) -> bool:
         with serve("app:create_app({})", url, workers=args.workers) as server:
             workers = server.worker_pids()
             rss_start = {pid: rss_mib(pid) for pid in workers}
-            print(f"[{label}] gunicorn {args.workers} workers (pids {', '.join(map(str, workers))}), "
-                  f"{args.clients} clients, {args.students} simulated students, {args.seconds:.0f} s; "
-                  f"machine: {os.cpu_count()} cores shared by server, database and load generator")
-            print(f"{'time':>6} {'req/s':>8} {'answers/s':>10} {'p50 ms':>7} {'p99 ms':>7} "
-                  f"{'CPU ms/req':>10} {'errors':>7}  worker RSS MiB")
+            print(
+                f"[{label}] gunicorn {args.workers} workers (pids {', '.join(map(str, workers))}), "
+                f"{args.clients} clients, {args.students} simulated students, {args.seconds:.0f} s; "
+                f"machine: {os.cpu_count()} cores shared by server, database and load generator"
+            )
+            print(
+                f"{'time':>6} {'req/s':>8} {'answers/s':>10} {'p50 ms':>7} {'p99 ms':>7} "
+                f"{'CPU ms/req':>10} {'errors':>7}  worker RSS MiB"
+            )
             cpu = cpu_seconds(workers)
             queue: Any = multiprocessing.Queue()
-            generator = multiprocessing.Process(target=generate, args=(
-                server.port, key, students, args.clients, args.seconds, args.interval, queue))
+            generator = multiprocessing.Process(
+                target=generate,
+                args=(server.port, key, students, args.clients, args.seconds, args.interval, queue),
+            )
             generator.start()
             intervals: list[tuple[float, float, dict[str, Any]]] = []
             rss_seen: list[dict[int, float]] = []
@@ -227,10 +248,12 @@ def soak(backend: str, args: argparse.Namespace) -> bool:
                 cpu = spent
                 intervals.append((at, length, summary))
                 rss_seen.append(rss)
-                print(f"{at:>4.0f} s {summary['requests'] / length:>8.1f} "
-                      f"{summary['kinds'].get('answer', 0) / length:>10.1f} {1000 * summary['p50']:>7.1f} "
-                      f"{1000 * summary['p99']:>7.1f} {1000 * summary['cpu_per_request']:>10.1f} "
-                      f"{summary['errors']:>7}  " + " / ".join(f"{v:.1f}" for v in rss.values()))
+                print(
+                    f"{at:>4.0f} s {summary['requests'] / length:>8.1f} "
+                    f"{summary['kinds'].get('answer', 0) / length:>10.1f} {1000 * summary['p50']:>7.1f} "
+                    f"{1000 * summary['p99']:>7.1f} {1000 * summary['cpu_per_request']:>10.1f} "
+                    f"{summary['errors']:>7}  " + " / ".join(f"{v:.1f}" for v in rss.values())
+                )
                 for sample in summary["error_samples"]:
                     print(f"         error: {sample}")
             generator.join()
@@ -238,8 +261,10 @@ def soak(backend: str, args: argparse.Namespace) -> bool:
             if backend == "sqlite":  # a WAL that checkpoints cannot reset slows every read down
                 database = Path(url.removeprefix("sqlite:///"))
                 wal = Path(f"{database}-wal")
-                print(f"SQLite file {database.stat().st_size / 2**20:.1f} MiB, WAL "
-                      f"{wal.stat().st_size / 2**20 if wal.exists() else 0:.1f} MiB")
+                print(
+                    f"SQLite file {database.stat().st_size / 2**20:.1f} MiB, WAL "
+                    f"{wal.stat().st_size / 2**20 if wal.exists() else 0:.1f} MiB"
+                )
             lost = sorted(set(workers) - set(server.worker_pids()))
             rss_end = {pid: rss_mib(pid) for pid in server.worker_pids()}
         app = create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": url})
@@ -253,21 +278,28 @@ def soak(backend: str, args: argparse.Namespace) -> bool:
     total = sum(kinds.values())
     for sample in tail["error_samples"]:
         print(f"         error: {sample}")
-    print(f"total: {total} requests in {elapsed:.1f} s ({total / elapsed:.1f}/s): "
-          + ", ".join(f"{n} {kind}" for kind, n in kinds.most_common()) + f"; errors: {errors}")
+    print(
+        f"total: {total} requests in {elapsed:.1f} s ({total / elapsed:.1f}/s): "
+        + ", ".join(f"{n} {kind}" for kind, n in kinds.most_common())
+        + f"; errors: {errors}"
+    )
     if intervals:
         (_, first_length, first), (_, last_length, last) = intervals[0], intervals[-1]
         first_rate, last_rate = first["requests"] / first_length, last["requests"] / last_length
         first_cpu, last_cpu = first["cpu_per_request"], last["cpu_per_request"]
-        print(f"throughput: first interval {first_rate:.1f} req/s, last {last_rate:.1f} req/s "
-              f"({last_rate / first_rate:.2f}x); worker CPU per request {1000 * first_cpu:.1f} vs "
-              f"{1000 * last_cpu:.1f} ms ({last_cpu / first_cpu:.2f}x)")
+        print(
+            f"throughput: first interval {first_rate:.1f} req/s, last {last_rate:.1f} req/s "
+            f"({last_rate / first_rate:.2f}x); worker CPU per request {1000 * first_cpu:.1f} vs "
+            f"{1000 * last_cpu:.1f} ms ({last_cpu / first_cpu:.2f}x)"
+        )
     for pid in workers:
         warm = rss_seen[0].get(pid) if rss_seen else None
         end = rss_end.get(pid)
         growth = f"{end - warm:+.1f} MiB since the first interval" if warm and end else "worker gone"
-        print(f"worker {pid} RSS: start {rss_start[pid]:.1f} MiB, after the first interval "
-              f"{warm or 0:.1f}, end {end or 0:.1f} ({growth})")
+        print(
+            f"worker {pid} RSS: start {rss_start[pid]:.1f} MiB, after the first interval "
+            f"{warm or 0:.1f}, end {end or 0:.1f} ({growth})"
+        )
     if lost:
         print(f"workers lost during the run (restarted by gunicorn): {lost}")
     scope = f"{consistency.students} students, {consistency.answers} answers"
@@ -281,8 +313,9 @@ def soak(backend: str, args: argparse.Namespace) -> bool:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seconds", type=float, default=60.0, help="how long the load runs")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
     parser.add_argument("--clients", type=int, default=8, help="concurrent client threads")

@@ -39,11 +39,13 @@ from bench.harness import postgres_database
 # health check fail on a loaded machine (CI shares 2 cores), not on a wrong answer. HYPOTHESIS_PROFILE=default
 # brings them back, to look for a slow example on purpose.
 hypothesis.settings.register_profile(
-    "tutor", deadline=None, suppress_health_check=[hypothesis.HealthCheck.too_slow])
+    "tutor", deadline=None, suppress_health_check=[hypothesis.HealthCheck.too_slow]
+)
 hypothesis.settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "tutor"))
 
 ROOT = Path(__file__).resolve().parent.parent
 CONTENT_DIR = ROOT / "content"
+
 
 def _shared_data() -> Path:
     """The public logs live beside the repo (../shared/data), never inside it."""
@@ -55,9 +57,7 @@ def _shared_data() -> Path:
 
 
 DATA_DIR = _shared_data()
-PG_ADMIN_URL = os.environ.get(
-    "TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-)
+PG_ADMIN_URL = os.environ.get("TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 BACKENDS = ["sqlite", "postgresql"]
 
 
@@ -132,8 +132,15 @@ def content_revision() -> int:
 
 
 # Content and parameters survive between tests (reloaded only when a test changed them).
-CONTENT_TABLES = {"skills", "skill_prerequisites", "exercises", "exercise_skills", "skill_parameters",
-                  "content_state", "fit_runs"}
+CONTENT_TABLES = {
+    "skills",
+    "skill_prerequisites",
+    "exercises",
+    "exercise_skills",
+    "skill_parameters",
+    "content_state",
+    "fit_runs",
+}
 
 
 def reset_database(shipped_graph: Any) -> None:
@@ -253,8 +260,9 @@ class Actor:
 
     def sign_in_student(self, join_code: str, personal_code: str) -> Any:
         self.refresh_csrf("/student-login")
-        return self.request("POST", "/student-login",
-                            form={"join_code": join_code, "personal_code": personal_code})
+        return self.request(
+            "POST", "/student-login", form={"join_code": join_code, "personal_code": personal_code}
+        )
 
 
 @dataclass
@@ -292,21 +300,33 @@ def world(app: Flask) -> World:
         [b] = enroll(session, class_b, ["student-b"])
         assert a.code and b.code
         built = World(
-            north=north.id, south=south.id, class_a=class_a.id, class_b=class_b.id,
-            join_a=class_a.join_code, join_b=class_b.join_code,
-            student_a=a.student_id, student_b=b.student_id, code_a=a.code, code_b=b.code,
+            north=north.id,
+            south=south.id,
+            class_a=class_a.id,
+            class_b=class_b.id,
+            join_a=class_a.join_code,
+            join_b=class_b.join_code,
+            student_a=a.student_id,
+            student_b=b.student_id,
+            code_a=a.code,
+            code_b=b.code,
             key_1=create_api_key(session, "app-1", north).key,
             key_2=create_api_key(session, "app-2", south).key,
         )
     actors = {name: Actor(name, app.test_client()) for name in ROLES}
     actors["app1"] = Actor("app1", app.test_client(), built.key_1)
     actors["app2"] = Actor("app2", app.test_client(), built.key_2)
-    for name, email in (("teacher_a", "a@north.test"), ("teacher_other", "b@north.test"),
-                        ("admin", "admin@north.test")):
+    for name, email in (
+        ("teacher_a", "a@north.test"),
+        ("teacher_other", "b@north.test"),
+        ("admin", "admin@north.test"),
+    ):
         assert actors[name].sign_in_staff(email).status_code == 302
         actors[name].refresh_csrf("/classes")
-    for name, join, code in (("student_a", built.join_a, built.code_a),
-                             ("student_b", built.join_b, built.code_b)):
+    for name, join, code in (
+        ("student_a", built.join_a, built.code_a),
+        ("student_b", built.join_b, built.code_b),
+    ):
         assert actors[name].sign_in_student(join, code).status_code == 302
         actors[name].refresh_csrf("/me")
     for name in ("anonymous", "app1", "app2"):

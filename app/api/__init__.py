@@ -14,8 +14,13 @@ def init_app(app: Flask) -> None:
         "apiKey", {"type": "http", "scheme": "bearer", "description": "A learning app's API key."}
     )
     api.spec.components.security_scheme(
-        "session", {"type": "apiKey", "in": "cookie", "name": "session",
-                    "description": "A signed-in teacher, admin or student (writes need X-CSRFToken)."}
+        "session",
+        {
+            "type": "apiKey",
+            "in": "cookie",
+            "name": "session",
+            "description": "A signed-in teacher, admin or student (writes need X-CSRFToken).",
+        },
     )
     api.spec.options["security"] = [{"apiKey": []}, {"session": []}]
     for blueprint in (students.blp, classes.blp, exercises.blp, bias.blp):

@@ -28,16 +28,22 @@ def authenticate_request() -> None:
     if header is not None:
         scheme, _, key = header.partition(" ")
         if scheme.lower() != "bearer" or not key.strip():
-            abort(401, message="Malformed Authorization header: send 'Authorization: Bearer <api key>'.",
-                  headers={"WWW-Authenticate": "Bearer"})
+            abort(
+                401,
+                message="Malformed Authorization header: send 'Authorization: Bearer <api key>'.",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         principal = authenticate(db.session(), key.strip())
         if principal is None:
             abort(401, message="Invalid or revoked API key.", headers={"WWW-Authenticate": "Bearer"})
     else:
         principal = signed_in()
         if principal is None:
-            abort(401, message="Missing credentials: send 'Authorization: Bearer <api key>', or sign in.",
-                  headers={"WWW-Authenticate": "Bearer"})
+            abort(
+                401,
+                message="Missing credentials: send 'Authorization: Bearer <api key>', or sign in.",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         if request.method not in SAFE_METHODS and current_app.config.get("WTF_CSRF_ENABLED", True):
             csrf.protect()
     g.principal = principal

@@ -29,9 +29,16 @@ class BiasChecks(MethodView):
     def post(self, data: dict[str, Any]) -> Any:
         """Run a bias check over the school's students grouped by an attribute, and store it (admins)."""
         return bias.run_bias_check(
-            db.session(), current_principal(), data["attribute"], skills=data.get("skills"),
-            since=data.get("since"), until=data.get("until"), bootstrap=data.get("bootstrap"),
-            seed=data.get("seed"), diagnostic=data["diagnostic"])
+            db.session(),
+            current_principal(),
+            data["attribute"],
+            skills=data.get("skills"),
+            since=data.get("since"),
+            until=data.get("until"),
+            bootstrap=data.get("bootstrap"),
+            seed=data.get("seed"),
+            diagnostic=data["diagnostic"],
+        )
 
     @blp.response(200, BiasCheckListSchema(many=True))
     def get(self) -> Any:
@@ -52,8 +59,13 @@ class GroupAttributes(MethodView):
     @blp.response(200, GroupAttributesResultSchema)
     def put(self, data: dict[str, Any], student_id: str) -> Any:
         """Record consent and group attributes for bias checks (admins). Never used to teach."""
-        recorded = groups.set_group_attributes(db.session(), current_principal(), student_id, data["values"],
-                                               consent_given_by=data["consent_given_by"])
+        recorded = groups.set_group_attributes(
+            db.session(),
+            current_principal(),
+            student_id,
+            data["values"],
+            consent_given_by=data["consent_given_by"],
+        )
         return {"recorded": sorted(recorded)}
 
     @blp.response(200, DeclineResultSchema)

@@ -41,7 +41,7 @@ class ClassReport(MethodView):
 
         As of ``until`` (default now), counting activity since ``since``.
         """
-        result = reports.class_report(db.session(), current_principal(), class_id,
-                                      since=window.get("since"), until=window.get("until"))
+        result = reports.class_report(
+            db.session(), current_principal(), class_id, since=window.get("since"), until=window.get("until")
+        )
         return {"class_id": result.klass.id, "name": result.klass.name, **vars(result.report)}
-

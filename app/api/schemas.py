@@ -64,8 +64,10 @@ class StudentCreateSchema(Schema):
         required=True,
         # Documented for clients and fuzzers; the field itself applies the full rule.
         validate=validate.Regexp(r"^[^\x00-\x1f\x7f]{1,200}$", error=EXTERNAL_ID_RULE),
-        metadata={"description": "The app's own pseudonymous id for the student (no names); surrounding "
-                                 "spaces are removed."},
+        metadata={
+            "description": "The app's own pseudonymous id for the student (no names); surrounding "
+            "spaces are removed."
+        },
     )
 
 
@@ -74,15 +76,18 @@ class StudentSchema(Schema):
     external_id = fields.String()
     created_at = fields.DateTime()
     personalized = fields.Boolean(
-        metadata={"description": "False: the student opted out of personalization (fixed order)."})
+        metadata={"description": "False: the student opted out of personalization (fixed order)."}
+    )
     personalization_changed_at = fields.DateTime(allow_none=True)
 
 
 class StudentUpdateSchema(Schema):
     personalized = JsonBoolean(
         required=True,
-        metadata={"description": "false switches personalization off: the fixed curriculum order, "
-                                 "and nothing about the student is used to adapt."},
+        metadata={
+            "description": "false switches personalization off: the fixed curriculum order, "
+            "and nothing about the student is used to adapt."
+        },
     )
 
 
@@ -117,18 +122,31 @@ class NextExerciseSchema(Schema):
     reason = fields.String(metadata={"enum": REASONS})
     explanation = fields.String(metadata={"description": "The reason in plain language."})
     policy = fields.String(metadata={"enum": SERVED_POLICIES})
-    details = fields.Dict(metadata={
-        "description": "Machine-readable reason: the chosen skill's estimates, the scores that decided, "
-                       "alternatives, skills blocked by prerequisites, target and predicted success."})
+    details = fields.Dict(
+        metadata={
+            "description": "Machine-readable reason: the chosen skill's estimates, the scores that decided, "
+            "alternatives, skills blocked by prerequisites, target and predicted success."
+        }
+    )
     recommendation_id = fields.Integer(allow_none=True)
-    p_mastery = fields.Float(allow_none=True, metadata={
-        "description": "Standard BKT P(L) of the chosen skill (what pyBKT computes)."})
-    p_mastery_paced = fields.Float(allow_none=True, metadata={
-        "description": "P(L) of the chosen skill given the student's pace and prior knowledge, as of the "
-                       "last answer (no forgetting)."})
-    mastery_estimate = fields.Float(allow_none=True, metadata={
-        "description": "The mastery estimate of the chosen skill now (p_mastery_paced x predicted recall): "
-                       "what decides mastery and selection, and what every screen shows."})
+    p_mastery = fields.Float(
+        allow_none=True,
+        metadata={"description": "Standard BKT P(L) of the chosen skill (what pyBKT computes)."},
+    )
+    p_mastery_paced = fields.Float(
+        allow_none=True,
+        metadata={
+            "description": "P(L) of the chosen skill given the student's pace and prior knowledge, as of the "
+            "last answer (no forgetting)."
+        },
+    )
+    mastery_estimate = fields.Float(
+        allow_none=True,
+        metadata={
+            "description": "The mastery estimate of the chosen skill now (p_mastery_paced x recall): "
+            "what decides mastery and selection, and what every screen shows."
+        },
+    )
 
 
 class ResponseCreateSchema(Schema):
@@ -138,8 +156,10 @@ class ResponseCreateSchema(Schema):
         metadata={"description": "The student's answer; the service grades it."},
     )
     correct = JsonBoolean(
-        metadata={"description": "Set instead of answer when the app graded the answer itself (a learning "
-                                 "app's key only: a signed-in session gets 403 and must send answer)."},
+        metadata={
+            "description": "Set instead of answer when the app graded the answer itself (a learning "
+            "app's key only: a signed-in session gets 403 and must send answer)."
+        },
     )
     response_time_ms = fields.Integer(strict=True, validate=validate.Range(0, ONE_DAY_MS))
     client_response_id = fields.String(
@@ -147,9 +167,13 @@ class ResponseCreateSchema(Schema):
         metadata={"description": "A retry with the same id records nothing and returns the first result."},
     )
     hints_used = fields.Integer(
-        strict=True, load_default=0, validate=validate.Range(0, 100),
-        metadata={"description": "Hints the student saw first: a right answer after a hint is stored as "
-                                 "right but is not counted as evidence of knowing the skill."},
+        strict=True,
+        load_default=0,
+        validate=validate.Range(0, 100),
+        metadata={
+            "description": "Hints the student saw first: a right answer after a hint is stored as "
+            "right but is not counted as evidence of knowing the skill."
+        },
     )
 
     @validates_schema
@@ -163,15 +187,26 @@ class SkillStepSchema(Schema):
     p_mastery_before = fields.Float(metadata={"description": "Standard BKT P(L) before the answer."})
     p_correct = fields.Float(metadata={"description": "Standard BKT P(correct) predicted before it."})
     p_mastery_after = fields.Float(metadata={"description": "Standard BKT P(L) after the answer."})
-    p_mastery_paced_after = fields.Float(allow_none=True, metadata={
-        "description": "P(L) given the student's pace and prior knowledge, after the answer."})
-    mastery_estimate_before = fields.Float(allow_none=True, attribute="estimate_before", metadata={
-        "description": "The mastery estimate just before the answer (what the screens showed)."})
-    mastery_estimate_after = fields.Float(allow_none=True, attribute="estimate_after", metadata={
-        "description": "The mastery estimate right after the answer, on the same scale."})
-    mastered = fields.Boolean(metadata={
-        "description": "The skill's status is `mastered` after the answer: earned, and its estimate at or "
-                       "above the review level."})
+    p_mastery_paced_after = fields.Float(
+        allow_none=True,
+        metadata={"description": "P(L) given the student's pace and prior knowledge, after the answer."},
+    )
+    mastery_estimate_before = fields.Float(
+        allow_none=True,
+        attribute="estimate_before",
+        metadata={"description": "The mastery estimate just before the answer (what the screens showed)."},
+    )
+    mastery_estimate_after = fields.Float(
+        allow_none=True,
+        attribute="estimate_after",
+        metadata={"description": "The mastery estimate right after the answer, on the same scale."},
+    )
+    mastered = fields.Boolean(
+        metadata={
+            "description": "Its status is `mastered` after the answer: earned, and its estimate at or "
+            "above the review level."
+        }
+    )
 
 
 class ResponseSchema(Schema):
@@ -180,29 +215,44 @@ class ResponseSchema(Schema):
     correct = fields.Boolean()
     graded_by = fields.String(metadata={"enum": ["server", "app"]})
     correct_answer = fields.String()
-    solution = fields.List(fields.String(), metadata={
-        "description": "The exercise's worked solution, a few short steps ending with the answer (only ever "
-                       "sent after an answer)."})
+    solution = fields.List(
+        fields.String(),
+        metadata={
+            "description": "The worked solution, a few short steps ending with the answer (only ever "
+            "sent after an answer)."
+        },
+    )
     client_response_id = fields.String(allow_none=True)
     created_at = fields.DateTime()
-    recommendation_id = fields.Integer(allow_none=True, metadata={
-        "description": "The recommendation this answer followed, if it was the one served last."})
+    recommendation_id = fields.Integer(
+        allow_none=True,
+        metadata={"description": "The recommendation this answer followed, if it was the one served last."},
+    )
     hints_used = fields.Integer()
     credited = fields.Boolean(
-        metadata={"description": "Counted as evidence of knowing: right, without a hint."})
+        metadata={"description": "Counted as evidence of knowing: right, without a hint."}
+    )
     mastery = fields.Dict(
-        keys=fields.String(), values=fields.Float(),
+        keys=fields.String(),
+        values=fields.Float(),
         metadata={"description": "Standard BKT P(L) of each skill of the exercise after this answer."},
     )
     mastery_paced = fields.Dict(
-        keys=fields.String(), values=fields.Float(allow_none=True),
-        metadata={"description": "P(L) of each skill given the student's pace and prior knowledge, after "
-                                 "this answer."},
+        keys=fields.String(),
+        values=fields.Float(allow_none=True),
+        metadata={
+            "description": "P(L) of each skill given the student's pace and prior knowledge, after "
+            "this answer."
+        },
     )
     mastery_estimate = fields.Dict(
-        keys=fields.String(), values=fields.Float(allow_none=True), attribute="estimates",
-        metadata={"description": "The mastery estimate of each skill after this answer: what decides and "
-                                 "what the screens show."},
+        keys=fields.String(),
+        values=fields.Float(allow_none=True),
+        attribute="estimates",
+        metadata={
+            "description": "The mastery estimate of each skill after this answer: what decides and "
+            "what the screens show."
+        },
     )
     skills = fields.List(fields.Nested(SkillStepSchema))
 
@@ -210,26 +260,40 @@ class ResponseSchema(Schema):
 class SkillProgressSchema(Schema):
     skill_id = fields.String()
     name = fields.String()
-    p_mastery = fields.Float(metadata={
-        "description": "Standard BKT P(L) under the skill's parameters (what pyBKT computes)."})
-    p_mastery_paced = fields.Float(metadata={
-        "description": "P(L) given the student's pace and prior knowledge, as of the last answer."})
-    mastery_estimate = fields.Float(attribute="mastery", metadata={
-        "description": "The mastery estimate now: p_mastery_paced x predicted recall. It decides `status` "
-                       "and selection, and every screen shows it."})
-    status = fields.String(metadata={"enum": STATUSES, "description":
-        "not_started; learning (not yet earned); mastered (earned: the estimate reached the threshold with "
-        "enough right answers, and is still at or above the review level); due_for_review; "
-        "needs_relearning."})
+    p_mastery = fields.Float(
+        metadata={"description": "Standard BKT P(L) under the skill's parameters (what pyBKT computes)."}
+    )
+    p_mastery_paced = fields.Float(
+        metadata={"description": "P(L) given the student's pace and prior knowledge, as of the last answer."}
+    )
+    mastery_estimate = fields.Float(
+        attribute="mastery",
+        metadata={
+            "description": "The mastery estimate now: p_mastery_paced x recall. It decides `status` "
+            "and selection, and every screen shows it."
+        },
+    )
+    status = fields.String(
+        metadata={
+            "enum": STATUSES,
+            "description": "not_started; learning (not yet earned); mastered (earned: the estimate "
+            "reached the threshold with enough right answers, and is still at or above the review "
+            "level); due_for_review; needs_relearning.",
+        }
+    )
     p_correct = fields.Float(metadata={"description": "Predicted P(correct) on the next answer, now."})
     attempts = fields.Integer()
     correct_count = fields.Integer(metadata={"description": "Credited answers: right and unhinted."})
     mastered = fields.Boolean(metadata={"description": "status == mastered."})
     mastered_at = fields.DateTime(allow_none=True)
     last_practiced_at = fields.DateTime(allow_none=True)
-    recall = fields.Float(allow_none=True, metadata={
-        "description": "Predicted recall of an earned skill now (FSRS memory model); null before it is "
-                       "earned."})
+    recall = fields.Float(
+        allow_none=True,
+        metadata={
+            "description": "Predicted recall of an earned skill now (FSRS memory model); null before it is "
+            "earned."
+        },
+    )
     review_due = fields.Boolean(metadata={"description": "status is due_for_review or needs_relearning."})
 
 
@@ -237,13 +301,20 @@ class ProgressSchema(Schema):
     student_id = fields.String()
     mastery_threshold = fields.Float()
     personalized = fields.Boolean()
-    speed = fields.Float(metadata={
-        "description": "Posterior mean learning-speed factor from the student's answers (1 = typical)."})
-    prior_knowledge = fields.Float(metadata={
-        "description": "Posterior mean prior-knowledge scale (1 = the skills' priors, 0 = starting from "
-                       "scratch)."})
-    min_correct = fields.Integer(metadata={
-        "description": "Right, unhinted answers a skill needs before it can be declared mastered."})
+    speed = fields.Float(
+        metadata={
+            "description": "Posterior mean learning-speed factor from the student's answers (1 = typical)."
+        }
+    )
+    prior_knowledge = fields.Float(
+        metadata={
+            "description": "Posterior mean prior-knowledge scale (1 = the skills' priors, 0 = starting from "
+            "scratch)."
+        }
+    )
+    min_correct = fields.Integer(
+        metadata={"description": "Right, unhinted answers a skill needs before it can be declared mastered."}
+    )
     skills_mastered = fields.Integer()
     skills_total = fields.Integer()
     skills = fields.List(fields.Nested(SkillProgressSchema))
@@ -308,10 +379,18 @@ class SkillReportSchema(Schema):
     depth = fields.Integer(metadata={"description": "Steps from a skill without prerequisites."})
     status = fields.String(metadata={"enum": ["mastered", "learning", "ready", "locked"]})
     enough_data = fields.Boolean(metadata={"description": "False below a few answers: no estimates then."})
-    p_mastery = fields.Float(allow_none=True, metadata={
-        "description": "The mastery estimate now; null: not enough data (fewer than a few answers)."})
-    mastery_estimate = fields.Float(attribute="estimate", metadata={
-        "description": "The mastery estimate now, however few the answers (as the student's page shows)."})
+    p_mastery = fields.Float(
+        allow_none=True,
+        metadata={
+            "description": "The mastery estimate now; null: not enough data (fewer than a few answers)."
+        },
+    )
+    mastery_estimate = fields.Float(
+        attribute="estimate",
+        metadata={
+            "description": "The mastery estimate now, however few the answers (as the student's page shows)."
+        },
+    )
     unit = fields.String(metadata={"description": "The skill's curriculum unit (content); may be empty."})
     attempts = fields.Integer()
     correct = fields.Integer()
@@ -321,9 +400,11 @@ class SkillReportSchema(Schema):
     attempts_at_mastery = fields.Integer(allow_none=True)
     last_practiced_at = fields.DateTime(allow_none=True)
     predicted_attempts_to_mastery = fields.Integer(
-        allow_none=True, metadata={"description": "Answers still needed at the student's pace (expected)."})
+        allow_none=True, metadata={"description": "Answers still needed at the student's pace (expected)."}
+    )
     prediction = fields.String(
-        metadata={"enum": ["mastered", "estimate", "not_enough_data", "beyond_horizon"]})
+        metadata={"enum": ["mastered", "estimate", "not_enough_data", "beyond_horizon"]}
+    )
     recall = fields.Float(allow_none=True)
     review_due = fields.Boolean()
 
@@ -338,17 +419,16 @@ class StudentReportSchema(Schema):
     locked = fields.Integer()
     reviews_due = fields.List(fields.String())
     last_activity_at = fields.DateTime(allow_none=True)
-    speed = fields.Float(allow_none=True,
-                         metadata={"description": "Pace factor (1 = as fitted); null early on."})
+    speed = fields.Float(
+        allow_none=True, metadata={"description": "Pace factor (1 = as fitted); null early on."}
+    )
     answers = fields.Integer()
     skills = fields.List(fields.Nested(SkillReportSchema))
 
 
 class ReportWindowSchema(Schema):
-    since = UtcDateTime(
-                                 metadata={"description": "Count activity from here."})
-    until = UtcDateTime(
-                                 metadata={"description": "Report as of (default now)."})
+    since = UtcDateTime(metadata={"description": "Count activity from here."})
+    until = UtcDateTime(metadata={"description": "Report as of (default now)."})
 
     @validates_schema
     def check_order(self, data: dict[str, Any], **_: Any) -> None:
@@ -357,10 +437,15 @@ class ReportWindowSchema(Schema):
 
 
 class CellSchema(Schema):
-    p_mastery = fields.Float(allow_none=True, metadata={
-        "description": "The mastery estimate as of the report's end; null below a few answers (too early)."})
-    mastery_estimate = fields.Float(allow_none=True, attribute="estimate", metadata={
-        "description": "The mastery estimate however few the answers (null: not started)."})
+    p_mastery = fields.Float(
+        allow_none=True,
+        metadata={"description": "The mastery estimate at the report's end; null below a few answers."},
+    )
+    mastery_estimate = fields.Float(
+        allow_none=True,
+        attribute="estimate",
+        metadata={"description": "The mastery estimate however few the answers (null: not started)."},
+    )
     attempts = fields.Integer()
     correct = fields.Integer(metadata={"description": "Credited answers: right and unhinted."})
     mastered = fields.Boolean()
@@ -407,20 +492,31 @@ class ClassReportSchema(Schema):
 
 
 class ExportQuerySchema(Schema):
-    format = fields.String(load_default="json", validate=validate.OneOf(["json", "csv"]),
-                           metadata={"description": "json (one document) or csv (a ZIP of CSV files)."})
+    format = fields.String(
+        load_default="json",
+        validate=validate.OneOf(["json", "csv"]),
+        metadata={"description": "json (one document) or csv (a ZIP of CSV files)."},
+    )
 
 
 class DeletionSchema(Schema):
-    deleted = fields.Dict(keys=fields.String(), values=fields.Integer(),
-                          metadata={"description": "Rows deleted per table."})
+    deleted = fields.Dict(
+        keys=fields.String(), values=fields.Integer(), metadata={"description": "Rows deleted per table."}
+    )
 
 
 class GroupAttributesSchema(Schema):
-    values = fields.Dict(keys=fields.String(), values=fields.String(), required=True,
-                         metadata={"description": "attribute -> value, e.g. {\"gender\": \"female\"}."})
-    consent_given_by = fields.String(required=True, validate=validate.Length(1, 100),
-                                     metadata={"description": "Who gave consent: 'parent', 'student', ..."})
+    values = fields.Dict(
+        keys=fields.String(),
+        values=fields.String(),
+        required=True,
+        metadata={"description": 'attribute -> value, e.g. {"gender": "female"}.'},
+    )
+    consent_given_by = fields.String(
+        required=True,
+        validate=validate.Length(1, 100),
+        metadata={"description": "Who gave consent: 'parent', 'student', ..."},
+    )
 
 
 class GroupAttributesResultSchema(Schema):
@@ -438,8 +534,12 @@ class BiasCheckRequestSchema(Schema):
     until = UtcDateTime()
     bootstrap = fields.Integer(strict=True, validate=validate.Range(50, 5000))
     seed = fields.Integer(strict=True, validate=validate.Range(0, 2**31 - 1))
-    diagnostic = JsonBoolean(load_default=False, metadata={
-        "description": "Also fit pyBKT with one learn rate per group (multilearn) on the busiest skills."})
+    diagnostic = JsonBoolean(
+        load_default=False,
+        metadata={
+            "description": "Also fit pyBKT with one learn rate per group (multilearn) on the busiest skills."
+        },
+    )
 
 
 class BiasCheckSchema(Schema):
@@ -447,8 +547,12 @@ class BiasCheckSchema(Schema):
     created_at = fields.DateTime()
     actor = fields.String()
     attribute = fields.String()
-    report = fields.Dict(metadata={"description": "Groups, estimates with intervals, tests, flags, settings, "
-                                                  "data window, model versions, caveats. Aggregates only."})
+    report = fields.Dict(
+        metadata={
+            "description": "Groups, estimates with intervals, tests, flags, settings, "
+            "data window, model versions, caveats. Aggregates only."
+        }
+    )
 
 
 class BiasCheckListSchema(Schema):

@@ -41,8 +41,7 @@ class Students(MethodView):
     @blp.alt_response(200, schema=StudentSchema, description="The student already existed.")
     def post(self, data: dict[str, Any]) -> Any:
         """Create a student of the app's school, or return the one with this external_id (apps only)."""
-        student, created = get_or_create_student(
-            db.session(), current_principal(), data["external_id"])
+        student, created = get_or_create_student(db.session(), current_principal(), data["external_id"])
         return student, 201 if created else 200
 
 
@@ -61,8 +60,9 @@ class StudentById(MethodView):
     @blp.response(200, StudentSchema)
     def patch(self, data: dict[str, Any], student_id: str) -> Any:
         """Switch personalization off (fixed curriculum order) or on again; recorded with time and actor."""
-        return set_personalization(db.session(), current_principal(), student_id,
-                                   enabled=data["personalized"])
+        return set_personalization(
+            db.session(), current_principal(), student_id, enabled=data["personalized"]
+        )
 
 
 @blp.route("/students/<student_id>/next-exercise")
@@ -74,10 +74,16 @@ class NextExercise(MethodView):
         chosen = next_exercise(db.session(), current_principal(), student_id, seed=query.get("seed"))
         rec = chosen.recommendation
         return {
-            "exercise": chosen.exercise, "skill_id": rec.skill_id, "reason": rec.reason,
-            "explanation": rec.explanation, "policy": rec.policy, "details": rec.details,
-            "recommendation_id": chosen.recommendation_id, "p_mastery": chosen.p_mastery,
-            "p_mastery_paced": chosen.p_mastery_paced, "mastery_estimate": rec.p_mastery,
+            "exercise": chosen.exercise,
+            "skill_id": rec.skill_id,
+            "reason": rec.reason,
+            "explanation": rec.explanation,
+            "policy": rec.policy,
+            "details": rec.details,
+            "recommendation_id": chosen.recommendation_id,
+            "p_mastery": chosen.p_mastery,
+            "p_mastery_paced": chosen.p_mastery_paced,
+            "mastery_estimate": rec.p_mastery,
         }
 
 
@@ -129,8 +135,12 @@ class StudentReport(MethodView):
         "Not enough data" (null estimates) below a few answers on a skill.
         """
         student, report = reports.student_report(db.session(), current_principal(), student_id)
-        return {"student_id": student.id, "external_id": student.external_id, "generated_at": utcnow(),
-                **vars(report)}
+        return {
+            "student_id": student.id,
+            "external_id": student.external_id,
+            "generated_at": utcnow(),
+            **vars(report),
+        }
 
 
 @blp.route("/students/<student_id>/export")

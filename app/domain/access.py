@@ -27,8 +27,10 @@ class Action(StrEnum):
     SET_PERSONALIZATION = "change a student's personalization"
     PRACTISE = "practise (ask for exercises, answer them)"
     # Only a learning app grades answers itself: a person's answer is graded by the service.
-    SEND_GRADES = ("send 'correct' (only a learning app's key may grade answers itself); send 'answer' and "
-                   "the service grades it")
+    SEND_GRADES = (
+        "send 'correct' (only a learning app's key may grade answers itself); send 'answer' and "
+        "the service grades it"
+    )
     READ_CLASS = "read classes"
     MANAGE_API_KEYS = "manage API keys"
     CHANGE_PASSWORD = "change a password"
@@ -40,24 +42,53 @@ class Action(StrEnum):
 
 
 PERMISSIONS: dict[Role, frozenset[Action]] = {
-    Role.APP: frozenset({
-        Action.READ_CONTENT, Action.CREATE_STUDENT, Action.READ_STUDENT, Action.SET_PERSONALIZATION,
-        Action.PRACTISE, Action.SEND_GRADES, Action.READ_CLASS, Action.DELETE_STUDENT,
-    }),
-    Role.ADMIN: frozenset({
-        Action.READ_CONTENT, Action.READ_STUDENT, Action.SET_PERSONALIZATION, Action.READ_CLASS,
-        Action.MANAGE_API_KEYS, Action.CHANGE_PASSWORD, Action.DELETE_STUDENT, Action.SET_GROUP_ATTRIBUTES,
-        Action.DECLINE_GROUP_ATTRIBUTES, Action.RUN_BIAS_CHECK, Action.READ_BIAS_CHECK,
-    }),
-    Role.TEACHER: frozenset({
-        Action.READ_CONTENT, Action.READ_STUDENT, Action.SET_PERSONALIZATION, Action.READ_CLASS,
-        Action.CHANGE_PASSWORD, Action.READ_BIAS_CHECK,
-    }),
+    Role.APP: frozenset(
+        {
+            Action.READ_CONTENT,
+            Action.CREATE_STUDENT,
+            Action.READ_STUDENT,
+            Action.SET_PERSONALIZATION,
+            Action.PRACTISE,
+            Action.SEND_GRADES,
+            Action.READ_CLASS,
+            Action.DELETE_STUDENT,
+        }
+    ),
+    Role.ADMIN: frozenset(
+        {
+            Action.READ_CONTENT,
+            Action.READ_STUDENT,
+            Action.SET_PERSONALIZATION,
+            Action.READ_CLASS,
+            Action.MANAGE_API_KEYS,
+            Action.CHANGE_PASSWORD,
+            Action.DELETE_STUDENT,
+            Action.SET_GROUP_ATTRIBUTES,
+            Action.DECLINE_GROUP_ATTRIBUTES,
+            Action.RUN_BIAS_CHECK,
+            Action.READ_BIAS_CHECK,
+        }
+    ),
+    Role.TEACHER: frozenset(
+        {
+            Action.READ_CONTENT,
+            Action.READ_STUDENT,
+            Action.SET_PERSONALIZATION,
+            Action.READ_CLASS,
+            Action.CHANGE_PASSWORD,
+            Action.READ_BIAS_CHECK,
+        }
+    ),
     # A student practises as themself; whose data they can read is the scope's business.
-    Role.STUDENT: frozenset({
-        Action.READ_CONTENT, Action.READ_STUDENT, Action.SET_PERSONALIZATION, Action.PRACTISE,
-        Action.DECLINE_GROUP_ATTRIBUTES,
-    }),
+    Role.STUDENT: frozenset(
+        {
+            Action.READ_CONTENT,
+            Action.READ_STUDENT,
+            Action.SET_PERSONALIZATION,
+            Action.PRACTISE,
+            Action.DECLINE_GROUP_ATTRIBUTES,
+        }
+    ),
 }
 
 

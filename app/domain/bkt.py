@@ -42,8 +42,14 @@ class BktParams:
     @classmethod
     def of(cls, values: Mapping[str, float], *, fitted: bool = False) -> BktParams:
         """From a mapping of the five parameter names (pyBKT's fits, stored rows)."""
-        return cls(prior=float(values["prior"]), learn=float(values["learn"]), guess=float(values["guess"]),
-                   slip=float(values["slip"]), forget=float(values.get("forget", 0.0)), fitted=fitted)
+        return cls(
+            prior=float(values["prior"]),
+            learn=float(values["learn"]),
+            guess=float(values["guess"]),
+            slip=float(values["slip"]),
+            forget=float(values.get("forget", 0.0)),
+            fitted=fitted,
+        )
 
     def __post_init__(self) -> None:
         problems = parameter_problems({n: getattr(self, n) for n in PARAMETER_NAMES})
@@ -73,8 +79,7 @@ def parameter_problems(values: Mapping[str, object]) -> list[str]:
     for name in ("guess", "slip"):
         if values.get(name, 0.0) >= 0.5:  # type: ignore[operator]
             problems.append(
-                f"{name} must be below 0.5 (got {values[name]}): "
-                "a correct answer would lower mastery"
+                f"{name} must be below 0.5 (got {values[name]}): a correct answer would lower mastery"
             )
     return problems
 

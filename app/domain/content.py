@@ -89,7 +89,7 @@ def find_cycle(prerequisites: Mapping[str, Iterable[str]]) -> list[str] | None:
             if nxt not in colour:
                 continue
             if colour[nxt] == grey:
-                return path[path.index(nxt):] + [nxt]
+                return path[path.index(nxt) :] + [nxt]
             if colour[nxt] == white:
                 colour[nxt] = grey
                 path.append(nxt)
@@ -118,8 +118,10 @@ def _by_id(items: Iterable[_Item], kind: str, problems: list[str]) -> dict[str, 
     found: dict[str, _Item] = {}
     for item in items:
         if item.id in found:
-            problems.append(f"{_label(item.origin, kind, item.id)}: duplicate id "
-                            f"(first defined in {found[item.id].origin})")
+            problems.append(
+                f"{_label(item.origin, kind, item.id)}: duplicate id "
+                f"(first defined in {found[item.id].origin})"
+            )
         else:
             found[item.id] = item
     return found
@@ -158,9 +160,7 @@ def build_graph(
     if require_exercises:
         for skill_id, exercise_ids in by_skill.items():
             if not exercise_ids:
-                problems.append(
-                    f"{_label(skill_map[skill_id].origin, 'skill', skill_id)}: has no exercises"
-                )
+                problems.append(f"{_label(skill_map[skill_id].origin, 'skill', skill_id)}: has no exercises")
 
     prerequisites = {s.id: [p for p in s.prerequisites if p != s.id] for s in skill_map.values()}
     cycle = find_cycle(prerequisites)

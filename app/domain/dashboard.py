@@ -29,12 +29,16 @@ class DashboardConfig:
     min_group: int = 2  # a suggested grouping has at least this many students
 
     def __post_init__(self) -> None:
-        problems = [f"{name} must be in [0, 1], got {getattr(self, name)}" for name in (
-            "low_accuracy", "many_hints", "high_estimate", "low_skill_accuracy")
-            if not 0.0 <= getattr(self, name) <= 1.0]
-        problems += [f"{name} must be at least 1, got {getattr(self, name)}" for name in (
-            "recent_answers", "min_recent", "min_skill_answers", "stuck_answers", "min_group")
-            if getattr(self, name) < 1]
+        problems = [
+            f"{name} must be in [0, 1], got {getattr(self, name)}"
+            for name in ("low_accuracy", "many_hints", "high_estimate", "low_skill_accuracy")
+            if not 0.0 <= getattr(self, name) <= 1.0
+        ]
+        problems += [
+            f"{name} must be at least 1, got {getattr(self, name)}"
+            for name in ("recent_answers", "min_recent", "min_skill_answers", "stuck_answers", "min_group")
+            if getattr(self, name) < 1
+        ]
         if problems:
             raise ValueError("; ".join(problems))
 
@@ -88,51 +92,93 @@ def _names(ids: Sequence[str], names: Mapping[str, str]) -> str:
     return ", ".join(shown) + more
 
 
-def _flags(student: ClassStudent, report: ClassReport, recent: RecentAnswers | None,
-           config: DashboardConfig) -> list[Flag]:
+def _flags(
+    student: ClassStudent, report: ClassReport, recent: RecentAnswers | None, config: DashboardConfig
+) -> list[Flag]:
     names = {s.skill_id: s.name for s in report.skills}
     flags: list[Flag] = []
     if student.last_active_at is None:
         return [Flag("no_answers", "No answers yet.")]
     if recent is not None and recent.answers >= config.min_recent:
-        numbers = [("Latest answers", str(recent.answers)), ("Right", str(recent.right)),
-                   ("After a hint", str(recent.hinted))]
+        numbers = [
+            ("Latest answers", str(recent.answers)),
+            ("Right", str(recent.right)),
+            ("After a hint", str(recent.hinted)),
+        ]
         if recent.right < config.low_accuracy * recent.answers:
-            flags.append(Flag("low_accuracy",
-                              f"Got {recent.right} of their last {recent.answers} answers right.", numbers))
+            flags.append(
+                Flag(
+                    "low_accuracy",
+                    f"Got {recent.right} of their last {recent.answers} answers right.",
+                    numbers,
+                )
+            )
         if recent.hinted >= config.many_hints * recent.answers:
-            flags.append(Flag("many_hints", f"Used a hint on {recent.hinted} of their last {recent.answers} "
-                                            "answers.", numbers))
-    contradicted = [(report.skills[i].skill_id, cell) for i, cell in enumerate(student.cells)
-                    if cell.estimate is not None and cell.estimate >= config.high_estimate
-                    and cell.attempts >= config.min_skill_answers
-                    and cell.correct <= config.low_skill_accuracy * cell.attempts and not cell.mastered]
+            flags.append(
+                Flag(
+                    "many_hints",
+                    f"Used a hint on {recent.hinted} of their last {recent.answers} answers.",
+                    numbers,
+                )
+            )
+    contradicted = [
+        (report.skills[i].skill_id, cell)
+        for i, cell in enumerate(student.cells)
+        if cell.estimate is not None
+        and cell.estimate >= config.high_estimate
+        and cell.attempts >= config.min_skill_answers
+        and cell.correct <= config.low_skill_accuracy * cell.attempts
+        and not cell.mastered
+    ]
     for skill_id, cell in contradicted:
-        flags.append(Flag(
-            "estimate_vs_answers",
-            f"{names[skill_id]}: the estimate ({percent(cell.estimate or 0.0)}%) is higher than the answers "
-            f"show ({cell.correct} of {cell.attempts} right without a hint).",
-            [("Mastery estimate", f"{percent(cell.estimate or 0.0)}%"), ("Answers", str(cell.attempts)),
-             ("Right without a hint", str(cell.correct))], (skill_id,)))
+        flags.append(
+            Flag(
+                "estimate_vs_answers",
+                f"{names[skill_id]}: the estimate ({percent(cell.estimate or 0.0)}%) is higher than the "
+                "answers "
+                f"show ({cell.correct} of {cell.attempts} right without a hint).",
+                [
+                    ("Mastery estimate", f"{percent(cell.estimate or 0.0)}%"),
+                    ("Answers", str(cell.attempts)),
+                    ("Right without a hint", str(cell.correct)),
+                ],
+                (skill_id,),
+            )
+        )
     by_kind: dict[str, list[HelpReason]] = {}
     for reason in student.needs_help:
         by_kind.setdefault(reason.kind, []).append(reason)
     spinning = [r.skill_id for r in by_kind.get("wheel_spinning", []) if r.skill_id]
     if spinning:
         cells = {report.skills[i].skill_id: c for i, c in enumerate(student.cells)}
-        flags.append(Flag(
-            "wheel_spinning", f"Many answers without mastering {_names(spinning, names)}.",
-            [(names[s], f"{cells[s].attempts} answers") for s in spinning], tuple(spinning)))
+        flags.append(
+            Flag(
+                "wheel_spinning",
+                f"Many answers without mastering {_names(spinning, names)}.",
+                [(names[s], f"{cells[s].attempts} answers") for s in spinning],
+                tuple(spinning),
+            )
+        )
     forgotten = [r.skill_id for r in by_kind.get("review_overdue", []) if r.skill_id]
     if forgotten:
-        flags.append(Flag("forgetting", f"Probably forgotten since mastering: {_names(forgotten, names)}.",
-                          [(names[s], "needs relearning") for s in forgotten], tuple(forgotten)))
+        flags.append(
+            Flag(
+                "forgetting",
+                f"Probably forgotten since mastering: {_names(forgotten, names)}.",
+                [(names[s], "needs relearning") for s in forgotten],
+                tuple(forgotten),
+            )
+        )
     for reason in by_kind.get("inactive", []):
         flags.append(Flag("inactive", reason.detail[:1].upper() + reason.detail[1:] + "."))
     if by_kind.get("slow_pace"):
-        flags.append(Flag("slow_pace", f"Learning more slowly than the model expects ({student.speed:.1f}×).",
-                          [("Pace (1 = as expected)", f"{student.speed:.1f}×"),
-                           ("Answers", str(student.answers))]))
+        flags.append(
+            Flag(
+                "slow_pace",
+                f"Learning more slowly than the model expects ({student.speed:.1f}×).",
+                [("Pace (1 = as expected)", f"{student.speed:.1f}×"), ("Answers", str(student.answers))],
+            )
+        )
     return flags
 
 
@@ -142,23 +188,44 @@ def _groupings(report: ClassReport, rules: ReportConfig, config: DashboardConfig
         stuck, refresh = [], []
         for student in report.students:
             cell = student.cells[index]
-            if cell.status == "learning" and cell.attempts >= config.stuck_answers and (
-                    cell.attempts >= rules.wheel_spin_attempts or 2 * cell.correct < cell.attempts):
+            if (
+                cell.status == "learning"
+                and cell.attempts >= config.stuck_answers
+                and (cell.attempts >= rules.wheel_spin_attempts or 2 * cell.correct < cell.attempts)
+            ):
                 stuck.append((student.student_id, student.external_id))
             elif cell.status in ("due_for_review", "needs_relearning"):
                 refresh.append((student.student_id, student.external_id))
         if len(stuck) >= config.min_group:
-            out.append(Grouping("stuck", skill.skill_id, skill.name, stuck,
-                                f"{len(stuck)} students are stuck on {skill.name}"))
+            out.append(
+                Grouping(
+                    "stuck",
+                    skill.skill_id,
+                    skill.name,
+                    stuck,
+                    f"{len(stuck)} students are stuck on {skill.name}",
+                )
+            )
         if len(refresh) >= config.min_group:
-            out.append(Grouping("refresh", skill.skill_id, skill.name, refresh,
-                                f"{len(refresh)} students need a refresh of {skill.name}"))
+            out.append(
+                Grouping(
+                    "refresh",
+                    skill.skill_id,
+                    skill.name,
+                    refresh,
+                    f"{len(refresh)} students need a refresh of {skill.name}",
+                )
+            )
     order = {s.skill_id: i for i, s in enumerate(report.skills)}
     return sorted(out, key=lambda g: (-len(g.students), g.kind != "stuck", order[g.skill_id]))
 
 
-def build_dashboard(report: ClassReport, recent: Mapping[str, RecentAnswers], rules: ReportConfig,
-                    config: DashboardConfig = DashboardConfig()) -> Dashboard:
+def build_dashboard(
+    report: ClassReport,
+    recent: Mapping[str, RecentAnswers],
+    rules: ReportConfig,
+    config: DashboardConfig = DashboardConfig(),
+) -> Dashboard:
     """Flags per student and suggested groupings (see the module docstring)."""
     flagged = []
     for student in report.students:
@@ -166,7 +233,13 @@ def build_dashboard(report: ClassReport, recent: Mapping[str, RecentAnswers], ru
         if flags:
             flagged.append(FlaggedStudent(student.student_id, student.external_id, flags))
     flagged.sort(key=lambda f: (f.flags[0].kind == "no_answers", -len(f.flags), f.external_id))
-    contradicted = frozenset((f.student_id, skill_id) for f in flagged for flag in f.flags
-                             if flag.kind == "estimate_vs_answers" for skill_id in flag.skill_ids)
-    return Dashboard(flagged, _groupings(report, rules, config), len(report.students) - len(flagged),
-                     contradicted)
+    contradicted = frozenset(
+        (f.student_id, skill_id)
+        for f in flagged
+        for flag in f.flags
+        if flag.kind == "estimate_vs_answers"
+        for skill_id in flag.skill_ids
+    )
+    return Dashboard(
+        flagged, _groupings(report, rules, config), len(report.students) - len(flagged), contradicted
+    )

@@ -227,8 +227,14 @@ SHARES = {"mastered_within_n", "wheel_spinning", "remedial_share"}
 
 
 def audit(
-    attribute: str, groups: Sequence[str], responses: ResponseData, decisions: DecisionData,
-    picks: PickData, config: FairnessConfig, *, reference: str | None = None,
+    attribute: str,
+    groups: Sequence[str],
+    responses: ResponseData,
+    decisions: DecisionData,
+    picks: PickData,
+    config: FairnessConfig,
+    *,
+    reference: str | None = None,
 ) -> FairnessReport:
     """The full report for one attribute. ``groups[i]`` is student i's group."""
     labels = np.array(groups, dtype=object)
@@ -244,8 +250,11 @@ def audit(
     rng = np.random.default_rng(config.seed)
     n = len(labels)
     # Replicate b draws student i weights[b, i] times.
-    weights = (rng.multinomial(n, np.full(n, 1.0 / n), size=config.bootstrap).astype(float) if n
-               else np.zeros((config.bootstrap, 0)))
+    weights = (
+        rng.multinomial(n, np.full(n, 1.0 / n), size=config.bootstrap).astype(float)
+        if n
+        else np.zeros((config.bootstrap, 0))
+    )
 
     per_group: dict[str, dict[str, tuple[float, Floats]]] = {}
     for group in shown:
@@ -260,14 +269,20 @@ def audit(
         in_group = np.isin(responses.student, np.flatnonzero(labels == group))
         results.append(GroupResult(group, status, size[group], int(in_group.sum()), metrics))
 
-    comparisons = [dataclasses.replace(c, enough=size[c.group] >= config.flag_from
-                                       and size[reference] >= config.flag_from)
-                   for c in _compare(labels, reference, shown, size, per_group, responses, rng, config)]
+    comparisons = [
+        dataclasses.replace(
+            c, enough=size[c.group] >= config.flag_from and size[reference] >= config.flag_from
+        )
+        for c in _compare(labels, reference, shown, size, per_group, responses, rng, config)
+    ]
     significant = benjamini_hochberg([c.p_value for c in comparisons], config.alpha)
     comparisons = [_decide(c, s, config) for c, s in zip(comparisons, significant, strict=True)]
     # Among groups large enough to judge: small groups' AUCs swing by chance.
-    aucs = [r.metrics["auc"].value for r in results if r.status == "reported" and r.metrics["auc"].value
-            is not None]
+    aucs = [
+        r.metrics["auc"].value
+        for r in results
+        if r.status == "reported" and r.metrics["auc"].value is not None
+    ]
     caveats = [
         "No flag is not proof of no bias: small groups and small differences can go undetected.",
         f"Groups with fewer than {config.suppress_below} students are suppressed; totals leave them out.",
@@ -275,8 +290,15 @@ def audit(
         "Intervals: 95% bootstrap over students; p-values corrected with Benjamini–Hochberg across this "
         "report.",
     ]
-    return FairnessReport(attribute, reference, sorted(results, key=lambda r: r.group), comparisons,
-                          (max(aucs) - min(aucs)) if len(aucs) >= 2 else None, config, caveats)
+    return FairnessReport(
+        attribute,
+        reference,
+        sorted(results, key=lambda r: r.group),
+        comparisons,
+        (max(aucs) - min(aucs)) if len(aucs) >= 2 else None,
+        config,
+        caveats,
+    )
 
 
 def _sums(student: NDArray[np.int64], values: Floats, n: int) -> Floats:
@@ -292,8 +314,14 @@ def _ratio_of_sums(num: Floats, den: Floats, member: Floats, weights: Floats) ->
     return point, draws
 
 
-def _group_metrics(member: Floats, weights: Floats, responses: ResponseData, decisions: DecisionData,
-                   picks: PickData, config: FairnessConfig) -> dict[str, tuple[float, Floats]]:
+def _group_metrics(
+    member: Floats,
+    weights: Floats,
+    responses: ResponseData,
+    decisions: DecisionData,
+    picks: PickData,
+    config: FairnessConfig,
+) -> dict[str, tuple[float, Floats]]:
     n = len(member)
     r = responses
     count = _sums(r.student, np.ones_like(r.predicted), n)
@@ -301,8 +329,9 @@ def _group_metrics(member: Floats, weights: Floats, responses: ResponseData, dec
     sq = _sums(r.student, (r.predicted - r.observed) ** 2, n)
     mse_point, mse_draws = _ratio_of_sums(sq, count, member, weights)
     out["rmse"] = (math.sqrt(mse_point) if mse_point == mse_point else math.nan, np.sqrt(mse_draws))
-    gap_point, gap_draws = _ratio_of_sums(_sums(r.student, r.predicted - r.observed, n), count, member,
-                                          weights)
+    gap_point, gap_draws = _ratio_of_sums(
+        _sums(r.student, r.predicted - r.observed, n), count, member, weights
+    )
     out["calibration_gap"] = (gap_point, gap_draws)
     in_group = member[r.student] > 0
     ones = np.ones((1, int(in_group.sum())))
@@ -311,20 +340,24 @@ def _group_metrics(member: Floats, weights: Floats, responses: ResponseData, dec
 
     d = decisions
     mastered_attempts = np.where(d.mastered > 0, d.attempts_at_mastery, 0.0)
-    out["attempts_to_mastery"] = _ratio_of_sums(_sums(d.student, mastered_attempts, n),
-                                                _sums(d.student, d.mastered, n), member, weights)
-    within = ((d.mastered > 0) & (np.nan_to_num(d.attempts_at_mastery, nan=np.inf) <= config.mastered_within))
+    out["attempts_to_mastery"] = _ratio_of_sums(
+        _sums(d.student, mastered_attempts, n), _sums(d.student, d.mastered, n), member, weights
+    )
+    within = (d.mastered > 0) & (np.nan_to_num(d.attempts_at_mastery, nan=np.inf) <= config.mastered_within)
     practised = _sums(d.student, np.ones_like(d.attempts), n)
-    out["mastered_within_n"] = _ratio_of_sums(_sums(d.student, within.astype(float), n), practised, member,
-                                              weights)
+    out["mastered_within_n"] = _ratio_of_sums(
+        _sums(d.student, within.astype(float), n), practised, member, weights
+    )
     spinning = ((d.mastered == 0) & (d.attempts >= 10)).astype(float)
     out["wheel_spinning"] = _ratio_of_sums(_sums(d.student, spinning, n), practised, member, weights)
     right_after = _sums(d.student, d.post_mastery_correct, n)
-    out["post_mastery_accuracy"] = _ratio_of_sums(right_after, _sums(d.student, d.post_mastery_answers, n),
-                                                  member, weights)
+    out["post_mastery_accuracy"] = _ratio_of_sums(
+        right_after, _sums(d.student, d.post_mastery_answers, n), member, weights
+    )
     remedial = _sums(picks.student, picks.remedial, n)
-    out["remedial_share"] = _ratio_of_sums(remedial, _sums(picks.student, np.ones_like(picks.remedial), n),
-                                           member, weights)
+    out["remedial_share"] = _ratio_of_sums(
+        remedial, _sums(picks.student, np.ones_like(picks.remedial), n), member, weights
+    )
     return out
 
 
@@ -334,7 +367,7 @@ def _chunked_auc(r: ResponseData, in_group: NDArray[np.bool_], weights: Floats, 
     scores, labels = r.predicted[in_group], r.observed[in_group]
     draws = []
     for start in range(0, weights.shape[0], chunk):
-        draws.append(weighted_auc(scores, labels, weights[start:start + chunk][:, students]))
+        draws.append(weighted_auc(scores, labels, weights[start : start + chunk][:, students]))
     return np.concatenate(draws) if draws else np.array([])
 
 
@@ -348,9 +381,16 @@ def _estimate(point: float, draws: Floats) -> Estimate:
     return Estimate(point, float(low), float(high))
 
 
-def _compare(labels: NDArray[np.object_], reference: str, shown: list[str], size: Mapping[str, int],
-             per_group: dict[str, dict[str, tuple[float, Floats]]], responses: ResponseData,
-             rng: np.random.Generator, config: FairnessConfig) -> list[Comparison]:
+def _compare(
+    labels: NDArray[np.object_],
+    reference: str,
+    shown: list[str],
+    size: Mapping[str, int],
+    per_group: dict[str, dict[str, tuple[float, Floats]]],
+    responses: ResponseData,
+    rng: np.random.Generator,
+    config: FairnessConfig,
+) -> list[Comparison]:
     comparisons: list[Comparison] = []
     ref = per_group.get(reference, {})
     for group in shown:
@@ -374,14 +414,21 @@ def _compare(labels: NDArray[np.object_], reference: str, shown: list[str], size
                 with np.errstate(invalid="ignore", divide="ignore"):
                     p = bootstrap_p(np.log(g_draws / r_draws))
                 ratio = g_point / r_point if r_point else None
-            comparisons.append(Comparison(metric, group, reference, difference, ratio, p, False, False, False,
-                                          ""))
+            comparisons.append(
+                Comparison(metric, group, reference, difference, ratio, p, False, False, False, "")
+            )
         comparisons.append(_abroca_test(labels, group, reference, responses, rng, config))
     return comparisons
 
 
-def _abroca_test(labels: NDArray[np.object_], group: str, reference: str, responses: ResponseData,
-                 rng: np.random.Generator, config: FairnessConfig) -> Comparison:
+def _abroca_test(
+    labels: NDArray[np.object_],
+    group: str,
+    reference: str,
+    responses: ResponseData,
+    rng: np.random.Generator,
+    config: FairnessConfig,
+) -> Comparison:
     """ABROCA between a group and the reference, with a p-value from permuting group labels over students
     (the answers are sorted once; each permutation costs two cumulative sums)."""
     pair = np.flatnonzero((labels == group) | (labels == reference))
@@ -409,21 +456,26 @@ def correct_jointly(reports: Sequence[FairnessReport]) -> list[FairnessReport]:
     config = reports[0].config
     tests = [c for r in reports for c in r.comparisons]
     significant = iter(benjamini_hochberg([c.p_value for c in tests], config.alpha))
-    return [dataclasses.replace(r, comparisons=[_decide(c, next(significant), config) for c in r.comparisons])
-            for r in reports]
+    return [
+        dataclasses.replace(r, comparisons=[_decide(c, next(significant), config) for c in r.comparisons])
+        for r in reports
+    ]
 
 
 def _decide(c: Comparison, significant: bool, config: FairnessConfig) -> Comparison:
     low, high = config.ratio_band
     if c.metric in ("auc", "abroca"):
         large = c.difference >= config.auc_gap
-        why = (f"{'AUC lower by' if c.metric == 'auc' else 'ABROCA'} {c.difference:.3f} "
-               f"(threshold {config.auc_gap})")
+        why = (
+            f"{'AUC lower by' if c.metric == 'auc' else 'ABROCA'} {c.difference:.3f} "
+            f"(threshold {config.auc_gap})"
+        )
     elif c.metric == "post_mastery_accuracy":
         # The premature-mastery signal: mastery declared, yet the next answers go worse than for others.
         large = c.difference <= -config.post_mastery_gap
-        why = (f"accuracy right after mastery lower by {-c.difference:.2f} "
-               f"(threshold {config.post_mastery_gap})")
+        why = (
+            f"accuracy right after mastery lower by {-c.difference:.2f} (threshold {config.post_mastery_gap})"
+        )
     elif c.metric == "calibration_gap":
         large = abs(c.difference) >= config.auc_gap
         why = f"calibration differs by {c.difference:+.3f}"
@@ -432,8 +484,9 @@ def _decide(c: Comparison, significant: bool, config: FairnessConfig) -> Compari
         if c.metric in SHARES:
             large = large and abs(c.difference) >= config.share_difference
         why = f"ratio {c.ratio:.2f} to {c.reference} (band {low}–{high})" if c.ratio is not None else ""
-    return dataclasses.replace(c, significant=significant, large=large,
-                               flagged=significant and large and c.enough, reason=why)
+    return dataclasses.replace(
+        c, significant=significant, large=large, flagged=significant and large and c.enough, reason=why
+    )
 
 
 def plain_summary(report: FairnessReport) -> list[str]:
@@ -444,8 +497,10 @@ def plain_summary(report: FairnessReport) -> list[str]:
     flagged = {(c.group, c.metric): c for c in report.flagged}
     for result in report.groups:
         if result.status == "suppressed":
-            lines.append(f"{result.group}: not enough data (fewer than {report.config.suppress_below} "
-                         "students; nothing is shown)")
+            lines.append(
+                f"{result.group}: not enough data (fewer than {report.config.suppress_below} "
+                "students; nothing is shown)"
+            )
         elif result.status == "no answers":
             lines.append(f"{result.group}: no answers in the window ({result.students} students)")
         elif result.group == report.reference:
@@ -453,9 +508,13 @@ def plain_summary(report: FairnessReport) -> list[str]:
         elif result.status == "insufficient data":
             lines.append(f"{result.group}: not enough data to judge ({result.students} students)")
         else:
-            concerns = [f"{METRICS[m][0] if m in METRICS else 'ROC curves'}: {c.reason}"
-                        for (g, m), c in flagged.items() if g == result.group]
-            lines.append(f"{result.group}: " + ("Review suggested: " + "; ".join(concerns) if concerns
-                                                else "No concern detected"))
+            concerns = [
+                f"{METRICS[m][0] if m in METRICS else 'ROC curves'}: {c.reason}"
+                for (g, m), c in flagged.items()
+                if g == result.group
+            ]
+            lines.append(
+                f"{result.group}: "
+                + ("Review suggested: " + "; ".join(concerns) if concerns else "No concern detected")
+            )
     return lines
-

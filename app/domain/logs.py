@@ -130,10 +130,14 @@ def parse_assistments_row(row: int, values: Mapping[str, str]) -> ParsedRow:
         return Skip(row, "no skill")
     if problem := _skill_problem([skill]):
         return BadRow(row, problem)
-    groups = {k: values[k].strip() for k in ("school_id", "student_class_id", "teacher_id")
-              if (values.get(k) or "").strip()}
-    return LogRecord(row, student, (skill,), correct, order,
-                     _response_time(values.get("ms_first_response"), 1.0), groups)
+    groups = {
+        k: values[k].strip()
+        for k in ("school_id", "student_class_id", "teacher_id")
+        if (values.get(k) or "").strip()
+    }
+    return LogRecord(
+        row, student, (skill,), correct, order, _response_time(values.get("ms_first_response"), 1.0), groups
+    )
 
 
 def parse_datashop_row(row: int, values: Mapping[str, str], kc: str) -> ParsedRow:
@@ -154,5 +158,6 @@ def parse_datashop_row(row: int, values: Mapping[str, str], kc: str) -> ParsedRo
         return Skip(row, "no KC")
     if problem := _skill_problem(skills):
         return BadRow(row, problem)
-    return LogRecord(row, student, skills, correct, order,
-                     _response_time(values.get("Step Duration (sec)"), 1000.0))
+    return LogRecord(
+        row, student, skills, correct, order, _response_time(values.get("Step Duration (sec)"), 1000.0)
+    )

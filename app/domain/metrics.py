@@ -76,8 +76,11 @@ def calibration_table(
     for b in range(bins):
         mask = index == b
         if mask.any():
-            table.append(CalibrationBin(b / bins, (b + 1) / bins, int(mask.sum()),
-                                        float(p[mask].mean()), float(y[mask].mean())))
+            table.append(
+                CalibrationBin(
+                    b / bins, (b + 1) / bins, int(mask.sum()), float(p[mask].mean()), float(y[mask].mean())
+                )
+            )
     return table
 
 
@@ -91,5 +94,10 @@ class Scores:
 
 
 def score(observed: Sequence[int] | np.ndarray, predicted: Sequence[float] | np.ndarray) -> Scores:
-    return Scores(len(observed), auc(observed, predicted), rmse(observed, predicted),
-                  log_loss(observed, predicted), accuracy(observed, predicted))
+    return Scores(
+        len(observed),
+        auc(observed, predicted),
+        rmse(observed, predicted),
+        log_loss(observed, predicted),
+        accuracy(observed, predicted),
+    )

@@ -87,7 +87,10 @@ class StudentReport:
 
 
 def expected_attempts_to_mastery(
-    state: SkillState | None, speed_weights: Sequence[float], params: BktParams, rules: MasteryRules,
+    state: SkillState | None,
+    speed_weights: Sequence[float],
+    params: BktParams,
+    rules: MasteryRules,
     horizon: int,
 ) -> int | None:
     """Opportunities until the model EXPECTS the skill to be earned (None beyond ``horizon``).
@@ -108,8 +111,13 @@ def expected_attempts_to_mastery(
 
 
 def build_student_report(
-    graph: ContentGraph, params: Mapping[str, BktParams], model: StudentModel, now: datetime,
-    config: ReportConfig, *, answers: int | None = None,
+    graph: ContentGraph,
+    params: Mapping[str, BktParams],
+    model: StudentModel,
+    now: datetime,
+    config: ReportConfig,
+    *,
+    answers: int | None = None,
 ) -> StudentReport:
     """Per skill (prerequisites first): status, mastery estimate, attempts, accuracy, predicted attempts
     still needed at the student's pace, review due; and the summary along the prerequisite graph.
@@ -144,31 +152,45 @@ def build_student_report(
         elif not enough:
             predicted, prediction = None, "not_enough_data"
         else:
-            predicted = expected_attempts_to_mastery(state, model.speed_weights, params[skill_id], rules,
-                                                     config.horizon)
+            predicted = expected_attempts_to_mastery(
+                state, model.speed_weights, params[skill_id], rules, config.horizon
+            )
             prediction = "estimate" if predicted is not None else "beyond_horizon"
-        rows.append(SkillReport(
-            skill_id=skill_id, name=skill.name, prerequisites=list(skill.prerequisites),
-            depth=depth[skill_id], status=shown,
-            enough_data=enough,
-            p_mastery=estimate if enough or is_earned else None,
-            attempts=attempts, correct=state.correct_count if state else 0,
-            accuracy=(state.correct_count / attempts) if state and enough else None,
-            mastered=status[skill_id] is MasteryStatus.MASTERED,
-            mastered_at=state.mastered_at if state else None,
-            attempts_at_mastery=state.attempts_at_mastery if state else None,
-            last_practiced_at=state.last_practiced_at if state else None,
-            predicted_attempts_to_mastery=predicted, prediction=prediction,
-            recall=model.recall(skill_id, now, rules) if is_earned else None,
-            review_due=status[skill_id] in (MasteryStatus.DUE_FOR_REVIEW, MasteryStatus.NEEDS_RELEARNING),
-            estimate=estimate, unit=skill.unit,
-        ))
+        rows.append(
+            SkillReport(
+                skill_id=skill_id,
+                name=skill.name,
+                prerequisites=list(skill.prerequisites),
+                depth=depth[skill_id],
+                status=shown,
+                enough_data=enough,
+                p_mastery=estimate if enough or is_earned else None,
+                attempts=attempts,
+                correct=state.correct_count if state else 0,
+                accuracy=(state.correct_count / attempts) if state and enough else None,
+                mastered=status[skill_id] is MasteryStatus.MASTERED,
+                mastered_at=state.mastered_at if state else None,
+                attempts_at_mastery=state.attempts_at_mastery if state else None,
+                last_practiced_at=state.last_practiced_at if state else None,
+                predicted_attempts_to_mastery=predicted,
+                prediction=prediction,
+                recall=model.recall(skill_id, now, rules) if is_earned else None,
+                review_due=status[skill_id] in (MasteryStatus.DUE_FOR_REVIEW, MasteryStatus.NEEDS_RELEARNING),
+                estimate=estimate,
+                unit=skill.unit,
+            )
+        )
     answers_seen = sum(r.attempts for r in rows)
     last = max((r.last_practiced_at for r in rows if r.last_practiced_at), default=None)
     return StudentReport(
-        skills=rows, skills_mastered=sum(r.mastered for r in rows), skills_total=len(rows),
-        ready=[r.skill_id for r in rows if r.status == "ready"
-               or (r.status == "learning" and all(p in open_set for p in r.prerequisites))],
+        skills=rows,
+        skills_mastered=sum(r.mastered for r in rows),
+        skills_total=len(rows),
+        ready=[
+            r.skill_id
+            for r in rows
+            if r.status == "ready" or (r.status == "learning" and all(p in open_set for p in r.prerequisites))
+        ],
         locked=sum(r.status == "locked" for r in rows),
         reviews_due=[r.skill_id for r in rows if r.review_due],
         last_activity_at=last,
@@ -261,8 +283,12 @@ class ClassReport:
 
 
 def build_class_report(
-    graph: ContentGraph, students: Sequence[StudentRecord], config: ReportConfig, *,
-    until: datetime, since: datetime | None = None,
+    graph: ContentGraph,
+    students: Sequence[StudentRecord],
+    config: ReportConfig,
+    *,
+    until: datetime,
+    since: datetime | None = None,
 ) -> ClassReport:
     """The students × skills matrix (skills in prerequisite order), per-skill figures, who needs
     help and why, and where the class is stuck, as of ``until``."""
@@ -280,17 +306,31 @@ def build_class_report(
             memory = rec.memory if earned else None
             level = estimate_of(record.weights, rec.p_by_hypothesis, memory, until, config.rules)
             status = status_from(rec.attempts, earned, level, config.rules)
-            cells.append(Cell(level if rec.attempts >= config.min_attempts or earned else None,
-                              rec.attempts, status is MasteryStatus.MASTERED, str(status), level,
-                              rec.correct))
+            cells.append(
+                Cell(
+                    level if rec.attempts >= config.min_attempts or earned else None,
+                    rec.attempts,
+                    status is MasteryStatus.MASTERED,
+                    str(status),
+                    level,
+                    rec.correct,
+                )
+            )
             name = graph.skills[skill_id].name
             if not earned and rec.attempts >= config.wheel_spin_attempts:
-                reasons.append(HelpReason("wheel_spinning", skill_id,
-                                          f"{rec.attempts} answers on {name} without mastering it"))
+                reasons.append(
+                    HelpReason(
+                        "wheel_spinning", skill_id, f"{rec.attempts} answers on {name} without mastering it"
+                    )
+                )
             if status is MasteryStatus.NEEDS_RELEARNING:
-                reasons.append(HelpReason("review_overdue", skill_id,
-                                          f"{name} was mastered but is probably forgotten: it needs a "
-                                          "review"))
+                reasons.append(
+                    HelpReason(
+                        "review_overdue",
+                        skill_id,
+                        f"{name} was mastered but is probably forgotten: it needs a review",
+                    )
+                )
         if record.last_active_at is None:
             reasons.append(HelpReason("inactive", None, "no answers yet"))
         else:
@@ -298,31 +338,53 @@ def build_class_report(
             if idle >= config.inactive_days:
                 reasons.append(HelpReason("inactive", None, f"no activity for {int(idle)} days"))
         if record.answers >= config.slow_speed_min_answers and record.speed <= config.slow_speed:
-            reasons.append(HelpReason("slow_pace", None,
-                                      f"learning at {record.speed:.1f}× the pace the model expects"))
-        out_students.append(ClassStudent(
-            student_id=record.student_id, external_id=record.external_id, cells=cells,
-            skills_mastered=sum(c.mastered for c in cells), answers=record.answers,
-            answers_in_window=record.answers_in_window, last_active_at=record.last_active_at,
-            speed=record.speed, needs_help=reasons,
-        ))
+            reasons.append(
+                HelpReason("slow_pace", None, f"learning at {record.speed:.1f}× the pace the model expects")
+            )
+        out_students.append(
+            ClassStudent(
+                student_id=record.student_id,
+                external_id=record.external_id,
+                cells=cells,
+                skills_mastered=sum(c.mastered for c in cells),
+                answers=record.answers,
+                answers_in_window=record.answers_in_window,
+                last_active_at=record.last_active_at,
+                speed=record.speed,
+                needs_help=reasons,
+            )
+        )
 
     out_skills = []
     for index, skill_id in enumerate(skill_ids):
         column = [s.cells[index] for s in out_students]
-        at_mastery = [r.attempts_at_mastery for s in students
-                      if (r := s.skills.get(skill_id)) is not None and r.mastered_at is not None
-                      and r.mastered_at <= until and r.attempts_at_mastery is not None]
+        at_mastery = [
+            r.attempts_at_mastery
+            for s in students
+            if (r := s.skills.get(skill_id)) is not None
+            and r.mastered_at is not None
+            and r.mastered_at <= until
+            and r.attempts_at_mastery is not None
+        ]
         practising = sum(c.attempts > 0 for c in column)
         spinning = sum(c.attempts >= config.wheel_spin_attempts and not c.mastered for c in column)
-        out_skills.append(ClassSkill(
-            skill_id=skill_id, name=graph.skills[skill_id].name,
-            share_mastered=(sum(c.mastered for c in column) / len(column)) if column else 0.0,
-            mastered=sum(c.mastered for c in column), practising=practising,
-            median_attempts_to_mastery=float(statistics.median(at_mastery)) if at_mastery else None,
-            wheel_spinning=spinning,
-            stuck=spinning >= config.stuck_min_students and spinning >= config.stuck_share * practising,
-            unit=graph.skills[skill_id].unit,
-        ))
-    return ClassReport(skills=out_skills, students=out_students,
-                       stuck_skills=[s.skill_id for s in out_skills if s.stuck], since=since, until=until)
+        out_skills.append(
+            ClassSkill(
+                skill_id=skill_id,
+                name=graph.skills[skill_id].name,
+                share_mastered=(sum(c.mastered for c in column) / len(column)) if column else 0.0,
+                mastered=sum(c.mastered for c in column),
+                practising=practising,
+                median_attempts_to_mastery=float(statistics.median(at_mastery)) if at_mastery else None,
+                wheel_spinning=spinning,
+                stuck=spinning >= config.stuck_min_students and spinning >= config.stuck_share * practising,
+                unit=graph.skills[skill_id].unit,
+            )
+        )
+    return ClassReport(
+        skills=out_skills,
+        students=out_students,
+        stuck_skills=[s.skill_id for s in out_skills if s.stuck],
+        since=since,
+        until=until,
+    )

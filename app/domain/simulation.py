@@ -197,8 +197,12 @@ class SimulatedStudent:
         return correct
 
 
-def model_parameters(graph: ContentGraph, config: SimulationConfig | None = None, *,
-                     model_params: BktParams | None = POOLED_PARAMS) -> dict[str, BktParams]:
+def model_parameters(
+    graph: ContentGraph,
+    config: SimulationConfig | None = None,
+    *,
+    model_params: BktParams | None = POOLED_PARAMS,
+) -> dict[str, BktParams]:
     """The BKT parameters the tracker and the policies are given, per skill.
 
     ``config.model_params`` (or ``model_params`` without a config) for every skill; None = each
@@ -210,9 +214,16 @@ def model_parameters(graph: ContentGraph, config: SimulationConfig | None = None
     return {s: graph.skills[s].bkt or POOLED_PARAMS for s in graph.skill_order}
 
 
-def build_view(graph: ContentGraph, model: StudentModel, now: datetime, exercises: Sequence[str],
-               outcomes: Sequence[bool], times: Sequence[datetime], last: Recommendation | None,
-               window: int) -> StudentView:
+def build_view(
+    graph: ContentGraph,
+    model: StudentModel,
+    now: datetime,
+    exercises: Sequence[str],
+    outcomes: Sequence[bool],
+    times: Sequence[datetime],
+    last: Recommendation | None,
+    window: int,
+) -> StudentView:
     """The view as the service builds it (``services/tutoring/next_exercise._view``).
 
     ``exercises``/``outcomes``/``times``: every answer so far, oldest first; ``last``: the
@@ -220,16 +231,17 @@ def build_view(graph: ContentGraph, model: StudentModel, now: datetime, exercise
     carries the last ``window`` answers most recent first (exercise, outcome, first skill,
     time), the first skill of the last answered exercise and that answer's reason.
     """
-    recent = exercises[: -window - 1: -1]
+    recent = exercises[: -window - 1 : -1]
     return StudentView(
-        model=model, now=now,
+        model=model,
+        now=now,
         recent_exercise_ids=recent,
-        recent_correct=outcomes[: -window - 1: -1],
+        recent_correct=outcomes[: -window - 1 : -1],
         n_responses=len(exercises),
         last_skill_id=graph.exercises[exercises[-1]].skill_ids[0] if exercises else None,
         last_reason=last.reason if last else None,
         recent_skill_ids=[graph.exercises[e].skill_ids[0] for e in recent],
-        recent_at=times[: -window - 1: -1],
+        recent_at=times[: -window - 1 : -1],
     )
 
 
@@ -304,11 +316,19 @@ def simulate_student(
         last = rec
 
     return StudentResult(
-        policy=policy_name, group=group, index=index, attempts=len(exercises), end_reason=end_reason,
-        skills_declared=len(declared), declared_truly_known=declared_truly_known,
-        declared_without_answer=declared_without_answer, over_practice=over_practice,
-        skills_practised=len(attempts_by_skill), wheel_spinning=wheel_spinning,
-        truly_known_at_end=sum(student.knows(s) for s in practicable), n_skills=len(practicable),
+        policy=policy_name,
+        group=group,
+        index=index,
+        attempts=len(exercises),
+        end_reason=end_reason,
+        skills_declared=len(declared),
+        declared_truly_known=declared_truly_known,
+        declared_without_answer=declared_without_answer,
+        over_practice=over_practice,
+        skills_practised=len(attempts_by_skill),
+        wheel_spinning=wheel_spinning,
+        truly_known_at_end=sum(student.knows(s) for s in practicable),
+        n_skills=len(practicable),
     )
 
 
@@ -321,12 +341,16 @@ def summarize(policy: str, group: str, learn_rate: float, results: Sequence[Stud
     declarations = sum(r.skills_declared for r in results)
     practised = sum(r.skills_practised for r in results)
     return GroupSummary(
-        policy=policy, group=group, learn_rate=learn_rate, students=n,
+        policy=policy,
+        group=group,
+        learn_rate=learn_rate,
+        students=n,
         finished=sum(r.finished for r in results) / n,
         mean_attempts=mean,
         attempts_ci95=1.96 * math.sqrt(variance / n),
         truly_learned_at_declaration=(
-            sum(r.declared_truly_known for r in results) / declarations if declarations else math.nan),
+            sum(r.declared_truly_known for r in results) / declarations if declarations else math.nan
+        ),
         declarations=declarations,
         over_practice=sum(r.over_practice for r in results) / n,
         wheel_spinning=sum(r.wheel_spinning for r in results) / practised if practised else 0.0,
@@ -338,8 +362,9 @@ def summarize(policy: str, group: str, learn_rate: float, results: Sequence[Stud
 _SHARED: dict[str, Any] = {}
 
 
-def choose_policies(policies: Mapping[str, Policy] | Sequence[str] | None,
-                    default: Mapping[str, Policy]) -> dict[str, Policy]:
+def choose_policies(
+    policies: Mapping[str, Policy] | Sequence[str] | None, default: Mapping[str, Policy]
+) -> dict[str, Policy]:
     """Policy names (from ``SIMULATION_POLICIES``) or a name -> policy mapping, as a dict."""
     if policies is None:
         return dict(default)
@@ -351,8 +376,9 @@ def choose_policies(policies: Mapping[str, Policy] | Sequence[str] | None,
     return {name: SIMULATION_POLICIES[name] for name in policies}
 
 
-def map_tasks(run: Callable[[Any], Any], tasks: Sequence[Any], processes: int | None,
-              **shared: Any) -> list[Any]:
+def map_tasks(
+    run: Callable[[Any], Any], tasks: Sequence[Any], processes: int | None, **shared: Any
+) -> list[Any]:
     """``[run(task) for task in tasks]``, over forked worker processes when there are several.
 
     ``shared`` is what every task reads from ``_SHARED`` (inherited by the fork, not pickled).
@@ -372,8 +398,10 @@ def map_tasks(run: Callable[[Any], Any], tasks: Sequence[Any], processes: int | 
 def _run_task(task: tuple[str, str, int, int]) -> list[StudentResult]:
     policy_name, group, start, stop = task
     graph, config, policies = _SHARED["graph"], _SHARED["config"], _SHARED["policies"]
-    return [simulate_student(graph, policy_name, group, i, config, policies[policy_name], _SHARED["params"])
-            for i in range(start, stop)]
+    return [
+        simulate_student(graph, policy_name, group, i, config, policies[policy_name], _SHARED["params"])
+        for i in range(start, stop)
+    ]
 
 
 def run_comparison(
@@ -394,15 +422,20 @@ def run_comparison(
     """
     chosen = choose_policies(policies, default=POLICIES)
     chunk = 5  # students per task: small enough to balance the slow adaptive runs across workers
-    tasks = [(p, g, start, min(start + chunk, config.students_per_group))
-             for p in chosen for g in config.groups
-             for start in range(0, config.students_per_group, chunk)]
-    chunks = map_tasks(_run_task, tasks, processes, graph=graph, config=config, policies=chosen,
-                       params=params)
+    tasks = [
+        (p, g, start, min(start + chunk, config.students_per_group))
+        for p in chosen
+        for g in config.groups
+        for start in range(0, config.students_per_group, chunk)
+    ]
+    chunks = map_tasks(
+        _run_task, tasks, processes, graph=graph, config=config, policies=chosen, params=params
+    )
     students = tuple(r for part in chunks for r in part)
     rows = tuple(
         summarize(p, g, rate, [r for r in students if r.policy == p and r.group == g])
-        for p in chosen for g, rate in config.groups.items()
+        for p in chosen
+        for g, rate in config.groups.items()
     )
     practicable = sum(1 for s in graph.skill_order if graph.exercises_by_skill.get(s))
     return SimulationReport(config, tuple(chosen), practicable, len(graph.exercises), rows, students)
@@ -414,24 +447,50 @@ def _pct(x: float) -> str:
 
 def format_report(report: SimulationReport) -> str:
     """An aligned plain-text table, one line per policy x group."""
-    header = ("policy", "group", "learn", "students", "finished", "attempts (95% CI)",
-              "truly learned at declaration", "over-practice", "wheel-spinning", "truly known at end")
+    header = (
+        "policy",
+        "group",
+        "learn",
+        "students",
+        "finished",
+        "attempts (95% CI)",
+        "truly learned at declaration",
+        "over-practice",
+        "wheel-spinning",
+        "truly known at end",
+    )
     lines = [header]
     for r in report.rows:
-        lines.append((
-            r.policy, r.group, f"{r.learn_rate:g}", str(r.students), _pct(r.finished),
-            f"{r.mean_attempts:.1f} ± {r.attempts_ci95:.1f}", _pct(r.truly_learned_at_declaration),
-            f"{r.over_practice:.1f}", _pct(r.wheel_spinning), _pct(r.truly_known_at_end),
-        ))
+        lines.append(
+            (
+                r.policy,
+                r.group,
+                f"{r.learn_rate:g}",
+                str(r.students),
+                _pct(r.finished),
+                f"{r.mean_attempts:.1f} ± {r.attempts_ci95:.1f}",
+                _pct(r.truly_learned_at_declaration),
+                f"{r.over_practice:.1f}",
+                _pct(r.wheel_spinning),
+                _pct(r.truly_known_at_end),
+            )
+        )
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    text = ["  ".join(cell.ljust(w) if i < 2 else cell.rjust(w)
-                      for i, (cell, w) in enumerate(zip(line, widths, strict=True))).rstrip()
-            for line in lines]
+    text = [
+        "  ".join(
+            cell.ljust(w) if i < 2 else cell.rjust(w)
+            for i, (cell, w) in enumerate(zip(line, widths, strict=True))
+        ).rstrip()
+        for line in lines
+    ]
     text.insert(1, "  ".join("-" * w for w in widths))
     c = report.config
     m = c.model_params
-    model = ("each skill's own content parameters" if m is None else
-             f"every skill prior {m.prior:g}, learn {m.learn:g}, guess {m.guess:g}, slip {m.slip:g}")
+    model = (
+        "each skill's own content parameters"
+        if m is None
+        else f"every skill prior {m.prior:g}, learn {m.learn:g}, guess {m.guess:g}, slip {m.slip:g}"
+    )
     text.append("")
     text.append(
         f"{report.n_skills} skills, {report.n_exercises} exercises; "
@@ -449,10 +508,14 @@ class TargetCheck:
     detail: str
 
 
-def check_targets(report: SimulationReport, ours: str = "adaptive",
-                  baselines: Sequence[str] = ("fixed_order", "lowest_mastery"),
-                  fast: str = "fast", slow: str = "slow",
-                  baseline_report: SimulationReport | None = None) -> list[TargetCheck]:
+def check_targets(
+    report: SimulationReport,
+    ours: str = "adaptive",
+    baselines: Sequence[str] = ("fixed_order", "lowest_mastery"),
+    fast: str = "fast",
+    slow: str = "slow",
+    baseline_report: SimulationReport | None = None,
+) -> list[TargetCheck]:
     """The equity and efficiency targets (issue item 8), evaluated on a report.
 
     1. slow learners truly learned at declaration >= 95% under ``ours``;
@@ -461,18 +524,24 @@ def check_targets(report: SimulationReport, ours: str = "adaptive",
        learned at declaration AND truly known at the end. ``baseline_report`` takes the
        baselines from another run (e.g. at a stricter threshold, for equal accuracy).
     """
+
     def pooled(policy: str, source: SimulationReport = report) -> tuple[float, float, float]:
         rows = [r for r in source.students if r.policy == policy]
         declared = sum(r.skills_declared for r in rows)
-        return (sum(r.attempts for r in rows) / len(rows),
-                sum(r.declared_truly_known for r in rows) / declared if declared else math.nan,
-                sum(r.truly_known_at_end for r in rows) / sum(r.n_skills for r in rows))
+        return (
+            sum(r.attempts for r in rows) / len(rows),
+            sum(r.declared_truly_known for r in rows) / declared if declared else math.nan,
+            sum(r.truly_known_at_end for r in rows) / sum(r.n_skills for r in rows),
+        )
 
     s, f = report.row(ours, slow), report.row(ours, fast)
     gap = f.truly_learned_at_declaration - s.truly_learned_at_declaration
     checks = [
-        TargetCheck("slow learners truly learned at declaration >= 95%",
-                    s.truly_learned_at_declaration >= 0.95, _pct(s.truly_learned_at_declaration)),
+        TargetCheck(
+            "slow learners truly learned at declaration >= 95%",
+            s.truly_learned_at_declaration >= 0.95,
+            _pct(s.truly_learned_at_declaration),
+        ),
         TargetCheck("fast-slow gap <= 3 points", abs(gap) <= 0.03, f"{100 * gap:+.1f} points"),
     ]
     attempts, declared_ok, end_ok = pooled(ours)
@@ -481,8 +550,13 @@ def check_targets(report: SimulationReport, ours: str = "adaptive",
         b_attempts, b_declared, b_end = pooled(base, other)
         met = attempts < b_attempts and declared_ok >= b_declared and end_ok >= b_end
         at = f" (threshold {other.config.policy.mastery_threshold})" if baseline_report else ""
-        checks.append(TargetCheck(
-            f"fewer attempts than {base}{at} at equal or higher true mastery", met,
-            f"attempts {attempts:.1f} vs {b_attempts:.1f}; truly learned at declaration "
-            f"{_pct(declared_ok)} vs {_pct(b_declared)}; truly known at end {_pct(end_ok)} vs {_pct(b_end)}"))
+        checks.append(
+            TargetCheck(
+                f"fewer attempts than {base}{at} at equal or higher true mastery",
+                met,
+                f"attempts {attempts:.1f} vs {b_attempts:.1f}; truly learned at declaration "
+                f"{_pct(declared_ok)} vs {_pct(b_declared)}; truly known at end {_pct(end_ok)} vs "
+                f"{_pct(b_end)}",
+            )
+        )
     return checks

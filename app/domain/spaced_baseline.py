@@ -75,8 +75,14 @@ class LeitnerScheduler:
             found = self._decks[id(model)] = (weakref.ref(model), Deck())
         return found[1]
 
-    def _read_last_answer(self, deck: Deck, graph: ContentGraph, params: Mapping[str, BktParams],
-                          view: StudentView, threshold: float) -> None:
+    def _read_last_answer(
+        self,
+        deck: Deck,
+        graph: ContentGraph,
+        params: Mapping[str, BktParams],
+        view: StudentView,
+        threshold: float,
+    ) -> None:
         if view.n_responses == deck.seen:
             return  # asked again without a new answer
         if view.n_responses == 0:
@@ -85,7 +91,8 @@ class LeitnerScheduler:
         if view.n_responses != deck.seen + 1 or not view.recent_exercise_ids:
             raise ValueError(
                 f"the spaced-repetition scheduler must see every answer: it read {deck.seen}, the view "
-                f"has {view.n_responses}")
+                f"has {view.n_responses}"
+            )
         deck.seen = view.n_responses
         exercise = graph.exercises[view.recent_exercise_ids[0]]
         correct = view.recent_correct[0]
@@ -105,37 +112,76 @@ class LeitnerScheduler:
                     card.box = min(card.box + 1, len(self.intervals_days))
                     card.due = day + timedelta(days=self.intervals_days[card.box - 1])
 
-    def __call__(self, graph: ContentGraph, params: Mapping[str, BktParams], view: StudentView,
-                 config: PolicyConfig = _DEFAULT_CONFIG, seed: int = 0) -> Recommendation:
+    def __call__(
+        self,
+        graph: ContentGraph,
+        params: Mapping[str, BktParams],
+        view: StudentView,
+        config: PolicyConfig = _DEFAULT_CONFIG,
+        seed: int = 0,
+    ) -> Recommendation:
         threshold = config.mastery_threshold
         deck = self.deck(view.model)
         self._read_last_answer(deck, graph, params, view, threshold)
         today = view.now.date()
         practicable = [s for s in graph.skill_order if graph.exercises_by_skill.get(s)]
         position = {s: i for i, s in enumerate(practicable)}
-        due = sorted((card.due, card.box, position[s], s) for s, card in deck.cards.items()
-                     if card.due <= today and s in position)
+        due = sorted(
+            (card.due, card.box, position[s], s)
+            for s, card in deck.cards.items()
+            if card.due <= today and s in position
+        )
         rng = random.Random(seed)
         if due:
             when, box, _, skill_id = due[0]
             late = (today - when).days
-            return self._recommend(graph, view, skill_id, "review", rng, (
-                f"Review: {graph.skills[skill_id].name} is due (box {box}"
-                + (f", {late} day{'s' if late != 1 else ''} late" if late else "") + ")."),
-                {"box": box, "due": when.isoformat()}, params)
+            return self._recommend(
+                graph,
+                view,
+                skill_id,
+                "review",
+                rng,
+                (
+                    f"Review: {graph.skills[skill_id].name} is due (box {box}"
+                    + (f", {late} day{'s' if late != 1 else ''} late" if late else "")
+                    + ")."
+                ),
+                {"box": box, "due": when.isoformat()},
+                params,
+            )
         new = next((s for s in practicable if s not in deck.cards), None)
         if new is not None:
-            return self._recommend(graph, view, new, "learn", rng, (
-                f"New skill in curriculum order: {graph.skills[new].name}, until it is learned."),
-                {}, params)
+            return self._recommend(
+                graph,
+                view,
+                new,
+                "learn",
+                rng,
+                (f"New skill in curriculum order: {graph.skills[new].name}, until it is learned."),
+                {},
+                params,
+            )
         upcoming = min(card.due for card in deck.cards.values())
-        return Recommendation(None, None, "nothing_due",
-                              f"Nothing is due today; the next review is on {upcoming.isoformat()}.", NAME,
-                              {"policy": NAME, "next_due": upcoming.isoformat()})
+        return Recommendation(
+            None,
+            None,
+            "nothing_due",
+            f"Nothing is due today; the next review is on {upcoming.isoformat()}.",
+            NAME,
+            {"policy": NAME, "next_due": upcoming.isoformat()},
+        )
 
-    def _recommend(self, graph: ContentGraph, view: StudentView, skill_id: str, reason: str,
-                   rng: random.Random, explanation: str, details: dict[str, object],
-                   params: Mapping[str, BktParams]) -> Recommendation:
+    def _recommend(
+        self,
+        graph: ContentGraph,
+        view: StudentView,
+        skill_id: str,
+        reason: str,
+        rng: random.Random,
+        explanation: str,
+        details: dict[str, object],
+        params: Mapping[str, BktParams],
+    ) -> Recommendation:
         recent = set(view.recent_exercise_ids)
         candidates = graph.exercises_by_skill[skill_id]
         # A review is about this skill alone: single-skill items first, and not one seen lately.
@@ -146,8 +192,15 @@ class LeitnerScheduler:
         else:
             order = list(dict.fromkeys(view.recent_exercise_ids))
             exercise_id = max(single, key=lambda e: order.index(e) if e in order else len(order))
-        return Recommendation(exercise_id, skill_id, reason, explanation, NAME, {"policy": NAME, **details},
-                              _standard(view.model, skill_id, params))
+        return Recommendation(
+            exercise_id,
+            skill_id,
+            reason,
+            explanation,
+            NAME,
+            {"policy": NAME, **details},
+            _standard(view.model, skill_id, params),
+        )
 
 
 spaced_repetition = LeitnerScheduler()

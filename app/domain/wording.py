@@ -30,13 +30,21 @@ def percent(p: float) -> int:
 
 # Status words, for a student and for a teacher (the same facts, each in their own words).
 STUDENT_STATUS = {
-    "mastered": "mastered", "learning": "learning", "due_for_review": "time for a quick review",
-    "needs_relearning": "needs a refresh", "not_started": "not started yet", "ready": "ready to start",
+    "mastered": "mastered",
+    "learning": "learning",
+    "due_for_review": "time for a quick review",
+    "needs_relearning": "needs a refresh",
+    "not_started": "not started yet",
+    "ready": "ready to start",
     "locked": "not started yet",
 }
 TEACHER_STATUS = {
-    "mastered": "mastered", "learning": "learning", "due_for_review": "due for review",
-    "needs_relearning": "needs relearning", "not_started": "not started", "ready": "ready to start",
+    "mastered": "mastered",
+    "learning": "learning",
+    "due_for_review": "due for review",
+    "needs_relearning": "needs relearning",
+    "not_started": "not started",
+    "ready": "ready to start",
     "locked": "not started (earlier skills first)",
 }
 
@@ -102,16 +110,28 @@ class Change:
         return "up" if self.after > self.before else "down"
 
 
-HINT_NOTE = ("You used a hint, so this answer counts as practice, not as proof that you know it: the "
-             "estimate moves less than for a right answer on your own, and can even dip.")
-MISTAKE_NOTE = ("A mistake still counts as practice: working through the solution below helps you learn, "
-                "so the estimate went up a little.")
-OTHER_ANSWERS_NOTE = ("Your answers on other skills changed how fast the tutor thinks you learn, so this "
-                      "estimate moved a little.")
+HINT_NOTE = (
+    "You used a hint, so this answer counts as practice, not as proof that you know it: the "
+    "estimate moves less than for a right answer on your own, and can even dip."
+)
+MISTAKE_NOTE = (
+    "A mistake still counts as practice: working through the solution below helps you learn, "
+    "so the estimate went up a little."
+)
+OTHER_ANSWERS_NOTE = (
+    "Your answers on other skills changed how fast the tutor thinks you learn, so this "
+    "estimate moved a little."
+)
 
 
-def answer_changes(steps: Sequence[Any], names: Mapping[str, str], *, correct: bool, hints_used: int,
-                   fallback_after: Mapping[str, float] | None = None) -> list[Change]:
+def answer_changes(
+    steps: Sequence[Any],
+    names: Mapping[str, str],
+    *,
+    correct: bool,
+    hints_used: int,
+    fallback_after: Mapping[str, float] | None = None,
+) -> list[Change]:
     """The result page's lines: each skill's estimate before -> after, and a note wherever the change could
     puzzle: a right answer without a hint never shows a fall, and a wrong one never a rise, without saying
     why; a right answer after a hint says the hint is why it moved little.
@@ -133,8 +153,16 @@ def answer_changes(steps: Sequence[Any], names: Mapping[str, str], *, correct: b
             note = OTHER_ANSWERS_NOTE
         elif before is not None and not correct and after > before:
             note = MISTAKE_NOTE
-        out.append(Change(step.skill_id, names.get(step.skill_id, step.skill_id), before, after,
-                          bool(step.mastered), note))
+        out.append(
+            Change(
+                step.skill_id,
+                names.get(step.skill_id, step.skill_id),
+                before,
+                after,
+                bool(step.mastered),
+                note,
+            )
+        )
     return out
 
 
@@ -155,8 +183,13 @@ def _list(names: Sequence[str]) -> str:
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
-def for_teacher(reason: str, details: Mapping[str, Any] | None, skill_id: str | None,
-                names: Mapping[str, str], prerequisites: Mapping[str, Sequence[str]]) -> TeacherReason:
+def for_teacher(
+    reason: str,
+    details: Mapping[str, Any] | None,
+    skill_id: str | None,
+    names: Mapping[str, str],
+    prerequisites: Mapping[str, Sequence[str]],
+) -> TeacherReason:
     """Why the tutor chose an exercise, said to the teacher (third person, no statistics in the sentence);
     the numbers behind it come separately (``numbers``), for a click."""
     details = details or {}
@@ -165,8 +198,11 @@ def for_teacher(reason: str, details: Mapping[str, Any] | None, skill_id: str | 
     attempts = skill.get("attempts")
     if reason == "learn" and attempts == 0:
         before = [names.get(p, p) for p in prerequisites.get(skill_id or "", ())]
-        text = (f"Started a new skill, {name}: its prerequisites ({_list(before)}) are mastered." if before
-                else f"Started a new skill, {name} (a starting point: no prerequisites).")
+        text = (
+            f"Started a new skill, {name}: its prerequisites ({_list(before)}) are mastered."
+            if before
+            else f"Started a new skill, {name} (a starting point: no prerequisites)."
+        )
     elif reason == "learn":
         text = f"Returned to {name}, practised earlier (alternating skills helps them stick)."
     elif reason == "continue":
@@ -181,8 +217,11 @@ def for_teacher(reason: str, details: Mapping[str, Any] | None, skill_id: str | 
     elif reason == "remediate_prerequisite":
         remediation = details.get("remediation") or {}
         target = names.get(remediation.get("for_skill", ""), remediation.get("for_skill", "a later skill"))
-        why = ("it had faded" if remediation.get("decayed") else
-               f"{remediation.get('attempts', 'many')} answers on {target} had not led to mastery")
+        why = (
+            "it had faded"
+            if remediation.get("decayed")
+            else f"{remediation.get('attempts', 'many')} answers on {target} had not led to mastery"
+        )
         text = f"Went back to {name}, which {target} builds on: {why}."
     elif reason == "fixed_order":
         text = "Personalization is off: the next exercise in the fixed curriculum order."
@@ -193,11 +232,12 @@ def for_teacher(reason: str, details: Mapping[str, Any] | None, skill_id: str | 
     else:
         text = reason.replace("_", " ").capitalize() + "."
     numbers: list[tuple[str, str]] = []
-    for label, value in (("Mastery estimate of the skill then", _pct(skill.get("mastery"))),
-                         ("Predicted recall then", _pct(skill.get("recall")) if skill.get("recall", 1) < 1
-                          else None),
-                         ("Chance of a right answer, predicted", _pct(details.get("predicted_success"))),
-                         ("Chance aimed for", _pct(details.get("target_success")))):
+    for label, value in (
+        ("Mastery estimate of the skill then", _pct(skill.get("mastery"))),
+        ("Predicted recall then", _pct(skill.get("recall")) if skill.get("recall", 1) < 1 else None),
+        ("Chance of a right answer, predicted", _pct(details.get("predicted_success"))),
+        ("Chance aimed for", _pct(details.get("target_success"))),
+    ):
         if value is not None:
             numbers.append((label, value))
     if isinstance(attempts, int):
@@ -212,8 +252,11 @@ def for_teacher(reason: str, details: Mapping[str, Any] | None, skill_id: str | 
 # --- bias checks -----------------------------------------------------------------------------------
 
 ATTRIBUTE_LABELS = {
-    "school": "School", "class": "Class", "gender": "Gender",
-    "language_learner": "Learning the language of instruction", "disability_support": "Disability support",
+    "school": "School",
+    "class": "Class",
+    "gender": "Gender",
+    "language_learner": "Learning the language of instruction",
+    "disability_support": "Disability support",
 }
 # Groups of the yes/no attributes, in words (other attributes' values read as they are).
 YES_NO_GROUPS = {
@@ -221,8 +264,10 @@ YES_NO_GROUPS = {
     "disability_support": ("With disability support", "Without disability support"),
 }
 GROUP_STATUS = {
-    "reported": "compared", "insufficient data": "shown, too few to flag",
-    "suppressed": "hidden: under 10 students", "no answers": "no answers",
+    "reported": "compared",
+    "insufficient data": "shown, too few to flag",
+    "suppressed": "hidden: under 10 students",
+    "no answers": "no answers",
 }
 
 
@@ -238,8 +283,9 @@ def group_label(attribute: str, group: str) -> str:
     if attribute in ("school", "class"):
         return group
     if group.lower() in ("yes", "no"):
-        yes, no = YES_NO_GROUPS.get(attribute, (f"{attribute_label(attribute)}: yes",
-                                                f"{attribute_label(attribute)}: no"))
+        yes, no = YES_NO_GROUPS.get(
+            attribute, (f"{attribute_label(attribute)}: yes", f"{attribute_label(attribute)}: no")
+        )
         return yes if group.lower() == "yes" else no
     return group[:1].upper() + group[1:]
 
@@ -251,7 +297,7 @@ def labelled_summary(attribute: str, lines: Sequence[str], groups: Sequence[str]
     for line in lines:
         for group in sorted(groups, key=len, reverse=True):
             if line.startswith(group + ": "):
-                line = group_label(attribute, group) + line[len(group):]
+                line = group_label(attribute, group) + line[len(group) :]
                 break
         out.append(line)
     return out

@@ -107,14 +107,36 @@ class ForgettingWorld:
     curve: str = "exponential"
 
     def __post_init__(self) -> None:
-        problems = [f"{name} must be in [0, 1], got {getattr(self, name)}" for name in (
-            "prior", "prior_without_prerequisites", "guess", "slip", "learn", "prerequisite_factor",
-            "difficulty_effect", "lapse_factor") if not 0.0 <= getattr(self, name) <= 1.0]
-        problems += [f"{name} must be > 0, got {getattr(self, name)}" for name in (
-            "prior_concentration", "answer_concentration", "prior_strength_days", "initial_strength_days",
-            "relearn_boost") if not getattr(self, name) > 0.0]
-        problems += [f"{name} must be >= 0, got {getattr(self, name)}" for name in (
-            "speed_spread", "skill_spread", "spacing_gain", "massed_gain") if not getattr(self, name) >= 0.0]
+        problems = [
+            f"{name} must be in [0, 1], got {getattr(self, name)}"
+            for name in (
+                "prior",
+                "prior_without_prerequisites",
+                "guess",
+                "slip",
+                "learn",
+                "prerequisite_factor",
+                "difficulty_effect",
+                "lapse_factor",
+            )
+            if not 0.0 <= getattr(self, name) <= 1.0
+        ]
+        problems += [
+            f"{name} must be > 0, got {getattr(self, name)}"
+            for name in (
+                "prior_concentration",
+                "answer_concentration",
+                "prior_strength_days",
+                "initial_strength_days",
+                "relearn_boost",
+            )
+            if not getattr(self, name) > 0.0
+        ]
+        problems += [
+            f"{name} must be >= 0, got {getattr(self, name)}"
+            for name in ("speed_spread", "skill_spread", "spacing_gain", "massed_gain")
+            if not getattr(self, name) >= 0.0
+        ]
         if self.curve not in CURVES:
             problems.append(f"curve must be one of {list(CURVES)}, got {self.curve!r}")
         if problems:
@@ -205,7 +227,10 @@ class HiddenStudent:
         self.slip = _beta(rng, world.slip, world.answer_concentration)
         self.skill_rate = {
             s: math.exp(random.Random(f"world-skill:{config.seed}:{s}").gauss(0.0, world.skill_spread))
-            if world.skill_spread else 1.0 for s in graph.skill_order}
+            if world.skill_spread
+            else 1.0
+            for s in graph.skill_order
+        }
         self.memory: dict[str, _Memory] = {}
         self._stem = stem
         for skill_id in graph.skill_order:
@@ -265,8 +290,11 @@ class HiddenStudent:
             exponent = self.speed * self.skill_rate[skill_id] * q * savings
             if u_learn < 1.0 - (1.0 - world.learn) ** exponent:
                 state.known = state.ever = True
-                state.strength = (max(world.initial_strength_days, world.lapse_factor * state.strength)
-                                  if relearning else world.initial_strength_days)
+                state.strength = (
+                    max(world.initial_strength_days, world.lapse_factor * state.strength)
+                    if relearning
+                    else world.initial_strength_days
+                )
                 state.last = now
         return correct
 
@@ -323,8 +351,15 @@ class ForgettingResult:
     steps: tuple[Step, ...] = ()
 
 
-def claimed(model: StudentModel, skill_id: str, params: BktParams, now: datetime, paced: bool,
-            rules: MasteryRules, threshold: float) -> bool:
+def claimed(
+    model: StudentModel,
+    skill_id: str,
+    params: BktParams,
+    now: datetime,
+    paced: bool,
+    rules: MasteryRules,
+    threshold: float,
+) -> bool:
     """Shown as mastered and not due for review: the tracker's status, or standard P(L) for a baseline."""
     if paced:
         return model.status(skill_id, params, now, rules) == MasteryStatus.MASTERED
@@ -390,8 +425,11 @@ def run_student(
             if paced:
                 fresh = [s for s, state in model.skills.items() if s not in declared and state.mastered_at]
             else:
-                fresh = [step.skill_id for step in outcome
-                         if step.skill_id not in declared and step.p_mastery_after >= threshold]
+                fresh = [
+                    step.skill_id
+                    for step in outcome
+                    if step.skill_id not in declared and step.p_mastery_after >= threshold
+                ]
             for skill_id in fresh:
                 declared.add(skill_id)
                 declared_truth += student.truth(skill_id, now)
@@ -412,12 +450,23 @@ def run_student(
     post_claims, post_truth = claims_at(post)
     retained, right = student.post_test(practicable, post)
     return ForgettingResult(
-        policy=policy_name, index=index, speed=student.speed, answers=len(exercises),
-        reasons=tuple(sorted(reasons.items())), declarations=len(declared), declared_truth=declared_truth,
-        session_claims=tuple(session_claims), post_claims=post_claims, post_claims_truth=post_truth,
-        retained=retained, post_test_right=right, n_skills=len(practicable),
-        skills_practised=len(days), practice_days=sum(len(d) for d in days.values()),
-        speed_estimate=speed_estimate, steps=tuple(steps),
+        policy=policy_name,
+        index=index,
+        speed=student.speed,
+        answers=len(exercises),
+        reasons=tuple(sorted(reasons.items())),
+        declarations=len(declared),
+        declared_truth=declared_truth,
+        session_claims=tuple(session_claims),
+        post_claims=post_claims,
+        post_claims_truth=post_truth,
+        retained=retained,
+        post_test_right=right,
+        n_skills=len(practicable),
+        skills_practised=len(days),
+        practice_days=sum(len(d) for d in days.values()),
+        speed_estimate=speed_estimate,
+        steps=tuple(steps),
     )
 
 
@@ -448,8 +497,9 @@ def mean_ci(values: Sequence[float]) -> Estimate:
     return Estimate(mean, mean - half, mean + half)
 
 
-def ratio_ci(numerators: Sequence[float], denominators: Sequence[float], label: str,
-             resamples: int = 1000) -> Estimate:
+def ratio_ci(
+    numerators: Sequence[float], denominators: Sequence[float], label: str, resamples: int = 1000
+) -> Estimate:
     """sum(num) / sum(den) with a percentile bootstrap 95% interval over students (seeded by ``label``)."""
     total = sum(denominators)
     if total <= 0:
@@ -528,8 +578,9 @@ def terciles(speeds: Mapping[int, float]) -> dict[int, str]:
     return {i: TERCILES[min(2, rank * 3 // n)] for rank, i in enumerate(ranked)}
 
 
-def summarize_tercile(policy: str, tercile: str, results: Sequence[ForgettingResult],
-                      seed: int | str) -> TercileSummary:
+def summarize_tercile(
+    policy: str, tercile: str, results: Sequence[ForgettingResult], seed: int | str
+) -> TercileSummary:
     label = f"{seed}:{policy}:{tercile}"
     n_sessions = max((len(r.session_claims) for r in results), default=0)
     honesty_min, honesty_min_session = math.nan, 0
@@ -541,23 +592,36 @@ def summarize_tercile(policy: str, tercile: str, results: Sequence[ForgettingRes
                 honesty_min, honesty_min_session = share, k + 1
     speeds = [r.speed for r in results]
     return TercileSummary(
-        policy=policy, tercile=tercile, students=len(results), speed_range=(min(speeds), max(speeds)),
+        policy=policy,
+        tercile=tercile,
+        students=len(results),
+        speed_range=(min(speeds), max(speeds)),
         retention=mean_ci([r.retained / r.n_skills for r in results]),
         post_test_score=mean_ci([r.post_test_right / r.n_skills for r in results]),
-        answers_per_retained=ratio_ci([r.answers for r in results], [r.retained for r in results],
-                                      label + ":answers"),
-        declared_truly_known=ratio_ci([r.declared_truth for r in results],
-                                      [r.declarations for r in results], label + ":declared"),
+        answers_per_retained=ratio_ci(
+            [r.answers for r in results], [r.retained for r in results], label + ":answers"
+        ),
+        declared_truly_known=ratio_ci(
+            [r.declared_truth for r in results], [r.declarations for r in results], label + ":declared"
+        ),
         declarations=sum(r.declarations for r in results),
-        honesty_min=honesty_min, honesty_min_session=honesty_min_session,
-        honesty_mean=ratio_ci([sum(t for _, t in r.session_claims) for r in results],
-                              [sum(c for c, _ in r.session_claims) for r in results], label + ":honesty"),
-        honesty_post=ratio_ci([r.post_claims_truth for r in results], [r.post_claims for r in results],
-                              label + ":post"),
+        honesty_min=honesty_min,
+        honesty_min_session=honesty_min_session,
+        honesty_mean=ratio_ci(
+            [sum(t for _, t in r.session_claims) for r in results],
+            [sum(c for c, _ in r.session_claims) for r in results],
+            label + ":honesty",
+        ),
+        honesty_post=ratio_ci(
+            [r.post_claims_truth for r in results], [r.post_claims for r in results], label + ":post"
+        ),
         claims_post=fmean(r.post_claims for r in results),
         known_post=fmean(r.post_claims_truth for r in results),
-        practice_days=(sum(r.practice_days for r in results) / practised
-                       if (practised := sum(r.skills_practised for r in results)) else math.nan),
+        practice_days=(
+            sum(r.practice_days for r in results) / practised
+            if (practised := sum(r.skills_practised for r in results))
+            else math.nan
+        ),
         answers=fmean(r.answers for r in results),
     )
 
@@ -565,8 +629,10 @@ def summarize_tercile(policy: str, tercile: str, results: Sequence[ForgettingRes
 def _run_task(task: tuple[str, int, int]) -> list[ForgettingResult]:
     policy_name, start, stop = task
     graph, config, policies = _SHARED["graph"], _SHARED["config"], _SHARED["policies"]
-    return [run_student(graph, policy_name, i, config, policies[policy_name], params=_SHARED["params"])
-            for i in range(start, stop)]
+    return [
+        run_student(graph, policy_name, i, config, policies[policy_name], params=_SHARED["params"])
+        for i in range(start, stop)
+    ]
 
 
 def run_forgetting(
@@ -587,25 +653,44 @@ def run_forgetting(
     """
     chosen = choose_policies(policies, default={p: SIMULATION_POLICIES[p] for p in DEFAULT_POLICIES})
     chunk = 3  # students per task: balances the slower policies over the workers
-    tasks = [(p, start, min(start + chunk, config.students)) for p in chosen
-             for start in range(0, config.students, chunk)]
+    tasks = [
+        (p, start, min(start + chunk, config.students))
+        for p in chosen
+        for start in range(0, config.students, chunk)
+    ]
     parts = map_tasks(_run_task, tasks, processes, graph=graph, config=config, policies=chosen, params=params)
     students = tuple(r for part in parts for r in part)
     groups = terciles({r.index: r.speed for r in students})
     rows = tuple(
         summarize_tercile(p, t, [r for r in students if r.policy == p and groups[r.index] == t], config.seed)
-        for p in chosen for t in TERCILES if any(groups[r.index] == t for r in students if r.policy == p))
+        for p in chosen
+        for t in TERCILES
+        if any(groups[r.index] == t for r in students if r.policy == p)
+    )
     m = config.model_params
-    source = ("each skill's own parameters, as given" if params is not None else
-              "each skill's content parameters" if m is None else
-              f"every skill prior {m.prior:g}, learn {m.learn:g}, guess {m.guess:g}, slip {m.slip:g}")
+    source = (
+        "each skill's own parameters, as given"
+        if params is not None
+        else "each skill's content parameters"
+        if m is None
+        else f"every skill prior {m.prior:g}, learn {m.learn:g}, guess {m.guess:g}, slip {m.slip:g}"
+    )
     if params is None:
         params = model_parameters(graph, model_params=m)
     practicable = [s for s in graph.skill_order if graph.exercises_by_skill.get(s)]
-    prior, guess, learn = (fmean(getattr(params[s], name) for s in practicable)
-                           for name in ("prior", "guess", "learn"))
-    return ForgettingReport(config, tuple(chosen), len(practicable), len(graph.exercises),
-                            (prior, guess, learn), source, rows, students)
+    prior, guess, learn = (
+        fmean(getattr(params[s], name) for s in practicable) for name in ("prior", "guess", "learn")
+    )
+    return ForgettingReport(
+        config,
+        tuple(chosen),
+        len(practicable),
+        len(graph.exercises),
+        (prior, guess, learn),
+        source,
+        rows,
+        students,
+    )
 
 
 # --- pace recovery and targets --------------------------------------------------------------------
@@ -670,15 +755,19 @@ def truth_differs(report: ForgettingReport) -> list[str]:
     world = report.config.world
     prior, guess, learn = report.model_means
     out = []
-    for name, truth, model in (("prior", world.prior, prior), ("guess", world.guess, guess),
-                               ("learn", world.learn, learn)):
+    for name, truth, model in (
+        ("prior", world.prior, prior),
+        ("guess", world.guess, guess),
+        ("learn", world.learn, learn),
+    ):
         if abs(truth - model) > 0.02:
             out.append(f"{name} {truth:g} vs {model:.3g}")
     return out
 
 
-def check_targets(report: ForgettingReport, ours: str = "adaptive",
-                  random_name: str = "random") -> list[Target]:
+def check_targets(
+    report: ForgettingReport, ours: str = "adaptive", random_name: str = "random"
+) -> list[Target]:
     """Issue 17's targets (item 7, and item 4's pace recovery) on a report of the forgetting world."""
     if ours not in report.policies:
         return []
@@ -691,41 +780,73 @@ def check_targets(report: ForgettingReport, ours: str = "adaptive",
         differences[base] = mean_ci([mine[i] - theirs[i] for i in mine if i in theirs])
     if baselines:
         worst = min(baselines, key=lambda b: differences[b].value)
-        listed = "; ".join(f"{b} {_points(d.value)} [{_points(d.low)}, {_points(d.high)}]"
-                           for b, d in differences.items())
-        targets.append(Target("post-test retention above every baseline",
-                              all(d.value > 0 for d in differences.values()),
-                              f"ours {_pct(fmean(mine.values()))}; difference in points (paired 95% CI): "
-                              f"{listed}; closest: {worst}"))
+        listed = "; ".join(
+            f"{b} {_points(d.value)} [{_points(d.low)}, {_points(d.high)}]" for b, d in differences.items()
+        )
+        targets.append(
+            Target(
+                "post-test retention above every baseline",
+                all(d.value > 0 for d in differences.values()),
+                f"ours {_pct(fmean(mine.values()))}; difference in points (paired 95% CI): "
+                f"{listed}; closest: {worst}",
+            )
+        )
     if random_name in differences:
         d = differences[random_name]
-        targets.append(Target("post-test retention >= 5 points above random order", d.value >= 0.05,
-                              f"{_points(d.value)} points [{_points(d.low)}, {_points(d.high)}]"))
+        targets.append(
+            Target(
+                "post-test retention >= 5 points above random order",
+                d.value >= 0.05,
+                f"{_points(d.value)} points [{_points(d.low)}, {_points(d.high)}]",
+            )
+        )
     rows = [r for r in report.rows if r.policy == ours]
     # No claim at a moment is no false claim; a run that never claims anything shows nothing.
     shares = [v for r in rows for v in (r.honesty_min, r.honesty_post.value) if not math.isnan(v)]
-    detail = "; ".join(f"{r.tercile}: lowest at a session end {_pct(r.honesty_min)} (session "
-                       f"{r.honesty_min_session}), post-test {_pct(r.honesty_post.value)} "
-                       f"({r.claims_post:.1f} shown per student)" for r in rows)
-    targets.append(Target(">= 90% of skills shown mastered (not due) truly known, at every session end and "
-                          "the post-test, every speed tercile",
-                          bool(shares) and all(v >= 0.9 for v in shares), detail))
+    detail = "; ".join(
+        f"{r.tercile}: lowest at a session end {_pct(r.honesty_min)} (session "
+        f"{r.honesty_min_session}), post-test {_pct(r.honesty_post.value)} "
+        f"({r.claims_post:.1f} shown per student)"
+        for r in rows
+    )
+    targets.append(
+        Target(
+            ">= 90% of skills shown mastered (not due) truly known, at every session end and "
+            "the post-test, every speed tercile",
+            bool(shares) and all(v >= 0.9 for v in shares),
+            detail,
+        )
+    )
     declared = [r.declared_truly_known.value for r in rows]
     differs = truth_differs(report)
-    targets.append(Target(
-        "true mastery at declaration >= 95% in every speed tercile",
-        bool(declared) and all(v >= 0.95 for v in declared),
-        "; ".join(f"{r.tercile} {_pct(r.declared_truly_known.value)}" for r in rows)
-        + (f" (truth differs from the tutor's parameters: {', '.join(differs)})" if differs
-           else " (truth matches the tutor's mean prior, guess and learn: run with --truth-* to differ)")))
+    targets.append(
+        Target(
+            "true mastery at declaration >= 95% in every speed tercile",
+            bool(declared) and all(v >= 0.95 for v in declared),
+            "; ".join(f"{r.tercile} {_pct(r.declared_truly_known.value)}" for r in rows)
+            + (
+                f" (truth differs from the tutor's parameters: {', '.join(differs)})"
+                if differs
+                else " (truth matches the tutor's mean prior, guess and learn: run with --truth-* to differ)"
+            ),
+        )
+    )
     rho, n = pace_recovery(report, ours)
-    targets.append(Target(
-        f"pace recovery: Spearman rho >= 0.8 after {report.config.speed_check_after} answers "
-        "(issue 17 item 4)",
-        not math.isnan(rho.value) and rho.value >= 0.8,
-        f"rho {rho.value:.2f} [{rho.low:.2f}, {rho.high:.2f}], {n} students"))
-    targets.append(Target("issue 4's targets on the world without forgetting", None,
-                          "not measured here: run `flask simulate` without --world"))
+    targets.append(
+        Target(
+            f"pace recovery: Spearman rho >= 0.8 after {report.config.speed_check_after} answers "
+            "(issue 17 item 4)",
+            not math.isnan(rho.value) and rho.value >= 0.8,
+            f"rho {rho.value:.2f} [{rho.low:.2f}, {rho.high:.2f}], {n} students",
+        )
+    )
+    targets.append(
+        Target(
+            "issue 4's targets on the world without forgetting",
+            None,
+            "not measured here: run `flask simulate` without --world",
+        )
+    )
     return targets
 
 
@@ -747,9 +868,13 @@ def _bound(x: float) -> str:
 def align(lines: Sequence[Sequence[str]], left: int = 2) -> str:
     """Columns padded to one width; the first ``left`` columns left-aligned, the rest right-aligned."""
     widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
-    text = ["  ".join(cell.ljust(w) if i < left else cell.rjust(w)
-                      for i, (cell, w) in enumerate(zip(line, widths, strict=True))).rstrip()
-            for line in lines]
+    text = [
+        "  ".join(
+            cell.ljust(w) if i < left else cell.rjust(w)
+            for i, (cell, w) in enumerate(zip(line, widths, strict=True))
+        ).rstrip()
+        for line in lines
+    ]
     text.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(text)
 
@@ -757,15 +882,39 @@ def align(lines: Sequence[Sequence[str]], left: int = 2) -> str:
 def format_forgetting(report: ForgettingReport) -> str:
     """The tables: per policy x tercile, reasons and pace per policy, then the setup."""
     c, w = report.config, report.config.world
-    main = [("policy", "tercile", "speed", "retention (95% CI)", "answers/skill retained",
-             "true at declaration", "claims true: min", "mean", "post-test", "shown/known at post-test",
-             "days/skill", "answers")]
+    main = [
+        (
+            "policy",
+            "tercile",
+            "speed",
+            "retention (95% CI)",
+            "answers/skill retained",
+            "true at declaration",
+            "claims true: min",
+            "mean",
+            "post-test",
+            "shown/known at post-test",
+            "days/skill",
+            "answers",
+        )
+    ]
     for r in report.rows:
-        main.append((
-            r.policy, r.tercile, f"{r.speed_range[0]:.2f}-{r.speed_range[1]:.2f}", _ci(r.retention),
-            _ci(r.answers_per_retained, pct=False), _ci(r.declared_truly_known), _pct(r.honesty_min),
-            _ci(r.honesty_mean), _ci(r.honesty_post), f"{r.claims_post:.1f} / {r.known_post:.1f}",
-            "n/a" if math.isnan(r.practice_days) else f"{r.practice_days:.1f}", f"{r.answers:.0f}"))
+        main.append(
+            (
+                r.policy,
+                r.tercile,
+                f"{r.speed_range[0]:.2f}-{r.speed_range[1]:.2f}",
+                _ci(r.retention),
+                _ci(r.answers_per_retained, pct=False),
+                _ci(r.declared_truly_known),
+                _pct(r.honesty_min),
+                _ci(r.honesty_mean),
+                _ci(r.honesty_post),
+                f"{r.claims_post:.1f} / {r.known_post:.1f}",
+                "n/a" if math.isnan(r.practice_days) else f"{r.practice_days:.1f}",
+                f"{r.answers:.0f}",
+            )
+        )
     reasons = [("policy", "picks by reason", f"pace rho after {c.speed_check_after} (95% CI)")]
     for policy in report.policies:
         shares = ", ".join(f"{k} {100 * v:.1f}%" for k, v in report.reason_shares(policy).items())
@@ -789,7 +938,8 @@ def format_forgetting(report: ForgettingReport) -> str:
         "retention: expected share of skills recalled at the post-test; claims true: of the skills shown as "
         "mastered and not due (baselines: standard P(L) >= threshold), the share truly known, at the lowest "
         "session end, pooled over session ends, and at the post-test; [95% CI]: normal over students for "
-        "retention, percentile bootstrap over students for ratios.")
+        "retention, percentile bootstrap over students for ratios."
+    )
     return "\n\n".join([align(main), align(reasons, left=2), setup])
 
 

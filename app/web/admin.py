@@ -25,15 +25,21 @@ def bias_checks(principal: Principal) -> ResponseReturnValue:
     """The school's bias checks; admins run a new one here."""
     reports_list = bias.list_reports(db.session(), principal)
     form = BiasCheckForm()
-    form.attribute.choices = [(a, attribute_label(a)) for a in (*ORGANISATIONAL,
-                                                                 *sorted(groups.allowed_attributes()))]
+    form.attribute.choices = [
+        (a, attribute_label(a)) for a in (*ORGANISATIONAL, *sorted(groups.allowed_attributes()))
+    ]
     if request.method == "POST":
         if not form.validate_on_submit():
             abort(400, "Choose an attribute.")
         stored = bias.run_bias_check(db.session(), principal, form.attribute.data)
         return redirect(url_for("admin.bias_check", report_id=stored.id), code=303)
-    return render_template("bias_checks.html", reports=reports_list, form=form,
-                           can_run=principal.role is Role.ADMIN, attribute_label=attribute_label)
+    return render_template(
+        "bias_checks.html",
+        reports=reports_list,
+        form=form,
+        can_run=principal.role is Role.ADMIN,
+        attribute_label=attribute_label,
+    )
 
 
 @bp.get("/bias-checks/<id:report_id>")
@@ -46,18 +52,32 @@ def bias_check(principal: Principal, report_id: int) -> ResponseReturnValue:
     names = {g["group"]: group_label(attribute, g["group"]) for g in report["groups"]}
     charts = []
     for metric, text in report["metrics"].items():
-        rows = [(names[g["group"]], g["metrics"][metric]["value"], g["metrics"][metric]["low"],
-                 g["metrics"][metric]["high"]) for g in report["groups"]
-                if g["status"] != "suppressed" and metric in g["metrics"]
-                and g["metrics"][metric]["value"] is not None]
+        rows = [
+            (
+                names[g["group"]],
+                g["metrics"][metric]["value"],
+                g["metrics"][metric]["low"],
+                g["metrics"][metric]["high"],
+            )
+            for g in report["groups"]
+            if g["status"] != "suppressed"
+            and metric in g["metrics"]
+            and g["metrics"][metric]["value"] is not None
+        ]
         if rows:
             reference = next((r[1] for r in rows if r[0] == names.get(report["reference"])), None)
             charts.append((text, interval_chart(text, rows, reference=reference)))
     return render_template(
-        "bias_check.html", stored=stored, report=report, charts=charts, names=names,
-        attribute=attribute_label(attribute), status_words=GROUP_STATUS,
+        "bias_check.html",
+        stored=stored,
+        report=report,
+        charts=charts,
+        names=names,
+        attribute=attribute_label(attribute),
+        status_words=GROUP_STATUS,
         reference=names.get(report["reference"]) if report["reference"] else None,
-        summary=labelled_summary(attribute, report["summary"], list(names)))
+        summary=labelled_summary(attribute, report["summary"], list(names)),
+    )
 
 
 @bp.route("/admin/api-keys", methods=["GET", "POST"])
@@ -79,8 +99,9 @@ def api_keys(principal: Principal) -> ResponseReturnValue:
             keys = apps.list_api_keys(db.session(), principal)
     elif request.method == "POST":
         status = 400
-    return render_template("api_keys.html", form=form, keys=keys, issued=issued,
-                           revoke_form=ConfirmForm()), status
+    return render_template(
+        "api_keys.html", form=form, keys=keys, issued=issued, revoke_form=ConfirmForm()
+    ), status
 
 
 @bp.post("/admin/api-keys/<prefix>/revoke")

@@ -26,8 +26,10 @@ from app.web.pages import home_of, signed_in_page
 from app.web.redirects import safe_next_path
 
 bp = Blueprint("auth", __name__)
-SIGN_IN_FAILED = ("Sign-in failed: check what you typed. After several failed attempts, "
-                  "sign-in is paused for a few minutes.")
+SIGN_IN_FAILED = (
+    "Sign-in failed: check what you typed. After several failed attempts, "
+    "sign-in is paused for a few minutes."
+)
 
 
 @bp.get("/")
@@ -40,8 +42,9 @@ def _client_address() -> str:
     return request.remote_addr or ""  # ProxyFix has put the client's here when PROXY_COUNT is set
 
 
-def _sign_in_page(form: FlaskForm, sign_in: Callable[[], accounts.SignedIn | None],
-                  template: str) -> ResponseReturnValue:
+def _sign_in_page(
+    form: FlaskForm, sign_in: Callable[[], accounts.SignedIn | None], template: str
+) -> ResponseReturnValue:
     """GET shows the form; a POST signs in (302), or shows it again: 401 wrong credentials, 400 a form
     that is not valid (a CSRF token missing, say), 429 paused (with Retry-After)."""
     principal = signed_in()
@@ -71,9 +74,18 @@ def _sign_in_page(form: FlaskForm, sign_in: Callable[[], accounts.SignedIn | Non
 def login() -> ResponseReturnValue:
     """Teachers and admins: email and password."""
     form = StaffLoginForm()
-    return _sign_in_page(form, lambda: accounts.sign_in_staff(
-        db.session(), form.email.data, form.password.data, address=_client_address(),
-        policy=login_policy(), slots=hash_slots()), "login.html")
+    return _sign_in_page(
+        form,
+        lambda: accounts.sign_in_staff(
+            db.session(),
+            form.email.data,
+            form.password.data,
+            address=_client_address(),
+            policy=login_policy(),
+            slots=hash_slots(),
+        ),
+        "login.html",
+    )
 
 
 @bp.route("/student-login", methods=["GET", "POST"])
@@ -81,9 +93,18 @@ def login() -> ResponseReturnValue:
 def student_login() -> ResponseReturnValue:
     """Students: their class code and the personal code their teacher gave them."""
     form = StudentLoginForm()
-    return _sign_in_page(form, lambda: accounts.sign_in_student(
-        db.session(), form.join_code.data, form.personal_code.data, address=_client_address(),
-        policy=login_policy(), slots=hash_slots()), "student_login.html")
+    return _sign_in_page(
+        form,
+        lambda: accounts.sign_in_student(
+            db.session(),
+            form.join_code.data,
+            form.personal_code.data,
+            address=_client_address(),
+            policy=login_policy(),
+            slots=hash_slots(),
+        ),
+        "student_login.html",
+    )
 
 
 @bp.post("/logout")
@@ -101,8 +122,9 @@ def change_password(principal: Principal) -> ResponseReturnValue:
     status = 200
     if form.validate_on_submit():
         try:
-            user = accounts.change_password(db.session(), principal, form.current.data, form.new.data,
-                                            slots=hash_slots())
+            user = accounts.change_password(
+                db.session(), principal, form.current.data, form.new.data, slots=hash_slots()
+            )
         except SignInPaused as paused:
             form.form_errors.append(str(paused))
             return render_template("password.html", form=form), 429, {"Retry-After": str(paused.retry_after)}
@@ -126,7 +148,15 @@ def csrf_failed(error: CSRFError) -> ResponseReturnValue:
         return answer
     if signed_in() is None:
         student_pages = request.path.startswith(("/practice", "/me"))
-        return redirect(url_for("auth.student_login" if student_pages else "auth.login",
-                                next=safe_next_path(request.referrer) or "/"), code=303)
-    return render_error(400, "This page was open too long, or was sent twice. Reload it and try again.",
-                        title="Please reload the page")
+        return redirect(
+            url_for(
+                "auth.student_login" if student_pages else "auth.login",
+                next=safe_next_path(request.referrer) or "/",
+            ),
+            code=303,
+        )
+    return render_error(
+        400,
+        "This page was open too long, or was sent twice. Reload it and try again.",
+        title="Please reload the page",
+    )

@@ -12,8 +12,13 @@ PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#0
 
 
 def mastery_over_time(
-    points: Sequence[tuple[datetime, str, float]], names: Mapping[str, str], *, threshold: float,
-    max_skills: int = 6, width: int = 720, height: int = 260,
+    points: Sequence[tuple[datetime, str, float]],
+    names: Mapping[str, str],
+    *,
+    threshold: float,
+    max_skills: int = 6,
+    width: int = 720,
+    height: int = 260,
 ) -> Markup:
     """One line per skill (the most recently practised ones): the mastery estimate after each answer.
 
@@ -47,26 +52,37 @@ def mastery_over_time(
         'stroke="#4a5563" stroke-dasharray="4 4"/>',
     ]
     for tick in (0.0, 0.5, 1.0):
-        parts.append(f'<text x="{left - 6}" y="{y(tick) + 4:.1f}" text-anchor="end" font-size="12">'
-                     f"{tick:.0%}</text>")
-    parts.append(f'<text x="{left + plot_w / 2}" y="{height - 6}" text-anchor="middle" font-size="12">'
-                 "answers, oldest to newest</text>")
+        parts.append(
+            f'<text x="{left - 6}" y="{y(tick) + 4:.1f}" text-anchor="end" font-size="12">{tick:.0%}</text>'
+        )
+    parts.append(
+        f'<text x="{left + plot_w / 2}" y="{height - 6}" text-anchor="middle" font-size="12">'
+        "answers, oldest to newest</text>"
+    )
     for index, skill_id in enumerate(shown):
         colour = PALETTE[index % len(PALETTE)]
         coords = " ".join(f"{x(i):.1f},{y(p):.1f}" for i, (_, s, p) in enumerate(points) if s == skill_id)
-        parts.append(f'<polyline class="series" data-skill="{escape(skill_id)}" fill="none" '
-                     f'stroke="{colour}" stroke-width="2" points="{coords}"/>')
+        parts.append(
+            f'<polyline class="series" data-skill="{escape(skill_id)}" fill="none" '
+            f'stroke="{colour}" stroke-width="2" points="{coords}"/>'
+        )
     parts.append("</svg>")
     legend = "".join(
         f'<li><span class="swatch" data-colour="{PALETTE[i % len(PALETTE)]}">'
         f'<svg width="14" height="14" aria-hidden="true"><rect width="14" height="14" '
         f'fill="{PALETTE[i % len(PALETTE)]}"/></svg></span> {escape(names.get(s, s))}</li>'
-        for i, s in enumerate(shown))
+        for i, s in enumerate(shown)
+    )
     return Markup("".join(parts) + f'<ul class="legend">{legend}</ul>')
 
 
-def interval_chart(title: str, rows: Sequence[tuple[str, float, float | None, float | None]], *,
-                   reference: float | None = None, width: int = 520) -> Markup:
+def interval_chart(
+    title: str,
+    rows: Sequence[tuple[str, float, float | None, float | None]],
+    *,
+    reference: float | None = None,
+    width: int = 520,
+) -> Markup:
     """One row per group: the estimate as a dot and its 95% interval as a line, on a shared axis."""
     if not rows:
         return Markup("")
@@ -83,21 +99,29 @@ def interval_chart(title: str, rows: Sequence[tuple[str, float, float | None, fl
     def x(v: float) -> float:
         return left + (width - left - right) * (v - low) / (high - low)
 
-    parts = [f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" aria-label="{escape(title)}">'
-             f"<title>{escape(title)}</title>"]
+    parts = [
+        f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" aria-label="{escape(title)}">'
+        f"<title>{escape(title)}</title>"
+    ]
     if reference is not None and low <= reference <= high:
-        parts.append(f'<line x1="{x(reference):.1f}" y1="4" x2="{x(reference):.1f}" y2="{height - 24}" '
-                     'stroke="#4a5563" stroke-dasharray="3 3"/>')
+        parts.append(
+            f'<line x1="{x(reference):.1f}" y1="4" x2="{x(reference):.1f}" y2="{height - 24}" '
+            'stroke="#4a5563" stroke-dasharray="3 3"/>'
+        )
     for i, (name, value, lo, hi) in enumerate(rows):
         y = 16 + i * row_h
-        parts.append(f'<text x="{left - 8}" y="{y + 4}" text-anchor="end" font-size="12">'
-                     f"{escape(name)}</text>")
+        parts.append(
+            f'<text x="{left - 8}" y="{y + 4}" text-anchor="end" font-size="12">{escape(name)}</text>'
+        )
         if lo is not None and hi is not None:
-            parts.append(f'<line x1="{x(lo):.1f}" y1="{y}" x2="{x(hi):.1f}" y2="{y}" stroke="#0072B2" '
-                         'stroke-width="2"/>')
+            parts.append(
+                f'<line x1="{x(lo):.1f}" y1="{y}" x2="{x(hi):.1f}" y2="{y}" stroke="#0072B2" '
+                'stroke-width="2"/>'
+            )
         parts.append(f'<circle cx="{x(value):.1f}" cy="{y}" r="4" fill="#0072B2"/>')
     for tick in (low + pad, (low + high) / 2, high - pad):
-        parts.append(f'<text x="{x(tick):.1f}" y="{height - 8}" text-anchor="middle" font-size="11">'
-                     f"{tick:.2f}</text>")
+        parts.append(
+            f'<text x="{x(tick):.1f}" y="{height - 8}" text-anchor="middle" font-size="11">{tick:.2f}</text>'
+        )
     parts.append("</svg>")
     return Markup("".join(parts))

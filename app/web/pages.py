@@ -28,8 +28,10 @@ def signed_in_page(sign_in: str = "auth.login") -> Callable[[View], View]:
             principal = signed_in()
             if principal is None:
                 target = request.full_path.rstrip("?") if request.method == "GET" else request.referrer
-                return redirect(url_for(sign_in, next=safe_next_path(target)),
-                                code=302 if request.method == "GET" else 303)
+                return redirect(
+                    url_for(sign_in, next=safe_next_path(target)),
+                    code=302 if request.method == "GET" else 303,
+                )
             return view(principal, *args, **kwargs)
 
         return cast(View, guarded)

@@ -29,7 +29,7 @@ def safe_next_path(target: str | None) -> str | None:
         return None
     own = request.host_url  # "http://host/": a Referer from this site
     if target.startswith(own):
-        target = "/" + target[len(own):]
+        target = "/" + target[len(own) :]
     decoded = target
     for _ in range(DECODINGS):
         decoded = unquote(decoded)

@@ -30,9 +30,16 @@ def me(principal: Principal) -> ResponseReturnValue:
     student, report = reports.student_report(db.session(), principal, principal.id)
     upcoming = next_exercise(db.session(), principal, principal.id)
     names = {s.skill_id: s.name for s in report.skills}
-    return render_template("me.html", principal=principal, report=report, student=student,
-                           upcoming=upcoming, names=names, units=by_unit(report.skills),
-                           status_words=STUDENT_STATUS)
+    return render_template(
+        "me.html",
+        principal=principal,
+        report=report,
+        student=student,
+        upcoming=upcoming,
+        names=names,
+        units=by_unit(report.skills),
+        status_words=STUDENT_STATUS,
+    )
 
 
 @bp.get("/practice")
@@ -64,8 +71,9 @@ def practice_answer(principal: Principal, recommendation_id: int) -> ResponseRet
         flash("Type or choose an answer first.")
         return redirect(url_for("student.practice"), code=303)
     try:
-        recorded, _ = practice_service.answer(db.session(), principal, recommendation_id,
-                                              form.answer.data.strip())
+        recorded, _ = practice_service.answer(
+            db.session(), principal, recommendation_id, form.answer.data.strip()
+        )
     except InvalidAnswer as error:
         flash(str(error))
         return redirect(url_for("student.practice"), code=303)
@@ -108,7 +116,10 @@ def my_personalization(principal: Principal) -> ResponseReturnValue:
         abort(400, "Choose on or off.")
     enabled = form.personalized.data == "on"
     set_personalization(db.session(), principal, principal.id, enabled=enabled)
-    flash("Personalization is on: exercises are chosen for you." if enabled else
-          "Personalization is off: exercises come in the fixed order, and nothing about you is used to "
-          "choose them.")
+    flash(
+        "Personalization is on: exercises are chosen for you."
+        if enabled
+        else "Personalization is off: exercises come in the fixed order, and nothing about you is used to "
+        "choose them."
+    )
     return redirect(url_for("student.my_data"))

@@ -37,10 +37,18 @@ def class_page(principal: Principal, class_id: int) -> ResponseReturnValue:
     result = reports.class_report(db.session(), principal, class_id, since=since, until=until, dashboard=True)
     report = result.report
     column = {s.skill_id: i for i, s in enumerate(report.skills)}
-    return render_template("class.html", klass=result.klass, report=report, dashboard=result.dashboard,
-                           units=by_unit(report.skills), column=column, status_words=TEACHER_STATUS,
-                           min_answers=reports.report_config().min_attempts,
-                           since=request.args.get("since", ""), until=request.args.get("until", ""))
+    return render_template(
+        "class.html",
+        klass=result.klass,
+        report=report,
+        dashboard=result.dashboard,
+        units=by_unit(report.skills),
+        column=column,
+        status_words=TEACHER_STATUS,
+        min_answers=reports.report_config().min_attempts,
+        since=request.args.get("since", ""),
+        until=request.args.get("until", ""),
+    )
 
 
 @bp.get("/classes/<id:class_id>/report.csv")
@@ -63,8 +71,11 @@ def class_skills_csv(principal: Principal, class_id: int) -> ResponseReturnValue
 
 def _csv(body: str, class_name: str, what: str) -> Response:
     name = re.sub(r"[^A-Za-z0-9_-]+", "-", class_name).strip("-") or "class"
-    return Response(body, mimetype="text/csv", headers={
-        "Content-Disposition": f'attachment; filename="{name}-{what}.csv"'})
+    return Response(
+        body,
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{name}-{what}.csv"'},
+    )
 
 
 @bp.get("/students/<student_id>")
@@ -74,11 +85,22 @@ def student_page(principal: Principal, student_id: str) -> ResponseReturnValue:
     page = reports.student_page(db.session(), principal, student_id, recommendations=20)  # one logged read
     report = page.report
     names = {s.skill_id: s.name for s in report.skills}
-    chart = mastery_over_time([(p.at, p.skill_id, p.p_mastery) for p in page.history], names,
-                              threshold=reports.report_config().rules.threshold)
+    chart = mastery_over_time(
+        [(p.at, p.skill_id, p.p_mastery) for p in page.history],
+        names,
+        threshold=reports.report_config().rules.threshold,
+    )
     why = list(zip(page.recommendations, page.reasons, page.prompts, strict=True))
-    return render_template("student.html", student=page.student, report=report, chart=chart, why=why,
-                           names=names, units=by_unit(report.skills), status_words=TEACHER_STATUS)
+    return render_template(
+        "student.html",
+        student=page.student,
+        report=report,
+        chart=chart,
+        why=why,
+        names=names,
+        units=by_unit(report.skills),
+        status_words=TEACHER_STATUS,
+    )
 
 
 @bp.get("/students/<student_id>/export")

@@ -51,24 +51,37 @@ class Server:
 
 
 @pytest.fixture(scope="module")
-def server(migrated_app: Flask, database_url: str, tmp_path_factory: pytest.TempPathFactory
-           ) -> Iterator[Server]:
+def server(
+    migrated_app: Flask, database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
     log = tmp_path_factory.mktemp("gunicorn") / "stderr.log"
     # create_app({}) rather than wsgi:app: a developer's instance/config.py must not point the server
     # at another database. Everything else comes from the environment, as in production.
     env = {"SECRET_KEY": "concurrency-test", "RATELIMIT_API": "1000000 per minute"}
-    with open(log, "wb") as stderr, serve("app:create_app({})", database_url, workers=WORKERS, env=env,
-                                          log=stderr) as running:
+    with (
+        open(log, "wb") as stderr,
+        serve("app:create_app({})", database_url, workers=WORKERS, env=env, log=stderr) as running,
+    ):
         yield Server(running, log)
 
 
-def call(port: int, key: str, method: str, path: str, payload: dict[str, Any] | None = None,
-         connection: http.client.HTTPConnection | None = None) -> tuple[int, dict[str, Any]]:
+def call(
+    port: int,
+    key: str,
+    method: str,
+    path: str,
+    payload: dict[str, Any] | None = None,
+    connection: http.client.HTTPConnection | None = None,
+) -> tuple[int, dict[str, Any]]:
     """One request on its own connection (gunicorn's sync workers close it after each response)."""
     conn = connection or http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     try:
-        conn.request(method, path, body=json.dumps(payload) if payload is not None else None,
-                     headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+        conn.request(
+            method,
+            path,
+            body=json.dumps(payload) if payload is not None else None,
+            headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+        )
         response = conn.getresponse()
         return response.status, json.loads(response.read())
     finally:
@@ -95,8 +108,9 @@ def answer_payload(exercise: Exercise, right: bool, client_id: str, graded_here:
 def some_exercises(graph: ContentGraph) -> list[Exercise]:
     """Single-skill exercises and exercises of several skills (one answer, several updates)."""
     ordered = sorted(graph.exercises.values(), key=lambda e: e.id)
-    return ([e for e in ordered if len(e.skill_ids) == 1][:6]
-            + [e for e in ordered if len(e.skill_ids) > 1][:4])
+    return [e for e in ordered if len(e.skill_ids) == 1][:6] + [e for e in ordered if len(e.skill_ids) > 1][
+        :4
+    ]
 
 
 def run_all(jobs: list[Callable[[], Any]], threads: int) -> list[Any]:
@@ -114,10 +128,14 @@ def assert_recorded_once_and_replayable(app: Flask, sent: dict[str, set[str]]) -
         rows = Counter(session.execute(sa.select(Response.student_id, Response.client_response_id)).all())
         assert max(rows.values()) == 1
         assert {(s, c) for s, ids in sent.items() for c in ids} == set(rows)
-        stored = {(r.response_id, r.skill_id): (r.p_mastery_before, r.p_correct, r.p_mastery_after)
-                  for r in session.scalars(sa.select(ResponseSkill))}
-        replayed = {(s.response_id, s.skill_id): (s.p_mastery_before, s.p_correct, s.p_mastery_after)
-                    for s in replay_log(session, read_snapshot(session).params, current_settings().mastery)}
+        stored = {
+            (r.response_id, r.skill_id): (r.p_mastery_before, r.p_correct, r.p_mastery_after)
+            for r in session.scalars(sa.select(ResponseSkill))
+        }
+        replayed = {
+            (s.response_id, s.skill_id): (s.p_mastery_before, s.p_correct, s.p_mastery_after)
+            for s in replay_log(session, read_snapshot(session).params, current_settings().mastery)
+        }
         assert stored.keys() == replayed.keys()
         drift = max(abs(a - b) for key in stored for a, b in zip(stored[key], replayed[key], strict=True))
         assert drift < 1e-9, drift
@@ -135,7 +153,8 @@ def wait_until(condition: Callable[[], bool], what: str, deadline: float) -> Non
 
 
 def test_parallel_answers_for_one_student_are_recorded_once_and_in_order(
-        app: Flask, server: Server, runner: Any, shipped_graph: ContentGraph) -> None:
+    app: Flask, server: Server, runner: Any, shipped_graph: ContentGraph
+) -> None:
     port, key = server.gunicorn.port, issue_key(app, "concurrent-app")
     student = new_student(port, key, "two-tabs")
     others = [new_student(port, key, f"classmate-{i}") for i in range(3)]
@@ -153,8 +172,12 @@ def test_parallel_answers_for_one_student_are_recorded_once_and_in_order(
             if i % 4 == 0:  # an app retry of another thread's answer, racing the original
                 sends.append(plan((t + 1) % threads, i))
             if i % 5 == 0:  # classmates answer meanwhile
-                sends.append((others[(t + i) % 3], answer_payload(exercises[i % 10], i % 2 == 0,
-                                                                 f"c{t}-{i}", graded_here=False)))
+                sends.append(
+                    (
+                        others[(t + i) % 3],
+                        answer_payload(exercises[i % 10], i % 2 == 0, f"c{t}-{i}", graded_here=False),
+                    )
+                )
             for who, payload in sends:
                 status, body = call(port, key, "POST", f"/api/v1/students/{who}/responses", payload)
                 out.append((who, status, body))
@@ -173,8 +196,11 @@ def test_parallel_answers_for_one_student_are_recorded_once_and_in_order(
         results = [r for f in futures for r in f.result(timeout=DEADLINE)]
     assert live.exit_code == 0 and overlapped, live.output
     statuses = Counter(status for _, status, _ in results)
-    assert set(statuses) <= {200, 201}, (statuses, server.log_tail(),
-                                         [b for _, s, b in results if s not in (200, 201)][:3])
+    assert set(statuses) <= {200, 201}, (
+        statuses,
+        server.log_tail(),
+        [b for _, s, b in results if s not in (200, 201)][:3],
+    )
     by_answer: dict[tuple[str, str], list[tuple[int, dict[str, Any]]]] = {}
     for who, status, body in results:
         by_answer.setdefault((who, body["client_response_id"]), []).append((status, body))
@@ -188,8 +214,9 @@ def test_parallel_answers_for_one_student_are_recorded_once_and_in_order(
     assert_recorded_once_and_replayable(app, sent)
 
 
-def fire_together(port: int, key: str, path: str, payloads: list[dict[str, Any]]
-                  ) -> list[tuple[int, dict[str, Any]]]:
+def fire_together(
+    port: int, key: str, path: str, payloads: list[dict[str, Any]]
+) -> list[tuple[int, dict[str, Any]]]:
     """Every payload from its own thread, released at the same instant on already open connections."""
     barrier = threading.Barrier(len(payloads))
 
@@ -202,8 +229,9 @@ def fire_together(port: int, key: str, path: str, payloads: list[dict[str, Any]]
     return run_all([lambda p=p: one(p) for p in payloads], len(payloads))
 
 
-def test_a_retry_in_flight_returns_the_first_result(app: Flask, server: Server,
-                                                    shipped_graph: ContentGraph) -> None:
+def test_a_retry_in_flight_returns_the_first_result(
+    app: Flask, server: Server, shipped_graph: ContentGraph
+) -> None:
     port, key = server.gunicorn.port, issue_key(app, "retrying-app")
     student = new_student(port, key, "impatient")
     path = f"/api/v1/students/{student}/responses"
@@ -227,8 +255,10 @@ def test_a_retry_in_flight_returns_the_first_result(app: Flask, server: Server,
     for (status, body), payload in zip(results, [right, other] * 6, strict=True):
         if status == 409:
             assert payload is loser
-            assert body["message"] == ("client_response_id 'contested' was already used for a different "
-                                       f"answer (exercise '{exercises[0].id}').")
+            assert body["message"] == (
+                "client_response_id 'contested' was already used for a different "
+                f"answer (exercise '{exercises[0].id}')."
+            )
         else:
             assert body == winner
     sent.add("contested")
@@ -241,8 +271,9 @@ def test_a_retry_in_flight_returns_the_first_result(app: Flask, server: Server,
     assert_recorded_once_and_replayable(app, {student: sent})
 
 
-def test_a_killed_worker_leaves_no_partial_answer(app: Flask, server: Server, runner: Any,
-                                                  shipped_graph: ContentGraph) -> None:
+def test_a_killed_worker_leaves_no_partial_answer(
+    app: Flask, server: Server, runner: Any, shipped_graph: ContentGraph
+) -> None:
     """kill -9 workers under load; clients retry what failed with the same client_response_id."""
     gunicorn = server.gunicorn
     port, key = gunicorn.port, issue_key(app, "crashing-app")
@@ -256,8 +287,9 @@ def test_a_killed_worker_leaves_no_partial_answer(app: Flask, server: Server, ru
         student = students[t % len(students)]  # several clients per student: contention as well
         out = []
         for i in range(per_thread):
-            payload = answer_payload(exercises[(t + i) % len(exercises)], (t + i) % 3 != 0, f"k{t}-{i}",
-                                     graded_here=i % 2 == 0)
+            payload = answer_payload(
+                exercises[(t + i) % len(exercises)], (t + i) % 3 != 0, f"k{t}-{i}", graded_here=i % 2 == 0
+            )
             attempts = 0
             deadline = time.monotonic() + DEADLINE
             while True:
@@ -286,8 +318,11 @@ def test_a_killed_worker_leaves_no_partial_answer(app: Flask, server: Server, ru
             victim = picker.choice(gunicorn.worker_pids())
             os.kill(victim, signal.SIGKILL)
             kills.append(victim)
-            wait_until(lambda v=victim: v not in (pids := gunicorn.worker_pids()) and len(pids) == WORKERS,
-                       "gunicorn replaced the killed worker", deadline)
+            wait_until(
+                lambda v=victim: v not in (pids := gunicorn.worker_pids()) and len(pids) == WORKERS,
+                "gunicorn replaced the killed worker",
+                deadline,
+            )
         results = [r for f in futures for r in f.result(timeout=DEADLINE)]
 
     assert done["interrupted"] >= 1, "no request was cut off by a kill"

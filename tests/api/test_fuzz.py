@@ -52,6 +52,7 @@ def real_ids(world: World, shipped_graph: Any) -> dict[str, list[Any]]:
 
 def with_real_ids(case: Any, ids: dict[str, list[Any]], draw: Callable[[Any], Any]) -> None:
     """Swap most generated ids for existing ones (a quarter stay random: unknown ids must give 404s)."""
+
     def often() -> bool:
         return bool(draw(st.integers(0, 3)))
 
@@ -66,8 +67,9 @@ def with_real_ids(case: Any, ids: dict[str, list[Any]], draw: Callable[[Any], An
 
 
 def disposable_student(world: World, n: int) -> str:
-    response = world.actors["app1"].request("POST", "/api/v1/students",
-                                            json={"external_id": f"throwaway-{n}"})
+    response = world.actors["app1"].request(
+        "POST", "/api/v1/students", json={"external_id": f"throwaway-{n}"}
+    )
     return str(response.get_json()["id"])
 
 
@@ -89,14 +91,21 @@ class Run:
         if actor.csrf:
             headers["X-CSRFToken"] = actor.csrf
 
-        @settings(max_examples=EXAMPLES, deadline=None, database=None, phases=[Phase.generate],
-                  suppress_health_check=list(HealthCheck))
+        @settings(
+            max_examples=EXAMPLES,
+            deadline=None,
+            database=None,
+            phases=[Phase.generate],
+            suppress_health_check=list(HealthCheck),
+        )
         @given(case=operation.as_strategy(generation_mode=mode), data=st.data())
         def send(case: Any, data: st.DataObject) -> None:
             if mode is GenerationMode.POSITIVE:  # a real id could turn a deliberately invalid value valid
                 with_real_ids(case, self.ids, data.draw)
-            if operation.label == "DELETE /api/v1/students/{student_id}" \
-                    and case.path_parameters.get("student_id") in self.ids["student_id"]:
+            if (
+                operation.label == "DELETE /api/v1/students/{student_id}"
+                and case.path_parameters.get("student_id") in self.ids["student_id"]
+            ):
                 # Deleting the shared students would leave nothing real for the operations after.
                 case.path_parameters["student_id"] = disposable_student(self.world, sum(self.sent.values()))
             # The caller's own credentials, not generated ones (those are tested by the 401 tests).
@@ -123,7 +132,9 @@ class Run:
 
 
 def test_generated_requests_get_documented_answers_and_never_a_server_error(
-    app: Any, world: World, shipped_graph: Any,
+    app: Any,
+    world: World,
+    shipped_graph: Any,
 ) -> None:
     schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", app)
     operations = [result.ok() for result in schema.get_all_operations()]
@@ -143,5 +154,7 @@ def test_generated_requests_get_documented_answers_and_never_a_server_error(
     assert total >= len(operations) * 2 * len(CALLERS) * EXAMPLES * 0.75, (total, run.sent)
     # The teacher's answers vary with the target: their class's student (200), another class's (404).
     assert run.by_caller["teacher_a"][200] and run.by_caller["teacher_a"][404], run.by_caller["teacher_a"]
-    print(f"fuzzing: {total} requests over {len(operations)} operations; "
-          f"statuses {dict(sorted(run.statuses.items()))}")
+    print(
+        f"fuzzing: {total} requests over {len(operations)} operations; "
+        f"statuses {dict(sorted(run.statuses.items()))}"
+    )

@@ -10,8 +10,9 @@ from app.models import Mastery, Response, ResponseSkill
 from tests.conftest import ApiClient
 
 
-def independent_bkt(p: float, correct: bool, prior: float, learn: float, guess: float,
-                    slip: float, forget: float) -> float:
+def independent_bkt(
+    p: float, correct: bool, prior: float, learn: float, guess: float, slip: float, forget: float
+) -> float:
     """The BKT update written out again, independently of app.domain.bkt."""
     del prior
     if correct:
@@ -64,25 +65,31 @@ def test_server_grades_answers_and_updates_mastery(app, api: ApiClient, shipped_
     params = skill_params(api)
     exercise_id = api.get(f"/api/v1/students/{student}/next-exercise").get_json()["exercise"]["id"]
     exercise = shipped_graph.exercises[exercise_id]
-    right = api.post(f"/api/v1/students/{student}/responses",
-                     json={"exercise_id": exercise_id, "answer": exercise.answers[0],
-                           "response_time_ms": 5300})
+    right = api.post(
+        f"/api/v1/students/{student}/responses",
+        json={"exercise_id": exercise_id, "answer": exercise.answers[0], "response_time_ms": 5300},
+    )
     assert right.status_code == 201
     body = right.get_json()
     assert body["correct"] is True and body["graded_by"] == "server"
     assert body["correct_answer"] == exercise.answers[0]
     for skill_id in exercise.skill_ids:
         p = params[skill_id]
-        assert body["mastery"][skill_id] == independent_bkt(p["prior"], True, **{
-            k: p[k] for k in ("prior", "learn", "guess", "slip", "forget")})
+        assert body["mastery"][skill_id] == independent_bkt(
+            p["prior"], True, **{k: p[k] for k in ("prior", "learn", "guess", "slip", "forget")}
+        )
     step = body["skills"][0]
     p = params[step["skill_id"]]
     assert step["p_mastery_before"] == p["prior"]
     assert abs(step["p_correct"] - (p["prior"] * (1 - p["slip"]) + (1 - p["prior"]) * p["guess"])) < 1e-12
 
-    wrong = api.post(f"/api/v1/students/{student}/responses",
-                     json={"exercise_id": exercise_id, "answer": wrong_answer(
-                         api.get(f"/api/v1/exercises/{exercise_id}").get_json())})
+    wrong = api.post(
+        f"/api/v1/students/{student}/responses",
+        json={
+            "exercise_id": exercise_id,
+            "answer": wrong_answer(api.get(f"/api/v1/exercises/{exercise_id}").get_json()),
+        },
+    )
     assert wrong.status_code == 201 and wrong.get_json()["correct"] is False
     for skill_id in exercise.skill_ids:
         assert wrong.get_json()["mastery"][skill_id] < body["mastery"][skill_id]
@@ -92,8 +99,9 @@ def test_server_grades_answers_and_updates_mastery(app, api: ApiClient, shipped_
 def test_app_graded_answers(app, api: ApiClient, shipped_graph) -> None:
     student = api.new_student()
     exercise_id = next(iter(shipped_graph.exercises))
-    response = api.post(f"/api/v1/students/{student}/responses",
-                        json={"exercise_id": exercise_id, "correct": False})
+    response = api.post(
+        f"/api/v1/students/{student}/responses", json={"exercise_id": exercise_id, "correct": False}
+    )
     assert response.status_code == 201
     assert response.get_json()["graded_by"] == "app" and response.get_json()["correct"] is False
 
@@ -101,8 +109,9 @@ def test_app_graded_answers(app, api: ApiClient, shipped_graph) -> None:
 def test_multi_skill_exercise_updates_every_skill(app, api: ApiClient, shipped_graph) -> None:
     multi = next(e for e in shipped_graph.exercises.values() if len(e.skill_ids) > 1)
     student = api.new_student()
-    body = api.post(f"/api/v1/students/{student}/responses",
-                    json={"exercise_id": multi.id, "correct": True}).get_json()
+    body = api.post(
+        f"/api/v1/students/{student}/responses", json={"exercise_id": multi.id, "correct": True}
+    ).get_json()
     assert set(body["mastery"]) == set(multi.skill_ids)
     progress = skill_progress(api, student)
     for skill_id in multi.skill_ids:
@@ -121,8 +130,7 @@ def test_retry_with_client_response_id_records_once(app, api: ApiClient, shipped
     assert count(app, Response) == 1
     with app.app_context():
         assert db.session.scalar(sa.select(Mastery.attempts)) == 1
-    conflicting = api.post(f"/api/v1/students/{student}/responses",
-                           json={**payload, "correct": False})
+    conflicting = api.post(f"/api/v1/students/{student}/responses", json={**payload, "correct": False})
     assert conflicting.status_code == 409 and "tab-1-answer-1" in conflicting.get_json()["message"]
     # The same client id for another student is a different answer.
     other = api.new_student("student-2")
@@ -149,8 +157,9 @@ def test_bad_answers_are_refused_without_writing(app, api: ApiClient, shipped_gr
         response = api.post(url, json=payload)
         assert response.status_code == status, payload
         assert field in response.get_json()["errors"]["json"], payload
-    malformed = api.client.post(url, data='{"exercise_id": ', headers={
-        **api.headers, "Content-Type": "application/json"})
+    malformed = api.client.post(
+        url, data='{"exercise_id": ', headers={**api.headers, "Content-Type": "application/json"}
+    )
     assert malformed.status_code == 400 and malformed.get_json()["message"]
     form = api.client.post(url, data={"exercise_id": choice.id}, headers=api.headers)
     assert form.status_code == 415 and "JSON" in form.get_json()["message"]
@@ -169,8 +178,9 @@ def test_replayed_answers_match_an_independent_bkt_computation(app, api: ApiClie
     for i in range(60):
         exercise = api.get(f"/api/v1/students/{student}/next-exercise").get_json()["exercise"]
         correct = pattern[i % len(pattern)]
-        body = api.post(f"/api/v1/students/{student}/responses",
-                        json={"exercise_id": exercise["id"], "correct": correct}).get_json()
+        body = api.post(
+            f"/api/v1/students/{student}/responses", json={"exercise_id": exercise["id"], "correct": correct}
+        ).get_json()
         for skill_id in exercise["skill_ids"]:
             p = params[skill_id]
             before = expected.get(skill_id, p["prior"])
@@ -207,8 +217,10 @@ def test_student_who_always_answers_right_masters_everything(app, api: ApiClient
         if body["exercise"] is None:
             break
         assert set(shipped_graph.skills[body["skill_id"]].prerequisites) <= mastered
-        result = api.post(f"/api/v1/students/{student}/responses",
-                          json={"exercise_id": body["exercise"]["id"], "correct": True}).get_json()
+        result = api.post(
+            f"/api/v1/students/{student}/responses",
+            json={"exercise_id": body["exercise"]["id"], "correct": True},
+        ).get_json()
         mastered |= {s["skill_id"] for s in result["skills"] if s["mastered"]}
         for step in result["skills"]:
             # one number before and after, on the same scale: a right answer never shows a fall
@@ -267,15 +279,21 @@ def test_opt_out_gives_fixed_order_and_is_recorded(app, api: ApiClient, shipped_
     off = api.client.patch(f"/api/v1/students/{student}", json={"personalized": False}, headers=api.headers)
     assert off.status_code == 200
     assert off.get_json()["personalized"] is False and off.get_json()["personalization_changed_at"]
-    order = [e for s in shipped_graph.skill_order for e in shipped_graph.exercises_by_skill[s]
-             if shipped_graph.exercises[e].skill_ids[0] == s]
+    order = [
+        e
+        for s in shipped_graph.skill_order
+        for e in shipped_graph.exercises_by_skill[s]
+        if shipped_graph.exercises[e].skill_ids[0] == s
+    ]
     seen = []
     for i in range(4):
         body = api.get(f"/api/v1/students/{student}/next-exercise").get_json()
         assert body["reason"] == "fixed_order" and body["policy"] == "fixed_sequence"
         seen.append(body["exercise"]["id"])
-        api.post(f"/api/v1/students/{student}/responses",
-                 json={"exercise_id": body["exercise"]["id"], "correct": i % 2 == 0})
+        api.post(
+            f"/api/v1/students/{student}/responses",
+            json={"exercise_id": body["exercise"]["id"], "correct": i % 2 == 0},
+        )
     assert seen == order[:4]
     assert api.get(f"/api/v1/students/{student}/progress").get_json()["personalized"] is False
     on = api.client.patch(f"/api/v1/students/{student}", json={"personalized": True}, headers=api.headers)
@@ -291,15 +309,18 @@ def test_recommendations_are_stored_with_the_answer_that_followed(app, api: ApiC
     first = api.get(f"/api/v1/students/{student}/next-exercise").get_json()
     again = api.get(f"/api/v1/students/{student}/next-exercise").get_json()
     assert again["recommendation_id"] == first["recommendation_id"]  # served twice, stored once
-    answered = api.post(f"/api/v1/students/{student}/responses",
-                        json={"exercise_id": first["exercise"]["id"], "correct": True}).get_json()
+    answered = api.post(
+        f"/api/v1/students/{student}/responses",
+        json={"exercise_id": first["exercise"]["id"], "correct": True},
+    ).get_json()
     assert answered["recommendation_id"] == first["recommendation_id"]
     second = api.get(f"/api/v1/students/{student}/next-exercise").get_json()
     assert second["recommendation_id"] != first["recommendation_id"]
     # An exercise the app chose itself is not attributed to a recommendation.
     own_choice = next(e for e in shipped_graph.exercises if e != second["exercise"]["id"])
-    unlinked = api.post(f"/api/v1/students/{student}/responses",
-                        json={"exercise_id": own_choice, "correct": False}).get_json()
+    unlinked = api.post(
+        f"/api/v1/students/{student}/responses", json={"exercise_id": own_choice, "correct": False}
+    ).get_json()
     assert unlinked["recommendation_id"] is None
     history = api.get(f"/api/v1/students/{student}/recommendations").get_json()
     assert [h["id"] for h in history] == [second["recommendation_id"], first["recommendation_id"]]
@@ -313,9 +334,13 @@ def test_the_worked_solution_comes_with_the_answer_and_never_before(api: ApiClie
     served = api.get(f"/api/v1/students/{student}/next-exercise").get_json()
     exercise = shipped_graph.exercises[served["exercise"]["id"]]
     assert exercise.solution and "solution" not in served["exercise"]
-    wrong = api.post(f"/api/v1/students/{student}/responses",
-                     json={"exercise_id": exercise.id, "answer": "999999", "client_response_id": "w-1"})
+    wrong = api.post(
+        f"/api/v1/students/{student}/responses",
+        json={"exercise_id": exercise.id, "answer": "999999", "client_response_id": "w-1"},
+    )
     assert wrong.status_code == 201 and wrong.get_json()["solution"] == list(exercise.solution)
-    retry = api.post(f"/api/v1/students/{student}/responses",
-                     json={"exercise_id": exercise.id, "answer": "999999", "client_response_id": "w-1"})
+    retry = api.post(
+        f"/api/v1/students/{student}/responses",
+        json={"exercise_id": exercise.id, "answer": "999999", "client_response_id": "w-1"},
+    )
     assert retry.status_code == 200 and retry.get_json() == wrong.get_json()

@@ -39,9 +39,14 @@ def counted(app: Flask) -> Iterator[list[str]]:
 def one_step(app: Flask, api: ApiClient, student: str, i: int) -> tuple[int, int]:
     chosen = api.get(f"/api/v1/students/{student}/next-exercise").get_json()
     with counted(app) as answer:
-        response = api.post(f"/api/v1/students/{student}/responses",
-                            json={"exercise_id": chosen["exercise"]["id"], "correct": i % 3 != 0,
-                                  "client_response_id": f"q-{i}"})
+        response = api.post(
+            f"/api/v1/students/{student}/responses",
+            json={
+                "exercise_id": chosen["exercise"]["id"],
+                "correct": i % 3 != 0,
+                "client_response_id": f"q-{i}",
+            },
+        )
         assert response.status_code == 201
     with counted(app) as next_:
         assert api.get(f"/api/v1/students/{student}/next-exercise").status_code == 200

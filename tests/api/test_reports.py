@@ -20,12 +20,18 @@ from tests.conftest import World
 def practise(world: World, shipped_graph, skill_id: str, answers: list[bool]) -> list[dict]:
     """Student A answers exercises of one skill through app 1; returns the response bodies."""
     app1 = world.actors["app1"]
-    exercises = [e for e in shipped_graph.exercises_by_skill[skill_id]
-                 if len(shipped_graph.exercises[e].skill_ids) == 1]
+    exercises = [
+        e
+        for e in shipped_graph.exercises_by_skill[skill_id]
+        if len(shipped_graph.exercises[e].skill_ids) == 1
+    ]
     bodies = []
     for i, correct in enumerate(answers):
-        response = app1.request("POST", f"/api/v1/students/{world.student_a}/responses",
-                                json={"exercise_id": exercises[i % len(exercises)], "correct": correct})
+        response = app1.request(
+            "POST",
+            f"/api/v1/students/{world.student_a}/responses",
+            json={"exercise_id": exercises[i % len(exercises)], "correct": correct},
+        )
         assert response.status_code == 201, response.get_json()
         bodies.append(response.get_json())
     return bodies
@@ -40,8 +46,10 @@ def test_student_report_agrees_with_progress(app: Flask, world: World, shipped_g
     practise(world, shipped_graph, root, [False, True, False, False])
     teacher = world.actors["teacher_a"]
     report = teacher.request("GET", f"/api/v1/students/{world.student_a}/report").get_json()
-    progress = {s["skill_id"]: s for s in teacher.request(
-        "GET", f"/api/v1/students/{world.student_a}/progress").get_json()["skills"]}
+    progress = {
+        s["skill_id"]: s
+        for s in teacher.request("GET", f"/api/v1/students/{world.student_a}/progress").get_json()["skills"]
+    }
     skills = {s["skill_id"]: s for s in report["skills"]}
     first = skills[root]
     assert first["attempts"] == 4 and first["correct"] == 1 and first["accuracy"] == 0.25
@@ -57,12 +65,16 @@ def test_student_report_agrees_with_progress(app: Flask, world: World, shipped_g
     assert own["skills"] == report["skills"]
 
 
-def test_attempts_to_mastery_are_recorded_when_mastery_is_reached(app: Flask, world: World,
-                                                                  shipped_graph) -> None:
+def test_attempts_to_mastery_are_recorded_when_mastery_is_reached(
+    app: Flask, world: World, shipped_graph
+) -> None:
     root = practicable(shipped_graph)[0]
     bodies = practise(world, shipped_graph, root, [True] * 15)
-    first_mastered = next(i for i, b in enumerate(bodies, start=1)
-                          if any(s["mastered"] for s in b["skills"] if s["skill_id"] == root))
+    first_mastered = next(
+        i
+        for i, b in enumerate(bodies, start=1)
+        if any(s["mastered"] for s in b["skills"] if s["skill_id"] == root)
+    )
     report = world.actors["teacher_a"].request("GET", f"/api/v1/classes/{world.class_a}/report").get_json()
     column = report["skills"][[s["skill_id"] for s in report["skills"]].index(root)]
     assert column["median_attempts_to_mastery"] == first_mastered
@@ -82,13 +94,19 @@ def test_class_report_json_csv_and_dashboard_agree(app: Flask, world: World, shi
     assert student["external_id"] == "student-a" and len(student["cells"]) == len(skills)
     assert student["answers"] == 5 and student["cells"][0]["attempts"] == 5
     p = student["cells"][0]["p_mastery"]
-    rows = list(csv.reader(io.StringIO(teacher.request(
-        "GET", f"/classes/{world.class_a}/report.csv").get_data(as_text=True))))
+    rows = list(
+        csv.reader(
+            io.StringIO(teacher.request("GET", f"/classes/{world.class_a}/report.csv").get_data(as_text=True))
+        )
+    )
     # Tidy: a header, then one row per student, nothing else; estimates as whole percents.
     assert len(rows) == 2 and rows[0][6:] == skills and rows[1][0] == "student-a" and rows[1][2] == "5"
     assert rows[1][6] == str(percent(p)) and rows[1][7] == ""
-    summary = list(csv.DictReader(io.StringIO(teacher.request(
-        "GET", f"/classes/{world.class_a}/skills.csv").get_data(as_text=True))))
+    summary = list(
+        csv.DictReader(
+            io.StringIO(teacher.request("GET", f"/classes/{world.class_a}/skills.csv").get_data(as_text=True))
+        )
+    )
     assert [r["skill"] for r in summary] == skills
     assert summary[0]["practising"] == "1" and summary[0]["students"] == "1"
     assert summary[0]["mastered_percent"] == str(percent(report["skills"][0]["share_mastered"]))
@@ -108,19 +126,22 @@ def test_report_window(app: Flask, world: World, shipped_graph) -> None:
     teacher = world.actors["teacher_a"]
     until = (datetime.now(UTC) - timedelta(days=5)).isoformat()
     since = (datetime.now(UTC) - timedelta(days=3)).isoformat()
-    then = teacher.client.get(f"/api/v1/classes/{world.class_a}/report",
-                              query_string={"until": until}).get_json()
+    then = teacher.client.get(
+        f"/api/v1/classes/{world.class_a}/report", query_string={"until": until}
+    ).get_json()
     [student] = then["students"]
     assert student["answers"] == 2 and student["cells"][0]["attempts"] == 2
     assert student["cells"][0]["p_mastery"] is None  # 2 answers: not enough data, even then
-    window = teacher.client.get(f"/api/v1/classes/{world.class_a}/report",
-                                query_string={"since": since}).get_json()["students"][0]
+    window = teacher.client.get(
+        f"/api/v1/classes/{world.class_a}/report", query_string={"since": since}
+    ).get_json()["students"][0]
     assert window["answers"] == 4 and window["answers_in_window"] == 2
     # the mastery estimate now: the last answer's P(L), its memory still whole (practised today)
     assert window["cells"][0]["p_mastery"] == pytest.approx(bodies[-1]["skills"][0]["mastery_estimate_after"])
     assert window["cells"][0]["p_mastery"] == pytest.approx(bodies[-1]["skills"][0]["p_mastery_paced_after"])
-    backwards = teacher.client.get(f"/api/v1/classes/{world.class_a}/report",
-                                   query_string={"since": since, "until": until})
+    backwards = teacher.client.get(
+        f"/api/v1/classes/{world.class_a}/report", query_string={"since": since, "until": until}
+    )
     assert backwards.status_code == 422 and "since" in backwards.get_json()["errors"]["query"]
     garbage = teacher.client.get(f"/api/v1/classes/{world.class_a}/report", query_string={"until": "soon"})
     assert garbage.status_code == 422
@@ -138,8 +159,11 @@ def test_student_page_plots_mastery_and_explains_choices(app: Flask, world: Worl
     for _ in range(3):
         chosen = app1.request("GET", f"/api/v1/students/{world.student_a}/next-exercise").get_json()
         practised.update(chosen["exercise"]["skill_ids"])
-        app1.request("POST", f"/api/v1/students/{world.student_a}/responses",
-                     json={"exercise_id": chosen["exercise"]["id"], "correct": True})
+        app1.request(
+            "POST",
+            f"/api/v1/students/{world.student_a}/responses",
+            json={"exercise_id": chosen["exercise"]["id"], "correct": True},
+        )
     html = world.actors["teacher_a"].request("GET", f"/students/{world.student_a}").get_data(as_text=True)
     assert '<svg class="chart"' in html  # one line per skill practised
     assert sorted(re.findall(r'<polyline class="series" data-skill="([^"]+)"', html)) == sorted(practised)

@@ -45,8 +45,9 @@ def service_seed(student_id: str, response_ids: list[int], n: int) -> int:
     return random.Random(f"{student_id}:{response_ids[n - 1] if n else 0}").getrandbits(63)
 
 
-def run_through_api(api: ApiClient, graph: Any, config: ForgettingConfig, index: int,
-                    student_id: str) -> tuple[list[Step], list[int], list[dict[str, Any]]]:
+def run_through_api(
+    api: ApiClient, graph: Any, config: ForgettingConfig, index: int, student_id: str
+) -> tuple[list[Step], list[int], list[dict[str, Any]]]:
     """One hidden student's sessions through HTTP; returns the answers, their ids and the progress
     shown at the end of each session."""
     hidden = HiddenStudent(graph, config, index)
@@ -62,9 +63,14 @@ def run_through_api(api: ApiClient, graph: Any, config: ForgettingConfig, index:
                     break
                 exercise = graph.exercises[body["exercise"]["id"]]
                 correct = hidden.answer(exercise, now)
-                posted = api.post(f"/api/v1/students/{student_id}/responses", json={
-                    "exercise_id": exercise.id, "correct": correct,
-                    "client_response_id": f"{index}-{len(ids)}"})
+                posted = api.post(
+                    f"/api/v1/students/{student_id}/responses",
+                    json={
+                        "exercise_id": exercise.id,
+                        "correct": correct,
+                        "client_response_id": f"{index}-{len(ids)}",
+                    },
+                )
                 assert posted.status_code == 201, posted.get_json()
             ids.append(posted.get_json()["id"])
             steps.append(Step(now, exercise.id, body["skill_id"], body["reason"], correct))
@@ -78,8 +84,9 @@ def test_hidden_students_through_the_api_follow_the_simulated_clock(app: Flask, 
     world = ForgettingWorld(prior=0.3, learn=0.3)
     with app.app_context():
         snapshot = current_snapshot(db.session())
-        config = ForgettingConfig(weeks=2, answers_per_session=10, world=world, start=next_monday(),
-                                  policy=policy_config())
+        config = ForgettingConfig(
+            weeks=2, answers_per_session=10, world=world, start=next_monday(), policy=policy_config()
+        )
     graph, params = snapshot.graph, snapshot.params
     students = [0, 1]
     checked_gap = 0
@@ -89,12 +96,20 @@ def test_hidden_students_through_the_api_follow_the_simulated_clock(app: Flask, 
         assert len(steps) > 50
 
         # The same student and seeds in the pure harness: the same choices, answers and clock.
-        pure = run_student(graph, "adaptive", index, config, params=params, trace=True,
-                           seed_for=lambda n, sid=student_id, rids=ids: service_seed(sid, rids, n))
+        pure = run_student(
+            graph,
+            "adaptive",
+            index,
+            config,
+            params=params,
+            trace=True,
+            seed_for=lambda n, sid=student_id, rids=ids: service_seed(sid, rids, n),
+        )
         assert list(pure.steps) == steps
         # What the service shows as mastered at each session end is what the harness counts as claims.
         assert [sum(s["status"] == "mastered" for s in p["skills"]) for p in shown] == [
-            c for c, _ in pure.session_claims]
+            c for c, _ in pure.session_claims
+        ]
 
         # Server timestamps are the simulated clock: school days only, one answer a minute.
         exported = api.get(f"/api/v1/students/{student_id}/export").get_json()

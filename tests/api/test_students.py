@@ -25,16 +25,21 @@ def test_apps_only_see_their_own_students(app, api: ApiClient, other_api: ApiCli
         response = other_api.get(f"/api/v1/students/{mine}{path}")
         assert response.status_code == 404, path
         assert response.get_json()["message"] == f"Unknown student '{mine}'."
-    answer = other_api.post(f"/api/v1/students/{mine}/responses",
-                            json={"exercise_id": next(iter(shipped_graph.exercises)), "correct": True})
+    answer = other_api.post(
+        f"/api/v1/students/{mine}/responses",
+        json={"exercise_id": next(iter(shipped_graph.exercises)), "correct": True},
+    )
     assert answer.status_code == 404
 
 
 def test_invalid_student_payloads(app, api: ApiClient) -> None:
-    for payload, field in (({}, "external_id"), ({"external_id": ""}, "external_id"),
-                           ({"external_id": "x" * 201}, "external_id"),
-                           ({"external_id": 12}, "external_id"),
-                           ({"external_id": "a", "name": "Ann"}, "name")):
+    for payload, field in (
+        ({}, "external_id"),
+        ({"external_id": ""}, "external_id"),
+        ({"external_id": "x" * 201}, "external_id"),
+        ({"external_id": 12}, "external_id"),
+        ({"external_id": "a", "name": "Ann"}, "name"),
+    ):
         response = api.post("/api/v1/students", json=payload)
         assert response.status_code == 422, payload
         body = response.get_json()
@@ -45,8 +50,13 @@ def test_invalid_student_payloads(app, api: ApiClient) -> None:
 
 
 def test_missing_or_bad_key_is_401(app, client, api: ApiClient) -> None:
-    for headers in ({}, {"Authorization": "Bearer"}, {"Authorization": "Basic abc"},
-                    {"Authorization": "Bearer tk_deadbeef_nope"}, {"Authorization": "Bearer garbage"}):
+    for headers in (
+        {},
+        {"Authorization": "Bearer"},
+        {"Authorization": "Basic abc"},
+        {"Authorization": "Bearer tk_deadbeef_nope"},
+        {"Authorization": "Bearer garbage"},
+    ):
         response = client.get("/api/v1/skills", headers=headers)
         assert response.status_code == 401, headers
         assert response.headers["WWW-Authenticate"] == "Bearer"
@@ -64,8 +74,11 @@ def test_revoked_key_is_refused_and_use_is_recorded(app, api: ApiClient) -> None
 
 
 def test_unknown_routes_and_methods_use_the_error_shape(api: ApiClient, client) -> None:
-    for response, code in ((api.get("/api/v1/nothing"), 404), (client.get("/api/nowhere"), 404),
-                           (api.client.delete("/api/v1/skills", headers=api.headers), 405)):
+    for response, code in (
+        (api.get("/api/v1/nothing"), 404),
+        (client.get("/api/nowhere"), 404),
+        (api.client.delete("/api/v1/skills", headers=api.headers), 405),
+    ):
         body = response.get_json()
         assert response.status_code == code
         assert body["code"] == code and body["status"] and body["message"]
@@ -74,9 +87,14 @@ def test_unknown_routes_and_methods_use_the_error_shape(api: ApiClient, client) 
 def test_openapi_document_is_served(client) -> None:
     spec = client.get("/api/v1/openapi.json").get_json()
     assert spec["info"]["title"] == "Adaptive tutor API"
-    for path in ("/api/v1/students", "/api/v1/students/{student_id}/next-exercise",
-                 "/api/v1/students/{student_id}/responses", "/api/v1/students/{student_id}/progress",
-                 "/api/v1/skills", "/api/v1/exercises/{exercise_id}"):
+    for path in (
+        "/api/v1/students",
+        "/api/v1/students/{student_id}/next-exercise",
+        "/api/v1/students/{student_id}/responses",
+        "/api/v1/students/{student_id}/progress",
+        "/api/v1/skills",
+        "/api/v1/exercises/{exercise_id}",
+    ):
         assert path in spec["paths"], path
     assert spec["components"]["securitySchemes"]["apiKey"]["scheme"] == "bearer"
 
@@ -84,8 +102,14 @@ def test_openapi_document_is_served(client) -> None:
 def test_unexpected_errors_are_json_500s(tmp_path) -> None:
     from app import create_app
 
-    app = create_app({"TESTING": True, "PROPAGATE_EXCEPTIONS": False, "SECRET_KEY": "t",
-                      "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'x.sqlite3'}"})
+    app = create_app(
+        {
+            "TESTING": True,
+            "PROPAGATE_EXCEPTIONS": False,
+            "SECRET_KEY": "t",
+            "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'x.sqlite3'}",
+        }
+    )
 
     @app.route("/api/boom")
     @app.route("/boom")
@@ -105,4 +129,3 @@ def test_pages_outside_the_api_get_html_errors(client) -> None:
     response = client.get("/nowhere")
     assert response.status_code == 404 and response.mimetype == "text/html"
     assert "<h1>Not Found</h1>" in response.get_data(as_text=True)
-

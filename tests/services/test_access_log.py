@@ -55,9 +55,14 @@ def counted_writes(app: Flask) -> Iterator[list[str]]:
 
 def access_rows(app: Flask, student_id: str) -> list[tuple[str, str]]:
     with app.app_context():
-        return [(actor.split(":")[0], what) for actor, what in db.session.execute(
-            sa.select(AccessLogEntry.actor, AccessLogEntry.what)
-            .where(AccessLogEntry.student_id == student_id).order_by(AccessLogEntry.id))]
+        return [
+            (actor.split(":")[0], what)
+            for actor, what in db.session.execute(
+                sa.select(AccessLogEntry.actor, AccessLogEntry.what)
+                .where(AccessLogEntry.student_id == student_id)
+                .order_by(AccessLogEntry.id)
+            )
+        ]
 
 
 def teacher_a(world: World) -> Principal:
@@ -74,8 +79,9 @@ def test_find_student_reads_and_never_writes_or_commits(app: Flask, world: World
             found = find_student(session, principal, world.student_a, Action.READ_STUDENT).id
             with pytest.raises(UnknownStudent):  # another teacher's student: not found, and nothing written
                 find_student(session, principal, world.student_b, Action.READ_STUDENT)
-            locked = find_student(session, principal, world.student_a, Action.SET_PERSONALIZATION,
-                                  lock=True).id
+            locked = find_student(
+                session, principal, world.student_a, Action.SET_PERSONALIZATION, lock=True
+            ).id
             assert not (session.new or session.dirty or session.deleted)
         session.rollback()
     assert found == locked == world.student_a
@@ -94,12 +100,19 @@ def test_a_teacher_page_of_a_student_is_one_access_and_one_commit(app: Flask, wo
     assert len(commits) == 1
 
 
-@pytest.mark.parametrize(("path", "what"), [
-    ("", "profile"), ("/progress", "progress"), ("/report", "report"),
-    ("/recommendations", "recommendations"), ("/export", "export"),
-])
+@pytest.mark.parametrize(
+    ("path", "what"),
+    [
+        ("", "profile"),
+        ("/progress", "progress"),
+        ("/report", "report"),
+        ("/recommendations", "recommendations"),
+        ("/export", "export"),
+    ],
+)
 def test_each_api_read_of_a_student_is_one_access_and_one_commit(
-        app: Flask, world: World, path: str, what: str) -> None:
+    app: Flask, world: World, path: str, what: str
+) -> None:
     app1 = world.actors["app1"]
     # A key notes when it was last used (at most once a minute, in a commit of its own): done here first.
     assert app1.request("GET", "/api/v1/skills").status_code == 200

@@ -23,8 +23,9 @@ def count(model) -> int:
 
 def set_up_class(runner) -> str:
     assert invoke(runner, "create-school", "Hill School").exit_code == 0
-    made = invoke(runner, "create-teacher", "T@Hill.test", "--name", "Ms T",
-                  env={"TUTOR_PASSWORD": "a long password"})
+    made = invoke(
+        runner, "create-teacher", "T@Hill.test", "--name", "Ms T", env={"TUTOR_PASSWORD": "a long password"}
+    )
     assert made.exit_code == 0 and "Created teacher t@hill.test" in made.output, made.output
     created = invoke(runner, "create-class", "Maths 7B", "--teacher", "t@hill.test")
     assert created.exit_code == 0, created.output
@@ -47,11 +48,19 @@ def test_operator_sets_up_a_school_teacher_class_and_students(app: Flask, runner
     assert student.sign_in_student(join_code, rows[0]["personal_code"]).status_code == 302
     assert "Hello, s-01" in student.request("GET", "/me").get_data(as_text=True)
     # Running it again keeps the codes; --reissue makes new ones.
-    same = list(csv.DictReader(io.StringIO(invoke(runner, "enroll", join_code, "-",
-                                                  input="external_id\ns-01\n").stdout)))
+    same = list(
+        csv.DictReader(
+            io.StringIO(invoke(runner, "enroll", join_code, "-", input="external_id\ns-01\n").stdout)
+        )
+    )
     assert same == [{"external_id": "s-01", "personal_code": "(unchanged)", "status": "already in class"}]
-    new = list(csv.DictReader(io.StringIO(invoke(runner, "enroll", join_code, "-", "--reissue",
-                                                 input="external_id\ns-01\n").stdout)))
+    new = list(
+        csv.DictReader(
+            io.StringIO(
+                invoke(runner, "enroll", join_code, "-", "--reissue", input="external_id\ns-01\n").stdout
+            )
+        )
+    )
     assert new[0]["personal_code"] not in ("(unchanged)", rows[0]["personal_code"])
     # The teacher signs in with the password given to create-teacher.
     teacher = Actor("t", app.test_client())
@@ -79,15 +88,23 @@ def test_staff_and_class_commands_fail_clearly(app: Flask, runner) -> None:
     no_school = invoke(runner, "create-teacher", "x@y.test", "--name", "X", env={"TUTOR_PASSWORD": "p" * 12})
     assert no_school.exit_code == 1 and "there is no school yet" in no_school.output
     set_up_class(runner)
-    duplicate = invoke(runner, "create-teacher", "t@hill.test", "--name", "Again",
-                       env={"TUTOR_PASSWORD": "p" * 12})
+    duplicate = invoke(
+        runner, "create-teacher", "t@hill.test", "--name", "Again", env={"TUTOR_PASSWORD": "p" * 12}
+    )
     assert duplicate.exit_code == 1 and "already exists" in duplicate.output
     short = invoke(runner, "create-teacher", "u@hill.test", "--name", "U", env={"TUTOR_PASSWORD": "short"})
     assert short.exit_code == 1 and "a password must be 10 to 200 characters" in short.output
     not_email = invoke(runner, "create-teacher", "nope", "--name", "U", env={"TUTOR_PASSWORD": "p" * 12})
     assert not_email.exit_code == 1 and "is not an email address" in not_email.output
-    prompted = invoke(runner, "create-teacher", "admin@hill.test", "--name", "Boss", "--admin",
-                      input="typed password\ntyped password\n")
+    prompted = invoke(
+        runner,
+        "create-teacher",
+        "admin@hill.test",
+        "--name",
+        "Boss",
+        "--admin",
+        input="typed password\ntyped password\n",
+    )
     assert prompted.exit_code == 0 and "Created admin admin@hill.test" in prompted.output
     same_class = invoke(runner, "create-class", "Maths 7B", "--teacher", "t@hill.test")
     assert same_class.exit_code == 1 and "already has a class called 'Maths 7B'" in same_class.output

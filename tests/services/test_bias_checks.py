@@ -22,8 +22,11 @@ APP_DIR = Path(__file__).resolve().parents[2] / "app"
 
 
 def put_attributes(world: World, actor: str, student: str, values: dict, given_by: str = "parent"):
-    return world.actors[actor].request("PUT", f"/api/v1/students/{student}/group-attributes",
-                                       json={"values": values, "consent_given_by": given_by})
+    return world.actors[actor].request(
+        "PUT",
+        f"/api/v1/students/{student}/group-attributes",
+        json={"values": values, "consent_given_by": given_by},
+    )
 
 
 def test_attributes_need_an_admin_consent_and_valid_values(app: Flask, world: World) -> None:
@@ -31,22 +34,28 @@ def test_attributes_need_an_admin_consent_and_valid_values(app: Flask, world: Wo
     assert done.status_code == 200 and done.get_json()["recorded"] == ["gender", "language_learner"]
     bad = put_attributes(world, "admin", world.student_a, {"gender": "robot", "shoe_size": "9"})
     assert bad.status_code == 422
-    assert "gender must be one of" in bad.get_json()["message"] and "unknown attribute 'shoe_size'" in \
-        bad.get_json()["message"]
+    assert (
+        "gender must be one of" in bad.get_json()["message"]
+        and "unknown attribute 'shoe_size'" in bad.get_json()["message"]
+    )
     assert put_attributes(world, "teacher_a", world.student_a, {"gender": "male"}).status_code == 403
     assert put_attributes(world, "app1", world.student_a, {"gender": "male"}).status_code == 403
     with app.app_context():
         assert dict(db.session.execute(sa.select(GroupAttribute.attribute, GroupAttribute.value)).all()) == {
-            "gender": "female", "language_learner": "yes"}
+            "gender": "female",
+            "language_learner": "yes",
+        }
     # The student declines: everything goes at once, and the withdrawal is recorded.
     url = f"/api/v1/students/{world.student_a}/group-attributes"
     declined = world.actors["student_a"].request("DELETE", url)
     assert declined.status_code == 200 and declined.get_json()["removed"] == 2
     with app.app_context():
         assert db.session.scalar(sa.select(sa.func.count()).select_from(GroupAttribute)) == 0
-        events = db.session.execute(sa.select(ConsentEvent.granted, ConsentEvent.given_by, ConsentEvent.scope)
-                                    .where(ConsentEvent.kind == "group_attributes")
-                                    .order_by(ConsentEvent.id)).all()
+        events = db.session.execute(
+            sa.select(ConsentEvent.granted, ConsentEvent.given_by, ConsentEvent.scope)
+            .where(ConsentEvent.kind == "group_attributes")
+            .order_by(ConsentEvent.id)
+        ).all()
     assert [(g, by) for g, by, _ in events] == [(True, "parent"), (False, "student")]
     export = world.actors["student_a"].request("GET", "/me/export").get_json()
     assert export["group_attributes"] == [] and len(export["consents"]) == 2
@@ -56,8 +65,9 @@ def test_csv_import_is_all_or_nothing(app: Flask, world: World, runner, tmp_path
     good = tmp_path / "good.csv"
     good.write_text("external_id,consent_given_by,gender\nstudent-a,parent,female\nstudent-b,student,male\n")
     bad = tmp_path / "bad.csv"
-    bad.write_text("external_id,consent_given_by,gender\nstudent-a,parent,female\nghost,parent,male\n"
-                   "student-b,,male\n")
+    bad.write_text(
+        "external_id,consent_given_by,gender\nstudent-a,parent,female\nghost,parent,male\nstudent-b,,male\n"
+    )
     refused = runner.invoke(args=["import-group-attributes", str(bad), "--school", "North"])
     assert refused.exit_code == 1
     assert "line 3: no student 'ghost'" in refused.output
@@ -74,11 +84,16 @@ def test_attributes_are_never_read_by_tracing_or_selection(app: Flask, world: Wo
     for path in APP_DIR.rglob("*.py"):
         tree = ast.parse(path.read_text())
         names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} | {
-            n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
+            n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)
+        }
         if "GroupAttribute" in names or "student_groups" in names:
             readers.add(path.relative_to(APP_DIR).as_posix())
-    assert readers <= {"models.py", "services/people/groups.py", "services/reporting/bias.py",
-                       "services/reporting/privacy.py"}
+    assert readers <= {
+        "models.py",
+        "services/people/groups.py",
+        "services/reporting/bias.py",
+        "services/reporting/privacy.py",
+    }
     # 2. By behaviour: twins with the same answers, one with attributes, get the same recommendations.
     with app.app_context():
         klass = db.session.get(SchoolClass, world.class_a)
@@ -86,22 +101,32 @@ def test_attributes_are_never_read_by_tracing_or_selection(app: Flask, world: Wo
     put_attributes(world, "admin", twins[1], {"gender": "non-binary", "disability_support": "yes"})
     app1 = world.actors["app1"]
     for step in range(6):
-        bodies = [app1.request("GET", f"/api/v1/students/{t}/next-exercise?seed={step}").get_json()
-                  for t in twins]
-        assert {k: v for k, v in bodies[0].items() if k != "recommendation_id"} == \
-               {k: v for k, v in bodies[1].items() if k != "recommendation_id"}
+        bodies = [
+            app1.request("GET", f"/api/v1/students/{t}/next-exercise?seed={step}").get_json() for t in twins
+        ]
+        assert {k: v for k, v in bodies[0].items() if k != "recommendation_id"} == {
+            k: v for k, v in bodies[1].items() if k != "recommendation_id"
+        }
         for twin in twins:
-            app1.request("POST", f"/api/v1/students/{twin}/responses",
-                         json={"exercise_id": bodies[0]["exercise"]["id"], "correct": step % 3 != 1})
+            app1.request(
+                "POST",
+                f"/api/v1/students/{twin}/responses",
+                json={"exercise_id": bodies[0]["exercise"]["id"], "correct": step % 3 != 1},
+            )
     timing = {"last_practiced_at", "mastered_at", "recall"}  # the twins answered milliseconds apart
-    progress = [[{k: v for k, v in skill.items() if k not in timing}
-                 for skill in app1.request("GET", f"/api/v1/students/{t}/progress").get_json()["skills"]]
-                for t in twins]
+    progress = [
+        [
+            {k: v for k, v in skill.items() if k not in timing}
+            for skill in app1.request("GET", f"/api/v1/students/{t}/progress").get_json()["skills"]
+        ]
+        for t in twins
+    ]
     assert progress[0] == progress[1]
 
 
-def test_a_planted_slower_group_is_found_through_the_whole_pipeline(app: Flask, world: World,
-                                                                     shipped_graph) -> None:
+def test_a_planted_slower_group_is_found_through_the_whole_pipeline(
+    app: Flask, world: World, shipped_graph
+) -> None:
     """30 + 30 students; group "yes" answers right far less often on the same exercises, so it needs more
     answers to master: the check must flag it, say so in plain words, and store aggregates only."""
     rng = random.Random(5)
@@ -115,12 +140,14 @@ def test_a_planted_slower_group_is_found_through_the_whole_pipeline(app: Flask, 
             for skill in root:
                 for n, exercise in enumerate(shipped_graph.exercises_by_skill[skill][:8]):
                     correct = rng.random() < ((0.3 + 0.05 * n) if slow else (0.6 + 0.05 * n))
-                    record_response(db.session(), app_principal, student, exercise_id=exercise,
-                                    correct=correct)
+                    record_response(
+                        db.session(), app_principal, student, exercise_id=exercise, correct=correct
+                    )
     for i, student in enumerate(students):
         put_attributes(world, "admin", student, {"language_learner": "yes" if i >= 30 else "no"})
     response = world.actors["admin"].request(
-        "POST", "/api/v1/bias-checks", json={"attribute": "language_learner", "bootstrap": 300, "seed": 3})
+        "POST", "/api/v1/bias-checks", json={"attribute": "language_learner", "bootstrap": 300, "seed": 3}
+    )
     assert response.status_code == 201, response.get_json()
     stored = response.get_json()
     report = stored["report"]
@@ -159,8 +186,15 @@ def test_multilearn_diagnostic_recovers_a_faster_group() -> None:
         for _ in range(15):
             order += 1
             correct = (rng.random() > 0.2) if known else (rng.random() < 0.2)
-            rows.append({"order_id": order, "user_id": f"s{student}", "skill_name": "k",
-                         "correct": int(correct), "group": group})
+            rows.append(
+                {
+                    "order_id": order,
+                    "user_id": f"s{student}",
+                    "skill_name": "k",
+                    "correct": int(correct),
+                    "group": group,
+                }
+            )
             known = known or rng.random() < learn
     result = multilearn_diagnostic(pd.DataFrame(rows), "k", num_fits=3, seed=0)
     assert result.learn_by_group["fast"] > 2 * result.learn_by_group["slow"]
@@ -169,8 +203,9 @@ def test_multilearn_diagnostic_recovers_a_faster_group() -> None:
 
 
 def test_a_check_before_any_attribute_is_recorded_says_so(app: Flask, world: World) -> None:
-    response = world.actors["admin"].request("POST", "/api/v1/bias-checks",
-                                             json={"attribute": "gender", "bootstrap": 50})
+    response = world.actors["admin"].request(
+        "POST", "/api/v1/bias-checks", json={"attribute": "gender", "bootstrap": 50}
+    )
     assert response.status_code == 201
     report = response.get_json()["report"]
     assert report["groups"] == [] and report["flagged"] == []
@@ -192,24 +227,36 @@ def students_with_attributes(app: Flask, world: World, shipped_graph, *, quiet: 
         skill = next(s for s in shipped_graph.skill_order if shipped_graph.exercises_by_skill.get(s))
         for i, student in enumerate(ids):
             if i < quiet:
-                set_group_attributes(db.session(), admin, student, {"language_learner": "yes",
-                                                                    "gender": "female"},
-                                     consent_given_by="parent")
+                set_group_attributes(
+                    db.session(),
+                    admin,
+                    student,
+                    {"language_learner": "yes", "gender": "female"},
+                    consent_given_by="parent",
+                )
                 continue
-            set_group_attributes(db.session(), admin, student, {"language_learner": "no"},
-                                 consent_given_by="parent")
+            set_group_attributes(
+                db.session(), admin, student, {"language_learner": "no"}, consent_given_by="parent"
+            )
             for n, exercise in enumerate(shipped_graph.exercises_by_skill[skill][:4]):
-                record_response(db.session(), Principal(Role.APP, "0", world.north, "sim"), student,
-                                exercise_id=exercise, correct=(n + i) % 3 != 0)
+                record_response(
+                    db.session(),
+                    Principal(Role.APP, "0", world.north, "sim"),
+                    student,
+                    exercise_id=exercise,
+                    correct=(n + i) % 3 != 0,
+                )
 
 
-def test_a_group_without_answers_is_reported_as_such_not_a_500(app: Flask, world: World, shipped_graph,
-                                                              runner) -> None:
+def test_a_group_without_answers_is_reported_as_such_not_a_500(
+    app: Flask, world: World, shipped_graph, runner
+) -> None:
     """10 students with an attribute and no answers used to crash the check (IndexError in reduceat)."""
     students_with_attributes(app, world, shipped_graph, quiet=10, active=12)
     admin = world.actors["admin"]
-    done = admin.request("POST", "/api/v1/bias-checks", json={"attribute": "language_learner",
-                                                              "bootstrap": 50})
+    done = admin.request(
+        "POST", "/api/v1/bias-checks", json={"attribute": "language_learner", "bootstrap": 50}
+    )
     assert done.status_code == 201, done.get_json()
     report = done.get_json()["report"]
     groups = {g["group"]: g for g in report["groups"]}
@@ -220,32 +267,52 @@ def test_a_group_without_answers_is_reported_as_such_not_a_500(app: Flask, world
     assert all(c["group"] != "yes" for c in report["comparisons"])
     page = admin.request("GET", f"/bias-checks/{done.get_json()['id']}")
     assert page.status_code == 200 and "no answers in the window" in page.get_data(as_text=True)
-    cli = runner.invoke(args=["audit-bias", "--attribute", "language_learner", "--school", "North",
-                              "--bootstrap", "50"])
+    cli = runner.invoke(
+        args=["audit-bias", "--attribute", "language_learner", "--school", "North", "--bootstrap", "50"]
+    )
     assert cli.exit_code == 0, cli.output
     assert "yes: no answers in the window (10 students)" in cli.output
 
 
-def test_a_window_without_any_answer_is_a_clear_422_and_stores_nothing(app: Flask, world: World,
-                                                                      shipped_graph, runner) -> None:
+def test_a_window_without_any_answer_is_a_clear_422_and_stores_nothing(
+    app: Flask, world: World, shipped_graph, runner
+) -> None:
     students_with_attributes(app, world, shipped_graph, quiet=10, active=12)
     admin = world.actors["admin"]
-    future = admin.request("POST", "/api/v1/bias-checks", json={
-        "attribute": "language_learner", "since": "2999-01-01T00:00:00Z", "bootstrap": 50})
+    future = admin.request(
+        "POST",
+        "/api/v1/bias-checks",
+        json={"attribute": "language_learner", "since": "2999-01-01T00:00:00Z", "bootstrap": 50},
+    )
     assert future.status_code == 422, future.get_json()
     assert future.get_json()["message"] == (
         "no student with a recorded language_learner answered since 2999-01-01 00:00 UTC: there is nothing "
-        "to check (widen the window or wait for answers)")
+        "to check (widen the window or wait for answers)"
+    )
     # Only the quiet students have a gender: the web form answers the same, as a page.
     form = admin.request("POST", "/bias-checks", form={"attribute": "gender"})
     assert form.status_code == 422
     assert "no student with a recorded gender answered: there is nothing to check" in form.get_data(
-        as_text=True)
-    cli = runner.invoke(args=["audit-bias", "--attribute", "language_learner", "--school", "North",
-                              "--from", "2999-01-01", "--bootstrap", "50"])
+        as_text=True
+    )
+    cli = runner.invoke(
+        args=[
+            "audit-bias",
+            "--attribute",
+            "language_learner",
+            "--school",
+            "North",
+            "--from",
+            "2999-01-01",
+            "--bootstrap",
+            "50",
+        ]
+    )
     assert cli.exit_code == 1 and "Traceback" not in cli.output
-    assert cli.output.strip() == ("Error: no student with a recorded language_learner answered since "
-                                  "2999-01-01 00:00 UTC: there is nothing to check (widen the window or "
-                                  "wait for answers)")
+    assert cli.output.strip() == (
+        "Error: no student with a recorded language_learner answered since "
+        "2999-01-01 00:00 UTC: there is nothing to check (widen the window or "
+        "wait for answers)"
+    )
     with app.app_context():
         assert db.session.scalar(sa.select(sa.func.count()).select_from(BiasReport)) == 0

@@ -52,20 +52,27 @@ def writers_held_back() -> bool:
 def waiting_for_locks() -> int:
     """PostgreSQL: sessions of this database that wait for a lock."""
     with db.engine.connect() as conn:
-        return int(conn.scalar(sa.text(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-            "AND wait_event_type = 'Lock'")))
+        return int(
+            conn.scalar(
+                sa.text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock'"
+                )
+            )
+        )
 
 
 def test_check_consistency_names_what_differs_and_repairs_it(
-        app: Flask, api: ApiClient, runner: Any, shipped_graph: ContentGraph) -> None:
+    app: Flask, api: ApiClient, runner: Any, shipped_graph: ContentGraph
+) -> None:
     student, other = api.new_student("s-1"), api.new_student("s-2")
     exercises = shipped_graph.exercises
     several = next(e for e in sorted(exercises) if len(exercises[e].skill_ids) > 1)  # two skills at once
     for i, exercise in enumerate([several, *sorted(exercises)[:3], several]):
         for who in (student, other):
-            response = api.post(f"/api/v1/students/{who}/responses",
-                                json={"exercise_id": exercise, "correct": i % 2 == 0})
+            response = api.post(
+                f"/api/v1/students/{who}/responses", json={"exercise_id": exercise, "correct": i % 2 == 0}
+            )
             assert response.status_code == 201, response.get_json()
     clean = runner.invoke(args=["check-consistency"])
     assert clean.exit_code == 0, clean.output
@@ -73,15 +80,20 @@ def test_check_consistency_names_what_differs_and_repairs_it(
 
     skill, gone = exercises[several].skill_ids[:2]
     with app.app_context():
-        before = {(m.student_id, m.skill_id): (m.p_mastery, m.attempts) for m in db.session.scalars(
-            sa.select(Mastery))}
+        before = {
+            (m.student_id, m.skill_id): (m.p_mastery, m.attempts)
+            for m in db.session.scalars(sa.select(Mastery))
+        }
         db.session.execute(
             sa.text("UPDATE mastery SET p_mastery = 0.5 WHERE student_id = :s AND skill_id = :k"),
-            {"s": student, "k": skill})
-        db.session.execute(sa.text("DELETE FROM mastery WHERE student_id = :s AND skill_id = :k"),
-                           {"s": student, "k": gone})
-        db.session.execute(sa.text("UPDATE students SET answer_count = answer_count + 3 WHERE id = :s"),
-                           {"s": other})
+            {"s": student, "k": skill},
+        )
+        db.session.execute(
+            sa.text("DELETE FROM mastery WHERE student_id = :s AND skill_id = :k"), {"s": student, "k": gone}
+        )
+        db.session.execute(
+            sa.text("UPDATE students SET answer_count = answer_count + 3 WHERE id = :s"), {"s": other}
+        )
         db.session.commit()
 
     broken = runner.invoke(args=["check-consistency"])
@@ -101,8 +113,10 @@ def test_check_consistency_names_what_differs_and_repairs_it(
     assert again.exit_code == 0 and again.output.startswith("Consistent:"), again.output
     with app.app_context():
         assert check_mastery(db.session(), current_settings().mastery) == []
-        after = {(m.student_id, m.skill_id): (m.p_mastery, m.attempts) for m in db.session.scalars(
-            sa.select(Mastery))}
+        after = {
+            (m.student_id, m.skill_id): (m.p_mastery, m.attempts)
+            for m in db.session.scalars(sa.select(Mastery))
+        }
     assert after.keys() == before.keys()
     assert all(abs(after[k][0] - before[k][0]) < 1e-12 and after[k][1] == before[k][1] for k in before)
 
@@ -114,8 +128,8 @@ def test_check_consistency_on_an_empty_database(app: Flask, runner: Any) -> None
 
 
 def test_the_check_reads_one_snapshot_and_holds_no_answer_up(
-        app: Flask, api: ApiClient, runner: Any, shipped_graph: ContentGraph,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    app: Flask, api: ApiClient, runner: Any, shipped_graph: ContentGraph, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """An answer committed in the middle of a check (after it read the log, before it reads the mastery
     table) neither waits for the check nor shows up as a difference."""
     student = api.new_student()
@@ -130,8 +144,9 @@ def test_the_check_reads_one_snapshot_and_holds_no_answer_up(
         # the check held a lock, the answer would wait for it: a 503 after SQLite's busy timeout, or a
         # TimeoutError here on PostgreSQL (the check waits for the answer).
         with ThreadPoolExecutor(max_workers=1) as other:
-            status = other.submit(lambda: api.post(url, json={"exercise_id": exercise, "correct": False})
-                                  .status_code).result(timeout=60)
+            status = other.submit(
+                lambda: api.post(url, json={"exercise_id": exercise, "correct": False}).status_code
+            ).result(timeout=60)
         answered.append((held, status))
         return iter(replayed)
 
@@ -145,8 +160,8 @@ def test_the_check_reads_one_snapshot_and_holds_no_answer_up(
 
 
 def test_an_answer_during_a_rebuild_waits_for_it_and_lands_on_top(
-        app: Flask, api: ApiClient, runner: Any, shipped_graph: ContentGraph,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    app: Flask, api: ApiClient, runner: Any, shipped_graph: ContentGraph, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """rebuild-mastery (and the replay after fit-params) holds the students' answers until it commits: an
     answer sent after it read the log, also by a student created meanwhile, is neither lost from the state
     nor written twice."""
@@ -158,15 +173,19 @@ def test_an_answer_during_a_rebuild_waits_for_it_and_lands_on_top(
 
     def newcomer_answers() -> int:
         newcomer = api.new_student("newcomer")
-        return int(api.post(f"/api/v1/students/{newcomer}/responses",
-                            json={"exercise_id": exercise, "correct": True}).status_code)
+        return int(
+            api.post(
+                f"/api/v1/students/{newcomer}/responses", json={"exercise_id": exercise, "correct": True}
+            ).status_code
+        )
 
     def replay_then_answer(*args: Any, **kwargs: Any) -> Any:
         replayed = list(replay(*args, **kwargs))
         assert writers_held_back(), "the rebuild read the log without holding answers and new students back"
         others = ThreadPoolExecutor(max_workers=2)  # their own app contexts and database connections
-        pending.append(others.submit(
-            lambda: api.post(url, json={"exercise_id": exercise, "correct": False}).status_code))
+        pending.append(
+            others.submit(lambda: api.post(url, json={"exercise_id": exercise, "correct": False}).status_code)
+        )
         pending.append(others.submit(newcomer_answers))
         if db.engine.dialect.name == "postgresql":
             # Both requests are seen waiting for the rebuild's lock (the time limit only ends a failure).
@@ -187,11 +206,13 @@ def test_an_answer_during_a_rebuild_waits_for_it_and_lands_on_top(
     with app.app_context():
         assert check_mastery(db.session(), current_settings().mastery) == []
         assert db.session.scalar(sa.select(sa.func.sum(Mastery.attempts))) == 5 * len(
-            shipped_graph.exercises[exercise].skill_ids)
+            shipped_graph.exercises[exercise].skill_ids
+        )
 
 
 def test_answers_go_on_while_pybkt_fits_and_are_in_the_replay_after(
-        app: Flask, api: ApiClient, shipped_graph: ContentGraph, monkeypatch: pytest.MonkeyPatch) -> None:
+    app: Flask, api: ApiClient, shipped_graph: ContentGraph, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """fit-params reads and fits in a read-only snapshot: an answer sent mid-fit is recorded at once (no
     write lock held; SQLite would make it wait up to its 30 s busy timeout) and the replay includes it."""
     student = api.new_student()
@@ -205,18 +226,21 @@ def test_answers_go_on_while_pybkt_fits_and_are_in_the_replay_after(
         # Had the fit held the write lock, the answer would wait for it (503 after SQLite's busy timeout,
         # a TimeoutError here on PostgreSQL).
         with ThreadPoolExecutor(max_workers=1) as other:
-            status = other.submit(lambda: api.post(url, json={"exercise_id": exercise, "correct": True})
-                                  .status_code).result(timeout=60)
+            status = other.submit(
+                lambda: api.post(url, json={"exercise_id": exercise, "correct": True}).status_code
+            ).result(timeout=60)
         answered.append((held, status))
         return fit_frame(*args, **kwargs)
 
     monkeypatch.setattr(fitting, "fit_frame", answer_then_fit)
     with app.app_context():
-        report = fitting.fit_parameters(db.session(), min_responses=1, num_fits=1,
-                                        rules=current_settings().mastery)
+        report = fitting.fit_parameters(
+            db.session(), min_responses=1, num_fits=1, rules=current_settings().mastery
+        )
         # The fit saw the log as of its snapshot; the replay after it, every answer.
         assert report.n_responses == 12 * len(shipped_graph.exercises[exercise].skill_ids)
         assert check_mastery(db.session(), current_settings().mastery) == []
         assert db.session.scalar(sa.select(sa.func.sum(Mastery.attempts))) == 13 * len(
-            shipped_graph.exercises[exercise].skill_ids)
+            shipped_graph.exercises[exercise].skill_ids
+        )
     assert answered == [(False, 201)]  # nothing held back mid-fit, and the answer went in

@@ -41,8 +41,12 @@ def test_create_api_key_needs_a_school_when_there_is_not_exactly_one(app, runner
     assert same_name.exit_code == 0 and "of school 'North'" in same_name.output
     assert "South" not in same_name.output
     with app.app_context():
-        apps = db.session.execute(sa.select(School.name).join(LearningApp, LearningApp.school_id == School.id)
-                                  .where(LearningApp.name == "maths-app").order_by(School.name)).scalars()
+        apps = db.session.execute(
+            sa.select(School.name)
+            .join(LearningApp, LearningApp.school_id == School.id)
+            .where(LearningApp.name == "maths-app")
+            .order_by(School.name)
+        ).scalars()
         assert list(apps) == ["North", "South"]
     unknown = runner.invoke(args=["create-api-key", "x", "--school", "West"])
     assert unknown.exit_code == 1 and "Unknown school 'West'" in unknown.output
@@ -75,8 +79,9 @@ def test_broken_content_changes_nothing(app, runner, tmp_path: Path) -> None:
     content = copy_content(tmp_path)
     skills = (content / "skills.toml").read_text()
     first_id = skills.split('id = "')[1].split('"')[0]
-    (content / "skills.toml").write_text(skills.replace(f'id = "{first_id}"', 'id = "renamed"', 1)
-                                         .replace('name = "', 'name = "Changed ', 1))
+    (content / "skills.toml").write_text(
+        skills.replace(f'id = "{first_id}"', 'id = "renamed"', 1).replace('name = "', 'name = "Changed ', 1)
+    )
     with app.app_context():
         names_before = dict(db.session.execute(sa.select(Skill.id, Skill.name)).all())
     result = runner.invoke(args=["load-content", str(content)])
@@ -87,9 +92,7 @@ def test_broken_content_changes_nothing(app, runner, tmp_path: Path) -> None:
         assert dict(db.session.execute(sa.select(Skill.id, Skill.name)).all()) == names_before
 
 
-def test_content_update_retires_and_versions(
-    app, runner, tmp_path: Path, shipped_graph
-) -> None:
+def test_content_update_retires_and_versions(app, runner, tmp_path: Path, shipped_graph) -> None:
     content = copy_content(tmp_path)
     skill = shipped_graph.skill_order[0]
     exercise_file = next((content / "exercises").glob("*.toml"))
@@ -101,8 +104,12 @@ def test_content_update_retires_and_versions(
     head, tail = skills_text.split(f'id = "{skill}"', 1)
     bkt_line = next(line for line in tail.splitlines() if line.startswith("bkt"))
     (content / "skills.toml").write_text(
-        head + f'id = "{skill}"' + tail.replace(
-            bkt_line, "bkt = { prior = 0.3, learn = 0.25, guess = 0.2, slip = 0.1, forget = 0.0 }", 1))
+        head
+        + f'id = "{skill}"'
+        + tail.replace(
+            bkt_line, "bkt = { prior = 0.3, learn = 0.25, guess = 0.2, slip = 0.1, forget = 0.0 }", 1
+        )
+    )
 
     result = runner.invoke(args=["load-content", str(content)])
     assert result.exit_code == 0, result.output
@@ -111,8 +118,10 @@ def test_content_update_retires_and_versions(
     with app.app_context():
         assert db.session.get(Exercise, retired_id).is_active is False
         versions = db.session.scalars(
-            sa.select(SkillParameters).where(SkillParameters.skill_id == skill)
-            .order_by(SkillParameters.version)).all()
+            sa.select(SkillParameters)
+            .where(SkillParameters.skill_id == skill)
+            .order_by(SkillParameters.version)
+        ).all()
         assert [v.version for v in versions] == [1, 2]
         assert [v.is_current for v in versions] == [False, True] and versions[1].prior == 0.3
     # The running app sees the new content without a restart.
@@ -124,8 +133,13 @@ def test_content_update_retires_and_versions(
 
 
 def test_commands_fail_clearly_without_a_schema(tmp_path: Path) -> None:
-    app = create_app({"TESTING": True, "SECRET_KEY": "t",
-                      "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'empty.sqlite3'}"})
+    app = create_app(
+        {
+            "TESTING": True,
+            "SECRET_KEY": "t",
+            "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'empty.sqlite3'}",
+        }
+    )
     result = app.test_cli_runner().invoke(args=["create-api-key", "x"])
     assert result.exit_code == 1
     assert "has 'flask init-db' been run?" in result.output
@@ -164,24 +178,62 @@ def test_policy_settings_are_checked_at_start(tmp_path: Path) -> None:
 
 
 def test_simulate_compares_policies_on_the_shipped_graph(app, runner) -> None:
-    result = runner.invoke(args=["simulate", "--students", "2", "--policy", "adaptive", "--policy",
-                                 "fixed_order", "--policy", "lowest_mastery", "--jobs", "1"])
+    result = runner.invoke(
+        args=[
+            "simulate",
+            "--students",
+            "2",
+            "--policy",
+            "adaptive",
+            "--policy",
+            "fixed_order",
+            "--policy",
+            "lowest_mastery",
+            "--jobs",
+            "1",
+        ]
+    )
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    rows = {tuple(line.split()[:2]) for line in lines if line.split()[:1] and line.split()[0] in (
-        "adaptive", "adaptive_no_review", "fixed_order", "lowest_mastery")}
-    assert {(p, g) for p in ("adaptive", "adaptive_no_review", "fixed_order", "lowest_mastery")
-            for g in ("fast", "slow")} <= rows
+    rows = {
+        tuple(line.split()[:2])
+        for line in lines
+        if line.split()[:1]
+        and line.split()[0] in ("adaptive", "adaptive_no_review", "fixed_order", "lowest_mastery")
+    }
+    assert {
+        (p, g)
+        for p in ("adaptive", "adaptive_no_review", "fixed_order", "lowest_mastery")
+        for g in ("fast", "slow")
+    } <= rows
     assert "Baselines at threshold 0.98:" in result.output
     assert sum(line.startswith("[met]") or line.startswith("[NOT met]") for line in lines) == 6
-    again = runner.invoke(args=["simulate", "--students", "2", "--policy", "adaptive", "--policy",
-                                "fixed_order", "--policy", "lowest_mastery", "--jobs", "1"])
+    again = runner.invoke(
+        args=[
+            "simulate",
+            "--students",
+            "2",
+            "--policy",
+            "adaptive",
+            "--policy",
+            "fixed_order",
+            "--policy",
+            "lowest_mastery",
+            "--jobs",
+            "1",
+        ]
+    )
     assert again.output == result.output  # seeded: the same run twice
 
 
 def test_simulate_needs_content(tmp_path: Path) -> None:
-    app = create_app({"TESTING": True, "SECRET_KEY": "t",
-                      "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'empty.sqlite3'}"})
+    app = create_app(
+        {
+            "TESTING": True,
+            "SECRET_KEY": "t",
+            "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'empty.sqlite3'}",
+        }
+    )
     with app.app_context():
         from flask_migrate import upgrade
 

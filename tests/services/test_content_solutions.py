@@ -41,15 +41,18 @@ def test_a_changed_solution_is_a_content_change(app, runner, tmp_path: Path, shi
 def test_rows_without_a_solution_get_one_on_the_next_load(app, shipped_graph) -> None:
     """What a database upgraded to 0011 holds until `load-content` runs: empty solutions."""
     with app.app_context():
-        db.session.execute(sa.update(Exercise).where(Exercise.id.in_([EXERCISE, "gcf-001"]))
-                           .values(solution=[]))
+        db.session.execute(
+            sa.update(Exercise).where(Exercise.id.in_([EXERCISE, "gcf-001"])).values(solution=[])
+        )
         db.session.commit()
         changes = sync_content(db.session(), shipped_graph)
         assert sorted(changes.updated_exercises) == ["gcf-001", EXERCISE]
         assert db.session.scalar(sa.select(Exercise.solution).where(Exercise.id == "gcf-001")) == list(
-            shipped_graph.exercises["gcf-001"].solution)
+            shipped_graph.exercises["gcf-001"].solution
+        )
         assert current_snapshot(db.session()).graph.exercises[EXERCISE].solution == (
-            shipped_graph.exercises[EXERCISE].solution)
+            shipped_graph.exercises[EXERCISE].solution
+        )
 
 
 def test_the_exercise_api_never_shows_the_solution(api: ApiClient, shipped_graph) -> None:

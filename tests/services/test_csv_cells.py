@@ -30,11 +30,15 @@ def test_the_export_zip_neutralises_every_formula_start(app: Flask, world: World
     student = created.get_json()["id"]
     exercise = sorted(shipped_graph.exercises)[0]
     for payload in PAYLOADS:
-        answered = app1.request("POST", f"/api/v1/students/{student}/responses", json={
-            "exercise_id": exercise, "correct": True, "client_response_id": payload})
+        answered = app1.request(
+            "POST",
+            f"/api/v1/students/{student}/responses",
+            json={"exercise_id": exercise, "correct": True, "client_response_id": payload},
+        )
         assert answered.status_code == 201, (payload, answered.get_json())
-    bundle = zipfile.ZipFile(io.BytesIO(app1.request(
-        "GET", f"/api/v1/students/{student}/export?format=csv").get_data()))
+    bundle = zipfile.ZipFile(
+        io.BytesIO(app1.request("GET", f"/api/v1/students/{student}/export?format=csv").get_data())
+    )
     responses = rows_of(bundle.read("responses.csv").decode())
     column = responses[0].index("client_response_id")
     sent = [row[column] for row in responses[1:]]
@@ -61,12 +65,24 @@ def test_the_class_report_csv_neutralises_ids(app: Flask, world: World) -> None:
 
 
 def test_enroll_prints_ids_as_text(app: Flask, world: World, runner) -> None:
-    roster = "external_id\n" + "\n".join(f'"{i}"' for i in [
-        "=A1", "+A1", "-A1", "@A1", HYPERLINK.replace('"', '""'), "\t=1+1", "\r=2+2"]) + "\n"
+    roster = (
+        "external_id\n"
+        + "\n".join(
+            f'"{i}"' for i in ["=A1", "+A1", "-A1", "@A1", HYPERLINK.replace('"', '""'), "\t=1+1", "\r=2+2"]
+        )
+        + "\n"
+    )
     result = runner.invoke(args=["enroll", world.join_a, "-"], input=roster)
     assert result.exit_code == 0, result.output
     printed = rows_of(result.stdout)
     assert printed[0] == ["external_id", "personal_code", "status"]
     # Surrounding whitespace is stripped from roster ids (so "\t=1+1" is the id "=1+1"), then neutralised.
-    assert [row[0] for row in printed[1:]] == ["'=A1", "'+A1", "'-A1", "'@A1", "'" + HYPERLINK, "'=1+1",
-                                               "'=2+2"]
+    assert [row[0] for row in printed[1:]] == [
+        "'=A1",
+        "'+A1",
+        "'-A1",
+        "'@A1",
+        "'" + HYPERLINK,
+        "'=1+1",
+        "'=2+2",
+    ]

@@ -36,6 +36,10 @@ def test_every_column_is_in_the_data_map() -> None:
 
 def test_no_network_identifiers_are_stored() -> None:
     suspicious = re.compile(r"(^|_)(ip|ip_address|remote_addr|user_agent|useragent|ua)($|_)")
-    columns = [f"{t.name}.{c.name}" for t in db.metadata.sorted_tables for c in t.columns
-               if suspicious.search(c.name)]
+    columns = [
+        f"{t.name}.{c.name}"
+        for t in db.metadata.sorted_tables
+        for c in t.columns
+        if suspicious.search(c.name)
+    ]
     assert columns == []

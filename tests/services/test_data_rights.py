@@ -39,8 +39,9 @@ def practise(world: World, n: int, student: str | None = None) -> list[dict[str,
         exercise = chosen["exercise"]
         payload: dict[str, Any] = {"exercise_id": exercise["id"], "client_response_id": f"r-{i}"}
         if i % 2:  # graded by the service: the answer text is stored
-            payload["answer"] = (exercise["choices"][-1] if exercise["answer_kind"] == "multiple_choice"
-                                 else "-98765.4321")
+            payload["answer"] = (
+                exercise["choices"][-1] if exercise["answer_kind"] == "multiple_choice" else "-98765.4321"
+            )
         else:
             payload["correct"] = True
         response = app1.request("POST", f"/api/v1/students/{student}/responses", json=payload)
@@ -52,8 +53,12 @@ def practise(world: World, n: int, student: str | None = None) -> list[dict[str,
 def test_export_holds_everything_and_explains_it(app: Flask, world: World) -> None:
     practise(world, 4)
     teacher = world.actors["teacher_a"]
-    assert teacher.request("PATCH", f"/api/v1/students/{world.student_a}",
-                           json={"personalized": False}).status_code == 200
+    assert (
+        teacher.request(
+            "PATCH", f"/api/v1/students/{world.student_a}", json={"personalized": False}
+        ).status_code
+        == 200
+    )
     assert teacher.request("GET", f"/api/v1/students/{world.student_a}/report").status_code == 200
     response = teacher.request("GET", f"/api/v1/students/{world.student_a}/export")
     assert response.status_code == 200 and "attachment" in response.headers["Content-Disposition"]
@@ -73,12 +78,22 @@ def test_export_holds_everything_and_explains_it(app: Flask, world: World) -> No
     assert "Bayesian knowledge tracing" in export["how_it_works"] and "95%" in export["how_it_works"]
     assert export["sign_in"]["personal_code_issued_at"] and "code_hash" not in json.dumps(export)
 
-    bundle = zipfile.ZipFile(io.BytesIO(teacher.request(
-        "GET", f"/api/v1/students/{world.student_a}/export?format=csv").get_data()))
-    assert set(bundle.namelist()) == {"how_it_works.txt", "profile.csv", "sign_in.csv", "classes.csv",
-                                      "responses.csv", "mastery.csv", "purged_history.csv",
-                                      "recommendations.csv", "consents.csv", "access_log.csv",
-                                      "group_attributes.csv"}
+    bundle = zipfile.ZipFile(
+        io.BytesIO(teacher.request("GET", f"/api/v1/students/{world.student_a}/export?format=csv").get_data())
+    )
+    assert set(bundle.namelist()) == {
+        "how_it_works.txt",
+        "profile.csv",
+        "sign_in.csv",
+        "classes.csv",
+        "responses.csv",
+        "mastery.csv",
+        "purged_history.csv",
+        "recommendations.csv",
+        "consents.csv",
+        "access_log.csv",
+        "group_attributes.csv",
+    }
     responses_csv = bundle.read("responses.csv").decode().splitlines()
     assert len(responses_csv) == 1 + sum(len(r["skills"]) for r in export["responses"])
     assert sent in bundle.read("responses.csv").decode()
@@ -96,30 +111,48 @@ def test_students_export_their_own_data_and_their_reads_are_not_logged(app: Flas
     zipped = student.request("GET", "/me/export?format=csv")
     assert zipfile.ZipFile(io.BytesIO(zipped.get_data())).read("how_it_works.txt")
     with app.app_context():
-        actors = set(db.session.scalars(sa.select(AccessLogEntry.actor)
-                                        .where(AccessLogEntry.student_id == world.student_a)))
+        actors = set(
+            db.session.scalars(
+                sa.select(AccessLogEntry.actor).where(AccessLogEntry.student_id == world.student_a)
+            )
+        )
     assert not any(a.startswith("student:") for a in actors)
 
 
 def test_every_read_by_others_is_logged_without_content(app: Flask, world: World) -> None:
     practise(world, 2)
-    for actor, url in (("app1", f"/api/v1/students/{world.student_a}/progress"),
-                       ("admin", f"/api/v1/students/{world.student_a}"),
-                       ("teacher_a", f"/api/v1/classes/{world.class_a}/report"),
-                       ("teacher_a", f"/students/{world.student_a}"),
-                       ("teacher_a", f"/api/v1/students/{world.student_a}/recommendations")):
+    for actor, url in (
+        ("app1", f"/api/v1/students/{world.student_a}/progress"),
+        ("admin", f"/api/v1/students/{world.student_a}"),
+        ("teacher_a", f"/api/v1/classes/{world.class_a}/report"),
+        ("teacher_a", f"/students/{world.student_a}"),
+        ("teacher_a", f"/api/v1/students/{world.student_a}/recommendations"),
+    ):
         assert world.actors[actor].request("GET", url).status_code == 200, url
     with app.app_context():
-        rows = db.session.execute(sa.select(AccessLogEntry.actor, AccessLogEntry.what)
-                                  .where(AccessLogEntry.student_id == world.student_a)
-                                  .order_by(AccessLogEntry.id)).all()
+        rows = db.session.execute(
+            sa.select(AccessLogEntry.actor, AccessLogEntry.what)
+            .where(AccessLogEntry.student_id == world.student_a)
+            .order_by(AccessLogEntry.id)
+        ).all()
     kinds = [(actor.split(":")[0], what) for actor, what in rows]
     # One row per read: the teacher's page of the student reads its report, history and recommendations
     # as one access.
-    assert kinds == [("app", "progress"), ("admin", "profile"), ("teacher", "class report"),
-                     ("teacher", "student page"), ("teacher", "recommendations")]
+    assert kinds == [
+        ("app", "progress"),
+        ("admin", "profile"),
+        ("teacher", "class report"),
+        ("teacher", "student page"),
+        ("teacher", "recommendations"),
+    ]
     assert {c.name for c in AccessLogEntry.__table__.columns} == {
-        "id", "student_id", "actor", "actor_name", "what", "created_at"}  # who, what, when: no content
+        "id",
+        "student_id",
+        "actor",
+        "actor_name",
+        "what",
+        "created_at",
+    }  # who, what, when: no content
 
 
 def every_reference(student_id: str) -> dict[str, int]:
@@ -128,8 +161,11 @@ def every_reference(student_id: str) -> dict[str, int]:
     for table in db.metadata.sorted_tables:
         for column in table.columns:
             text = sa.cast(column, sa.String)
-            hits = db.session.scalar(sa.select(sa.func.count()).select_from(table).where(
-                sa.or_(text == student_id, text.contains(student_id))))
+            hits = db.session.scalar(
+                sa.select(sa.func.count())
+                .select_from(table)
+                .where(sa.or_(text == student_id, text.contains(student_id)))
+            )
             if hits:
                 found[f"{table.name}.{column.name}"] = hits
     return found
@@ -141,9 +177,12 @@ def test_deletion_leaves_no_row_referencing_the_student(app: Flask, world: World
     teacher.request("PATCH", f"/api/v1/students/{world.student_a}", json={"personalized": False})
     teacher.request("GET", f"/api/v1/students/{world.student_a}/report")
     with app.app_context():
-        db.session.execute(sa.update(Response).where(Response.student_id == world.student_a)
-                           .where(Response.client_response_id.in_(["r-0", "r-1"]))
-                           .values(created_at=datetime.now(UTC) - timedelta(days=500)))
+        db.session.execute(
+            sa.update(Response)
+            .where(Response.student_id == world.student_a)
+            .where(Response.client_response_id.in_(["r-0", "r-1"]))
+            .values(created_at=datetime.now(UTC) - timedelta(days=500))
+        )
         db.session.commit()
     assert runner.invoke(args=["purge-expired"]).exit_code == 0  # a baseline row exists too
     with app.app_context():
@@ -182,15 +221,20 @@ def test_purge_keeps_the_current_state_and_drops_the_raw_history(app: Flask, wor
     with app.app_context():
         first_five = [b["id"] for b in bodies[:5]]
         db.session.execute(sa.update(Response).where(Response.id.in_(first_five)).values(created_at=old))
-        db.session.execute(sa.update(Recommendation).where(Recommendation.student_id == world.student_a)
-                           .where(Recommendation.id <= bodies[4]["recommendation_id"]).values(created_at=old))
+        db.session.execute(
+            sa.update(Recommendation)
+            .where(Recommendation.student_id == world.student_a)
+            .where(Recommendation.id <= bodies[4]["recommendation_id"])
+            .values(created_at=old)
+        )
         db.session.execute(sa.update(AccessLogEntry).values(created_at=old))
         db.session.commit()
         # Answers 400 days old are forgotten by now: the stored state must be what the tracker makes of the
         # log as it now stands (times matter to the memory model), before the purge is checked against it.
         rebuild_mastery(db.session(), rules=current_settings().mastery)
-        mastery_before = {m.skill_id: (m.p_mastery, m.attempts)
-                          for m in db.session.scalars(sa.select(Mastery))}
+        mastery_before = {
+            m.skill_id: (m.p_mastery, m.attempts) for m in db.session.scalars(sa.select(Mastery))
+        }
         logged = db.session.scalar(sa.select(sa.func.count()).select_from(AccessLogEntry))
     dry = runner.invoke(args=["purge-expired", "--dry-run"])
     assert dry.exit_code == 0, dry.output
@@ -211,7 +255,8 @@ def test_purge_keeps_the_current_state_and_drops_the_raw_history(app: Flask, wor
         rebuild_mastery(db.session(), rules=current_settings().mastery)
         rebuilt = {m.skill_id: (m.p_mastery, m.attempts) for m in db.session.scalars(sa.select(Mastery))}
         assert rebuilt.keys() == after.keys() and all(
-            abs(rebuilt[k][0] - after[k][0]) < 1e-9 and rebuilt[k][1] == after[k][1] for k in after)
+            abs(rebuilt[k][0] - after[k][0]) < 1e-9 and rebuilt[k][1] == after[k][1] for k in after
+        )
         assert db.session.get(Student, world.student_a).answer_count == 8
     # Practice goes on after the purge, and a second purge folds on top of the first.
     practise(world, 2)
@@ -233,8 +278,9 @@ def test_opt_out_by_each_party_is_recorded_and_practice_goes_on(app: Flask, worl
     assert runner.invoke(args=["set-personalization", world.student_a, "on"]).exit_code == 0
     assert runner.invoke(args=["set-personalization", world.student_a, "off"]).exit_code == 0
     with app.app_context():
-        events = db.session.execute(sa.select(ConsentEvent.granted, ConsentEvent.actor)
-                                    .order_by(ConsentEvent.id)).all()
+        events = db.session.execute(
+            sa.select(ConsentEvent.granted, ConsentEvent.actor).order_by(ConsentEvent.id)
+        ).all()
     assert [g for g, _ in events] == [False, True, False, True, False]
     assert [a.split(":")[0] for _, a in events] == ["app", "teacher", "student", "admin", "admin"]
     assert events[-1][1] == "admin:operator"
@@ -247,21 +293,31 @@ def test_export_command(app: Flask, world: World, runner, tmp_path) -> None:
     printed = runner.invoke(args=["export-student", world.student_a])
     assert printed.exit_code == 0 and json.loads(printed.stdout)["profile"]["id"] == world.student_a
     target = tmp_path / "a.zip"
-    written = runner.invoke(args=["export-student", world.student_a, "--format", "csv",
-                                  "--output", str(target)])
+    written = runner.invoke(
+        args=["export-student", world.student_a, "--format", "csv", "--output", str(target)]
+    )
     assert written.exit_code == 0 and "responses.csv" in zipfile.ZipFile(target).namelist()
     assert runner.invoke(args=["export-student", world.student_a, "--format", "csv"]).exit_code == 1
     with app.app_context():
-        assert db.session.scalar(sa.select(sa.func.count()).select_from(AccessLogEntry)
-                                 .where(AccessLogEntry.actor == "admin:operator")) == 2
+        assert (
+            db.session.scalar(
+                sa.select(sa.func.count())
+                .select_from(AccessLogEntry)
+                .where(AccessLogEntry.actor == "admin:operator")
+            )
+            == 2
+        )
 
 
 def test_logs_never_hold_answers_or_codes(app: Flask, world: World, caplog, shipped_graph) -> None:
     caplog.set_level(logging.DEBUG)
     secret_answer = "-4711.0815"
     numeric = next(e.id for e in shipped_graph.exercises.values() if e.answer_kind == "numeric")
-    answered = world.actors["app1"].request("POST", f"/api/v1/students/{world.student_a}/responses",
-                                            json={"exercise_id": numeric, "answer": secret_answer})
+    answered = world.actors["app1"].request(
+        "POST",
+        f"/api/v1/students/{world.student_a}/responses",
+        json={"exercise_id": numeric, "answer": secret_answer},
+    )
     assert answered.status_code == 201
     from tests.web.test_sign_in import fresh
 

@@ -36,8 +36,11 @@ def student_tables() -> set[str]:
     """Tables keyed by a student: a foreign key to ``students``, or to a table that has one."""
     linked = {"students"}
     while True:
-        more = {t.name for t in db.metadata.sorted_tables
-                if t.name not in linked and any(fk.column.table.name in linked for fk in t.foreign_keys)}
+        more = {
+            t.name
+            for t in db.metadata.sorted_tables
+            if t.name not in linked and any(fk.column.table.name in linked for fk in t.foreign_keys)
+        }
         if not more:
             return linked
         linked |= more
@@ -65,15 +68,26 @@ def test_every_stored_column_of_a_student_is_exported_or_withheld_with_a_reason(
     assert stale == [], "privacy.EXPORT_MAP names columns that no longer exist"
     for table, (_, columns) in EXPORT_MAP.items():
         for column, how in columns.items():
-            assert isinstance(how, str) and how or isinstance(how, Shown) and how.field and how.how \
-                or isinstance(how, Implied) and how.how or isinstance(how, Withheld) and how.reason, \
-                (table, column)
+            assert (
+                isinstance(how, str)
+                and how
+                or isinstance(how, Shown)
+                and how.field
+                and how.how
+                or isinstance(how, Implied)
+                and how.how
+                or isinstance(how, Withheld)
+                and how.reason
+            ), (table, column)
 
 
 def read_zip(data: bytes) -> dict[str, list[list[str]]]:
     bundle = zipfile.ZipFile(io.BytesIO(data))
-    return {name[:-4]: list(csv.reader(io.StringIO(bundle.read(name).decode(), newline="")))
-            for name in bundle.namelist() if name.endswith(".csv")}
+    return {
+        name[:-4]: list(csv.reader(io.StringIO(bundle.read(name).decode(), newline="")))
+        for name in bundle.namelist()
+        if name.endswith(".csv")
+    }
 
 
 def exported_values(files: dict[str, list[list[str]]], section: str, field: str) -> set[str] | None:
@@ -113,17 +127,43 @@ def test_the_export_carries_every_exported_column_of_every_table(app: Flask, wor
     app1, teacher, student = world.actors["app1"], world.actors["teacher_a"], world.actors["student_a"]
     for i in range(4):
         chosen = app1.request("GET", f"/api/v1/students/{world.student_a}/next-exercise").get_json()
-        assert app1.request("POST", f"/api/v1/students/{world.student_a}/responses", json={
-            "exercise_id": chosen["exercise"]["id"], "correct": i % 2 == 0, "hints_used": i,
-            "response_time_ms": 1000 + i, "client_response_id": f"c-{i}"}).status_code == 201
+        assert (
+            app1.request(
+                "POST",
+                f"/api/v1/students/{world.student_a}/responses",
+                json={
+                    "exercise_id": chosen["exercise"]["id"],
+                    "correct": i % 2 == 0,
+                    "hints_used": i,
+                    "response_time_ms": 1000 + i,
+                    "client_response_id": f"c-{i}",
+                },
+            ).status_code
+            == 201
+        )
     assert teacher.request("GET", f"/api/v1/students/{world.student_a}/report").status_code == 200
-    assert teacher.request("PATCH", f"/api/v1/students/{world.student_a}",
-                           json={"personalized": False}).status_code == 200
-    assert world.actors["admin"].request("PUT", f"/api/v1/students/{world.student_a}/group-attributes", json={
-        "values": {"gender": "female"}, "consent_given_by": "parent"}).status_code == 200
+    assert (
+        teacher.request(
+            "PATCH", f"/api/v1/students/{world.student_a}", json={"personalized": False}
+        ).status_code
+        == 200
+    )
+    assert (
+        world.actors["admin"]
+        .request(
+            "PUT",
+            f"/api/v1/students/{world.student_a}/group-attributes",
+            json={"values": {"gender": "female"}, "consent_given_by": "parent"},
+        )
+        .status_code
+        == 200
+    )
     with app.app_context():
-        db.session.execute(sa.update(Response).where(Response.client_response_id == "c-0")
-                           .values(created_at=datetime.now(UTC) - timedelta(days=500)))
+        db.session.execute(
+            sa.update(Response)
+            .where(Response.client_response_id == "c-0")
+            .values(created_at=datetime.now(UTC) - timedelta(days=500))
+        )
         db.session.commit()
     assert runner.invoke(args=["purge-expired"]).exit_code == 0  # a student_baselines row
     export = student.request("GET", "/me/export").get_json()
@@ -147,7 +187,9 @@ def test_the_export_carries_every_exported_column_of_every_table(app: Flask, wor
                 if found is None:
                     missing.append(f"{table.name}.{column} as {section}.{field} (CSV)")
                 elif isinstance(how, str) and found != {cell(row[column]) for row in rows}:
-                    wrong.append(f"{table.name}.{column}: stored {sorted({cell(r[column]) for r in rows})}, "
-                                 f"exported {sorted(found)}")
+                    wrong.append(
+                        f"{table.name}.{column}: stored {sorted({cell(r[column]) for r in rows})}, "
+                        f"exported {sorted(found)}"
+                    )
     assert missing == [] and wrong == []
     assert "code_hash" not in str(export) and not any("code_hash" in str(rows) for rows in files.values())

@@ -34,19 +34,43 @@ from tests.conftest import DATA_DIR, make_app
 BOX, TABLE = "Box and Whisker", "Table"
 PURE_BUILD: dict[str, dict[str, list[float]]] = {
     # first 150 students, one skill at a time
-    "standard " + BOX: {"prior": [0.523010176953], "learns": [0.136123241287], "guesses": [0.471906899298],
-                        "slips": [0.099592408283], "forgets": [0.0]},
-    "standard " + TABLE: {"prior": [0.856032896994], "learns": [0.045979979362], "guesses": [0.46926650294],
-                          "slips": [0.181300035199], "forgets": [0.0]},
+    "standard " + BOX: {
+        "prior": [0.523010176953],
+        "learns": [0.136123241287],
+        "guesses": [0.471906899298],
+        "slips": [0.099592408283],
+        "forgets": [0.0],
+    },
+    "standard " + TABLE: {
+        "prior": [0.856032896994],
+        "learns": [0.045979979362],
+        "guesses": [0.46926650294],
+        "slips": [0.181300035199],
+        "forgets": [0.0],
+    },
     # first 60 students, Table
-    "forgets": {"prior": [0.534576985772], "learns": [0.467577303284], "guesses": [0.770955335393],
-                "slips": [0.12717804189], "forgets": [0.544985672212]},
+    "forgets": {
+        "prior": [0.534576985772],
+        "learns": [0.467577303284],
+        "guesses": [0.770955335393],
+        "slips": [0.12717804189],
+        "forgets": [0.544985672212],
+    },
     # first 150 students, Table, group = even / odd student id (classes: even 1st, odd 2nd)
-    "multilearn": {"prior": [0.8400547761], "learns": [0.033940284931, 0.071479546123],
-                   "guesses": [0.474470888912], "slips": [0.180006857358], "forgets": [0.0, 0.0]},
-    "multigs": {"prior": [0.825774063213], "learns": [0.042034913051],
-                "guesses": [0.428365774329, 0.576894863022], "slips": [0.185636340271, 0.168284784111],
-                "forgets": [0.0]},
+    "multilearn": {
+        "prior": [0.8400547761],
+        "learns": [0.033940284931, 0.071479546123],
+        "guesses": [0.474470888912],
+        "slips": [0.180006857358],
+        "forgets": [0.0, 0.0],
+    },
+    "multigs": {
+        "prior": [0.825774063213],
+        "learns": [0.042034913051],
+        "guesses": [0.428365774329, 0.576894863022],
+        "slips": [0.185636340271, 0.168284784111],
+        "forgets": [0.0],
+    },
 }
 NAMES = {"prior": "prior", "learn": "learns", "guess": "guesses", "slip": "slips", "forget": "forgets"}
 
@@ -147,10 +171,16 @@ def test_the_compiled_build_gets_class_variants_wrong(log, monkeypatch) -> None:
         assert worst(pybkt_params(raw, TABLE), PURE_BUILD[variant]) > 1e-3
     monkeypatch.undo()
 
-    data = data_helper.convert_data(rows.copy(), TABLE, defaults={"multilearn": "group"},
-                                    model_type=[True, False, False, False])[TABLE]
-    model = {"prior": 0.4, "learns": np.array([0.05, 0.3]), "forgets": np.array([0.0, 0.0]),
-             "guesses": np.array([0.2]), "slips": np.array([0.1])}
+    data = data_helper.convert_data(
+        rows.copy(), TABLE, defaults={"multilearn": "group"}, model_type=[True, False, False, False]
+    )[TABLE]
+    model = {
+        "prior": 0.4,
+        "learns": np.array([0.05, 0.3]),
+        "forgets": np.array([0.0, 0.0]),
+        "guesses": np.array([0.2]),
+        "slips": np.array([0.1]),
+    }
     compiled = pybkt_engine._compiled_module.run(data, model, 1, 0, {})["all_trans_softcounts"]
     compiled = compiled.transpose(0, 2, 1)
     python = pybkt_engine.python_e_step(data, model, {})[0]
@@ -165,8 +195,13 @@ def test_held_parameters_and_one_answer_students_match_the_pure_e_step(log) -> N
     require_compiled()
     data = data_helper.convert_data(log[log["skill_name"] == TABLE].copy(), TABLE)[TABLE]
     assert (data["lengths"] == 1).sum() == 53
-    model = {"prior": 0.3, "learns": np.array([0.2]), "forgets": np.array([0.01]),
-             "guesses": np.array([0.6]), "slips": np.array([0.1])}
+    model = {
+        "prior": 0.3,
+        "learns": np.array([0.2]),
+        "forgets": np.array([0.01]),
+        "guesses": np.array([0.6]),
+        "slips": np.array([0.1]),
+    }
     fixed = {"guesses": np.array([0.45])}
     compiled = pybkt_engine.CompiledEStep(data)(model, fixed, False)
     python = pybkt_engine.python_e_step(data, model, fixed)
@@ -210,8 +245,12 @@ def simple_log_likelihood(frame: pd.DataFrame, params: BktParams) -> float:
 def test_vectorised_log_likelihood_equals_the_simple_loop(log) -> None:
     rng = np.random.default_rng(0)
     lengths = rng.integers(1, 120, size=60)  # long tails: the last steps run one answer at a time
-    synthetic = pd.DataFrame({"user_id": np.repeat([f"s{i}" for i in range(60)], lengths),
-                              "correct": rng.integers(0, 2, size=lengths.sum())})
+    synthetic = pd.DataFrame(
+        {
+            "user_id": np.repeat([f"s{i}" for i in range(60)], lengths),
+            "correct": rng.integers(0, 2, size=lengths.sum()),
+        }
+    )
     synthetic = synthetic.sample(frac=1, random_state=1)  # students interleaved, each in its own order
     table = log[log["skill_name"] == TABLE].sort_values(["user_id", "order_id"], kind="mergesort")
     for frame in (table, synthetic):
@@ -221,8 +260,9 @@ def test_vectorised_log_likelihood_equals_the_simple_loop(log) -> None:
     assert fitting.log_likelihood(synthetic.head(0), BktParams(0.5, 0.1, 0.2, 0.1)) == 0.0
 
 
-def test_fit_parameters_reads_skill_by_skill_and_records_the_e_step(app, school, log, tmp_path,
-                                                                   monkeypatch) -> None:
+def test_fit_parameters_reads_skill_by_skill_and_records_the_e_step(
+    app, school, log, tmp_path, monkeypatch
+) -> None:
     path = tmp_path / "slice.csv"
     first_students(log, 150, BOX).pipe(lambda f: pd.concat([f, first_students(log, 150, TABLE)])).to_csv(path)
     batches: list[dict[str, int]] = []
@@ -240,8 +280,9 @@ def test_fit_parameters_reads_skill_by_skill_and_records_the_e_step(app, school,
         skill_of = {name: skill for skill, name in session.execute(sa.text("SELECT id, name FROM skills"))}
         one = fitting.fit_parameters(session, num_fits=1, seed=7, min_responses=1, rules=rules)
         monkeypatch.setattr(fitting, "fit_frame", recording)
-        batched = fitting.fit_parameters(session, num_fits=1, seed=7, min_responses=1, batch_rows=2000,
-                                         rules=rules)
+        batched = fitting.fit_parameters(
+            session, num_fits=1, seed=7, min_responses=1, batch_rows=2000, rules=rules
+        )
         monkeypatch.undo()
         assert sorted(batches, key=len) == [{skill_of[BOX]: 1397}, {skill_of[TABLE]: 2303}]  # whole skills
         runs = {run.id: run for run in session.scalars(sa.select(FitRun))}
@@ -249,8 +290,10 @@ def test_fit_parameters_reads_skill_by_skill_and_records_the_e_step(app, school,
             run = runs[report.run_id]
             assert run.engine == fitting.engine_name()
             assert (run.n_responses, run.n_students) == (len(whole), whole["user_id"].nunique())
-            assert (run.first_response_id, run.last_response_id) == (whole["order_id"].min(),
-                                                                      whole["order_id"].max())
+            assert (run.first_response_id, run.last_response_id) == (
+                whole["order_id"].min(),
+                whole["order_id"].max(),
+            )
         versions = {(p.fit_run_id, p.skill_id): p for p in session.scalars(sa.select(SkillParameters))}
         for name in (BOX, TABLE):
             first, second = versions[(one.run_id, skill_of[name])], versions[(batched.run_id, skill_of[name])]
@@ -267,8 +310,13 @@ def test_doctor_reports_the_stack_the_database_and_the_content(app, runner) -> N
     assert lines[0].startswith("[  ok] python: 3.") and f"pyBKT: 1.4.3, {build}" in lines[1]
     for package in ("numpy", "pandas", "scikit-learn"):
         version = importlib.metadata.version(package)
-        assert any(line.endswith(f"] {package}: {version} (within the range known good for pyBKT 1.4.3: "
-                                 f"{doctor_span(package)})") for line in lines), result.output
+        assert any(
+            line.endswith(
+                f"] {package}: {version} (within the range known good for pyBKT 1.4.3: "
+                f"{doctor_span(package)})"
+            )
+            for line in lines
+        ), result.output
     assert "[  ok] schema: at the latest migration (" in result.output
     assert "[  ok] database: " in result.output and "[  ok] content: 43 skills" in result.output
 
@@ -284,8 +332,11 @@ def test_doctor_fails_on_an_unmigrated_or_unreachable_database(tmp_path) -> None
     assert empty.exit_code == 1
     assert "[FAIL] schema: at no migration (empty database), latest is" in empty.output
     assert "Error: 1 problem(s): schema" in empty.output
-    gone = make_app("postgresql+psycopg://tutor:s3cret@127.0.0.1:1/tutor").test_cli_runner().invoke(
-        args=["doctor"])
+    gone = (
+        make_app("postgresql+psycopg://tutor:s3cret@127.0.0.1:1/tutor")
+        .test_cli_runner()
+        .invoke(args=["doctor"])
+    )
     assert gone.exit_code == 1 and "Error: 1 problem(s): database" in gone.output
     assert "[FAIL] database: postgresql+psycopg://tutor:***@127.0.0.1:1/tutor: cannot connect" in gone.output
     assert "s3cret" not in gone.output

@@ -60,10 +60,12 @@ def test_two_long_ids_sharing_200_characters_are_refused_by_line(app, runner, sc
         assert count(Student) == 0
 
 
-@pytest.mark.parametrize("bad, shown", [("a\tb", r"'a\tb'"), ("a\nb", r"'a\nb'"), ("a\x00b", r"'a\x00b'"),
-                                        ("a\rb", r"'a\rb'")])
-def test_control_characters_in_an_id_are_refused_as_the_api_does(app, runner, school, tmp_path,
-                                                                  bad: str, shown: str) -> None:
+@pytest.mark.parametrize(
+    "bad, shown", [("a\tb", r"'a\tb'"), ("a\nb", r"'a\nb'"), ("a\x00b", r"'a\x00b'"), ("a\rb", r"'a\rb'")]
+)
+def test_control_characters_in_an_id_are_refused_as_the_api_does(
+    app, runner, school, tmp_path, bad: str, shown: str
+) -> None:
     path = log(tmp_path, "1,fine,Addition,1\n", f'2,"{bad}",Addition,0\n')
     result = import_result(runner, path)
     assert result.exit_code == 1, result.output
@@ -78,16 +80,26 @@ def test_the_service_refuses_them_too_and_surrounding_spaces_are_stripped(app, s
 
     with app.app_context():
         with pytest.raises(LogImportError, match="row 2: user_id is empty"):
-            import_log(db.session(), log(tmp_path, "1,   ,Addition,1\n"), "assistments",
-                       rules=current_settings().mastery)
+            import_log(
+                db.session(),
+                log(tmp_path, "1,   ,Addition,1\n"),
+                "assistments",
+                rules=current_settings().mastery,
+            )
         db.session.rollback()
-        import_log(db.session(), log(tmp_path, "1,  padded  ,Addition,1\n"), "assistments",
-                   rules=current_settings().mastery)
+        import_log(
+            db.session(),
+            log(tmp_path, "1,  padded  ,Addition,1\n"),
+            "assistments",
+            rules=current_settings().mastery,
+        )
         assert db.session.scalars(sa.select(Student.external_id)).all() == ["padded"]
 
 
 def test_a_nul_in_a_skill_name_is_a_bad_row(app, runner, school, tmp_path) -> None:
     """PostgreSQL refuses NUL in text: without this the import failed as a "database error"."""
     result = import_result(runner, log(tmp_path, '1,s-1,"Add\x00ition",1\n'))
-    assert result.exit_code == 1 and "row 2: the skill name 'Add\\x00ition' contains a NUL character" \
-        in result.output
+    assert (
+        result.exit_code == 1
+        and "row 2: the skill name 'Add\\x00ition' contains a NUL character" in result.output
+    )

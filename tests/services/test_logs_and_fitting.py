@@ -74,8 +74,10 @@ def test_import_assistments_is_idempotent_and_creates_imported_skills(app, slice
         imported = db.session.scalars(sa.select(Skill).where(Skill.source == "imported")).all()
         assert sorted(s.name for s in imported) == ["Box and Whisker", "Table"]
         app_id = db.session.scalar(sa.select(LearningApp.id).where(LearningApp.name == "research"))
-        assert db.session.scalar(sa.select(sa.func.count()).select_from(Student)
-                                 .where(Student.app_id == app_id)) == frame["user_id"].nunique()
+        assert (
+            db.session.scalar(sa.select(sa.func.count()).select_from(Student).where(Student.app_id == app_id))
+            == frame["user_id"].nunique()
+        )
         assert check_mastery(db.session(), current_settings().mastery) == []
         times = db.session.scalars(sa.select(Response.response_time_ms).limit(5)).all()
         assert all(t is None or t >= 0 for t in times) and any(t for t in times)
@@ -142,15 +144,19 @@ def test_import_datashop_with_multi_kc_and_missing_kc(app, runner, tmp_path) -> 
         assert first.response_time_ms == 4500 and first.correct is True
         corrects = db.session.scalars(sa.select(Response.correct).order_by(Response.id)).all()
         assert corrects == [True, False, False, True]  # a hint first counts as not correct
-        attempts = dict(db.session.execute(sa.select(Mastery.skill_id, sa.func.sum(Mastery.attempts))
-                                           .group_by(Mastery.skill_id)).all())
+        attempts = dict(
+            db.session.execute(
+                sa.select(Mastery.skill_id, sa.func.sum(Mastery.attempts)).group_by(Mastery.skill_id)
+            ).all()
+        )
         assert attempts == {skill_named("Add fractions"): 2, skill_named("Simplify"): 3}
     comma = tmp_path / "steps.csv"
     comma.write_text(DATASHOP.replace("\t", ",").replace("4.5", "4.5"))
     # Same student ids in another school: other students, so nothing is a duplicate.
     assert runner.invoke(args=["create-school", "Other"]).exit_code == 0
-    result = runner.invoke(args=["import-log", str(comma), "--format", "datashop", "--app", "other",
-                                 "--school", "Other"])
+    result = runner.invoke(
+        args=["import-log", str(comma), "--format", "datashop", "--app", "other", "--school", "Other"]
+    )
     assert result.exit_code == 0 and "Responses imported: 4" in result.output
 
 
@@ -166,9 +172,13 @@ def test_tracker_agrees_with_pybkt_predict(app, slice_csv) -> None:
         session = db.session()
         import_log(session, slice_csv, "assistments", app_name="agreement", rules=current_settings().mastery)
         params = {
-            skill_named(name): BktParams(prior=float(f["prior"]), learn=float(f["learns"][0]),
-                                         guess=float(f["guesses"][0]), slip=float(f["slips"][0]),
-                                         forget=float(f["forgets"][0]))
+            skill_named(name): BktParams(
+                prior=float(f["prior"]),
+                learn=float(f["learns"][0]),
+                guess=float(f["guesses"][0]),
+                slip=float(f["slips"][0]),
+                forget=float(f["forgets"][0]),
+            )
             for name, f in fitted.items()
         }
         assert any(p.forget > 0 for p in params.values())
@@ -177,11 +187,22 @@ def test_tracker_agrees_with_pybkt_predict(app, slice_csv) -> None:
         # The online path: a second import (other school, so other students) traces every row as
         # it is appended.
         create_school(session, "Online")
-        import_log(session, slice_csv, "assistments", app_name="agreement-online", school_name="Online",
-                   rules=current_settings().mastery)
+        import_log(
+            session,
+            slice_csv,
+            "assistments",
+            app_name="agreement-online",
+            school_name="Online",
+            rules=current_settings().mastery,
+        )
         rows = session.execute(
-            sa.select(Student.external_id, Response.client_response_id, LearningApp.name,
-                      ResponseSkill.p_correct, ResponseSkill.p_mastery_before)
+            sa.select(
+                Student.external_id,
+                Response.client_response_id,
+                LearningApp.name,
+                ResponseSkill.p_correct,
+                ResponseSkill.p_mastery_before,
+            )
             .join(Response, Response.student_id == Student.id)
             .join(LearningApp, LearningApp.id == Student.app_id)
             .join(ResponseSkill, ResponseSkill.response_id == Response.id)
@@ -193,16 +214,28 @@ def test_tracker_agrees_with_pybkt_predict(app, slice_csv) -> None:
         for step in replay_log(session, read_snapshot(session).params, current_settings().mastery):
             replayed[(external[step.student_id], order[step.response_id])] = step
 
-    pybkt = {(str(u), f"import:{o}"): (c, s) for u, o, c, s in zip(
-        expected["user_id"], expected["order_id"], expected["correct_predictions"],
-        expected["state_predictions"], strict=True)}
+    pybkt = {
+        (str(u), f"import:{o}"): (c, s)
+        for u, o, c, s in zip(
+            expected["user_id"],
+            expected["order_id"],
+            expected["correct_predictions"],
+            expected["state_predictions"],
+            strict=True,
+        )
+    }
     assert len(rows) == len(frame) == len(pybkt)
     worst = 0.0
     for external_id, client_id, _, p_correct, p_state in rows:
         want_correct, want_state = pybkt[(external_id, client_id)]
         step = replayed[(external_id, client_id)]
-        worst = max(worst, abs(p_correct - want_correct), abs(p_state - want_state),
-                    abs(step.p_correct - want_correct), abs(step.p_mastery_before - want_state))
+        worst = max(
+            worst,
+            abs(p_correct - want_correct),
+            abs(p_state - want_state),
+            abs(step.p_correct - want_correct),
+            abs(step.p_mastery_before - want_state),
+        )
     assert worst < 1e-9
 
 
@@ -218,8 +251,10 @@ def test_fit_params_stores_current_versions_and_replays(app, slice_csv, runner, 
     assert "Fitted 2, kept 0, rejected 0." in result.output
     with app.app_context():
         session = db.session()
-        current = {p.skill_id: p for p in session.scalars(
-            sa.select(SkillParameters).where(SkillParameters.is_current))}
+        current = {
+            p.skill_id: p
+            for p in session.scalars(sa.select(SkillParameters).where(SkillParameters.is_current))
+        }
         frame = response_frame(session)
         run = session.scalars(sa.select(FitRun).order_by(FitRun.id.desc())).first()
         assert run.n_responses == len(frame) and run.options["num_fits"] == 2
@@ -255,8 +290,14 @@ def test_degenerate_fits_are_reported_not_stored(app, slice_csv, monkeypatch) ->
 
     def degenerate(frame, **kwargs):
         fits = real(frame, **kwargs)
-        return [fitting.SkillFit(f.skill_id, {**f.params, "slip": 0.62}, f.n_students, f.n_responses,
-                                 math.nan, f.restarts) if i == 0 else f for i, f in enumerate(fits)]
+        return [
+            fitting.SkillFit(
+                f.skill_id, {**f.params, "slip": 0.62}, f.n_students, f.n_responses, math.nan, f.restarts
+            )
+            if i == 0
+            else f
+            for i, f in enumerate(fits)
+        ]
 
     monkeypatch.setattr(fitting, "fit_frame", degenerate)
     with app.app_context():
@@ -264,10 +305,13 @@ def test_degenerate_fits_are_reported_not_stored(app, slice_csv, monkeypatch) ->
         import_log(session, slice_csv, "assistments", rules=current_settings().mastery)
         report = fit_parameters(session, num_fits=1, rules=current_settings().mastery)
         assert len(report.fitted) == 1 and len(report.rejected) == 1
-        (rejected_skill, why), = report.rejected.items()
+        ((rejected_skill, why),) = report.rejected.items()
         assert "slip must be below 0.5" in why
-        current = session.scalar(sa.select(SkillParameters).where(
-            SkillParameters.skill_id == rejected_skill, SkillParameters.is_current))
+        current = session.scalar(
+            sa.select(SkillParameters).where(
+                SkillParameters.skill_id == rejected_skill, SkillParameters.is_current
+            )
+        )
         assert current.source == "default" and current.slip < 0.5
         assert check_mastery(session, current_settings().mastery) == []
 
@@ -287,20 +331,29 @@ def test_evaluation_matches_pybkt_evaluate_on_the_same_split(app, runner) -> Non
         # pyBKT scores the same held-out rows with the parameters the service traced with.
         used = report.params[skill]
         model = Model(seed=3, num_fits=1, parallel=False)
-        model.coef_ = {skill: {"prior": used.prior, "learns": np.array([used.learn]),
-                               "guesses": np.array([used.guess]), "slips": np.array([used.slip]),
-                               "forgets": np.array([used.forget])}}
+        model.coef_ = {
+            skill: {
+                "prior": used.prior,
+                "learns": np.array([used.learn]),
+                "guesses": np.array([used.guess]),
+                "slips": np.array([used.slip]),
+                "forgets": np.array([used.forget]),
+            }
+        }
         model.fit(data=train[train["skill_name"] == skill].copy(), fixed=True)
         auc, rmse = model.evaluate(data=rows.copy(), metric=["auc", "rmse"])
         theirs = model.predict(data=rows.copy()).sort_values("order_id")
         ours = predict_frame(rows, report.params)
         # Rounding differs in the last bits at each step and accumulates along students with hundreds of
         # answers: up to ~1e-8 on some random splits (the split depends on the students' random ids).
-        assert np.abs(ours["correct_predictions"].to_numpy()
-                      - theirs["correct_predictions"].to_numpy()).max() < 1e-7
+        assert (
+            np.abs(ours["correct_predictions"].to_numpy() - theirs["correct_predictions"].to_numpy()).max()
+            < 1e-7
+        )
         # Same predictions, same metric definitions as scikit-learn's...
         assert report.per_skill[skill].auc == pytest.approx(
-            roc_auc_score(ours["correct"], ours["correct_predictions"]), abs=1e-12)
+            roc_auc_score(ours["correct"], ours["correct_predictions"]), abs=1e-12
+        )
         assert report.per_skill[skill].rmse == pytest.approx(rmse, abs=1e-9)
         # ...and pyBKT's AUC. AUC is discontinuous at ties: predictions that agree to 1e-12 can
         # tie in one implementation and not in the other (e.g. students whose P(L) saturates
@@ -309,19 +362,27 @@ def test_evaluation_matches_pybkt_evaluate_on_the_same_split(app, runner) -> Non
         # to 1e-9) the two AUCs are identical: that is the exact check.
         assert report.per_skill[skill].auc == pytest.approx(auc, abs=1e-3)
         assert roc_auc_score(ours["correct"], ours["correct_predictions"].round(9)) == pytest.approx(
-            roc_auc_score(theirs["correct"], theirs["correct_predictions"].round(9)), abs=1e-12)
+            roc_auc_score(theirs["correct"], theirs["correct_predictions"].round(9)), abs=1e-12
+        )
     assert 0.5 < report.overall.auc < 1 and sum(b.count for b in report.calibration) == len(test)
     result = runner.invoke(
-        args=["evaluate-model", "--test-fraction", "0.3", "--seed", "3", "--num-fits", "1"])
+        args=["evaluate-model", "--test-fraction", "0.3", "--seed", "3", "--num-fits", "1"]
+    )
     assert result.exit_code == 0, result.output
     assert f"OVERALL{'':33} {len(test):>8} {report.overall.auc:>7.4f}" in result.output
 
 
-def test_imported_skills_stay_out_of_app_students_progress(app, slice_csv, api, shipped_graph,
-                                                           research_school) -> None:
+def test_imported_skills_stay_out_of_app_students_progress(
+    app, slice_csv, api, shipped_graph, research_school
+) -> None:
     with app.app_context():
-        import_log(db.session(), slice_csv, "assistments", school_name=research_school,
-                   rules=current_settings().mastery)
+        import_log(
+            db.session(),
+            slice_csv,
+            "assistments",
+            school_name=research_school,
+            rules=current_settings().mastery,
+        )
     student = api.new_student()
     progress = api.get(f"/api/v1/students/{student}/progress").get_json()
     assert progress["skills_total"] == len(shipped_graph.skills)

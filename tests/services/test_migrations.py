@@ -21,8 +21,9 @@ def test_models_match_migrations(app) -> None:
 
 
 def test_upgrade_downgrade_upgrade(tmp_path: Path) -> None:
-    app = create_app({"TESTING": True, "SECRET_KEY": "t",
-                      "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'm.sqlite3'}"})
+    app = create_app(
+        {"TESTING": True, "SECRET_KEY": "t", "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'm.sqlite3'}"}
+    )
     with app.app_context():
         upgrade()
         tables = set(sa.inspect(db.engine).get_table_names())
@@ -68,13 +69,15 @@ def test_upgrading_a_database_with_data_keeps_every_row(empty_database: str) -> 
         if db.engine.dialect.name == "sqlite":  # foreign keys are back on for everyone after a migration
             with db.engine.connect() as conn:
                 assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
-        counts = {table: db.session.scalar(sa.text(f"SELECT COUNT(*) FROM {table}"))
-                  for table in ("learning_apps", "api_keys", "students", "responses", "response_skills",
-                                "mastery")}
+        counts = {
+            table: db.session.scalar(sa.text(f"SELECT COUNT(*) FROM {table}"))
+            for table in ("learning_apps", "api_keys", "students", "responses", "response_skills", "mastery")
+        }
         assert counts == dict.fromkeys(counts, 1)
         # The existing app and its students now belong to one school.
-        school = db.session.execute(sa.text(
-            "SELECT s.name FROM schools s JOIN students st ON st.school_id = s.id")).scalar()
+        school = db.session.execute(
+            sa.text("SELECT s.name FROM schools s JOIN students st ON st.school_id = s.id")
+        ).scalar()
         assert school == "Default school"
         db.session.remove()
         db.engine.dispose()

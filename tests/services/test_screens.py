@@ -26,8 +26,11 @@ from tests.conftest import Actor, World
 
 
 def answer(world: World, exercise_id: str, correct: bool, hints: int = 0) -> dict[str, Any]:
-    posted = world.actors["app1"].request("POST", f"/api/v1/students/{world.student_a}/responses", json={
-        "exercise_id": exercise_id, "correct": correct, "hints_used": hints})
+    posted = world.actors["app1"].request(
+        "POST",
+        f"/api/v1/students/{world.student_a}/responses",
+        json={"exercise_id": exercise_id, "correct": correct, "hints_used": hints},
+    )
     assert posted.status_code == 201, posted.get_json()
     return dict(posted.get_json())
 
@@ -38,18 +41,28 @@ def test_units_are_synced_from_the_content_and_read_back(app: Flask, shipped_gra
         assert stored == {s.id: s.unit for s in shipped_graph.skills.values()}
         assert current_snapshot(db.session()).graph.skills["gcf"].unit == "Factors and multiples"
         # A changed unit is a content change: the next load writes it.
-        skills = {**shipped_graph.skills, "gcf": type(shipped_graph.skills["gcf"])(
-            **{**{f: getattr(shipped_graph.skills["gcf"], f) for f in ("id", "name", "description",
-                                                                       "prerequisites", "bkt")},
-               "unit": "Number theory"})}
-        changed = type(shipped_graph)(skills, shipped_graph.exercises, shipped_graph.skill_order,
-                                      shipped_graph.exercises_by_skill)
+        skills = {
+            **shipped_graph.skills,
+            "gcf": type(shipped_graph.skills["gcf"])(
+                **{
+                    **{
+                        f: getattr(shipped_graph.skills["gcf"], f)
+                        for f in ("id", "name", "description", "prerequisites", "bkt")
+                    },
+                    "unit": "Number theory",
+                }
+            ),
+        }
+        changed = type(shipped_graph)(
+            skills, shipped_graph.exercises, shipped_graph.skill_order, shipped_graph.exercises_by_skill
+        )
         assert sync_content(db.session(), changed).updated_skills == ["gcf"]
         assert db.session.get(Skill, "gcf").unit == "Number theory"
 
 
-def test_an_answer_to_a_two_skill_exercise_counts_once_everywhere(app: Flask, world: World,
-                                                                  shipped_graph) -> None:
+def test_an_answer_to_a_two_skill_exercise_counts_once_everywhere(
+    app: Flask, world: World, shipped_graph
+) -> None:
     # The student page said "16 answer(s)" where the CSV and the API said 15: it summed the skills'
     # attempts, and an exercise of two skills counted twice.
     both = next(e for e in shipped_graph.exercises.values() if len(e.skill_ids) == 2)
@@ -61,15 +74,19 @@ def test_an_answer_to_a_two_skill_exercise_counts_once_everywhere(app: Flask, wo
     assert '<span class="answers">2 answers</span>' in html
     assert teacher.request("GET", f"/api/v1/students/{world.student_a}/report").get_json()["answers"] == 2
     [student] = teacher.request("GET", f"/api/v1/classes/{world.class_a}/report").get_json()["students"]
-    rows = list(csv.DictReader(io.StringIO(teacher.request(
-        "GET", f"/classes/{world.class_a}/report.csv").get_data(as_text=True))))
+    rows = list(
+        csv.DictReader(
+            io.StringIO(teacher.request("GET", f"/classes/{world.class_a}/report.csv").get_data(as_text=True))
+        )
+    )
     assert student["answers"] == 2 and rows[0]["answers"] == "2"
     roster = teacher.request("GET", f"/api/v1/classes/{world.class_a}").get_json()["students"]
     assert roster[0]["attempts"] == 2
 
 
-def test_worked_solutions_after_the_answer_in_the_api_and_the_export(app: Flask, world: World,
-                                                                     shipped_graph) -> None:
+def test_worked_solutions_after_the_answer_in_the_api_and_the_export(
+    app: Flask, world: World, shipped_graph
+) -> None:
     exercise = next(e for e in shipped_graph.exercises.values() if len(e.skill_ids) == 1)
     app1 = world.actors["app1"]
     shown = app1.request("GET", f"/api/v1/exercises/{exercise.id}").get_json()
@@ -78,16 +95,22 @@ def test_worked_solutions_after_the_answer_in_the_api_and_the_export(app: Flask,
     assert body["solution"] == list(exercise.solution)
     export = app1.request("GET", f"/api/v1/students/{world.student_a}/export").get_json()
     assert [r["solution"] for r in export["responses"]] == [list(exercise.solution)]
-    bundle = zipfile.ZipFile(io.BytesIO(app1.request(
-        "GET", f"/api/v1/students/{world.student_a}/export?format=csv").get_data()))
+    bundle = zipfile.ZipFile(
+        io.BytesIO(app1.request("GET", f"/api/v1/students/{world.student_a}/export?format=csv").get_data())
+    )
     [row] = list(csv.DictReader(io.StringIO(bundle.read("responses.csv").decode())))
     assert json.loads(row["solution"]) == list(exercise.solution)
 
 
 def pages_of(app: Flask) -> list[str]:
     """Every page route (GET, not the API, not a download or a static file), from the URL map."""
-    rules = [r for r in app.url_map.iter_rules() if "GET" in (r.methods or set())
-             and not r.rule.startswith(("/api", "/static")) and not r.rule.endswith((".csv", "/export"))]
+    rules = [
+        r
+        for r in app.url_map.iter_rules()
+        if "GET" in (r.methods or set())
+        and not r.rule.startswith(("/api", "/static"))
+        and not r.rule.endswith((".csv", "/export"))
+    ]
     return sorted(r.rule for r in rules)
 
 
@@ -101,14 +124,24 @@ def test_no_page_shows_statistics_jargon(app: Flask, world: World, shipped_graph
     exercise_id = re.search(r'data-exercise-id="([^"]+)"', practice)
     assert exercise_id
     exercise = shipped_graph.exercises[exercise_id.group(1)]
-    student.request("POST", f"/practice/{recommendation.group(1)}/answer",
-                    form={"answer": exercise.answers[0]})
+    student.request(
+        "POST", f"/practice/{recommendation.group(1)}/answer", form={"answer": exercise.answers[0]}
+    )
     with app.app_context():
         response_id = db.session.scalar(sa.select(sa.func.max(Response.id)))
-        bias_id = run_bias_check(db.session(), Principal(Role.ADMIN, "operator", world.north, "operator"),
-                                 "class", bootstrap=50, permutations=20).id
-    values = {"<id:class_id>": str(world.class_a), "<student_id>": world.student_a,
-              "<id:response_id>": str(response_id), "<id:report_id>": str(bias_id)}
+        bias_id = run_bias_check(
+            db.session(),
+            Principal(Role.ADMIN, "operator", world.north, "operator"),
+            "class",
+            bootstrap=50,
+            permutations=20,
+        ).id
+    values = {
+        "<id:class_id>": str(world.class_a),
+        "<student_id>": world.student_a,
+        "<id:response_id>": str(response_id),
+        "<id:report_id>": str(bias_id),
+    }
     scanned = 0
     for rule in pages_of(app):
         url = rule
@@ -127,10 +160,14 @@ def test_no_page_shows_statistics_jargon(app: Flask, world: World, shipped_graph
     assert missing.status_code == 404 and "P(L)" not in missing.get_data(as_text=True)
 
 
-def test_the_dashboard_flags_a_student_whose_answers_contradict_the_estimate(app: Flask, world: World,
-                                                                             shipped_graph) -> None:
-    singles = [e for e in shipped_graph.exercises_by_skill["place-value"]
-               if len(shipped_graph.exercises[e].skill_ids) == 1]
+def test_the_dashboard_flags_a_student_whose_answers_contradict_the_estimate(
+    app: Flask, world: World, shipped_graph
+) -> None:
+    singles = [
+        e
+        for e in shipped_graph.exercises_by_skill["place-value"]
+        if len(shipped_graph.exercises[e].skill_ids) == 1
+    ]
     for i, correct in enumerate([True, False, False, False, False]):
         answer(world, singles[i], correct)
     html = world.actors["teacher_a"].request("GET", f"/classes/{world.class_a}").get_data(as_text=True)
@@ -140,12 +177,23 @@ def test_the_dashboard_flags_a_student_whose_answers_contradict_the_estimate(app
 
 def test_a_bias_check_without_a_comparable_group_says_so_in_words(app: Flask, world: World) -> None:
     admin = world.actors["admin"]
-    assert admin.request("PUT", f"/api/v1/students/{world.student_a}/group-attributes", json={
-        "values": {"disability_support": "yes"}, "consent_given_by": "parent"}).status_code == 200
+    assert (
+        admin.request(
+            "PUT",
+            f"/api/v1/students/{world.student_a}/group-attributes",
+            json={"values": {"disability_support": "yes"}, "consent_given_by": "parent"},
+        ).status_code
+        == 200
+    )
     answer(world, "place-value-001", True)
     with app.app_context():
-        report_id = run_bias_check(db.session(), Principal(Role.ADMIN, "operator", world.north, "operator"),
-                                   "disability_support", bootstrap=50, permutations=20).id
+        report_id = run_bias_check(
+            db.session(),
+            Principal(Role.ADMIN, "operator", world.north, "operator"),
+            "disability_support",
+            bootstrap=50,
+            permutations=20,
+        ).id
     html = admin.request("GET", f"/bias-checks/{report_id}").get_data(as_text=True)
     assert "reference group: ·" not in html and "disability_support" not in html.split("<main")[1]
     assert "Bias check: Disability support" in html and "With disability support" in html
@@ -189,12 +237,17 @@ def test_the_demo_command_creates_marked_consistent_data_once(app: Flask, runner
         assert all(now - timedelta(days=8) < (t if t.tzinfo else t.replace(tzinfo=UTC)) < now for t in times)
         assert len({t.date() for t in times}) == 5  # five school days
         assert check_mastery(session, mastery_rules()) == []
-        consents = list(session.scalars(sa.select(ConsentEvent)
-                                        .where(ConsentEvent.kind == "group_attributes")))
+        consents = list(
+            session.scalars(sa.select(ConsentEvent).where(ConsentEvent.kind == "group_attributes"))
+        )
         assert len(consents) == 20 and {c.given_by for c in consents} == {CONSENT_BY}
-        attributes = dict(session.execute(sa.select(GroupAttribute.value, sa.func.count())
-                                          .where(GroupAttribute.attribute == "language_learner")
-                                          .group_by(GroupAttribute.value)).all())
+        attributes = dict(
+            session.execute(
+                sa.select(GroupAttribute.value, sa.func.count())
+                .where(GroupAttribute.attribute == "language_learner")
+                .group_by(GroupAttribute.value)
+            ).all()
+        )
         assert attributes == {"yes": 10, "no": 10}
     # The class page names it as demo data; a second run changes nothing and says why.
     again = runner.invoke(args=["create-demo"])

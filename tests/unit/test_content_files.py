@@ -103,8 +103,10 @@ def test_duplicate_ids(tmp_path: Path) -> None:
 
 
 def test_prerequisite_cycle_is_printed(tmp_path: Path) -> None:
-    cyclic = SKILLS.replace('id = "count"\nname = "Counting"\nprerequisites = []',
-                            'id = "count"\nname = "Counting"\nprerequisites = ["multiply"]')
+    cyclic = SKILLS.replace(
+        'id = "count"\nname = "Counting"\nprerequisites = []',
+        'id = "count"\nname = "Counting"\nprerequisites = ["multiply"]',
+    )
     found = problems(write_content(tmp_path / "c", skills=cyclic))
     assert len(found) == 1
     assert "prerequisite cycle:" in found[0]
@@ -130,7 +132,8 @@ def test_probability_out_of_range(tmp_path: Path) -> None:
 
 def test_answers_must_fit_the_kind(tmp_path: Path) -> None:
     broken = EXERCISES.replace('answers = ["4"]', 'answers = ["four"]').replace(
-        'answers = ["5"]', 'answers = ["five"]')
+        'answers = ["5"]', 'answers = ["five"]'
+    )
     found = problems(write_content(tmp_path / "c", exercises=broken))
     where = "c/exercises/basics.toml: exercise"
     assert f"{where} 'add-1': answers: answers not among the choices: ['four']" in found
@@ -138,9 +141,11 @@ def test_answers_must_fit_the_kind(tmp_path: Path) -> None:
 
 
 def test_missing_fields_unknown_keys_and_wrong_types(tmp_path: Path) -> None:
-    broken = EXERCISES.replace('prompt = "How many fingers on one hand?"\n', "").replace(
-        "difficulty = 0.2", "difficulty = 0.2\ndificulty = 0.3").replace(
-        'answer_kind = "short_text"', 'answer_kind = "essay"')
+    broken = (
+        EXERCISES.replace('prompt = "How many fingers on one hand?"\n', "")
+        .replace("difficulty = 0.2", "difficulty = 0.2\ndificulty = 0.3")
+        .replace('answer_kind = "short_text"', 'answer_kind = "essay"')
+    )
     found = problems(write_content(tmp_path / "c", exercises=broken))
     assert "c/exercises/basics.toml: exercise 'count-1': prompt: Missing data for required field." in found
     assert "c/exercises/basics.toml: exercise 'add-1': dificulty: Unknown field." in found
@@ -154,17 +159,20 @@ def test_every_exercise_needs_a_worked_solution(tmp_path: Path) -> None:
     ]
 
 
-@pytest.mark.parametrize(("solution", "problem"), [
-    ("[]", "solution: must have 1 to 6 steps"),
-    (str([f"Step {n}." for n in range(7)]), "solution: must have 1 to 6 steps"),
-    ('["2 + 2 = 4.", ""]', "solution.1: must not be empty"),
-    ('["   "]', "solution.0: must not be empty"),
-    ('[" 2 + 2 = 4."]', "solution.0: must not start or end with spaces"),
-    ('["2 + 2 = 4. "]', "solution.0: must not start or end with spaces"),
-    (f'["{"x" * 241}"]', "solution.0: must be at most 240 characters (this one has 241)"),
-    ('["2 + 2 = 4.", 4]', "solution.1: Not a valid string."),
-    ('"2 + 2 = 4."', "solution: Not a valid list."),
-])
+@pytest.mark.parametrize(
+    ("solution", "problem"),
+    [
+        ("[]", "solution: must have 1 to 6 steps"),
+        (str([f"Step {n}." for n in range(7)]), "solution: must have 1 to 6 steps"),
+        ('["2 + 2 = 4.", ""]', "solution.1: must not be empty"),
+        ('["   "]', "solution.0: must not be empty"),
+        ('[" 2 + 2 = 4."]', "solution.0: must not start or end with spaces"),
+        ('["2 + 2 = 4. "]', "solution.0: must not start or end with spaces"),
+        (f'["{"x" * 241}"]', "solution.0: must be at most 240 characters (this one has 241)"),
+        ('["2 + 2 = 4.", 4]', "solution.1: Not a valid string."),
+        ('"2 + 2 = 4."', "solution: Not a valid list."),
+    ],
+)
 def test_worked_solution_steps_are_checked(tmp_path: Path, solution: str, problem: str) -> None:
     broken = EXERCISES.replace('solution = ["2 + 2 = 4."]', f"solution = {solution}")
     assert problems(write_content(tmp_path / "c", exercises=broken)) == [
@@ -174,8 +182,11 @@ def test_worked_solution_steps_are_checked(tmp_path: Path, solution: str, proble
 
 def test_worked_solution_limits_are_inclusive(tmp_path: Path) -> None:
     longest = ["x" * 240] + [f"Step {n}." for n in range(5)]
-    graph = read_content(write_content(tmp_path / "c", exercises=EXERCISES.replace(
-        'solution = ["2 + 2 = 4."]', f"solution = {longest}")))
+    graph = read_content(
+        write_content(
+            tmp_path / "c", exercises=EXERCISES.replace('solution = ["2 + 2 = 4."]', f"solution = {longest}")
+        )
+    )
     assert graph.exercises["add-1"].solution == tuple(longest)
 
 

@@ -16,10 +16,13 @@ def test_a_unit_is_optional_and_read_as_written(tmp_path: Path) -> None:
     assert graph.skills["add"].unit == ""  # none given
 
 
-@pytest.mark.parametrize(("unit", "problem"), [
-    ('"' + "u" * 101 + '"', "unit: Longer than maximum length 100."),
-    ("7", "unit: Not a valid string."),
-])
+@pytest.mark.parametrize(
+    ("unit", "problem"),
+    [
+        ('"' + "u" * 101 + '"', "unit: Longer than maximum length 100."),
+        ("7", "unit: Not a valid string."),
+    ],
+)
 def test_a_bad_unit_is_refused_naming_the_skill(tmp_path: Path, unit: str, problem: str) -> None:
     skills = SKILLS.replace('name = "Adding"', f'name = "Adding"\nunit = {unit}')
     with pytest.raises(ContentError) as raised:

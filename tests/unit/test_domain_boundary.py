@@ -42,28 +42,47 @@ def imports_outside_the_allow_list(source: str) -> list[str]:
 def test_domain_imports_only_the_allow_list() -> None:
     files = sorted(DOMAIN.rglob("*.py"))
     assert len(files) >= 5
-    offenders = [f"{path.relative_to(DOMAIN)}: {name}" for path in files
-                 for name in imports_outside_the_allow_list(path.read_text())]
+    offenders = [
+        f"{path.relative_to(DOMAIN)}: {name}"
+        for path in files
+        for name in imports_outside_the_allow_list(path.read_text())
+    ]
     assert offenders == []
 
 
-@pytest.mark.parametrize(("line", "refused"), [
-    ("import flask_login", "flask_login"),
-    ("from werkzeug.security import check_password_hash", "werkzeug.security"),
-    ("import joblib", "joblib"), ("from app.models import Student", "app.models"),
-    ("from app.services import tutoring", "app.services"), ("from app import models", "app.models"),
-    ("import app.extensions", "app.extensions"), ("from sqlalchemy.orm import Session", "sqlalchemy.orm"),
-    ("import pandas as pd", "pandas"), ("from pyBKT.models import Model", "pyBKT.models"),
-])
+@pytest.mark.parametrize(
+    ("line", "refused"),
+    [
+        ("import flask_login", "flask_login"),
+        ("from werkzeug.security import check_password_hash", "werkzeug.security"),
+        ("import joblib", "joblib"),
+        ("from app.models import Student", "app.models"),
+        ("from app.services import tutoring", "app.services"),
+        ("from app import models", "app.models"),
+        ("import app.extensions", "app.extensions"),
+        ("from sqlalchemy.orm import Session", "sqlalchemy.orm"),
+        ("import pandas as pd", "pandas"),
+        ("from pyBKT.models import Model", "pyBKT.models"),
+    ],
+)
 def test_the_check_refuses_what_is_not_allowed(line: str, refused: str) -> None:
     assert imports_outside_the_allow_list(line) == [refused]
 
 
-@pytest.mark.parametrize("line", [
-    "import math", "from collections.abc import Mapping", "import numpy as np",
-    "from numpy.typing import NDArray", "from scipy import stats", "from fsrs import Scheduler",
-    "from app.domain.bkt import BktParams", "from app.domain import memory", "from . import memory",
-    "from __future__ import annotations",
-])
+@pytest.mark.parametrize(
+    "line",
+    [
+        "import math",
+        "from collections.abc import Mapping",
+        "import numpy as np",
+        "from numpy.typing import NDArray",
+        "from scipy import stats",
+        "from fsrs import Scheduler",
+        "from app.domain.bkt import BktParams",
+        "from app.domain import memory",
+        "from . import memory",
+        "from __future__ import annotations",
+    ],
+)
 def test_the_check_allows_the_allow_list(line: str) -> None:
     assert imports_outside_the_allow_list(line) == []

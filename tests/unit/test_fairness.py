@@ -22,8 +22,16 @@ from app.domain.fairness import (
 FAST = FairnessConfig(bootstrap=300, permutations=200, seed=1)
 
 
-def synthetic(seed: int, *, n_a: int = 120, n_b: int = 120, slower_b: float = 1.0, overpredict_b: float = 0.0,
-              noisier_b: float = 0.0, n_small: int = 0):
+def synthetic(
+    seed: int,
+    *,
+    n_a: int = 120,
+    n_b: int = 120,
+    slower_b: float = 1.0,
+    overpredict_b: float = 0.0,
+    noisier_b: float = 0.0,
+    n_small: int = 0,
+):
     """Students in groups A and B (and a small group C): answers with known P(correct), and decisions."""
     rng = np.random.default_rng(seed)
     groups = ["A"] * n_a + ["B"] * n_b + ["C"] * n_small
@@ -46,8 +54,14 @@ def synthetic(seed: int, *, n_a: int = 120, n_b: int = 120, slower_b: float = 1.
             post_n.append(3.0)
             post_c.append(float(rng.binomial(3, 0.85)))
     responses = ResponseData(np.array(rows_student), np.array(predicted), np.array(observed))
-    decisions = DecisionData(np.array(d_student), np.array(attempts), np.array(mastered),
-                             np.array(at_mastery), np.array(post_c), np.array(post_n))
+    decisions = DecisionData(
+        np.array(d_student),
+        np.array(attempts),
+        np.array(mastered),
+        np.array(at_mastery),
+        np.array(post_c),
+        np.array(post_n),
+    )
     picks = PickData(np.array(d_student), (rng.random(len(d_student)) < 0.1).astype(float))
     return groups, responses, decisions, picks
 
@@ -60,7 +74,8 @@ def test_weighted_auc_equals_scikit_learn_and_counts_weights_as_copies() -> None
     counts = rng.integers(0, 3, 300).astype(float)
     repeated = np.repeat(np.arange(300), counts.astype(int))
     assert weighted_auc(scores, labels, counts[None, :])[0] == pytest.approx(
-        roc_auc_score(labels[repeated], scores[repeated]))
+        roc_auc_score(labels[repeated], scores[repeated])
+    )
 
 
 def test_abroca_of_identical_groups_is_zero_and_of_different_ones_is_not() -> None:
@@ -107,8 +122,14 @@ def test_null_data_is_quiet() -> None:
     tests = 0
     for seed in range(20):
         groups, responses, decisions, picks = synthetic(100 + seed)
-        report = audit("group", groups, responses, decisions, picks,
-                       FairnessConfig(bootstrap=200, permutations=100, seed=seed))
+        report = audit(
+            "group",
+            groups,
+            responses,
+            decisions,
+            picks,
+            FairnessConfig(bootstrap=200, permutations=100, seed=seed),
+        )
         tests += len(report.comparisons)
         flagged_reports += bool(report.flagged)
     assert tests >= 20 * 9
@@ -137,9 +158,14 @@ def test_a_ratio_of_tiny_shares_is_not_a_large_difference() -> None:
     reference_rows = decisions.student < 120  # group A
     attempts = np.where(reference_rows & (np.arange(n) % 50 == 0), 12.0, decisions.attempts)
     mastered = np.where(attempts == 12.0, 0.0, decisions.mastered)
-    tweaked = DecisionData(decisions.student, attempts, mastered, np.where(mastered > 0,
-                           decisions.attempts_at_mastery, np.nan), decisions.post_mastery_correct,
-                           decisions.post_mastery_answers)
+    tweaked = DecisionData(
+        decisions.student,
+        attempts,
+        mastered,
+        np.where(mastered > 0, decisions.attempts_at_mastery, np.nan),
+        decisions.post_mastery_correct,
+        decisions.post_mastery_answers,
+    )
     report = audit("group", groups, responses, tweaked, picks, FAST)
     spinning = next(c for c in report.comparisons if c.metric == "wheel_spinning")
     assert spinning.ratio < 0.8 and abs(spinning.difference) < 0.05  # outside the band, but tiny
@@ -148,11 +174,20 @@ def test_a_ratio_of_tiny_shares_is_not_a_large_difference() -> None:
 
 def test_premature_mastery_is_a_lower_accuracy_after_mastery() -> None:
     groups, responses, decisions, picks = synthetic(7)
-    worse = np.where(decisions.student >= 120, np.minimum(decisions.post_mastery_correct, 1.0),
-                     decisions.post_mastery_correct)  # group B: at most 1 of 3 right after mastery
+    worse = np.where(
+        decisions.student >= 120,
+        np.minimum(decisions.post_mastery_correct, 1.0),
+        decisions.post_mastery_correct,
+    )  # group B: at most 1 of 3 right after mastery
     for post, expect in ((worse, True), (np.where(decisions.student >= 120, 3.0, 2.0), False)):
-        tweaked = DecisionData(decisions.student, decisions.attempts, decisions.mastered,
-                               decisions.attempts_at_mastery, post, decisions.post_mastery_answers)
+        tweaked = DecisionData(
+            decisions.student,
+            decisions.attempts,
+            decisions.mastered,
+            decisions.attempts_at_mastery,
+            post,
+            decisions.post_mastery_answers,
+        )
         report = audit("group", groups, responses, tweaked, picks, FAST)
         found = next(c for c in report.comparisons if c.metric == "post_mastery_accuracy")
         assert found.flagged is expect, found  # better accuracy after mastery is no concern
@@ -177,12 +212,23 @@ def test_a_group_without_answers_is_reported_as_such_and_never_compared() -> Non
     answered = responses.student < 240  # C's students (240..389) answered nothing
     picked = picks.student < 240
     d = decisions
-    report = audit("group", groups, ResponseData(responses.student[answered], responses.predicted[answered],
-                                                 responses.observed[answered]),
-                   DecisionData(d.student[picked], d.attempts[picked], d.mastered[picked],
-                                d.attempts_at_mastery[picked], d.post_mastery_correct[picked],
-                                d.post_mastery_answers[picked]),
-                   PickData(picks.student[picked], picks.remedial[picked]), FAST)
+    report = audit(
+        "group",
+        groups,
+        ResponseData(
+            responses.student[answered], responses.predicted[answered], responses.observed[answered]
+        ),
+        DecisionData(
+            d.student[picked],
+            d.attempts[picked],
+            d.mastered[picked],
+            d.attempts_at_mastery[picked],
+            d.post_mastery_correct[picked],
+            d.post_mastery_answers[picked],
+        ),
+        PickData(picks.student[picked], picks.remedial[picked]),
+        FAST,
+    )
     silent = next(g for g in report.groups if g.group == "C")
     assert silent.status == "no answers" and silent.students == 150 and silent.responses == 0
     assert silent.metrics == {}
@@ -194,7 +240,13 @@ def test_a_group_without_answers_is_reported_as_such_and_never_compared() -> Non
 def test_no_answers_at_all_is_a_report_of_silent_groups() -> None:
     groups = ["A"] * 12 + ["B"] * 12
     nothing = np.array([], dtype=np.int64), np.array([], dtype=np.float64)
-    report = audit("group", groups, ResponseData(nothing[0], nothing[1], nothing[1]),
-                   DecisionData(nothing[0], *[nothing[1]] * 5), PickData(nothing[0], nothing[1]), FAST)
+    report = audit(
+        "group",
+        groups,
+        ResponseData(nothing[0], nothing[1], nothing[1]),
+        DecisionData(nothing[0], *[nothing[1]] * 5),
+        PickData(nothing[0], nothing[1]),
+        FAST,
+    )
     assert [g.status for g in report.groups] == ["no answers", "no answers"]
     assert report.comparisons == [] and report.auc_gap is None and report.reference == ""

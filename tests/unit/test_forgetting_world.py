@@ -107,8 +107,10 @@ def test_answers_follow_the_hidden_state_and_the_item_difficulty(graph: ContentG
     s = student(graph, learn=0.0)
     s.guess, s.slip = 0.2, 0.1
     at = START
-    unknown = {d: sum(s.answer(ex(f"x{d}", "a", difficulty=d), at) for _ in range(4000)) / 4000
-               for d in (0.0, 0.5, 1.0)}
+    unknown = {
+        d: sum(s.answer(ex(f"x{d}", "a", difficulty=d), at) for _ in range(4000)) / 4000
+        for d in (0.0, 0.5, 1.0)
+    }
     # guess x (1 - 0.5 (2d - 1)): 0.3 at difficulty 0, 0.2 in the middle, 0.1 at 1.
     assert unknown[0.0] == pytest.approx(0.3, abs=0.03) and unknown[0.5] == pytest.approx(0.2, abs=0.03)
     assert unknown[1.0] == pytest.approx(0.1, abs=0.02) and not s.memory["a"].known
@@ -133,7 +135,7 @@ def test_spaced_retrievals_strengthen_memory_more_than_massed_ones(graph: Conten
         massed.answer(graph.exercises["a-1"], START + timedelta(minutes=k))
         spaced.answer(graph.exercises["a-1"], START + timedelta(days=2 * k))
     # Massed (a minute apart, recall ~1): each retrieval adds little more than massed_gain.
-    assert massed.memory["a"].strength == pytest.approx(3.0 * 1.05 ** 5, rel=0.01)
+    assert massed.memory["a"].strength == pytest.approx(3.0 * 1.05**5, rel=0.01)
     expected = 3.0
     for _ in range(5):
         r = math.exp(-2 / expected)
@@ -146,8 +148,8 @@ def test_spaced_retrievals_strengthen_memory_more_than_massed_ones(graph: Conten
 
 def test_a_failed_retrieval_makes_the_skill_unknown_and_relearning_is_faster(graph: ContentGraph) -> None:
     world = ForgettingWorld(prior=0.0, speed_spread=0.0, skill_spread=0.0, learn=0.2)
-    first = 1 - 0.8 ** 1  # learn 0.2 at speed 1, no prerequisites
-    again = 1 - 0.8 ** 2  # relearn_boost 2
+    first = 1 - 0.8**1  # learn 0.2 at speed 1, no prerequisites
+    again = 1 - 0.8**2  # relearn_boost 2
     s = HiddenStudent(graph, ForgettingConfig(world=world), 0)
     state = s.memory["a"]
     state.rng = Fixed((first + again) / 2)  # type: ignore[assignment]  # learns only at the relearning rate
@@ -165,8 +167,8 @@ def test_a_failed_retrieval_makes_the_skill_unknown_and_relearning_is_faster(gra
 
 def test_learning_is_slower_while_prerequisites_are_not_recalled(graph: ContentGraph) -> None:
     world = {"learn": 0.3, "prerequisite_factor": 0.25}
-    fast = 1 - 0.7 ** 1.0
-    slow = 1 - 0.7 ** 0.25
+    fast = 1 - 0.7**1.0
+    slow = 1 - 0.7**0.25
     draw = (fast + slow) / 2  # learned with the prerequisite recalled, not without it
     without, with_it = student(graph, **world), student(graph, **world)
     for s in (without, with_it):
@@ -201,7 +203,8 @@ def test_speed_is_continuous_and_prior_knowledge_varies(graph: ContentGraph) -> 
 
 
 def test_the_kth_attempt_at_a_skill_draws_the_same_numbers_whatever_else_happened(
-        graph: ContentGraph) -> None:
+    graph: ContentGraph,
+) -> None:
     config = ForgettingConfig()
     one, two = HiddenStudent(graph, config, 5), HiddenStudent(graph, config, 5)
     assert one.speed == two.speed and one.guess == two.guess
@@ -253,8 +256,9 @@ def test_each_step_sees_the_view_the_service_builds_on_the_simulated_clock(graph
     config = ForgettingConfig(weeks=2, answers_per_session=4, policy=PolicyConfig(recent_window=12))
     calls: list[tuple[StudentView, int, Recommendation]] = []
 
-    def spy(g: ContentGraph, params: Params, view: StudentView, policy_config: PolicyConfig,
-            seed: int) -> Recommendation:
+    def spy(
+        g: ContentGraph, params: Params, view: StudentView, policy_config: PolicyConfig, seed: int
+    ) -> Recommendation:
         exercise_id = sorted(g.exercises)[view.n_responses % len(g.exercises)]
         rec = Recommendation(exercise_id, g.exercises[exercise_id].skill_ids[0], "test", "", "test")
         if view.now.weekday() == 2 and view.now.minute >= 2:  # Wednesdays: the sitting ends after two
@@ -280,8 +284,9 @@ def test_each_step_sees_the_view_the_service_builds_on_the_simulated_clock(graph
     assert run_student(graph, "spy", 0, config, spy, trace=True) == result
 
 
-def cycle(g: ContentGraph, params: Params, view: StudentView, policy_config: PolicyConfig,
-          seed: int) -> Recommendation:
+def cycle(
+    g: ContentGraph, params: Params, view: StudentView, policy_config: PolicyConfig, seed: int
+) -> Recommendation:
     """Every exercise in turn, never done."""
     exercise_id = sorted(g.exercises)[view.n_responses % len(g.exercises)]
     return Recommendation(exercise_id, g.exercises[exercise_id].skill_ids[0], "test", "", "test")
@@ -295,8 +300,14 @@ def test_the_tutor_sees_only_the_answers(graph: ContentGraph) -> None:
     # The tutor's model is the answers, at their simulated times, through apply_answer: nothing else.
     model = StudentModel()
     for step in result.steps[:200]:
-        apply_answer(model, graph.exercises[step.exercise_id].skill_ids, step.correct, params, now=step.at,
-                     rules=config.policy.rules)
+        apply_answer(
+            model,
+            graph.exercises[step.exercise_id].skill_ids,
+            step.correct,
+            params,
+            now=step.at,
+            rules=config.policy.rules,
+        )
     assert model.speed == result.speed_estimate
     # ... under the tutor's parameters (not the truth's), which drive its choices.
     ours = run_student(graph, "adaptive", 3, config, params=params, trace=True)
@@ -330,7 +341,10 @@ def test_the_report_is_reproducible_and_independent_of_worker_processes(graph: C
     report = run_forgetting(graph, config, processes=1)
     assert report.policies == DEFAULT_POLICIES and len(report.students) == 6 * len(DEFAULT_POLICIES)
     assert [(r.policy, r.tercile) for r in report.rows[:3]] == [
-        ("adaptive", "slow"), ("adaptive", "middle"), ("adaptive", "fast")]
+        ("adaptive", "slow"),
+        ("adaptive", "middle"),
+        ("adaptive", "fast"),
+    ]
     assert run_forgetting(graph, config, processes=2) == report
     # The same hidden students under every policy.
     by_policy = {p: [r.speed for r in report.results(p)] for p in report.policies}
@@ -354,8 +368,9 @@ def test_the_report_does_not_depend_on_pythonhashseed(graph: ContentGraph) -> No
     outputs = set()
     for hashseed in ("1", "2"):
         env = {**os.environ, "PYTHONHASHSEED": hashseed}
-        done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
-                              check=True)
+        done = subprocess.run(
+            [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True
+        )
         outputs.add(done.stdout)
     assert len(outputs) == 1 and json.loads(outputs.pop())
 
@@ -379,17 +394,43 @@ def test_statistics_by_hand() -> None:
     assert [groups[i] for i in range(9)] == ["fast"] * 3 + ["middle"] * 3 + ["slow"] * 3
 
 
-def result(index: int = 0, speed: float = 1.0, answers: int = 100, declarations: int = 4,
-           declared_truth: float = 4.0, sessions: tuple[tuple[int, float], ...] = ((2, 2.0), (4, 3.0)),
-           post: tuple[int, float] = (4, 2.0), retained: float = 5.0, policy: str = "adaptive",
-           estimate: float | None = 1.0) -> ForgettingResult:
-    return ForgettingResult(policy, index, speed, answers, (("learn", 60), ("review", 40)), declarations,
-                            declared_truth, sessions, post[0], post[1], retained, 6, 10, 8, 24, estimate)
+def result(
+    index: int = 0,
+    speed: float = 1.0,
+    answers: int = 100,
+    declarations: int = 4,
+    declared_truth: float = 4.0,
+    sessions: tuple[tuple[int, float], ...] = ((2, 2.0), (4, 3.0)),
+    post: tuple[int, float] = (4, 2.0),
+    retained: float = 5.0,
+    policy: str = "adaptive",
+    estimate: float | None = 1.0,
+) -> ForgettingResult:
+    return ForgettingResult(
+        policy,
+        index,
+        speed,
+        answers,
+        (("learn", 60), ("review", 40)),
+        declarations,
+        declared_truth,
+        sessions,
+        post[0],
+        post[1],
+        retained,
+        6,
+        10,
+        8,
+        24,
+        estimate,
+    )
 
 
 def test_tercile_summary_by_hand() -> None:
-    rows = [result(0, declared_truth=3.0, sessions=((2, 2.0), (4, 2.0))),
-            result(1, retained=3.0, sessions=((0, 0.0), (4, 4.0)), post=(0, 0.0))]
+    rows = [
+        result(0, declared_truth=3.0, sessions=((2, 2.0), (4, 2.0))),
+        result(1, retained=3.0, sessions=((0, 0.0), (4, 4.0)), post=(0, 0.0)),
+    ]
     s = summarize_tercile("adaptive", "slow", rows, 0)
     assert s.retention.value == pytest.approx((0.5 + 0.3) / 2)
     assert s.answers_per_retained.value == pytest.approx(200 / 8)
@@ -405,8 +446,11 @@ def report_of(students: list[ForgettingResult], config: ForgettingConfig | None 
     config = config or ForgettingConfig()
     policies = tuple(dict.fromkeys(r.policy for r in students))
     groups = terciles({r.index: r.speed for r in students})
-    rows = tuple(summarize_tercile(p, t, [r for r in students if r.policy == p and groups[r.index] == t], 0)
-                 for p in policies for t in ("slow", "middle", "fast"))
+    rows = tuple(
+        summarize_tercile(p, t, [r for r in students if r.policy == p and groups[r.index] == t], 0)
+        for p in policies
+        for t in ("slow", "middle", "fast")
+    )
     return ForgettingReport(config, policies, 10, 20, (0.3, 0.1, 0.2), "test", rows, tuple(students))
 
 
@@ -426,8 +470,12 @@ def test_targets_are_checked_against_the_numbers() -> None:
     assert targets["pace recovery"].met is True and "rho 1.00" in targets["pace recovery"].detail
     assert targets["issue 4's targets on the world without forgetting"].met is None
 
-    honest = [replace(r, session_claims=((2, 2.0), (4, 3.9)), post_claims=0, post_claims_truth=0.0,
-                      declared_truth=3.0) for r in ours]
+    honest = [
+        replace(
+            r, session_claims=((2, 2.0), (4, 3.9)), post_claims=0, post_claims_truth=0.0, declared_truth=3.0
+        )
+        for r in ours
+    ]
     closer = [replace(r, retained=4.0) for r in rand]
     targets = {t.name: t for t in check_targets(report_of(honest + closer))}
     assert targets["post-test retention >= 5 points above random order"].met is True  # +10 points

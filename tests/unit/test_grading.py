@@ -13,9 +13,16 @@ def exercise(kind: str, answers: tuple[str, ...], choices: tuple[str, ...] = ())
 @pytest.mark.parametrize(
     "text, value",
     [
-        ("42", Fraction(42)), (" -7 ", Fraction(-7)), ("0.75", Fraction(3, 4)), (".5", Fraction(1, 2)),
-        ("3/4", Fraction(3, 4)), ("6 / 8", Fraction(3, 4)), ("1 1/2", Fraction(3, 2)),
-        ("-2 1/4", Fraction(-9, 4)), ("1,200", Fraction(1200)), ("35%", Fraction(35)),
+        ("42", Fraction(42)),
+        (" -7 ", Fraction(-7)),
+        ("0.75", Fraction(3, 4)),
+        (".5", Fraction(1, 2)),
+        ("3/4", Fraction(3, 4)),
+        ("6 / 8", Fraction(3, 4)),
+        ("1 1/2", Fraction(3, 2)),
+        ("-2 1/4", Fraction(-9, 4)),
+        ("1,200", Fraction(1200)),
+        ("35%", Fraction(35)),
         ("\u22123", Fraction(-3)),
     ],
 )

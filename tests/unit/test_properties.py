@@ -26,8 +26,13 @@ below_half = st.floats(0.0, 0.4999, allow_nan=False)
 
 @st.composite
 def bkt_params(draw: st.DrawFn, forget: st.SearchStrategy[float] = probability) -> BktParams:
-    return BktParams(prior=draw(probability), learn=draw(probability), guess=draw(below_half),
-                     slip=draw(below_half), forget=draw(forget))
+    return BktParams(
+        prior=draw(probability),
+        learn=draw(probability),
+        guess=draw(below_half),
+        slip=draw(below_half),
+        forget=draw(forget),
+    )
 
 
 def in_unit_interval(x: float) -> bool:
@@ -49,8 +54,9 @@ def test_a_replayed_sequence_stays_in_the_unit_interval(params: BktParams, outco
         assert in_unit_interval(step.p_mastery_after)
 
 
-@given(p=st.floats(1e-3, 1 - 1e-3), guess=st.floats(1e-3, 0.499), slip=st.floats(1e-3, 0.499),
-       learn=probability)
+@given(
+    p=st.floats(1e-3, 1 - 1e-3), guess=st.floats(1e-3, 0.499), slip=st.floats(1e-3, 0.499), learn=probability
+)
 def test_evidence_moves_mastery_the_right_way(p: float, guess: float, slip: float, learn: float) -> None:
     """Guess and slip below 0.5 (all the tracker accepts): a right answer raises belief, a wrong one
     lowers it, strictly (away from the edges, where one observation can be decisive)."""
@@ -74,7 +80,8 @@ def test_a_right_answer_never_leaves_mastery_below_a_wrong_one(params: BktParams
 @settings(suppress_health_check=[HealthCheck.too_slow])
 @pytest.mark.slow
 def test_the_paced_tracker_keeps_probabilities_and_a_speed_posterior(
-    params: dict[str, BktParams], answers: list[tuple[int, bool]],
+    params: dict[str, BktParams],
+    answers: list[tuple[int, bool]],
 ) -> None:
     model = StudentModel()
     skills = sorted(params)
@@ -87,8 +94,9 @@ def test_the_paced_tracker_keeps_probabilities_and_a_speed_posterior(
             assert in_unit_interval(step.p_mastery_paced_after)
             assert in_unit_interval(step.estimate_before) and in_unit_interval(step.estimate_after)
             state = model.skills[step.skill_id]
-            assert step.mastered == (model.status(step.skill_id, params[step.skill_id], now)
-                                     is MasteryStatus.MASTERED)
+            assert step.mastered == (
+                model.status(step.skill_id, params[step.skill_id], now) is MasteryStatus.MASTERED
+            )
             assert state.mastered_at is None or state.correct_count >= DEFAULT_RULES.min_correct
             if len(tagged) == 1 and params[step.skill_id].forget == 0:
                 # the screens' rule: a right, unhinted answer never shows a fall
@@ -105,14 +113,29 @@ def test_the_paced_tracker_keeps_probabilities_and_a_speed_posterior(
 # --- the content validator never crashes ---------------------------------------------------------
 
 scalars = st.one_of(
-    st.text(max_size=30), st.integers(-(2**63), 2**63 - 1), st.floats(), st.booleans(),
+    st.text(max_size=30),
+    st.integers(-(2**63), 2**63 - 1),
+    st.floats(),
+    st.booleans(),
     st.sampled_from(["place-value", "numeric", "multiple_choice", "short_text", ""]),
 )
-values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4)
-                      | st.dictionaries(st.text(max_size=10), inner, max_size=4), max_leaves=10)
+values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=10,
+)
 SKILL_KEYS = ["id", "name", "description", "prerequisites", "bkt"]
-EXERCISE_KEYS = ["id", "skills", "prompt", "answer_kind", "choices", "answers", "difficulty", "hints",
-                 "solution"]
+EXERCISE_KEYS = [
+    "id",
+    "skills",
+    "prompt",
+    "answer_kind",
+    "choices",
+    "answers",
+    "difficulty",
+    "hints",
+    "solution",
+]
 
 
 def items(keys: list[str]) -> st.SearchStrategy[list[dict[str, Any]]]:
@@ -151,7 +174,9 @@ SHIPPED_EXERCISES = (SHIPPED / "exercises" / "whole-numbers.toml").read_text(enc
 )
 @pytest.mark.slow
 def test_the_content_validator_answers_every_input_with_a_graph_or_a_list_of_problems(
-    skills: str, exercises: str, raw_bytes: bytes | None,
+    skills: str,
+    exercises: str,
+    raw_bytes: bytes | None,
 ) -> None:
     with tempfile.TemporaryDirectory() as directory:
         root = Path(directory) / "content"
@@ -172,4 +197,5 @@ def test_the_content_validator_answers_every_input_with_a_graph_or_a_list_of_pro
     for skill in graph.skills.values():
         assert set(skill.prerequisites) <= set(graph.skills)
         assert skill.bkt is None or not parameter_problems(
-            {n: getattr(skill.bkt, n) for n in ("prior", "learn", "guess", "slip", "forget")})
+            {n: getattr(skill.bkt, n) for n in ("prior", "learn", "guess", "slip", "forget")}
+        )

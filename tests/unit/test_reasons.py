@@ -23,8 +23,16 @@ SHIPPED = Path(__file__).resolve().parents[2] / "content"
 
 
 def test_the_schemas_publish_the_domain_enums() -> None:
-    assert REASONS == ["learn", "continue", "review", "explore", "remediate_prerequisite", "fixed_order",
-                       "all_mastered", "nothing_ready"]
+    assert REASONS == [
+        "learn",
+        "continue",
+        "review",
+        "explore",
+        "remediate_prerequisite",
+        "fixed_order",
+        "all_mastered",
+        "nothing_ready",
+    ]
     assert SERVED_POLICIES == ["adaptive", "fixed_sequence"]
     for schema in (NextExerciseSchema(), RecommendationSchema()):
         assert schema.fields["reason"].metadata["enum"] == [r.value for r in Reason]
@@ -37,13 +45,24 @@ def test_every_reason_the_served_policies_give_is_in_the_enum() -> None:
     graph: ContentGraph = read_content(SHIPPED)
     seen: list[Recommendation] = []
 
-    def adaptive(graph: ContentGraph, params: Mapping[str, BktParams], view: StudentView,
-                 config: PolicyConfig, seed: int) -> Recommendation:
+    def adaptive(
+        graph: ContentGraph,
+        params: Mapping[str, BktParams],
+        view: StudentView,
+        config: PolicyConfig,
+        seed: int,
+    ) -> Recommendation:
         chosen = choose_next_exercise(graph, params, view, config, seed)
         seen.append(chosen)
         if view.n_responses % 7 == 0:  # the same student with personalization off
-            seen.append(fixed_sequence(graph, params, StudentView(view.model, view.now, personalized=False,
-                                                                  n_responses=view.n_responses), config))
+            seen.append(
+                fixed_sequence(
+                    graph,
+                    params,
+                    StudentView(view.model, view.now, personalized=False, n_responses=view.n_responses),
+                    config,
+                )
+            )
         return chosen
 
     config = SimulationConfig(students_per_group=1, attempts_per_skill_cap=2, seed=3)

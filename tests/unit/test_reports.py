@@ -26,8 +26,11 @@ RULES = MasteryRules()
 
 
 def graph():
-    skills = [Skill("a", "Adding"), Skill("b", "Borrowing", prerequisites=("a",)),
-              Skill("c", "Carrying", prerequisites=("b",))]
+    skills = [
+        Skill("a", "Adding"),
+        Skill("b", "Borrowing", prerequisites=("a",)),
+        Skill("c", "Carrying", prerequisites=("b",)),
+    ]
     exercises = [Exercise(f"{s.id}-1", (s.id,), "?", "numeric", ("1",), 0.5) for s in skills]
     return build_graph(skills, exercises)
 
@@ -52,12 +55,22 @@ def test_expected_attempts_follow_the_learning_curve() -> None:
 
 
 def test_student_report_statuses_and_not_enough_data() -> None:
-    model = StudentModel(speed_weights=list(ONLY_NORMAL_SPEED), skills={
-        "a": SkillState(0.97, [0.97] * N, attempts=6, correct_count=5, mastered_at=NOW - timedelta(hours=3),
-                        attempts_at_mastery=6, last_practiced_at=NOW - timedelta(hours=3),
-                        memory=start_memory(NOW - timedelta(hours=3))),
-        "b": SkillState(0.6, [0.6] * N, attempts=2, correct_count=1, last_practiced_at=NOW),
-    })
+    model = StudentModel(
+        speed_weights=list(ONLY_NORMAL_SPEED),
+        skills={
+            "a": SkillState(
+                0.97,
+                [0.97] * N,
+                attempts=6,
+                correct_count=5,
+                mastered_at=NOW - timedelta(hours=3),
+                attempts_at_mastery=6,
+                last_practiced_at=NOW - timedelta(hours=3),
+                memory=start_memory(NOW - timedelta(hours=3)),
+            ),
+            "b": SkillState(0.6, [0.6] * N, attempts=2, correct_count=1, last_practiced_at=NOW),
+        },
+    )
     params = {s: PARAMS for s in "abc"}
     report = build_student_report(graph(), params, model, NOW, ReportConfig())
     a, b, c = report.skills
@@ -83,8 +96,14 @@ def test_student_report_statuses_and_not_enough_data() -> None:
     assert report.reviews_due == []
 
 
-def record(external_id: str, *, speed: float = 1.0, answers: int = 30, last: datetime | None = NOW,
-           **skills: SkillRecord) -> StudentRecord:
+def record(
+    external_id: str,
+    *,
+    speed: float = 1.0,
+    answers: int = 30,
+    last: datetime | None = NOW,
+    **skills: SkillRecord,
+) -> StudentRecord:
     return StudentRecord(external_id, external_id, speed, ONLY_NORMAL_SPEED, answers, answers, last, skills)
 
 
@@ -98,8 +117,12 @@ def test_class_report_by_hand() -> None:
     students = [
         record("s1", a=rec(0.97, 5, mastered_after=4), b=rec(0.4, 12)),
         record("s2", a=rec(0.98, 8, mastered_after=6), b=rec(0.3, 10), speed=0.5),
-        record("s3", a=rec(0.99, 11, mastered_after=11, practised=NOW - timedelta(days=10)),
-               last=NOW - timedelta(days=10), b=rec(0.5, 2)),
+        record(
+            "s3",
+            a=rec(0.99, 11, mastered_after=11, practised=NOW - timedelta(days=10)),
+            last=NOW - timedelta(days=10),
+            b=rec(0.5, 2),
+        ),
         record("s4", answers=0, last=None),
     ]
     report = build_class_report(graph(), students, ReportConfig(), until=NOW)
@@ -126,7 +149,9 @@ def test_class_report_by_hand() -> None:
     s5 = build_class_report(graph(), forgotten, ReportConfig(), until=NOW).students[0]
     assert s5.cells[0].status == "needs_relearning"
     assert [(r.kind, r.detail) for r in s5.needs_help][0] == (
-        "review_overdue", "Adding was mastered but is probably forgotten: it needs a review")
+        "review_overdue",
+        "Adding was mastered but is probably forgotten: it needs a review",
+    )
 
 
 def test_class_report_as_of_an_earlier_date() -> None:

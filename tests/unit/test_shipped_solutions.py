@@ -40,7 +40,11 @@ def states_answer(exercise: Exercise) -> bool:
 
 def test_numbers_are_read_as_a_student_writes_them() -> None:
     assert numbers_in("Simplify 6/10 to 3/5: the sum is 1 3/5.") == {
-        Fraction(3, 5), Fraction(8, 5), 1, Fraction(6, 10)}
+        Fraction(3, 5),
+        Fraction(8, 5),
+        1,
+        Fraction(6, 10),
+    }
     assert numbers_in("The number is 2,406.") == {2406}
     assert numbers_in("12 - 7 = 5, and x = -7, or \u22123.") == {12, 7, 5, -7, -3}
     assert numbers_in("0.75 is 75% of 1; the list 1, 2, 30") == {Fraction(3, 4), 75, 1, 2, 30}
@@ -50,13 +54,21 @@ def test_numbers_are_read_as_a_student_writes_them() -> None:
 def test_states_answer_fails_when_the_last_step_gives_another_answer() -> None:
     exercise = Exercise("e", ("s",), "?", "numeric", ("1 3/5",), 0.5, solution=("It is 16/11.",))
     assert not states_answer(exercise)
-    assert states_answer(Exercise("e", ("s",), "?", "numeric", ("1 3/5",), 0.5,
-                                  solution=("It is 16/10.",)))
-    choice = Exercise("e", ("s",), "?", "multiple_choice", ("They are equal",), 0.5,
-                      choices=("Jo", "They are equal"), solution=("Jo wins.",))
+    assert states_answer(Exercise("e", ("s",), "?", "numeric", ("1 3/5",), 0.5, solution=("It is 16/10.",)))
+    choice = Exercise(
+        "e",
+        ("s",),
+        "?",
+        "multiple_choice",
+        ("They are equal",),
+        0.5,
+        choices=("Jo", "They are equal"),
+        solution=("Jo wins.",),
+    )
     assert not states_answer(choice)
-    assert states_answer(Exercise("e", ("s",), "?", "short_text", ("44 R 4",), 0.5,
-                                  solution=("312 ÷ 7 =  44 r 4.",)))
+    assert states_answer(
+        Exercise("e", ("s",), "?", "short_text", ("44 R 4",), 0.5, solution=("312 ÷ 7 =  44 r 4.",))
+    )
 
 
 def test_every_shipped_solution_ends_with_the_accepted_answer() -> None:
@@ -64,6 +76,7 @@ def test_every_shipped_solution_ends_with_the_accepted_answer() -> None:
     assert len(graph.exercises) >= 500 and all(e.solution for e in graph.exercises.values())
     wrong = [
         f"{e.origin}: {e.id}: the last step {e.solution[-1]!r} does not state {e.answers[0]!r}"
-        for e in graph.exercises.values() if not states_answer(e)
+        for e in graph.exercises.values()
+        if not states_answer(e)
     ]
     assert wrong == []

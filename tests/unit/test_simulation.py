@@ -114,12 +114,15 @@ def test_the_kth_attempt_at_a_skill_draws_the_same_numbers_whatever_else_was_pra
 
 
 def test_each_step_sees_the_view_the_service_builds(graph: ContentGraph) -> None:
-    config = SimulationConfig(groups={"slow": 0.05}, answers_per_day=3,
-                              policy=PolicyConfig(recent_window=12))
+    config = SimulationConfig(groups={"slow": 0.05}, answers_per_day=3, policy=PolicyConfig(recent_window=12))
     calls: list[tuple[StudentView, int, Recommendation]] = []
 
     def spy(
-        g: ContentGraph, params: Params, view: StudentView, policy_config: PolicyConfig, seed: int,
+        g: ContentGraph,
+        params: Params,
+        view: StudentView,
+        policy_config: PolicyConfig,
+        seed: int,
     ) -> Recommendation:
         assert policy_config is config.policy and set(params) == {"a", "b", "c"}
         rec = fixed_order(g, params, view, policy_config, seed)
@@ -151,7 +154,11 @@ def test_stops_when_the_policy_declares_everything_or_at_the_cap(graph: ContentG
     config = SimulationConfig(attempts_per_skill_cap=2)
 
     def three_then_done(
-        g: ContentGraph, params: Params, view: StudentView, policy_config: PolicyConfig, seed: int,
+        g: ContentGraph,
+        params: Params,
+        view: StudentView,
+        policy_config: PolicyConfig,
+        seed: int,
     ) -> Recommendation:
         if view.n_responses == 3:
             return Recommendation(None, None, "all_mastered", "", "test")
@@ -161,7 +168,11 @@ def test_stops_when_the_policy_declares_everything_or_at_the_cap(graph: ContentG
     assert done.attempts == 3 and done.finished
 
     def never_done(
-        g: ContentGraph, params: Params, view: StudentView, policy_config: PolicyConfig, seed: int,
+        g: ContentGraph,
+        params: Params,
+        view: StudentView,
+        policy_config: PolicyConfig,
+        seed: int,
     ) -> Recommendation:
         return Recommendation("a-0", "a", "test", "", "test")
 
@@ -226,8 +237,10 @@ def test_pooled_bkt_declares_slow_learners_too_early_and_the_paced_model_does_no
     assert ours_slow.truly_learned_at_declaration > slow.truly_learned_at_declaration
     assert ours_slow.mean_attempts > slow.mean_attempts
     assert ours_fast.mean_attempts <= fast.mean_attempts  # fast learners are not held back
-    assert (ours_fast.truly_learned_at_declaration - ours_slow.truly_learned_at_declaration
-            < fast.truly_learned_at_declaration - slow.truly_learned_at_declaration)
+    assert (
+        ours_fast.truly_learned_at_declaration - ours_slow.truly_learned_at_declaration
+        < fast.truly_learned_at_declaration - slow.truly_learned_at_declaration
+    )
 
 
 # --- the report ------------------------------------------------------------------------------------------
@@ -245,16 +258,26 @@ def test_the_report_is_reproducible_and_independent_of_worker_processes(graph: C
     assert [r.attempts for r in other.students] != [r.attempts for r in report.students]
 
 
-def result(attempts: int, end: str = "all_mastered", declared: int = 3, known: int = 3,
-           over: int = 0, practised: int = 3, spinning: int = 0, policy: str = "p",
-           group: str = "g") -> StudentResult:
-    return StudentResult(policy, group, 0, attempts, end, declared, known, 0, over, practised, spinning,
-                         known, 3)
+def result(
+    attempts: int,
+    end: str = "all_mastered",
+    declared: int = 3,
+    known: int = 3,
+    over: int = 0,
+    practised: int = 3,
+    spinning: int = 0,
+    policy: str = "p",
+    group: str = "g",
+) -> StudentResult:
+    return StudentResult(
+        policy, group, 0, attempts, end, declared, known, 0, over, practised, spinning, known, 3
+    )
 
 
 def test_summary_by_hand() -> None:
-    row = summarize("p", "g", 0.3, [result(10, over=2, known=3), result(30, "cap", known=1, over=6,
-                                                                         spinning=2)])
+    row = summarize(
+        "p", "g", 0.3, [result(10, over=2, known=3), result(30, "cap", known=1, over=6, spinning=2)]
+    )
     assert row.students == 2 and row.finished == 0.5 and row.mean_attempts == 20
     assert row.attempts_ci95 == pytest.approx(1.96 * math.sqrt(200 / 2))
     assert row.truly_learned_at_declaration == pytest.approx(4 / 6) and row.declarations == 6
@@ -264,8 +287,9 @@ def test_summary_by_hand() -> None:
 
 
 def test_format_report_is_an_aligned_table(graph: ContentGraph) -> None:
-    report = run_comparison(graph, SimulationConfig(students_per_group=2), ["fixed_order", "random"],
-                            processes=1)
+    report = run_comparison(
+        graph, SimulationConfig(students_per_group=2), ["fixed_order", "random"], processes=1
+    )
     text = format_report(report)
     table = text.split("\n\n")[0].splitlines()
     assert len(table) == 2 + 4 and table[0].startswith("policy")
@@ -291,8 +315,9 @@ def test_targets_are_checked_against_the_numbers() -> None:
 
 def run_report_stub() -> SimulationReport:
     graph = build_graph([Skill("a", "A")], [ex("a-0", "a")])
-    return run_comparison(graph, SimulationConfig(students_per_group=1, true_prior=1.0), ["fixed_order"],
-                          processes=1)
+    return run_comparison(
+        graph, SimulationConfig(students_per_group=1, true_prior=1.0), ["fixed_order"], processes=1
+    )
 
 
 @pytest.mark.slow

@@ -42,12 +42,17 @@ class Learner:
         self.last: Recommendation | None = None
 
     def ask(self, now: datetime) -> Recommendation:
-        view = build_view(self.graph, self.model, now, self.exercises, self.outcomes, self.times,
-                          self.last, 20)
+        view = build_view(
+            self.graph, self.model, now, self.exercises, self.outcomes, self.times, self.last, 20
+        )
         return self.policy(self.graph, self.params, view, PolicyConfig(), 0)
 
-    def session(self, day: datetime, answers: int, correct: Callable[[Recommendation], bool] = lambda r: True,
-                ) -> list[Recommendation]:
+    def session(
+        self,
+        day: datetime,
+        answers: int,
+        correct: Callable[[Recommendation], bool] = lambda r: True,
+    ) -> list[Recommendation]:
         served = []
         for k in range(answers):
             now = day + timedelta(minutes=k)
@@ -78,12 +83,15 @@ def test_new_skills_in_curriculum_order_then_reviews_at_expanding_intervals(grap
     first = learner.session(START, 10)
     # a until learned (3 right answers), then b until learned, then nothing is due today.
     assert [(r.skill_id, r.reason) for r in first] == [("a", "learn")] * 3 + [("b", "learn")] * 3 + [
-        (None, "nothing_due")]
+        (None, "nothing_due")
+    ]
     assert first[-1].details["next_due"] == (START + timedelta(days=1)).date().isoformat()
     assert all(len(graph.exercises[r.exercise_id].skill_ids) == 1 for r in first[:-1] if r.exercise_id)
     deck = policy.deck(learner.model)
     assert {s: (c.box, c.due) for s, c in deck.cards.items()} == {
-        "a": (1, date(2025, 1, 7)), "b": (1, date(2025, 1, 7))}
+        "a": (1, date(2025, 1, 7)),
+        "b": (1, date(2025, 1, 7)),
+    }
     # Day 2: both due, one review each (most overdue, then curriculum order), then nothing.
     day2 = learner.session(START + timedelta(days=1), 10)
     assert [(r.skill_id, r.reason) for r in day2] == [("a", "review"), ("b", "review"), (None, "nothing_due")]
@@ -100,11 +108,16 @@ def test_a_failed_review_goes_back_to_relearning_at_once(graph: ContentGraph) ->
     learner = Learner(graph, policy)
     learner.session(START, 10)
     fail_first_a = iter([False])
-    day2 = learner.session(START + timedelta(days=1), 10,
-                           lambda r: next(fail_first_a, True) if r.skill_id == "a" else True)
+    day2 = learner.session(
+        START + timedelta(days=1), 10, lambda r: next(fail_first_a, True) if r.skill_id == "a" else True
+    )
     # a fails: box 0, due again today, so it comes back first (lowest box); then b.
-    assert [(r.skill_id, r.reason) for r in day2] == [("a", "review"), ("a", "review"), ("b", "review"),
-                                                      (None, "nothing_due")]
+    assert [(r.skill_id, r.reason) for r in day2] == [
+        ("a", "review"),
+        ("a", "review"),
+        ("b", "review"),
+        (None, "nothing_due"),
+    ]
     cards = policy.deck(learner.model).cards
     assert (cards["a"].box, cards["a"].due) == (1, date(2025, 1, 8))  # back in box 1: tomorrow
     assert (cards["b"].box, cards["b"].due) == (2, date(2025, 1, 9))

@@ -55,8 +55,13 @@ def test_no_test_sets_a_hypothesis_deadline_of_its_own() -> None:
     for path in sorted((ROOT / "tests").rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", "")) in (
-                    "settings", "register_profile"):
-                offenders += [f"{path.relative_to(ROOT)}:{node.lineno}" for keyword in node.keywords
-                              if keyword.arg == "deadline" and not (
-                                  isinstance(keyword.value, ast.Constant) and keyword.value.value is None)]
+                "settings",
+                "register_profile",
+            ):
+                offenders += [
+                    f"{path.relative_to(ROOT)}:{node.lineno}"
+                    for keyword in node.keywords
+                    if keyword.arg == "deadline"
+                    and not (isinstance(keyword.value, ast.Constant) and keyword.value.value is None)
+                ]
     assert offenders == []

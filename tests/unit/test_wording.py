@@ -28,9 +28,20 @@ from app.services.tutoring.content_files import read_content
 from tests.conftest import CONTENT_DIR
 
 
-@pytest.mark.parametrize(("p", "shown"), [
-    (0.0, 0), (0.004, 0), (0.005, 1), (0.125, 13), (0.5, 50), (0.945, 95), (0.994, 99), (0.9999, 99),
-    (1.0, 100)])
+@pytest.mark.parametrize(
+    ("p", "shown"),
+    [
+        (0.0, 0),
+        (0.004, 0),
+        (0.005, 1),
+        (0.125, 13),
+        (0.5, 50),
+        (0.945, 95),
+        (0.994, 99),
+        (0.9999, 99),
+        (1.0, 100),
+    ],
+)
 def test_percent_rounds_half_up_and_never_claims_certainty(p: float, shown: int) -> None:
     assert percent(p) == shown
 
@@ -84,8 +95,9 @@ def test_a_right_answer_that_falls_or_a_wrong_one_that_rises_says_why() -> None:
 
 
 def test_answers_stored_before_estimates_show_only_the_value_after() -> None:
-    [old] = answer_changes([Step("a", None, None, True)], {}, correct=True, hints_used=0,
-                           fallback_after={"a": 0.97})
+    [old] = answer_changes(
+        [Step("a", None, None, True)], {}, correct=True, hints_used=0, fallback_after={"a": 0.97}
+    )
     assert (old.before, old.after, old.direction, old.mastered, old.name) == (None, 97, "same", True, "a")
 
 
@@ -109,20 +121,34 @@ def test_teachers_read_plain_words_with_the_numbers_apart() -> None:
     assert root.text == "Started a new skill, Place value (a starting point: no prerequisites)."
     back = reason("learn", {"skill": {**skill, "attempts": 4}})
     assert back.text.startswith("Returned to Adding") and ("Answers on the skill before", "4") in back.numbers
-    review = reason("review", {"skill": {"mastery": 0.7, "recall": 0.74, "attempts": 9},
-                               "review": {"days_since_practice": 6}}, "pv")
-    assert review.text == ("Review of Place value, mastered earlier and last practised 6 day(s) ago: "
-                           "predicted recall had fallen.")
+    review = reason(
+        "review",
+        {"skill": {"mastery": 0.7, "recall": 0.74, "attempts": 9}, "review": {"days_since_practice": 6}},
+        "pv",
+    )
+    assert review.text == (
+        "Review of Place value, mastered earlier and last practised 6 day(s) ago: "
+        "predicted recall had fallen."
+    )
     assert ("Predicted recall then", "74%") in review.numbers
     spinning = reason("remediate_prerequisite", {"remediation": {"for_skill": "sub", "attempts": 12}})
-    assert spinning.text == ("Went back to Adding, which Subtracting builds on: 12 answers on Subtracting "
-                             "had not led to mastery.")
+    assert spinning.text == (
+        "Went back to Adding, which Subtracting builds on: 12 answers on Subtracting had not led to mastery."
+    )
     decayed = reason("remediate_prerequisite", {"remediation": {"for_skill": "sub", "decayed": True}})
     assert decayed.text.endswith("which Subtracting builds on: it had faded.")
     assert reason("fixed_order", {"policy": "fixed_sequence"}).text.startswith("Personalization is off")
     assert reason("continue", {}).text == "Kept going with Adding, the skill practised just before."
-    for kind in ("learn", "continue", "review", "explore", "remediate_prerequisite", "fixed_order",
-                 "all_mastered", "nothing_ready"):
+    for kind in (
+        "learn",
+        "continue",
+        "review",
+        "explore",
+        "remediate_prerequisite",
+        "fixed_order",
+        "all_mastered",
+        "nothing_ready",
+    ):
         words = reason(kind, {}).text.lower().split()
         assert "you" not in words and "your" not in words and "p(l)" not in words  # about the student
 
@@ -135,16 +161,25 @@ def test_bias_check_groups_in_words() -> None:
     assert group_label("free_school_meals", "yes") == "Free school meals: yes"
     assert group_label("gender", "non-binary") == "Non-binary"
     assert group_label("class", "Maths 7B") == "Maths 7B"
-    lines = ["no: the reference group (14 students)", "yes: not enough data to judge (10 students)",
-             "On skill gcf: Review suggested: yes RMSE (ratio 1.4)"]
+    lines = [
+        "no: the reference group (14 students)",
+        "yes: not enough data to judge (10 students)",
+        "On skill gcf: Review suggested: yes RMSE (ratio 1.4)",
+    ]
     assert labelled_summary("language_learner", lines, ["no", "yes"]) == [
         "Not language learners: the reference group (14 students)",
-        "Language learners: not enough data to judge (10 students)", lines[2]]
+        "Language learners: not enough data to judge (10 students)",
+        lines[2],
+    ]
 
 
 def test_units_come_in_teaching_order() -> None:
-    items = [SimpleNamespace(unit=u, n=i) for i, u in enumerate(
-        ["Whole", "Whole", "Algebra", "Whole", "Fractions", "Algebra", "Fractions", "", "Fractions"])]
+    items = [
+        SimpleNamespace(unit=u, n=i)
+        for i, u in enumerate(
+            ["Whole", "Whole", "Algebra", "Whole", "Fractions", "Algebra", "Fractions", "", "Fractions"]
+        )
+    ]
     grouped = by_unit(items)
     assert [u for u, _ in grouped] == ["Whole", "Algebra", "Fractions", "Other skills"]
     assert [i.n for i in grouped[0][1]] == [0, 1, 3]

@@ -125,8 +125,15 @@ def suggestion_for_a(world: World) -> int:
 
 
 def answer_of_a(world: World, exercise: str) -> int:
-    body = world.actors["app1"].request("POST", f"/api/v1/students/{world.student_a}/responses",
-                                        json={"exercise_id": exercise, "correct": False}).get_json()
+    body = (
+        world.actors["app1"]
+        .request(
+            "POST",
+            f"/api/v1/students/{world.student_a}/responses",
+            json={"exercise_id": exercise, "correct": False},
+        )
+        .get_json()
+    )
     return int(body["id"])
 
 
@@ -137,9 +144,11 @@ def request_for(app: Flask, world: World, method: str, rule: str) -> tuple[str, 
         exercise = db.session.scalar(sa.select(Exercise.id).order_by(Exercise.id).limit(1))
     fill: dict[str, Callable[[], str]] = {
         "<path:filename>": lambda: "style.css",
-        "<student_id>": ((lambda: fresh_student_of_class_a(app, world))
-                         if (method, rule) == ("DELETE", "/api/v1/students/<student_id>")
-                         else (lambda: world.student_a)),
+        "<student_id>": (
+            (lambda: fresh_student_of_class_a(app, world))
+            if (method, rule) == ("DELETE", "/api/v1/students/<student_id>")
+            else (lambda: world.student_a)
+        ),
         "<id:class_id>": lambda: str(world.class_a),
         "<skill_id>": lambda: skill,
         "<exercise_id>": lambda: exercise,
@@ -157,11 +166,13 @@ def request_for(app: Flask, world: World, method: str, rule: str) -> tuple[str, 
         ("POST", "/api/v1/students"): {"json": {"external_id": f"new-{n}"}},
         ("PATCH", "/api/v1/students/<student_id>"): {"json": {"personalized": True}},
         ("POST", "/api/v1/students/<student_id>/responses"): {
-            "json": {"exercise_id": exercise, "correct": True}},
+            "json": {"exercise_id": exercise, "correct": True}
+        },
         ("POST", "/login"): {"form": {"email": "nobody@north.test", "password": "not the password"}},
         ("POST", "/student-login"): {"form": {"join_code": world.join_a, "personal_code": "AAAAA-BBBBBB"}},
-        ("POST", "/account/password"): {"form": {"current": "not the password", "new": "a-new-password-1",
-                                                 "confirm": "a-new-password-1"}},
+        ("POST", "/account/password"): {
+            "form": {"current": "not the password", "new": "a-new-password-1", "confirm": "a-new-password-1"}
+        },
         ("POST", "/admin/api-keys"): {"form": {"app_name": f"new-app-{n}"}},
         ("POST", "/admin/api-keys/<prefix>/revoke"): {"form": {}},
         ("POST", "/logout"): {"form": {}},
@@ -170,7 +181,8 @@ def request_for(app: Flask, world: World, method: str, rule: str) -> tuple[str, 
         ("POST", "/practice/<id:recommendation_id>/hint"): {"form": {}},
         ("POST", "/api/v1/bias-checks"): {"json": {"attribute": "class", "bootstrap": 50}},
         ("PUT", "/api/v1/students/<student_id>/group-attributes"): {
-            "json": {"values": {"gender": "female"}, "consent_given_by": "parent"}},
+            "json": {"values": {"gender": "female"}, "consent_given_by": "parent"}
+        },
         ("POST", "/bias-checks"): {"form": {"attribute": "class"}},
     }
     return url, bodies.get((method, rule), {})

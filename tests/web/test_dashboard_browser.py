@@ -37,8 +37,13 @@ def download(page: Any, link: str, path: Any) -> list[dict[str, str]]:
 
 def test_teacher_and_admin_in_the_demo(app: Flask, page: Any, shipped_graph, tmp_path) -> None:
     with app.app_context():
-        demo = create_demo(db.session(), teacher_password=PASSWORD, admin_password=PASSWORD,
-                           config=DemoConfig(students=20, weeks=1, answers_per_session=6), bias_check=False)
+        demo = create_demo(
+            db.session(),
+            teacher_password=PASSWORD,
+            admin_password=PASSWORD,
+            config=DemoConfig(students=20, weeks=1, answers_per_session=6),
+            bias_check=False,
+        )
     skills = [s for s in shipped_graph.skill_order if shipped_graph.exercises_by_skill.get(s)]
     page.set_viewport_size({"width": LAPTOP, "height": 800})
 
@@ -82,7 +87,9 @@ def test_teacher_and_admin_in_the_demo(app: Flask, page: Any, shipped_graph, tmp
         assert rows[name]["answers"] == str(student["answers"])
         assert rows[name]["skills_mastered"] == str(student["skills_mastered"])
         assert (roster[name]["attempts"], roster[name]["skills_mastered"]) == (
-            student["answers"], student["skills_mastered"])
+            student["answers"],
+            student["skills_mastered"],
+        )
         line = page.locator("table.heatmap tbody tr", has=page.get_by_role("link", name=name, exact=True))
         for skill_id, cell in zip(skills, student["cells"], strict=True):
             expected_csv = "" if cell["p_mastery"] is None else str(percent(cell["p_mastery"]))
@@ -106,8 +113,10 @@ def test_teacher_and_admin_in_the_demo(app: Flask, page: Any, shipped_graph, tmp
     page.wait_for_selector("svg.chart")
     answers = page.locator("p.summary .answers").inner_text()
     assert answers == f"{busiest['answers']} answers" == f"{rows[busiest['external_id']]['answers']} answers"
-    progress = {s["skill_id"]: s for s in page.request.get(
-        f"/api/v1/students/{busiest['student_id']}/progress").json()["skills"]}
+    progress = {
+        s["skill_id"]: s
+        for s in page.request.get(f"/api/v1/students/{busiest['student_id']}/progress").json()["skills"]
+    }
     listed = page.locator("table.skills tr[data-skill]").all()
     assert listed
     for row in listed:

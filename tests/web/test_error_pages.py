@@ -19,8 +19,11 @@ MESSAGE = "The database is busy or unavailable; nothing was recorded. Retry shor
 def unreachable(database_url: str, tmp_path: Path) -> Iterator[Flask]:
     """The same app (same SECRET_KEY, so the same cookies are valid) with its database gone: on SQLite a
     file that cannot be opened, on PostgreSQL a server that does not answer."""
-    url = (f"sqlite:///{tmp_path / 'gone' / 'tutor.sqlite3'}" if database_url.startswith("sqlite")
-           else "postgresql+psycopg://postgres@127.0.0.1:1/nowhere")
+    url = (
+        f"sqlite:///{tmp_path / 'gone' / 'tutor.sqlite3'}"
+        if database_url.startswith("sqlite")
+        else "postgresql+psycopg://postgres@127.0.0.1:1/nowhere"
+    )
     gone = make_app(url)
     yield gone
     with gone.app_context():
@@ -36,12 +39,16 @@ def with_cookie_of(app: Flask, actor: Actor) -> Actor:
     return moved
 
 
-@pytest.mark.parametrize(("name", "pages"), [
-    ("teacher_a", ["/classes", "/account/password", "/bias-checks"]),
-    ("student_a", ["/me", "/practice", "/me/data"]),
-])
+@pytest.mark.parametrize(
+    ("name", "pages"),
+    [
+        ("teacher_a", ["/classes", "/account/password", "/bias-checks"]),
+        ("student_a", ["/me", "/practice", "/me/data"]),
+    ],
+)
 def test_a_signed_in_page_with_the_database_down_is_a_503_page(
-        app: Flask, world: World, unreachable: Flask, name: str, pages: list[str]) -> None:
+    app: Flask, world: World, unreachable: Flask, name: str, pages: list[str]
+) -> None:
     signed_in = with_cookie_of(unreachable, world.actors[name])
     for page in pages:
         response = signed_in.request("GET", page)
@@ -52,10 +59,12 @@ def test_a_signed_in_page_with_the_database_down_is_a_503_page(
     assert posted.status_code == 503 and MESSAGE in posted.get_data(as_text=True)
 
 
-def test_the_api_with_a_session_and_the_database_down_is_a_503(app: Flask, world: World,
-                                                                unreachable: Flask) -> None:
+def test_the_api_with_a_session_and_the_database_down_is_a_503(
+    app: Flask, world: World, unreachable: Flask
+) -> None:
     response = with_cookie_of(unreachable, world.actors["student_a"]).request(
-        "GET", f"/api/v1/students/{world.student_a}")
+        "GET", f"/api/v1/students/{world.student_a}"
+    )
     assert response.status_code == 503 and response.get_json()["message"] == MESSAGE
 
 

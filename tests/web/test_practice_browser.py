@@ -22,8 +22,11 @@ from tests.web.screens import PHONE, check_page, on_path
 
 def responses(app: Flask) -> list[Response]:
     with app.app_context():
-        return list(db.session.scalars(sa.select(Response).options(sa.orm.selectinload(Response.skills))
-                                       .order_by(Response.id)))
+        return list(
+            db.session.scalars(
+                sa.select(Response).options(sa.orm.selectinload(Response.skills)).order_by(Response.id)
+            )
+        )
 
 
 def answer_current(page: Any, shipped_graph: Any, *, right: bool) -> str:
@@ -57,8 +60,9 @@ def shown_changes(page: Any) -> dict[str, dict[str, Any]]:
     return out
 
 
-def check_result(page: Any, app: Flask, shipped_graph: Any, *, right: bool,
-                 hinted: bool = False) -> dict[str, Any]:
+def check_result(
+    page: Any, app: Flask, shipped_graph: Any, *, right: bool, hinted: bool = False
+) -> dict[str, Any]:
     """The result page says what the trail stores, on one scale, and explains any surprising move."""
     latest = responses(app)[-1]
     assert latest.correct is right
@@ -85,10 +89,12 @@ def check_result(page: Any, app: Flask, shipped_graph: Any, *, right: bool,
     return changes
 
 
-def test_a_student_practises_a_whole_session(app: Flask, world: World, browser: Any, live_server: str,
-                                             shipped_graph) -> None:
-    context = browser.new_context(base_url=live_server, viewport={"width": PHONE, "height": 800},
-                                  accept_downloads=True)
+def test_a_student_practises_a_whole_session(
+    app: Flask, world: World, browser: Any, live_server: str, shipped_graph
+) -> None:
+    context = browser.new_context(
+        base_url=live_server, viewport={"width": PHONE, "height": 800}, accept_downloads=True
+    )
     page = context.new_page()
     page.set_default_timeout(15_000)
 
@@ -214,22 +220,27 @@ def test_a_student_practises_a_whole_session(app: Flask, world: World, browser: 
         page.get_by_role("link", name="as one file (JSON)").click()
     export = json.loads(download_info.value.path().read_text())
     assert len(export["responses"]) == len(responses(app)) and export["consents"][0]["granted"] is False
-    assert all(r["solution"] == list(shipped_graph.exercises[r["exercise_id"]].solution)
-               for r in export["responses"])
+    assert all(
+        r["solution"] == list(shipped_graph.exercises[r["exercise_id"]].solution) for r in export["responses"]
+    )
     assert not re.search(r"P\(L\)", page.content())
     context.close()
 
 
-def test_choices_are_large_readable_targets(app: Flask, world: World, browser: Any, live_server: str,
-                                            shipped_graph) -> None:
+def test_choices_are_large_readable_targets(
+    app: Flask, world: World, browser: Any, live_server: str, shipped_graph
+) -> None:
     # Student B answers through the app until the tutor offers a multiple-choice exercise.
     app1 = world.actors["app1"]
     for _ in range(40):
         chosen = app1.request("GET", f"/api/v1/students/{world.student_b}/next-exercise").get_json()
         if chosen["exercise"]["answer_kind"] == "multiple_choice":
             break
-        app1.request("POST", f"/api/v1/students/{world.student_b}/responses",
-                     json={"exercise_id": chosen["exercise"]["id"], "correct": True})
+        app1.request(
+            "POST",
+            f"/api/v1/students/{world.student_b}/responses",
+            json={"exercise_id": chosen["exercise"]["id"], "correct": True},
+        )
     else:
         raise AssertionError("no multiple-choice exercise in 40 answers")
     context = browser.new_context(base_url=live_server, viewport={"width": PHONE, "height": 800})

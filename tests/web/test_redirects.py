@@ -92,8 +92,11 @@ def sign_in_with_next(app: Flask, people: People, form: str, target: str) -> str
     else:
         actor.refresh_csrf("/student-login")
         data = {"join_code": people.join_code, "personal_code": people.personal_code}
-    response = actor.client.post(f"/{'login' if form == 'staff' else 'student-login'}",
-                                 query_string={"next": target}, data={"csrf_token": actor.csrf, **data})
+    response = actor.client.post(
+        f"/{'login' if form == 'staff' else 'student-login'}",
+        query_string={"next": target},
+        data={"csrf_token": actor.csrf, **data},
+    )
     assert response.status_code == 302, response.get_data(as_text=True)
     return str(response.headers["Location"])
 
@@ -126,15 +129,20 @@ def test_a_signed_out_visitor_comes_back_to_the_page_they_opened(app: Flask, peo
     assert signed.status_code == 302 and signed.headers["Location"] == page
 
 
-@pytest.mark.parametrize(("referrer", "expected_next"), [
-    ("http://localhost/me/data", "/me/data"),
-    ("http://evil.example/me/data", "/"),
-    ("http://localhost//evil.example/", "/"),
-    ("http://localhost/\t/evil.example", "/"),
-])
+@pytest.mark.parametrize(
+    ("referrer", "expected_next"),
+    [
+        ("http://localhost/me/data", "/me/data"),
+        ("http://evil.example/me/data", "/"),
+        ("http://localhost//evil.example/", "/"),
+        ("http://localhost/\t/evil.example", "/"),
+    ],
+)
 def test_a_form_sent_after_the_session_ended_goes_back_only_to_this_site(
-        app: Flask, referrer: str, expected_next: str) -> None:
-    response = visitor(app).client.post("/me/personalization", data={"personalized": "on"},
-                                        headers={"Referer": referrer})
+    app: Flask, referrer: str, expected_next: str
+) -> None:
+    response = visitor(app).client.post(
+        "/me/personalization", data={"personalized": "on"}, headers={"Referer": referrer}
+    )
     assert response.status_code == 303
     assert response.headers["Location"] == f"/student-login?next={expected_next}"

@@ -16,22 +16,30 @@ from tests.conftest import World
 
 def stored_answers(app: Flask) -> tuple[int, int]:
     with app.app_context():
-        return (db.session.scalar(sa.select(sa.func.count()).select_from(Response)) or 0,
-                db.session.scalar(sa.select(sa.func.count()).select_from(Mastery)) or 0)
+        return (
+            db.session.scalar(sa.select(sa.func.count()).select_from(Response)) or 0,
+            db.session.scalar(sa.select(sa.func.count()).select_from(Mastery)) or 0,
+        )
 
 
-@pytest.mark.parametrize(("actor", "role"), [("student_a", "student"), ("teacher_a", "teacher"),
-                                             ("admin", "admin")])
-def test_a_session_may_not_send_its_own_grade(app: Flask, world: World, shipped_graph: Any, actor: str,
-                                              role: str) -> None:
+@pytest.mark.parametrize(
+    ("actor", "role"), [("student_a", "student"), ("teacher_a", "teacher"), ("admin", "admin")]
+)
+def test_a_session_may_not_send_its_own_grade(
+    app: Flask, world: World, shipped_graph: Any, actor: str, role: str
+) -> None:
     exercise = next(iter(shipped_graph.exercises))
     for correct in (True, False):
-        response = world.actors[actor].request("POST", f"/api/v1/students/{world.student_a}/responses",
-                                               json={"exercise_id": exercise, "correct": correct})
+        response = world.actors[actor].request(
+            "POST",
+            f"/api/v1/students/{world.student_a}/responses",
+            json={"exercise_id": exercise, "correct": correct},
+        )
         assert response.status_code == 403
         assert response.get_json()["message"] == (
             f"A {role} may not send 'correct' (only a learning app's key may grade answers itself); "
-            "send 'answer' and the service grades it.")
+            "send 'answer' and the service grades it."
+        )
     assert stored_answers(app) == (0, 0)  # nothing recorded, no mastery moved
 
 
@@ -49,7 +57,10 @@ def test_a_students_answer_is_graded_by_the_service(app: Flask, world: World, sh
 
 def test_a_learning_app_still_grades_answers_itself(app: Flask, world: World, shipped_graph: Any) -> None:
     exercise = next(iter(shipped_graph.exercises))
-    graded = world.actors["app1"].request("POST", f"/api/v1/students/{world.student_a}/responses",
-                                          json={"exercise_id": exercise, "correct": True})
+    graded = world.actors["app1"].request(
+        "POST",
+        f"/api/v1/students/{world.student_a}/responses",
+        json={"exercise_id": exercise, "correct": True},
+    )
     assert graded.status_code == 201 and graded.get_json()["graded_by"] == "app"
     assert stored_answers(app)[0] == 1

@@ -32,8 +32,9 @@ CASES = [
 
 
 @pytest.mark.parametrize(("name", "page", "sign_in", "api"), CASES)
-def test_a_copied_cookie_is_worthless_after_sign_out(app: Flask, world: World, name: str, page: str,
-                                                     sign_in: str, api: str) -> None:
+def test_a_copied_cookie_is_worthless_after_sign_out(
+    app: Flask, world: World, name: str, page: str, sign_in: str, api: str
+) -> None:
     actor = world.actors[name]
     thief = copy_of(app, actor)
     api_url = api.format(student_a=world.student_a)

@@ -90,8 +90,11 @@ def test_behind_a_proxy_limits_count_clients_not_the_proxy(app: Flask, database_
     client.environ_base["REMOTE_ADDR"] = "10.9.9.9"  # the proxy
     for _ in range(2):
         for client_address in ("203.0.113.7", "203.0.113.8"):
-            response = client.post("/login", headers={"X-Forwarded-For": client_address},
-                                   data={"email": "x@y.test", "password": "not it at all"})
+            response = client.post(
+                "/login",
+                headers={"X-Forwarded-For": client_address},
+                data={"email": "x@y.test", "password": "not it at all"},
+            )
             assert response.status_code == 400  # no CSRF token: refused, but counted per client
     limited = client.post("/login", headers={"X-Forwarded-For": "203.0.113.7"}, data={})
     assert limited.status_code == 429
@@ -114,32 +117,60 @@ def test_the_api_is_rate_limited_per_key(app: Flask, world: World) -> None:
 
 
 def test_every_form_needs_its_csrf_token(app: Flask, world: World) -> None:
-    posts = sorted(rule.rule for rule in app.url_map.iter_rules()
-                   if "POST" in rule.methods and not rule.rule.startswith("/api/"))
+    posts = sorted(
+        rule.rule
+        for rule in app.url_map.iter_rules()
+        if "POST" in rule.methods and not rule.rule.startswith("/api/")
+    )
     assert posts  # discovered, so a new form cannot skip the check
     admin = world.actors["admin"]
     with app.app_context():
         key = db.session.scalar(sa.select(ApiKey.prefix).limit(1))
-    suggestion = world.actors["app1"].request(
-        "GET", f"/api/v1/students/{world.student_a}/next-exercise").get_json()["recommendation_id"]
+    suggestion = (
+        world.actors["app1"]
+        .request("GET", f"/api/v1/students/{world.student_a}/next-exercise")
+        .get_json()["recommendation_id"]
+    )
     for rule in posts:
         url = rule.replace("<prefix>", key).replace("<id:recommendation_id>", str(suggestion))
         # Sign-in forms are posted by signed-out visitors (signed-in ones are sent home); practice and a
         # student's own pages by the student.
-        poster = (fresh(app) if rule in ("/login", "/student-login")
-                  else world.actors["student_a"] if rule.startswith(("/practice", "/me")) else admin)
-        response = poster.client.post(url, data={"app_name": "sneaky", "email": "a@north.test",
-                                                "password": PASSWORD, "current": PASSWORD,
-                                                "join_code": world.join_a, "personal_code": world.code_a,
-                                                "new": "x" * 12, "confirm": "x" * 12, "answer": "1",
-                                                "personalized": "off"})
+        poster = (
+            fresh(app)
+            if rule in ("/login", "/student-login")
+            else world.actors["student_a"]
+            if rule.startswith(("/practice", "/me"))
+            else admin
+        )
+        response = poster.client.post(
+            url,
+            data={
+                "app_name": "sneaky",
+                "email": "a@north.test",
+                "password": PASSWORD,
+                "current": PASSWORD,
+                "join_code": world.join_a,
+                "personal_code": world.code_a,
+                "new": "x" * 12,
+                "confirm": "x" * 12,
+                "answer": "1",
+                "personalized": "off",
+            },
+        )
         assert response.status_code == 400, url
         text = response.get_data(as_text=True)
-        assert ("CSRF token is missing" in text if rule in ("/login", "/student-login")
-                else "Please reload the page" in text), url
+        assert (
+            "CSRF token is missing" in text
+            if rule in ("/login", "/student-login")
+            else "Please reload the page" in text
+        ), url
     with app.app_context():
-        assert db.session.get(ApiKey, db.session.scalar(sa.select(ApiKey.id).where(ApiKey.prefix == key))
-                              ).revoked_at is None
+        assert (
+            db.session.get(
+                ApiKey, db.session.scalar(sa.select(ApiKey.id).where(ApiKey.prefix == key))
+            ).revoked_at
+            is None
+        )
     assert admin.request("GET", "/classes").status_code == 200  # still signed in: logout was refused too
     with app.app_context():
         assert db.session.scalar(sa.select(sa.func.count()).select_from(Response)) == 0
@@ -154,27 +185,38 @@ def test_session_writes_to_the_api_need_the_csrf_header(app: Flask, world: World
     accepted = student.request("PATCH", url, json={"personalized": False})
     assert accepted.status_code == 200 and accepted.get_json()["personalized"] is False
     with app.app_context():
-        assert db.session.get(Student, world.student_a).personalization_changed_by == \
-            f"student:{world.student_a}"
+        assert (
+            db.session.get(Student, world.student_a).personalization_changed_by
+            == f"student:{world.student_a}"
+        )
     # A Bearer key needs no token: it cannot be sent cross-site by a browser.
-    assert world.actors["app1"].client.patch(url, json={"personalized": True},
-                                             headers=world.actors["app1"].headers).status_code == 200
+    assert (
+        world.actors["app1"]
+        .client.patch(url, json={"personalized": True}, headers=world.actors["app1"].headers)
+        .status_code
+        == 200
+    )
 
 
 def test_changing_the_password_ends_other_sessions(app: Flask, world: World) -> None:
     other_device = fresh(app)
     assert other_device.sign_in_staff("a@north.test").status_code == 302
     teacher = world.actors["teacher_a"]
-    mismatch = teacher.request("POST", "/account/password",
-                               form={"current": PASSWORD, "new": "new password 1",
-                                     "confirm": "new password 2"})
+    mismatch = teacher.request(
+        "POST",
+        "/account/password",
+        form={"current": PASSWORD, "new": "new password 1", "confirm": "new password 2"},
+    )
     assert mismatch.status_code == 400 and "The two new passwords differ." in mismatch.get_data(as_text=True)
-    short = teacher.request("POST", "/account/password",
-                            form={"current": PASSWORD, "new": "short", "confirm": "short"})
+    short = teacher.request(
+        "POST", "/account/password", form={"current": PASSWORD, "new": "short", "confirm": "short"}
+    )
     assert short.status_code == 400
-    changed = teacher.request("POST", "/account/password",
-                              form={"current": PASSWORD, "new": "a much better one",
-                                    "confirm": "a much better one"})
+    changed = teacher.request(
+        "POST",
+        "/account/password",
+        form={"current": PASSWORD, "new": "a much better one", "confirm": "a much better one"},
+    )
     assert changed.status_code == 302
     assert teacher.request("GET", "/classes").status_code == 200  # this session goes on
     assert other_device.request("GET", "/classes").status_code == 302  # the other one ended
@@ -217,8 +259,10 @@ def test_someone_elses_student_looks_exactly_like_no_student(app: Flask, world: 
 
 
 def test_security_headers_and_cookie_flags(app: Flask, world: World) -> None:
-    for response in (fresh(app).request("GET", "/login"),
-                     world.actors["app1"].request("GET", "/api/v1/skills")):
+    for response in (
+        fresh(app).request("GET", "/login"),
+        world.actors["app1"].request("GET", "/api/v1/skills"),
+    ):
         assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
         assert "script-src 'self'" in response.headers["Content-Security-Policy"]
         assert response.headers["X-Frame-Options"] == "DENY"

@@ -54,8 +54,9 @@ def worker(app: Flask, database_url: str) -> Iterator[Worker]:
             db.engine.dispose()
 
 
-def test_a_flood_of_wrong_passwords_pauses_the_attackers_address_not_the_owner(app: Flask,
-                                                                              world: World) -> None:
+def test_a_flood_of_wrong_passwords_pauses_the_attackers_address_not_the_owner(
+    app: Flask, world: World
+) -> None:
     free = app.config["LOGIN_MAX_FAILURES"]
     statuses = [staff(app, ATTACKER, "guessing wrong").status_code for _ in range(free + 5)]
     assert statuses == [401] * free + [429] * 5
@@ -65,8 +66,10 @@ def test_a_flood_of_wrong_passwords_pauses_the_attackers_address_not_the_owner(a
     assert staff(app, OWNER, PASSWORD).status_code == 302  # the owner, from their own address
     # The same for a student's personal code: guesses with A's code prefix pause the guesser only.
     prefix = world.code_a.split("-")[0]
-    guesses = [visitor(app, ATTACKER).sign_in_student(world.join_a, f"{prefix}-WRONG2").status_code
-               for _ in range(free + 1)]
+    guesses = [
+        visitor(app, ATTACKER).sign_in_student(world.join_a, f"{prefix}-WRONG2").status_code
+        for _ in range(free + 1)
+    ]
     assert guesses == [401] * free + [429]
     assert visitor(app, OWNER).sign_in_student(world.join_a, world.code_a).status_code == 302
 
@@ -106,21 +109,23 @@ def test_successful_sign_ins_do_not_count_against_the_address(world: World, work
     limited = worker(RATELIMIT_LOGIN="3 per minute")
     school = "192.0.2.30"
     assert [staff(limited, school, PASSWORD).status_code for _ in range(5)] == [302] * 5
-    assert [visitor(limited, school).sign_in_student(world.join_a, world.code_a).status_code
-            for _ in range(3)] == [302] * 3
+    assert [
+        visitor(limited, school).sign_in_student(world.join_a, world.code_a).status_code for _ in range(3)
+    ] == [302] * 3
 
 
 def test_the_limits_hold_across_workers_sharing_the_database(world: World, worker: Worker) -> None:
     first, second = (worker(RATELIMIT_LOGIN="4 per minute", LOGIN_MAX_FAILURES=3) for _ in range(2))
     # Back-off of one address on one account: three failures spread over both workers.
-    statuses = [staff((first, second)[i % 2], "198.51.100.7", "guessing wrong").status_code
-                for i in range(4)]
+    statuses = [staff((first, second)[i % 2], "198.51.100.7", "guessing wrong").status_code for i in range(4)]
     assert statuses == [401, 401, 401, 429]
     assert staff(first, "198.51.100.7", PASSWORD).status_code == 429
     assert staff(second, "198.51.100.7", PASSWORD).status_code == 429
     # The per-address limit, over several accounts and both workers.
-    statuses = [staff((first, second)[i % 2], "198.51.100.8", "wrong", f"n{i}@north.test").status_code
-                for i in range(6)]
+    statuses = [
+        staff((first, second)[i % 2], "198.51.100.8", "wrong", f"n{i}@north.test").status_code
+        for i in range(6)
+    ]
     assert statuses == [401] * 4 + [429] * 2
 
 
@@ -184,8 +189,15 @@ def test_the_hashing_cap_holds_across_processes(world: World, worker: Worker) ->
     capped = worker(LOGIN_HASH_CONCURRENCY=2)
     with capped.app_context():
         paths = [str(p) for p in hash_slots().paths]
-    holders = [subprocess.Popen([sys.executable, "-c", HOLD_A_SLOT, path], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, text=True) for path in paths]
+    holders = [
+        subprocess.Popen(
+            [sys.executable, "-c", HOLD_A_SLOT, path],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for path in paths
+    ]
     try:
         for holder in holders:
             assert holder.stdout is not None and holder.stdout.readline() == "holding\n"

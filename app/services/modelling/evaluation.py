@@ -57,8 +57,13 @@ class EvaluationReport:
 
 
 def evaluate_model(
-    session: Session, *, test_fraction: float = 0.2, seed: int = 0, num_fits: int = 5,
-    forgets: bool = False, n_jobs: int | None = None,
+    session: Session,
+    *,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    num_fits: int = 5,
+    forgets: bool = False,
+    n_jobs: int | None = None,
 ) -> EvaluationReport:
     frame = response_frame(session)
     if frame.empty:
@@ -72,8 +77,10 @@ def evaluate_model(
     # Like fit-params: a rejected (degenerate) fit leaves the skill on its current parameters.
     current = read_snapshot(session).params
     rejected = {f.skill_id for f in fits if f.problems}
-    params = {**{s: current[s] for s in rejected if s in current},
-              **fits_as_params([f for f in fits if not f.problems])}
+    params = {
+        **{s: current[s] for s in rejected if s in current},
+        **fits_as_params([f for f in fits if not f.problems]),
+    }
     test = frame[test_mask]
     predicted = predict_frame(test, params)
     unscored = test[~test["skill_name"].isin(params)]["skill_name"].value_counts()
@@ -83,9 +90,11 @@ def evaluate_model(
     }
     y, p = predicted["correct"].to_numpy(), predicted["correct_predictions"].to_numpy()
     return EvaluationReport(
-        n_train_students=len(users) - len(test_users), n_test_students=len(test_users),
+        n_train_students=len(users) - len(test_users),
+        n_test_students=len(test_users),
         overall=score(y, p) if len(y) else Scores(0, math.nan, math.nan, math.nan, math.nan),
-        per_skill=per_skill, calibration=calibration_table(y, p),
+        per_skill=per_skill,
+        calibration=calibration_table(y, p),
         unscored_skills={str(s): int(n) for s, n in unscored.items()},
         kept_current=sorted(rejected),
         params=params,

@@ -80,25 +80,33 @@ def _frame(rows: Sequence[Any], strings: dict[str, str] | None = None) -> pd.Dat
     if strings is not None:
         students = [strings.setdefault(s, s) for s in students]
         skill_ids = [strings.setdefault(s, s) for s in skill_ids]
-    return pd.DataFrame({
-        "order_id": np.array(ids, dtype=np.int64), "user_id": np.array(students, dtype=object),
-        "skill_name": np.array(skill_ids, dtype=object), "correct": np.array(correct, dtype=int),
-    }, columns=FRAME_COLUMNS)
+    return pd.DataFrame(
+        {
+            "order_id": np.array(ids, dtype=np.int64),
+            "user_id": np.array(students, dtype=object),
+            "skill_name": np.array(skill_ids, dtype=object),
+            "correct": np.array(correct, dtype=int),
+        },
+        columns=FRAME_COLUMNS,
+    )
 
 
 def _log_query(columns: list[Any], skills: Collection[str] | None) -> Select[Any]:
     """``columns`` over the (response, skill) rows of the log, optionally of some skills only."""
-    query = select(*columns).select_from(Response).join(
-        ResponseSkill, ResponseSkill.response_id == Response.id)
+    query = (
+        select(*columns).select_from(Response).join(ResponseSkill, ResponseSkill.response_id == Response.id)
+    )
     return query if skills is None else query.where(ResponseSkill.skill_id.in_(list(skills)))
 
 
-def _skill_batches(session: Session, skills: Collection[str] | None, sizes: dict[str, int],
-                   limit: int) -> Iterator[pd.DataFrame]:
+def _skill_batches(
+    session: Session, skills: Collection[str] | None, sizes: dict[str, int], limit: int
+) -> Iterator[pd.DataFrame]:
     """The rows of the skills in ``sizes`` (skill -> rows), read in ONE pass over the log ordered by skill,
     as frames of whole skills of at most ``limit`` rows (a bigger skill alone). Other skills are skipped."""
-    query = _log_query(list(LOG_COLUMNS), skills).order_by(ResponseSkill.skill_id, Response.id,
-                                                           ResponseSkill.position)
+    query = _log_query(list(LOG_COLUMNS), skills).order_by(
+        ResponseSkill.skill_id, Response.id, ResponseSkill.position
+    )
     batch: list[pd.DataFrame] = []  # compact column chunks, not the driver's row tuples
     rows_in_batch = 0
     strings: dict[str, str] = {}
@@ -152,7 +160,7 @@ def log_likelihood(frame: pd.DataFrame, params: BktParams) -> float:
     logs = np.zeros(len(frame))
     t = 0
     while t < len(bounds) - 1 and bounds[t + 1] - bounds[t] >= VECTOR_MIN_ROWS:
-        rows = order[bounds[t]:bounds[t + 1]]
+        rows = order[bounds[t] : bounds[t + 1]]
         who, right = student[rows], correct[rows]
         p = p_known[who]
         p_correct = p * (1.0 - params.slip) + (1.0 - p) * params.guess
@@ -163,9 +171,9 @@ def log_likelihood(frame: pd.DataFrame, params: BktParams) -> float:
         after = np.divide(known, total, out=p.copy(), where=total != 0.0)
         p_known[who] = after * (1.0 - params.forget) + (1.0 - after) * params.learn
         t += 1
-    state = {int(s): float(p_known[s]) for s in np.unique(student[order[bounds[t]:]])}
+    state = {int(s): float(p_known[s]) for s in np.unique(student[order[bounds[t] :]])}
     tail = 0.0
-    for row in np.sort(order[bounds[t]:]):  # frame order, so each student's answers in sequence
+    for row in np.sort(order[bounds[t] :]):  # frame order, so each student's answers in sequence
         who, right = int(student[row]), bool(correct[row])
         p_correct = predict_correct(state[who], params)
         tail += math.log(p_correct if right else 1.0 - p_correct)
@@ -174,7 +182,12 @@ def log_likelihood(frame: pd.DataFrame, params: BktParams) -> float:
 
 
 def _pybkt_fit(
-    frame: pd.DataFrame, skill_id: str, *, forgets: bool, num_fits: int, seed: int,
+    frame: pd.DataFrame,
+    skill_id: str,
+    *,
+    forgets: bool,
+    num_fits: int,
+    seed: int,
     hold: dict[str, float] | None = None,
 ) -> dict[str, float]:
     """One pyBKT fit of one skill; ``hold`` pins parameters (e.g. {"guesses": 0.45})."""
@@ -197,7 +210,13 @@ def _pybkt_fit(
 
 
 def fit_skill(
-    skill_id: str, frame: pd.DataFrame, *, forgets: bool, num_fits: int, seed: int, repair: bool = True,
+    skill_id: str,
+    frame: pd.DataFrame,
+    *,
+    forgets: bool,
+    num_fits: int,
+    seed: int,
+    repair: bool = True,
 ) -> SkillFit:
     """Fit one skill's rows with pyBKT (``num_fits`` restarts, best likelihood wins).
 
@@ -214,7 +233,13 @@ def fit_skill(
 
 
 def _repaired_fit(
-    skill_id: str, frame: pd.DataFrame, *, forgets: bool, num_fits: int, seed: int, repair: bool,
+    skill_id: str,
+    frame: pd.DataFrame,
+    *,
+    forgets: bool,
+    num_fits: int,
+    seed: int,
+    repair: bool,
 ) -> SkillFit:
     ordered = frame.sort_values(["user_id", "order_id"], kind="mergesort")
     params = _pybkt_fit(frame, skill_id, forgets=forgets, num_fits=num_fits, seed=seed)
@@ -261,15 +286,22 @@ def default_jobs(rows: int, skills: int, num_fits: int) -> int:
 
 
 def fit_frame(
-    frame: pd.DataFrame, *, forgets: bool, num_fits: int, seed: int, n_jobs: int | None = None,
+    frame: pd.DataFrame,
+    *,
+    forgets: bool,
+    num_fits: int,
+    seed: int,
+    n_jobs: int | None = None,
     repair: bool = True,
 ) -> list[SkillFit]:
     """Fit every skill of the frame, in parallel across skills (``n_jobs`` None: see ``default_jobs``)."""
     groups = [(skill, rows) for skill, rows in frame.groupby("skill_name", sort=True)]
     jobs = n_jobs or default_jobs(len(frame), len(groups), num_fits)
     if jobs == 1:
-        return [fit_skill(str(s), rows, forgets=forgets, num_fits=num_fits, seed=seed, repair=repair)
-                for s, rows in groups]
+        return [
+            fit_skill(str(s), rows, forgets=forgets, num_fits=num_fits, seed=seed, repair=repair)
+            for s, rows in groups
+        ]
     fits: list[SkillFit] = Parallel(n_jobs=jobs)(
         delayed(fit_skill)(str(s), rows, forgets=forgets, num_fits=num_fits, seed=seed, repair=repair)
         for s, rows in groups
@@ -319,16 +351,28 @@ def fit_parameters(
     if read_only:
         begin_read_snapshot(session)
     n_rows, n_students, first_id, last_id = session.execute(
-        _log_query([func.count(), func.count(func.distinct(Response.student_id)),
-                    func.min(Response.id), func.max(Response.id)], skills)
+        _log_query(
+            [
+                func.count(),
+                func.count(func.distinct(Response.student_id)),
+                func.min(Response.id),
+                func.max(Response.id),
+            ],
+            skills,
+        )
     ).one()
     if not n_rows:
         raise FitError("no responses to fit" + (f" for skills {sorted(skills)}" if skills else ""))
     report = FitReport(n_responses=int(n_rows), n_students=int(n_students))
-    counts = {str(skill): int(n) for skill, n in session.execute(
-        _log_query([ResponseSkill.skill_id, func.count()], skills).group_by(ResponseSkill.skill_id))}
-    report.too_little_data = {s: n for s, n in sorted(counts.items(), key=lambda c: (-c[1], c[0]))
-                              if n < min_responses}
+    counts = {
+        str(skill): int(n)
+        for skill, n in session.execute(
+            _log_query([ResponseSkill.skill_id, func.count()], skills).group_by(ResponseSkill.skill_id)
+        )
+    }
+    report.too_little_data = {
+        s: n for s, n in sorted(counts.items(), key=lambda c: (-c[1], c[0])) if n < min_responses
+    }
     if skills is not None:
         report.too_little_data.update({s: 0 for s in skills if s not in counts})
     fits: list[SkillFit] = []
@@ -344,19 +388,28 @@ def fit_parameters(
             report.fitted.append(fit)
 
     window = session.execute(
-        select(func.min(Response.created_at), func.max(Response.created_at))
-        .where(Response.id.in_(select(ResponseSkill.response_id).distinct()))
+        select(func.min(Response.created_at), func.max(Response.created_at)).where(
+            Response.id.in_(select(ResponseSkill.response_id).distinct())
+        )
     ).one()
     if read_only:
         session.rollback()  # end the snapshot: the writes below take a transaction of their own
     report.engine = engine_name({e for f in fits for e in f.e_steps})
     run = FitRun(
         engine=report.engine,
-        options={"forgets": forgets, "min_responses": min_responses, "num_fits": num_fits, "seed": seed,
-                 "skills": sorted(skills) if skills is not None else None},
-        window_start=window[0], window_end=window[1],
-        first_response_id=int(first_id), last_response_id=int(last_id),
-        n_students=report.n_students, n_responses=report.n_responses,
+        options={
+            "forgets": forgets,
+            "min_responses": min_responses,
+            "num_fits": num_fits,
+            "seed": seed,
+            "skills": sorted(skills) if skills is not None else None,
+        },
+        window_start=window[0],
+        window_end=window[1],
+        first_response_id=int(first_id),
+        last_response_id=int(last_id),
+        n_students=report.n_students,
+        n_responses=report.n_responses,
         skipped={s: f"{n} responses (< {min_responses})" for s, n in report.too_little_data.items()},
         rejected=report.rejected,
     )
@@ -399,11 +452,13 @@ def _driver_rows(session: Session, query: Select[Any], size: int) -> Iterator[li
 
 def _make_current(session: Session, run_id: int, fits: list[SkillFit]) -> None:
     skill_ids = [f.skill_id for f in fits]
-    latest: dict[str, int] = dict(session.execute(
-        select(SkillParameters.skill_id, func.max(SkillParameters.version))
-        .where(SkillParameters.skill_id.in_(skill_ids))
-        .group_by(SkillParameters.skill_id)
-    ).all())
+    latest: dict[str, int] = dict(
+        session.execute(
+            select(SkillParameters.skill_id, func.max(SkillParameters.version))
+            .where(SkillParameters.skill_id.in_(skill_ids))
+            .group_by(SkillParameters.skill_id)
+        ).all()
+    )
     for row in session.scalars(
         select(SkillParameters).where(SkillParameters.skill_id.in_(skill_ids), SkillParameters.is_current)
     ):
@@ -411,9 +466,15 @@ def _make_current(session: Session, run_id: int, fits: list[SkillFit]) -> None:
     session.flush()  # the partial unique index allows one current row per skill
     session.add_all(
         SkillParameters(
-            skill_id=fit.skill_id, version=latest.get(fit.skill_id, 0) + 1, source="fitted",
-            is_current=True, fit_run_id=run_id, n_students=fit.n_students, n_responses=fit.n_responses,
-            log_likelihood=fit.log_likelihood, **fit.params,
+            skill_id=fit.skill_id,
+            version=latest.get(fit.skill_id, 0) + 1,
+            source="fitted",
+            is_current=True,
+            fit_run_id=run_id,
+            n_students=fit.n_students,
+            n_responses=fit.n_responses,
+            log_likelihood=fit.log_likelihood,
+            **fit.params,
         )
         for fit in fits
     )
@@ -421,22 +482,40 @@ def _make_current(session: Session, run_id: int, fits: list[SkillFit]) -> None:
 
 
 def adopt_parameters(
-    session: Session, params: dict[str, BktParams], *, engine: str, rules: MasteryRules,
+    session: Session,
+    params: dict[str, BktParams],
+    *,
+    engine: str,
+    rules: MasteryRules,
 ) -> int:
     """Make externally fitted parameters current (e.g. from another tool) and replay mastery.
 
     Returns the fit run id. One transaction, like ``fit_parameters``.
     """
     frame = response_frame(session, list(params))
-    run = FitRun(engine=engine, options={"adopted": True}, n_students=int(frame["user_id"].nunique()),
-                 n_responses=len(frame), skipped={}, rejected={})
+    run = FitRun(
+        engine=engine,
+        options={"adopted": True},
+        n_students=int(frame["user_id"].nunique()),
+        n_responses=len(frame),
+        skipped={},
+        rejected={},
+    )
     session.add(run)
     session.flush()
     fits = []
     for skill_id, skill_params in params.items():
         rows = frame[frame["skill_name"] == skill_id].sort_values(["user_id", "order_id"], kind="mergesort")
-        fits.append(SkillFit(skill_id, skill_params.values(), int(rows["user_id"].nunique()), len(rows),
-                             log_likelihood(rows, skill_params), 0))
+        fits.append(
+            SkillFit(
+                skill_id,
+                skill_params.values(),
+                int(rows["user_id"].nunique()),
+                len(rows),
+                log_likelihood(rows, skill_params),
+                0,
+            )
+        )
     _make_current(session, run.id, fits)
     bump_revision(session)
     rebuild_mastery(session, rules=rules, commit=False)
@@ -446,7 +525,6 @@ def adopt_parameters(
 
 def fits_as_params(fits: list[SkillFit]) -> dict[str, BktParams]:
     return {f.skill_id: BktParams.of(f.params, fitted=True) for f in fits}
-
 
 
 @dataclass(frozen=True)
@@ -461,8 +539,9 @@ class MultilearnDiagnostic:
     note: str = ""
 
 
-def multilearn_diagnostic(frame: pd.DataFrame, skill_id: str, *, num_fits: int = 3,
-                          seed: int = 0) -> MultilearnDiagnostic:
+def multilearn_diagnostic(
+    frame: pd.DataFrame, skill_id: str, *, num_fits: int = 3, seed: int = 0
+) -> MultilearnDiagnostic:
     """``frame``: one skill's rows in pyBKT's layout plus a ``group`` column (one group per student)."""
     from pyBKT.models import Model  # imported here: heavy, and only needed in fitting processes
 
@@ -470,15 +549,29 @@ def multilearn_diagnostic(frame: pd.DataFrame, skill_id: str, *, num_fits: int =
     model = Model(seed=seed, num_fits=num_fits, parallel=False)
     model.fit(data=frame.copy(), multilearn="group")
     fitted = model.fit_model[skill_id]
-    learns = {str(name): float(fitted["learns"][index - 1])
-              for name, index in fitted["resource_names"].items()}
-    shared = {"prior": float(fitted["prior"]), "guess": float(fitted["guesses"][0]),
-              "slip": float(fitted["slips"][0]), "forget": 0.0}
+    learns = {
+        str(name): float(fitted["learns"][index - 1]) for name, index in fitted["resource_names"].items()
+    }
+    shared = {
+        "prior": float(fitted["prior"]),
+        "guess": float(fitted["guesses"][0]),
+        "slip": float(fitted["slips"][0]),
+        "forget": 0.0,
+    }
     ordered = frame.sort_values(["user_id", "order_id"], kind="mergesort")
     if parameter_problems({**shared, "learn": 0.1}) or parameter_problems(pooled):
-        return MultilearnDiagnostic(skill_id, learns, pooled["learn"], math.nan, len(frame),
-                                    "a degenerate fit (guess or slip ≥ 0.5): no likelihood comparison")
-    grouped = sum(log_likelihood(ordered[ordered["group"] == group], BktParams.of({**shared, "learn": learn}))
-                  for group, learn in learns.items())
-    return MultilearnDiagnostic(skill_id, learns, pooled["learn"],
-                                grouped - log_likelihood(ordered, BktParams.of(pooled)), len(frame))
+        return MultilearnDiagnostic(
+            skill_id,
+            learns,
+            pooled["learn"],
+            math.nan,
+            len(frame),
+            "a degenerate fit (guess or slip ≥ 0.5): no likelihood comparison",
+        )
+    grouped = sum(
+        log_likelihood(ordered[ordered["group"] == group], BktParams.of({**shared, "learn": learn}))
+        for group, learn in learns.items()
+    )
+    return MultilearnDiagnostic(
+        skill_id, learns, pooled["learn"], grouped - log_likelihood(ordered, BktParams.of(pooled)), len(frame)
+    )

@@ -146,13 +146,20 @@ def _group_responses(records: list[LogRecord], report: ImportReport) -> dict[str
         if seen is None:
             merged[key] = record
         elif seen.correct != record.correct:
-            report.bad_rows.append(BadRow(record.row, (
-                f"order {record.order} of student {record.student!r} is already on row {seen.row} "
-                "with a different correctness")))
+            report.bad_rows.append(
+                BadRow(
+                    record.row,
+                    (
+                        f"order {record.order} of student {record.student!r} is already on row {seen.row} "
+                        "with a different correctness"
+                    ),
+                )
+            )
         else:
             skills = tuple(dict.fromkeys(seen.skills + record.skills))
-            merged[key] = LogRecord(seen.row, seen.student, skills, seen.correct, seen.order,
-                                    seen.response_time_ms, seen.groups)
+            merged[key] = LogRecord(
+                seen.row, seen.student, skills, seen.correct, seen.order, seen.response_time_ms, seen.groups
+            )
     by_student: dict[str, list[LogRecord]] = defaultdict(list)
     for record in merged.values():
         by_student[record.student].append(record)
@@ -206,13 +213,19 @@ def import_log(
     if report.skills_created:
         bump_revision(session)
     snapshot = read_snapshot(session)
-    _write_responses(session, by_student, students, skill_of, snapshot.parameters, rules, report,
-                     progress)
-    session.add(LogImport(
-        file_name=path.name, sha256=hashlib.sha256(raw).hexdigest(), format=fmt, app_id=app.id,
-        rows_read=report.rows_read, responses_imported=report.responses_imported,
-        duplicates=report.duplicates, skipped=dict(report.skipped),
-    ))
+    _write_responses(session, by_student, students, skill_of, snapshot.parameters, rules, report, progress)
+    session.add(
+        LogImport(
+            file_name=path.name,
+            sha256=hashlib.sha256(raw).hexdigest(),
+            format=fmt,
+            app_id=app.id,
+            rows_read=report.rows_read,
+            responses_imported=report.responses_imported,
+            duplicates=report.duplicates,
+            skipped=dict(report.skipped),
+        )
+    )
     session.commit()
     return report
 
@@ -225,8 +238,9 @@ def _log_app(session: Session, name: str, school_name: str | None) -> LearningAp
         raise LogImportError("an app name must be 1 to 100 characters")
     if school_name is not None:
         school_id = resolve_school(session, school_name).id
-        app = session.scalar(select(LearningApp).where(LearningApp.school_id == school_id,
-                                                       LearningApp.name == name))
+        app = session.scalar(
+            select(LearningApp).where(LearningApp.school_id == school_id, LearningApp.name == name)
+        )
     else:
         named = list(session.scalars(select(LearningApp).where(LearningApp.name == name).limit(2)))
         if len(named) > 1:
@@ -244,11 +258,14 @@ def _students(session: Session, app: LearningApp, keys: list[str], report: Impor
     """External id -> student id, creating the missing students in the app's school."""
     found: dict[str, str] = {}
     for start in range(0, len(keys), BATCH):
-        chunk = keys[start:start + BATCH]
-        found.update(session.execute(
-            select(Student.external_id, Student.id)
-            .where(Student.school_id == app.school_id, Student.external_id.in_(chunk))
-        ).all())
+        chunk = keys[start : start + BATCH]
+        found.update(
+            session.execute(
+                select(Student.external_id, Student.id).where(
+                    Student.school_id == app.school_id, Student.external_id.in_(chunk)
+                )
+            ).all()
+        )
     # The ids passed domain.external_ids' rule when parsed: stored as they are, never cut to fit.
     new = add_students(session, app.school_id, [k for k in keys if k not in found], app_id=app.id)
     found.update({s.external_id: s.id for s in new})
@@ -271,12 +288,15 @@ def _write_responses(
     imported_before: set[tuple[str, str | None]] = set()
     models: dict[str, StudentModel] = {}
     for start in range(0, len(student_ids), BATCH):
-        chunk = student_ids[start:start + BATCH]
-        imported_before.update(session.execute(
-            select(Response.student_id, Response.client_response_id).where(
-                Response.student_id.in_(chunk),
-                Response.client_response_id.startswith(IMPORT_ID_PREFIX),
-            )).all())
+        chunk = student_ids[start : start + BATCH]
+        imported_before.update(
+            session.execute(
+                select(Response.student_id, Response.client_response_id).where(
+                    Response.student_id.in_(chunk),
+                    Response.client_response_id.startswith(IMPORT_ID_PREFIX),
+                )
+            ).all()
+        )
         for student in session.scalars(select(Student).where(Student.id.in_(chunk))):
             models[student.id] = load_model(session, student)[0]
     params = {skill: current.params for skill, current in parameters.items()}
@@ -294,33 +314,55 @@ def _write_responses(
                 continue
             skill_ids = [skill_of[name] for name in record.skills]
             steps = apply_answer(model, skill_ids, record.correct, params, now=now, rules=rules)
-            pending.append(({
-                "student_id": student_id, "exercise_id": None, "correct": record.correct, "answer": None,
-                "graded_by": "import", "response_time_ms": record.response_time_ms,
-                "client_response_id": client_id, "created_at": now,
-            }, [{
-                "skill_id": step.skill_id, "position": position,
-                "parameters_id": parameters[step.skill_id].id, "p_mastery_before": step.p_mastery_before,
-                "p_correct": step.p_correct, "p_mastery_after": step.p_mastery_after,
-                "p_mastery_paced_after": step.p_mastery_paced_after,
-            } for position, step in enumerate(steps)]))
+            pending.append(
+                (
+                    {
+                        "student_id": student_id,
+                        "exercise_id": None,
+                        "correct": record.correct,
+                        "answer": None,
+                        "graded_by": "import",
+                        "response_time_ms": record.response_time_ms,
+                        "client_response_id": client_id,
+                        "created_at": now,
+                    },
+                    [
+                        {
+                            "skill_id": step.skill_id,
+                            "position": position,
+                            "parameters_id": parameters[step.skill_id].id,
+                            "p_mastery_before": step.p_mastery_before,
+                            "p_correct": step.p_correct,
+                            "p_mastery_after": step.p_mastery_after,
+                            "p_mastery_paced_after": step.p_mastery_paced_after,
+                        }
+                        for position, step in enumerate(steps)
+                    ],
+                )
+            )
             if len(pending) >= BATCH:
                 _flush_responses(session, pending, report, progress, total)
     _flush_responses(session, pending, report, progress, total)
 
     # The touched students' whole models are rewritten: simpler than diffing, same result.
     for start in range(0, len(student_ids), BATCH):
-        chunk = student_ids[start:start + BATCH]
+        chunk = student_ids[start : start + BATCH]
         session.execute(delete(Mastery).where(Mastery.student_id.in_(chunk)))
         rows = [
-            {"student_id": sid, "skill_id": skill_id, "parameters_id": parameters[skill_id].id,
-             **row_values(state)}
-            for sid in chunk for skill_id, state in models[sid].skills.items()
+            {
+                "student_id": sid,
+                "skill_id": skill_id,
+                "parameters_id": parameters[skill_id].id,
+                **row_values(state),
+            }
+            for sid in chunk
+            for skill_id, state in models[sid].skills.items()
         ]
         if rows:
             session.execute(insert(Mastery), rows)
-        session.execute(update(Student), [{"id": sid, "speed_weights": models[sid].speed_weights}
-                                          for sid in chunk])
+        session.execute(
+            update(Student), [{"id": sid, "speed_weights": models[sid].speed_weights} for sid in chunk]
+        )
     refresh_answer_counts(session, student_ids)
 
 
@@ -337,10 +379,14 @@ def _flush_responses(
         insert(Response).returning(Response.id, sort_by_parameter_order=True),
         [response for response, _ in pending],
     ).all()
-    session.execute(insert(ResponseSkill), [
-        {**step, "response_id": response_id}
-        for response_id, (_, steps) in zip(ids, pending, strict=True) for step in steps
-    ])
+    session.execute(
+        insert(ResponseSkill),
+        [
+            {**step, "response_id": response_id}
+            for response_id, (_, steps) in zip(ids, pending, strict=True)
+            for step in steps
+        ],
+    )
     report.responses_imported += len(pending)
     if progress:
         progress(len(pending), total)

@@ -46,12 +46,15 @@ class ReplayStep:
 
 
 def _responses(
-    session: Session, student_ids: Collection[str] | None, before: datetime | None = None,
+    session: Session,
+    student_ids: Collection[str] | None,
+    before: datetime | None = None,
 ) -> Iterator[tuple[str, int, bool, datetime, list[str]]]:
     """(student, response id, correct, time, skills) in answer order, student by student."""
     query = (
-        select(Response.student_id, Response.id, Response.credited, Response.created_at,
-               ResponseSkill.skill_id)
+        select(
+            Response.student_id, Response.id, Response.credited, Response.created_at, ResponseSkill.skill_id
+        )
         .join(ResponseSkill, ResponseSkill.response_id == Response.id)
         .order_by(Response.student_id, Response.id, ResponseSkill.position)
         .execution_options(yield_per=BATCH)
@@ -73,8 +76,12 @@ def _responses(
 
 
 def replay_models(
-    session: Session, params: dict[str, BktParams], rules: MasteryRules,
-    student_ids: Collection[str] | None = None, *, before: datetime | None = None,
+    session: Session,
+    params: dict[str, BktParams],
+    rules: MasteryRules,
+    student_ids: Collection[str] | None = None,
+    *,
+    before: datetime | None = None,
 ) -> Iterator[tuple[str, StudentModel, list[ReplayStep]]]:
     """Each student's model rebuilt by the tracker (from the priors, or from the state folded from
     purged answers), with every step; only answers given ``before``, when set."""
@@ -88,9 +95,19 @@ def replay_models(
                 yield student, model, steps
             student, model, steps = student_id, baselines.pop(student_id, StudentModel()), []
         for step in apply_answer(model, skills, correct, params, now=created_at, rules=rules):
-            steps.append(ReplayStep(student_id, response_id, step.skill_id, correct, created_at,
-                                    step.p_mastery_before, step.p_correct, step.p_mastery_after,
-                                    step.p_mastery_paced_after))
+            steps.append(
+                ReplayStep(
+                    student_id,
+                    response_id,
+                    step.skill_id,
+                    correct,
+                    created_at,
+                    step.p_mastery_before,
+                    step.p_correct,
+                    step.p_mastery_after,
+                    step.p_mastery_paced_after,
+                )
+            )
     if student is not None:
         yield student, model, steps
     for student_id, folded in baselines.items():  # every answer purged: the folded state is all there is
@@ -105,8 +122,10 @@ def load_baselines(session: Session, student_ids: Collection[str] | None) -> dic
 
 
 def model_of_baseline(row: StudentBaseline) -> StudentModel:
-    return StudentModel(speed_weights=weights_of(row.speed_weights),
-                        skills={skill_id: state_from_json(v) for skill_id, v in row.skills.items()})
+    return StudentModel(
+        speed_weights=weights_of(row.speed_weights),
+        skills={skill_id: state_from_json(v) for skill_id, v in row.skills.items()},
+    )
 
 
 def baseline_skills(model: StudentModel) -> dict[str, dict[str, object]]:
@@ -115,7 +134,9 @@ def baseline_skills(model: StudentModel) -> dict[str, dict[str, object]]:
 
 
 def replay_log(
-    session: Session, params: dict[str, BktParams], rules: MasteryRules,
+    session: Session,
+    params: dict[str, BktParams],
+    rules: MasteryRules,
     student_ids: Collection[str] | None = None,
 ) -> Iterator[ReplayStep]:
     """Every (response, skill) of the log, in order per student, traced from the priors."""
@@ -131,7 +152,10 @@ class RebuildReport:
 
 
 def rebuild_mastery(
-    session: Session, *, rules: MasteryRules, student_ids: Collection[str] | None = None,
+    session: Session,
+    *,
+    rules: MasteryRules,
+    student_ids: Collection[str] | None = None,
     commit: bool = True,
 ) -> RebuildReport:
     """Recompute student models (mastery rows and pace) from the log under the current parameters.
@@ -147,8 +171,12 @@ def rebuild_mastery(
         responses += len({s.response_id for s in steps})
         weights.append({"id": student_id, "speed_weights": model.speed_weights})
         rows.extend(
-            {"student_id": student_id, "skill_id": skill_id,
-             "parameters_id": snapshot.parameters[skill_id].id, **row_values(state)}
+            {
+                "student_id": student_id,
+                "skill_id": skill_id,
+                "parameters_id": snapshot.parameters[skill_id].id,
+                **row_values(state),
+            }
             for skill_id, state in model.skills.items()
         )
 
@@ -160,11 +188,12 @@ def rebuild_mastery(
     session.execute(clear)
     session.execute(reset)
     for start in range(0, len(rows), BATCH):
-        session.execute(insert(Mastery), rows[start:start + BATCH])
+        session.execute(insert(Mastery), rows[start : start + BATCH])
     if weights:
         session.execute(update(Student), weights)
-    refresh_answer_counts(session, student_ids if student_ids is not None
-                          else list(session.scalars(select(Student.id))))
+    refresh_answer_counts(
+        session, student_ids if student_ids is not None else list(session.scalars(select(Student.id)))
+    )
     if commit:
         session.commit()
     return RebuildReport(students=len(weights), responses=responses, mastery_rows=len(rows))
@@ -187,17 +216,21 @@ def check_mastery(session: Session, rules: MasteryRules, tolerance: float = 1e-9
         replayed_pace[student_id] = model.speed_weights
         for skill_id, state in model.skills.items():
             replayed[(student_id, skill_id)] = _compared(row_values(state))
-    stored = {(row.student_id, row.skill_id): _compared(row_values(state_of(row)))
-              for row in session.scalars(select(Mastery))}
+    stored = {
+        (row.student_id, row.skill_id): _compared(row_values(state_of(row)))
+        for row in session.scalars(select(Mastery))
+    }
     mismatches = []
     for key in sorted(set(replayed) | set(stored)):
         a, b = stored.get(key), replayed.get(key)
         if a is None or b is None or any(abs(x - y) > tolerance for x, y in zip(a, b, strict=True)):
             mismatches.append(Mismatch(key[0], key[1], a, b))
-    counted = dict(session.execute(
-        select(Response.student_id, func.count()).group_by(Response.student_id)).all())
-    for student_id, folded in session.execute(select(StudentBaseline.student_id,
-                                                     StudentBaseline.answer_count)).all():
+    counted = dict(
+        session.execute(select(Response.student_id, func.count()).group_by(Response.student_id)).all()
+    )
+    for student_id, folded in session.execute(
+        select(StudentBaseline.student_id, StudentBaseline.answer_count)
+    ).all():
         counted[student_id] = counted.get(student_id, 0) + folded
     for student_id, answers in session.execute(select(Student.id, Student.answer_count)).all():
         if answers != counted.get(student_id, 0):
@@ -213,9 +246,14 @@ def check_mastery(session: Session, rules: MasteryRules, tolerance: float = 1e-9
 def _compared(values: dict[str, Any]) -> tuple[float, ...]:
     """The numbers of a mastery row that a replay must reproduce: P(L)s, attempts, memory."""
     reviewed = values["memory_reviewed_at"]
-    return (float(values["p_mastery"]), *values["p_by_speed"], float(values["attempts"]),
-            float(values["memory_stability"] or 0.0), float(values["memory_reviews"]),
-            reviewed.timestamp() if isinstance(reviewed, datetime) else 0.0)
+    return (
+        float(values["p_mastery"]),
+        *values["p_by_speed"],
+        float(values["attempts"]),
+        float(values["memory_stability"] or 0.0),
+        float(values["memory_reviews"]),
+        reviewed.timestamp() if isinstance(reviewed, datetime) else 0.0,
+    )
 
 
 # --- consistency of the stored state with the log (flask check-consistency) ------------------------
@@ -245,8 +283,9 @@ def begin_read_snapshot(session: Session) -> None:
     """Start the session's transaction as one consistent read of the database that answers never wait for:
     REPEATABLE READ on PostgreSQL, a WAL read transaction (no write lock) on SQLite. End it with rollback."""
     postgresql = session.get_bind().dialect.name == "postgresql"
-    session.connection(execution_options={"isolation_level": "REPEATABLE READ"} if postgresql
-                       else {READ_SNAPSHOT: True})
+    session.connection(
+        execution_options={"isolation_level": "REPEATABLE READ"} if postgresql else {READ_SNAPSHOT: True}
+    )
 
 
 def lock_students(session: Session, student_ids: Collection[str] | None = None) -> None:
@@ -301,7 +340,7 @@ def repair_consistency(session: Session, *, rules: MasteryRules) -> Repair:
         return Repair(found, None, found)
     responses = rows = 0
     for start in range(0, len(ids), REPAIR_CHUNK):
-        chunk = ids[start:start + REPAIR_CHUNK]
+        chunk = ids[start : start + REPAIR_CHUNK]
         report = rebuild_mastery(session, rules=rules, student_ids=chunk, commit=False)
         responses, rows = responses + report.responses, rows + report.mastery_rows
     session.commit()

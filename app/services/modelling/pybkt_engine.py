@@ -100,8 +100,14 @@ def choose_e_step(num_resources: int, num_subparts: int) -> str:
     return COMPILED if num_resources == 1 and num_subparts == 1 else PYTHON
 
 
-def em_fit(model: dict[str, Any], data: dict[str, Any], tol: float = TOLERANCE, maxiter: int = MAX_ITERATIONS,
-           parallel: bool = True, fixed: dict[str, Any] | None = None) -> tuple[dict[str, Any], Array]:
+def em_fit(
+    model: dict[str, Any],
+    data: dict[str, Any],
+    tol: float = TOLERANCE,
+    maxiter: int = MAX_ITERATIONS,
+    parallel: bool = True,
+    fixed: dict[str, Any] | None = None,
+) -> tuple[dict[str, Any], Array]:
     """Drop-in for ``pyBKT.fit.EM_fit.EM_fit``: the pure build's EM loop with a routed E-step.
 
     ``parallel`` only lets the compiled E-step use OpenMP threads; the pure-Python one always runs in this
@@ -129,7 +135,7 @@ def em_fit(model: dict[str, Any], data: dict[str, Any], tol: float = TOLERANCE, 
         if i > 1 and abs(log_likelihoods[i][0] - log_likelihoods[i - 1][0]) <= tol:
             break
         model = M_step.run(model, trans, emission, initial, fixed=fixed)
-    return model, log_likelihoods[:i + 1]
+    return model, log_likelihoods[: i + 1]
 
 
 def install() -> None:
@@ -137,8 +143,9 @@ def install() -> None:
     _pybkt_em.EM_fit = em_fit
 
 
-def _effective_params(model: dict[str, Any],
-                      fixed: dict[str, Any]) -> tuple[float, Array, Array, Array, Array]:
+def _effective_params(
+    model: dict[str, Any], fixed: dict[str, Any]
+) -> tuple[float, Array, Array, Array, Array]:
     """prior, learns, forgets, guesses, slips as pyBKT's pure E-step applies ``fixed`` (negative = free)."""
     prior, learns, forgets = model["prior"], model["learns"], model["forgets"]
     guesses, slips = model["guesses"], model["slips"]
@@ -203,7 +210,7 @@ def python_e_step(data: dict[str, Any], model: dict[str, Any], fixed: dict[str, 
         loglike += log(norm)
         for t in range(1, T):
             k = 2 * (allresources[sequence_start + t - 1] - 1)
-            alpha[:, t] = dot(As[0:2, k:k + 2], alpha[:, t - 1]) * likelihoods[:, t]
+            alpha[:, t] = dot(As[0:2, k : k + 2], alpha[:, t - 1]) * likelihoods[:, t]
             norm = np.sum(alpha[:, t])
             alpha[:, t] /= norm
             loglike += log(norm)
@@ -213,7 +220,7 @@ def python_e_step(data: dict[str, Any], model: dict[str, Any], fixed: dict[str, 
         first = True
         for t in range(T - 2, -1, -1):
             k = 2 * (allresources[sequence_start + t] - 1)
-            A = As[0:2, k:k + 2]
+            A = As[0:2, k : k + 2]
             pair = A.copy()
             pair[0] *= alpha[:, t]
             pair[1] *= alpha[:, t]
@@ -221,7 +228,7 @@ def python_e_step(data: dict[str, Any], model: dict[str, Any], fixed: dict[str, 
             pair[:, 0] = (pair[:, 0] * gamma_t) / dotted
             pair[:, 1] = (pair[:, 1] * gamma_t) / dotted
             np.nan_to_num(pair, copy=False)
-            trans[0:2, k:k + 2] += pair
+            trans[0:2, k : k + 2] += pair
             gamma[:, t] = np.sum(pair, axis=0)
             for n in range(num_subparts):
                 observed = alldata[n][sequence_start + t]

@@ -61,8 +61,11 @@ class DemoConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        problems = [f"{name} must be at least 1, got {getattr(self, name)}"
-                    for name in ("students", "weeks", "answers_per_session") if getattr(self, name) < 1]
+        problems = [
+            f"{name} must be at least 1, got {getattr(self, name)}"
+            for name in ("students", "weeks", "answers_per_session")
+            if getattr(self, name) < 1
+        ]
         if self.students > 200:
             problems.append(f"students must be at most 200, got {self.students}")
         if problems:
@@ -82,9 +85,16 @@ class Demo:
     bias_check_id: int | None = None
 
 
-def create_demo(session: Session, *, teacher_password: str, admin_password: str,
-                school_name: str = "Demo school", config: DemoConfig = DemoConfig(),
-                now: datetime | None = None, bias_check: bool = True) -> Demo:
+def create_demo(
+    session: Session,
+    *,
+    teacher_password: str,
+    admin_password: str,
+    school_name: str = "Demo school",
+    config: DemoConfig = DemoConfig(),
+    now: datetime | None = None,
+    bias_check: bool = True,
+) -> Demo:
     """Create the demo school's admin, teacher and class, and simulate its students' practice.
 
     Raises ``DemoExists`` when the demo teacher is already there (nothing is written then).
@@ -94,14 +104,21 @@ def create_demo(session: Session, *, teacher_password: str, admin_password: str,
     now = now or utcnow()
     school, _ = create_school(session, school_name)
     admin = create_staff_user(session, school, ADMIN_EMAIL, "Demo admin", admin_password, role=Role.ADMIN)
-    teacher = create_staff_user(session, school, TEACHER_EMAIL, "Demo teacher", teacher_password,
-                                role=Role.TEACHER)
+    teacher = create_staff_user(
+        session, school, TEACHER_EMAIL, "Demo teacher", teacher_password, role=Role.TEACHER
+    )
     klass = create_class(session, teacher, CLASS_NAME)
     names = [f"sim-{i + 1:02d}" for i in range(config.students)]
     enrolled = {e.external_id: e for e in enroll(session, klass, [*FRESH_STUDENTS, *names])}
-    demo = Demo(school.name, TEACHER_EMAIL, ADMIN_EMAIL, klass.id, klass.join_code,
-                [(n, enrolled[n].code or "") for n in (*FRESH_STUDENTS, names[0])],
-                [enrolled[n].student_id for n in names])
+    demo = Demo(
+        school.name,
+        TEACHER_EMAIL,
+        ADMIN_EMAIL,
+        klass.id,
+        klass.join_code,
+        [(n, enrolled[n].code or "") for n in (*FRESH_STUDENTS, names[0])],
+        [enrolled[n].student_id for n in names],
+    )
     demo.answers = simulate_practice(session, demo.simulated, config, now)
     admin_principal = Principal(Role.ADMIN, str(admin.id), school.id, admin.name)
     _group_attributes(session, admin_principal, demo.simulated, config.seed)
@@ -125,13 +142,19 @@ def simulate_practice(session: Session, student_ids: Sequence[str], config: Demo
     days = practice_weeks(config, now)
     # The world's own calendar is not used (its start must be a Monday): only its hidden students.
     start = days[0] - timedelta(days=days[0].weekday())
-    world = ForgettingConfig(students=max(len(student_ids), 1), weeks=config.weeks,
-                             answers_per_session=config.answers_per_session, start=start,
-                             world=ForgettingWorld(prior=0.3, learn=0.3), seed=f"demo:{config.seed}")
+    world = ForgettingConfig(
+        students=max(len(student_ids), 1),
+        weeks=config.weeks,
+        answers_per_session=config.answers_per_session,
+        start=start,
+        world=ForgettingWorld(prior=0.3, learn=0.3),
+        seed=f"demo:{config.seed}",
+    )
     total = 0
     for index, student_id in enumerate(student_ids):
-        total += _practise(session, snapshot, student_id, HiddenStudent(snapshot.graph, world, index), index,
-                           days, config)
+        total += _practise(
+            session, snapshot, student_id, HiddenStudent(snapshot.graph, world, index), index, days, config
+        )
     refresh_answer_counts(session, list(student_ids))
     session.commit()
     return total
@@ -146,8 +169,15 @@ def _answer_text(exercise: Exercise, correct: bool) -> str:
     return exercise.answers[0] + "0" if exercise.answer_kind == "numeric" else "(not sure)"
 
 
-def _practise(session: Session, snapshot: ContentSnapshot, student_id: str, hidden: HiddenStudent, index: int,
-              days: list[datetime], config: DemoConfig) -> int:
+def _practise(
+    session: Session,
+    snapshot: ContentSnapshot,
+    student_id: str,
+    hidden: HiddenStudent,
+    index: int,
+    days: list[datetime],
+    config: DemoConfig,
+) -> int:
     graph: ContentGraph = snapshot.graph
     rules, policy = mastery_rules(), policy_config()
     rng = random.Random(f"demo:{config.seed}:{index}")
@@ -170,14 +200,32 @@ def _practise(session: Session, snapshot: ContentSnapshot, student_id: str, hidd
             exercise = graph.exercises[choice.exercise_id]
             hints = 1 if exercise.hints and rng.random() < (0.6 if hint_heavy else 0.05) else 0
             correct = hidden.answer(exercise, at) or (hints > 0 and rng.random() < 0.5)  # a hint helps
-            steps = apply_answer(model, exercise.skill_ids, correct and hints == 0, snapshot.params, now=at,
-                                 rules=rules)
-            answers.append((choice, exercise, correct, hints, at, [{
-                "skill_id": s.skill_id, "position": i, "parameters_id": snapshot.parameters[s.skill_id].id,
-                "p_mastery_before": s.p_mastery_before, "p_correct": s.p_correct,
-                "p_mastery_after": s.p_mastery_after, "p_mastery_paced_after": s.p_mastery_paced_after,
-                "estimate_before": s.estimate_before, "estimate_after": s.estimate_after,
-            } for i, s in enumerate(steps)]))
+            steps = apply_answer(
+                model, exercise.skill_ids, correct and hints == 0, snapshot.params, now=at, rules=rules
+            )
+            answers.append(
+                (
+                    choice,
+                    exercise,
+                    correct,
+                    hints,
+                    at,
+                    [
+                        {
+                            "skill_id": s.skill_id,
+                            "position": i,
+                            "parameters_id": snapshot.parameters[s.skill_id].id,
+                            "p_mastery_before": s.p_mastery_before,
+                            "p_correct": s.p_correct,
+                            "p_mastery_after": s.p_mastery_after,
+                            "p_mastery_paced_after": s.p_mastery_paced_after,
+                            "estimate_before": s.estimate_before,
+                            "estimate_after": s.estimate_after,
+                        }
+                        for i, s in enumerate(steps)
+                    ],
+                )
+            )
             exercises.append(exercise.id)
             outcomes.append(correct)
             times.append(at)
@@ -185,23 +233,61 @@ def _practise(session: Session, snapshot: ContentSnapshot, student_id: str, hidd
     if not answers:
         return 0
     recommendation_ids = session.scalars(
-        insert(Recommendation).returning(Recommendation.id, sort_by_parameter_order=True), [{
-            "student_id": student_id, "created_at": at, "exercise_id": choice.exercise_id,
-            "skill_id": choice.skill_id, "policy": choice.policy, "reason": choice.reason,
-            "explanation": choice.explanation, "details": choice.details, "hints_shown": hints,
-        } for choice, _, _, hints, at, _ in answers]).all()
+        insert(Recommendation).returning(Recommendation.id, sort_by_parameter_order=True),
+        [
+            {
+                "student_id": student_id,
+                "created_at": at,
+                "exercise_id": choice.exercise_id,
+                "skill_id": choice.skill_id,
+                "policy": choice.policy,
+                "reason": choice.reason,
+                "explanation": choice.explanation,
+                "details": choice.details,
+                "hints_shown": hints,
+            }
+            for choice, _, _, hints, at, _ in answers
+        ],
+    ).all()
     # As the web practice pages record them: graded here, keyed by the recommendation they answer.
-    response_ids = session.scalars(insert(Response).returning(Response.id, sort_by_parameter_order=True), [{
-        "student_id": student_id, "exercise_id": exercise.id, "correct": correct,
-        "answer": _answer_text(exercise, correct), "graded_by": "server", "response_time_ms": None,
-        "client_response_id": f"web-{rec}", "created_at": at, "recommendation_id": rec, "hints_used": hints,
-    } for (_, exercise, correct, hints, at, _), rec in zip(answers, recommendation_ids, strict=True)]).all()
-    session.execute(insert(ResponseSkill), [
-        {**step, "response_id": response_id}
-        for response_id, (*_, steps) in zip(response_ids, answers, strict=True) for step in steps])
-    session.execute(insert(Mastery), [
-        {"student_id": student_id, "skill_id": skill_id, "parameters_id": snapshot.parameters[skill_id].id,
-         **row_values(state)} for skill_id, state in model.skills.items()])
+    response_ids = session.scalars(
+        insert(Response).returning(Response.id, sort_by_parameter_order=True),
+        [
+            {
+                "student_id": student_id,
+                "exercise_id": exercise.id,
+                "correct": correct,
+                "answer": _answer_text(exercise, correct),
+                "graded_by": "server",
+                "response_time_ms": None,
+                "client_response_id": f"web-{rec}",
+                "created_at": at,
+                "recommendation_id": rec,
+                "hints_used": hints,
+            }
+            for (_, exercise, correct, hints, at, _), rec in zip(answers, recommendation_ids, strict=True)
+        ],
+    ).all()
+    session.execute(
+        insert(ResponseSkill),
+        [
+            {**step, "response_id": response_id}
+            for response_id, (*_, steps) in zip(response_ids, answers, strict=True)
+            for step in steps
+        ],
+    )
+    session.execute(
+        insert(Mastery),
+        [
+            {
+                "student_id": student_id,
+                "skill_id": skill_id,
+                "parameters_id": snapshot.parameters[skill_id].id,
+                **row_values(state),
+            }
+            for skill_id, state in model.skills.items()
+        ],
+    )
     student = session.get(Student, student_id)
     assert student is not None
     student.speed_weights = model.speed_weights
@@ -215,9 +301,16 @@ def _group_attributes(session: Session, admin: Principal, student_ids: Sequence[
     order = list(student_ids)
     rng.shuffle(order)
     for position, student_id in enumerate(order):
-        groups.set_group_attributes(session, admin, student_id, {
-            "language_learner": "yes" if position % 12 < 5 else "no",
-            "gender": "female" if position % 2 == 0 else "male",
-            "disability_support": "yes" if position % 4 == 0 and position < 12 else "no",
-        }, consent_given_by=CONSENT_BY, commit=False)
+        groups.set_group_attributes(
+            session,
+            admin,
+            student_id,
+            {
+                "language_learner": "yes" if position % 12 < 5 else "no",
+                "gender": "female" if position % 2 == 0 else "male",
+                "disability_support": "yes" if position % 4 == 0 and position < 12 else "no",
+            },
+            consent_given_by=CONSENT_BY,
+            commit=False,
+        )
     session.commit()

@@ -70,24 +70,44 @@ def stack_checks() -> list[Check]:
     compiler_note = f"C++ compiler: {compiler}" if compiler else "no C++ compiler (g++/c++) on PATH"
     version = pybkt_engine.pybkt_version()
     if pybkt_engine.compiled_e_step_available():
-        checks.append(Check("pyBKT", f"{version}, compiled C++ E-step: standard BKT and forgets use it, "
-                                     f"class variants the pure-Python E-step; {compiler_note}"))
+        checks.append(
+            Check(
+                "pyBKT",
+                f"{version}, compiled C++ E-step: standard BKT and forgets use it, "
+                f"class variants the pure-Python E-step; {compiler_note}",
+            )
+        )
     else:
-        hint = ("scripts/serve or scripts/test builds it" if compiler
-                else "install g++ and re-run scripts/serve or scripts/test to build it")
-        checks.append(Check("pyBKT", f"{version}, pure-Python E-step only: fits are about 60 times "
-                                     f"slower ({compiler_note}; {hint})", warning=True))
+        hint = (
+            "scripts/serve or scripts/test builds it"
+            if compiler
+            else "install g++ and re-run scripts/serve or scripts/test to build it"
+        )
+        checks.append(
+            Check(
+                "pyBKT",
+                f"{version}, pure-Python E-step only: fits are about 60 times "
+                f"slower ({compiler_note}; {hint})",
+                warning=True,
+            )
+        )
     ranges = declared_ranges()
     for package in PYBKT_STACK:
         version = importlib.metadata.version(package)
         span = ranges.get(package)
         if span is None:
-            checks.append(Check(package, f"{version} (range unknown: the project is not installed)",
-                                warning=True))
+            checks.append(
+                Check(package, f"{version} (range unknown: the project is not installed)", warning=True)
+            )
             continue
         good = span.contains(version, prereleases=True)
-        checks.append(Check(package, f"{version} ({'within' if good else 'OUTSIDE'} the range known good for "
-                                     f"pyBKT 1.4.3: {span})", warning=not good))
+        checks.append(
+            Check(
+                package,
+                f"{version} ({'within' if good else 'OUTSIDE'} the range known good for pyBKT 1.4.3: {span})",
+                warning=not good,
+            )
+        )
     return checks
 
 
@@ -98,11 +118,21 @@ def database_checks(engine: Engine, migrations: str) -> list[Check]:
     try:
         with engine.connect() as connection:
             current = set(MigrationContext.configure(connection).get_current_heads())
-            counts = connection.execute(select(
-                select(func.count()).where(Skill.is_active, Skill.source != "imported").scalar_subquery(),
-                select(func.count()).where(Skill.is_active, Skill.source == "imported").scalar_subquery(),
-                select(func.count()).where(Exercise.is_active).scalar_subquery(),
-            )).one() if current == heads else None
+            counts = (
+                connection.execute(
+                    select(
+                        select(func.count())
+                        .where(Skill.is_active, Skill.source != "imported")
+                        .scalar_subquery(),
+                        select(func.count())
+                        .where(Skill.is_active, Skill.source == "imported")
+                        .scalar_subquery(),
+                        select(func.count()).where(Exercise.is_active).scalar_subquery(),
+                    )
+                ).one()
+                if current == heads
+                else None
+            )
     except SQLAlchemyError as error:
         first_line = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
         return [Check("database", f"{url}: cannot connect ({first_line})", ok=False)]

@@ -48,7 +48,12 @@ def class_scope(principal: Principal) -> ColumnElement[bool]:
 
 
 def find_student(
-    session: Session, principal: Principal, student_id: str, action: Action, *, lock: bool = False,
+    session: Session,
+    principal: Principal,
+    student_id: str,
+    action: Action,
+    *,
+    lock: bool = False,
 ) -> Student:
     """The student, if ``principal`` may do ``action`` on them; else Forbidden or UnknownStudent.
 
@@ -76,15 +81,26 @@ def record_access(session: Session, principal: Principal, student_ids: list[str]
     if principal.role is Role.STUDENT or not student_ids:
         return
     now = utcnow()
-    session.execute(insert(AccessLogEntry), [
-        {"student_id": sid, "actor": principal.actor, "actor_name": principal.name, "what": what,
-         "created_at": now} for sid in student_ids])
+    session.execute(
+        insert(AccessLogEntry),
+        [
+            {
+                "student_id": sid,
+                "actor": principal.actor,
+                "actor_name": principal.name,
+                "what": what,
+                "created_at": now,
+            }
+            for sid in student_ids
+        ],
+    )
 
 
 def find_class(session: Session, principal: Principal, class_id: int) -> SchoolClass:
     ensure_allowed(principal, Action.READ_CLASS)
     found: SchoolClass | None = session.scalar(
-        select(SchoolClass).where(SchoolClass.id == class_id, class_scope(principal)))
+        select(SchoolClass).where(SchoolClass.id == class_id, class_scope(principal))
+    )
     if found is None:
         raise UnknownClass(str(class_id))
     return found
@@ -92,5 +108,8 @@ def find_class(session: Session, principal: Principal, class_id: int) -> SchoolC
 
 def visible_classes(session: Session, principal: Principal) -> list[SchoolClass]:
     ensure_allowed(principal, Action.READ_CLASS)
-    return list(session.scalars(
-        select(SchoolClass).where(class_scope(principal)).order_by(SchoolClass.name, SchoolClass.id)))
+    return list(
+        session.scalars(
+            select(SchoolClass).where(class_scope(principal)).order_by(SchoolClass.name, SchoolClass.id)
+        )
+    )

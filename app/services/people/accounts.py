@@ -117,7 +117,8 @@ def resolve_school(session: Session, name: str | None) -> School:
 def check_password_rules(password: str) -> None:
     if not MIN_PASSWORD_LENGTH <= len(password) <= MAX_PASSWORD_LENGTH:
         raise AccountError(
-            f"a password must be {MIN_PASSWORD_LENGTH} to {MAX_PASSWORD_LENGTH} characters long")
+            f"a password must be {MIN_PASSWORD_LENGTH} to {MAX_PASSWORD_LENGTH} characters long"
+        )
 
 
 def create_staff_user(
@@ -134,8 +135,13 @@ def create_staff_user(
     check_password_rules(password)
     if session.scalar(select(StaffUser.id).where(StaffUser.email == email)) is not None:
         raise Conflict(f"a staff user with email {email!r} already exists")
-    user = StaffUser(school_id=school.id, email=email, name=name, role=role.value,
-                     password_hash=generate_password_hash(password))
+    user = StaffUser(
+        school_id=school.id,
+        email=email,
+        name=name,
+        role=role.value,
+        password_hash=generate_password_hash(password),
+    )
     session.add(user)
     session.commit()
     return user
@@ -148,8 +154,9 @@ def find_staff_user(session: Session, email: str) -> StaffUser:
     return user
 
 
-def change_password(session: Session, principal: Principal, current: str, new: str, *,
-                    slots: HashSlots) -> StaffUser:
+def change_password(
+    session: Session, principal: Principal, current: str, new: str, *, slots: HashSlots
+) -> StaffUser:
     """Set a new password for the signed-in staff user; every other session ends. Commits."""
     ensure_allowed(principal, Action.CHANGE_PASSWORD)
     throttle.begin_read(session)
@@ -162,8 +169,10 @@ def change_password(session: Session, principal: Principal, current: str, new: s
         check_password_rules(new)
         new_hash = generate_password_hash(new)
     changed = session.execute(
-        update(StaffUser).where(StaffUser.id == user.id, StaffUser.password_hash == stored)
-        .values(password_hash=new_hash, session_version=StaffUser.session_version + 1))
+        update(StaffUser)
+        .where(StaffUser.id == user.id, StaffUser.password_hash == stored)
+        .values(password_hash=new_hash, session_version=StaffUser.session_version + 1)
+    )
     if getattr(changed, "rowcount", 1) != 1:  # changed meanwhile, in another session
         session.rollback()
         raise AccountError("the password was changed meanwhile in another session: sign in again")
@@ -174,8 +183,9 @@ def change_password(session: Session, principal: Principal, current: str, new: s
     return refreshed
 
 
-def sign_in_staff(session: Session, email: str, password: str, *, address: str, policy: LoginPolicy,
-                  slots: HashSlots) -> SignedIn | None:
+def sign_in_staff(
+    session: Session, email: str, password: str, *, address: str, policy: LoginPolicy, slots: HashSlots
+) -> SignedIn | None:
     """Who signs in when email and password match; else None (the same work whether or not the account
     exists). Raises SignInPaused (throttled, or every hashing slot busy) before checking anything."""
     email = email.strip().lower()
@@ -198,11 +208,17 @@ def end_sessions(session: Session, principal: Principal) -> None:
     """Sign-out: every session of this staff user or student ends, copies of the cookie included (their
     version is bumped, as a password change or a new personal code does). Commits."""
     if principal.role in (Role.TEACHER, Role.ADMIN):
-        session.execute(update(StaffUser).where(StaffUser.id == int(principal.id))
-                        .values(session_version=StaffUser.session_version + 1))
+        session.execute(
+            update(StaffUser)
+            .where(StaffUser.id == int(principal.id))
+            .values(session_version=StaffUser.session_version + 1)
+        )
     elif principal.role is Role.STUDENT:
-        session.execute(update(StudentCredential).where(StudentCredential.student_id == principal.id)
-                        .values(version=StudentCredential.version + 1))
+        session.execute(
+            update(StudentCredential)
+            .where(StudentCredential.student_id == principal.id)
+            .values(version=StudentCredential.version + 1)
+        )
     session.commit()
 
 
@@ -213,8 +229,12 @@ def create_class(session: Session, teacher: StaffUser, name: str) -> SchoolClass
     name = name.strip()
     if not name or len(name) > 200:
         raise AccountError("a class name must be 1 to 200 characters")
-    if session.scalar(select(SchoolClass.id).where(
-            SchoolClass.teacher_id == teacher.id, SchoolClass.name == name)) is not None:
+    if (
+        session.scalar(
+            select(SchoolClass.id).where(SchoolClass.teacher_id == teacher.id, SchoolClass.name == name)
+        )
+        is not None
+    ):
         raise Conflict(f"{teacher.email} already has a class called {name!r}")
     code = _random_code(JOIN_CODE_LENGTH)
     while session.scalar(select(SchoolClass.id).where(SchoolClass.join_code == code)) is not None:
@@ -227,7 +247,8 @@ def create_class(session: Session, teacher: StaffUser, name: str) -> SchoolClass
 
 def find_class_by_code(session: Session, join_code: str) -> SchoolClass:
     klass: SchoolClass | None = session.scalar(
-        select(SchoolClass).where(SchoolClass.join_code == _normalise_code(join_code)))
+        select(SchoolClass).where(SchoolClass.join_code == _normalise_code(join_code))
+    )
     if klass is None:
         raise AccountError(f"no class has the join code {join_code!r}")
     return klass
@@ -268,17 +289,23 @@ class Enrollment:
     code: str | None  # a newly issued personal code (shown once), else None
 
 
-def enroll(session: Session, klass: SchoolClass, external_ids: Iterable[str], *,
-           reissue: bool = False) -> list[Enrollment]:
+def enroll(
+    session: Session, klass: SchoolClass, external_ids: Iterable[str], *, reissue: bool = False
+) -> list[Enrollment]:
     """Add students (created when new) to a class and issue personal codes, all in one transaction.
 
     A student who already has a code keeps it unless ``reissue``.
     """
     ids = list(external_ids)
-    existing = {s.external_id: s for s in session.scalars(
-        select(Student).where(Student.school_id == klass.school_id, Student.external_id.in_(ids)))}
-    members = set(session.scalars(
-        select(ClassMembership.student_id).where(ClassMembership.class_id == klass.id)))
+    existing = {
+        s.external_id: s
+        for s in session.scalars(
+            select(Student).where(Student.school_id == klass.school_id, Student.external_id.in_(ids))
+        )
+    }
+    members = set(
+        session.scalars(select(ClassMembership.student_id).where(ClassMembership.class_id == klass.id))
+    )
     taken_prefixes = set(session.scalars(select(StudentCredential.login_prefix)))
     results: list[Enrollment] = []
     for external_id in ids:
@@ -322,8 +349,15 @@ def _normalise_code(code: str) -> str:
     return re.sub(r"\s+", "", code).upper()
 
 
-def sign_in_student(session: Session, join_code: str, personal_code: str, *, address: str,
-                    policy: LoginPolicy, slots: HashSlots) -> SignedIn | None:
+def sign_in_student(
+    session: Session,
+    join_code: str,
+    personal_code: str,
+    *,
+    address: str,
+    policy: LoginPolicy,
+    slots: HashSlots,
+) -> SignedIn | None:
     """The student when the personal code is theirs and they are in the class of ``join_code``; else None
     (the same hash work whatever was wrong). Raises SignInPaused before checking anything."""
     code = _normalise_code(personal_code)
@@ -336,21 +370,32 @@ def sign_in_student(session: Session, join_code: str, personal_code: str, *, add
         throttle.begin_read(session)
         if len(prefix) == LOGIN_PREFIX_LENGTH and secret:
             found = session.execute(
-                select(StudentCredential, Student).join(Student, Student.id == StudentCredential.student_id)
-                .where(StudentCredential.login_prefix == prefix)).first()
+                select(StudentCredential, Student)
+                .join(Student, Student.id == StudentCredential.student_id)
+                .where(StudentCredential.login_prefix == prefix)
+            ).first()
         if found is not None:
-            in_class = bool(session.scalar(
-                select(func.count()).select_from(ClassMembership)
-                .join(SchoolClass, SchoolClass.id == ClassMembership.class_id)
-                .where(SchoolClass.join_code == _normalise_code(join_code),
-                       ClassMembership.student_id == found[1].id)))
+            in_class = bool(
+                session.scalar(
+                    select(func.count())
+                    .select_from(ClassMembership)
+                    .join(SchoolClass, SchoolClass.id == ClassMembership.class_id)
+                    .where(
+                        SchoolClass.join_code == _normalise_code(join_code),
+                        ClassMembership.student_id == found[1].id,
+                    )
+                )
+            )
         session.commit()  # end the read (objects stay loaded): hash outside any transaction
         right = check_password_hash(found[0].code_hash if found else _dummy_hash(), code)
     if found is None or not right or not in_class:
         return None
     credential, student = found
-    session.execute(update(StudentCredential).where(StudentCredential.student_id == student.id)
-                    .values(last_login_at=utcnow()))
+    session.execute(
+        update(StudentCredential)
+        .where(StudentCredential.student_id == student.id)
+        .values(last_login_at=utcnow())
+    )
     throttle.succeeded(session, policy, address, account)
     session.commit()
     return SignedIn(student_principal(student), student_session_id(student.id, credential.version))
@@ -393,7 +438,8 @@ def load_session_principal(session: Session, session_id: str) -> Principal | Non
         row = session.execute(
             select(Student, StudentCredential.version)
             .join(StudentCredential, StudentCredential.student_id == Student.id)
-            .where(Student.id == key)).first()
+            .where(Student.id == key)
+        ).first()
         if row is not None and row[1] == int(version):
             return student_principal(row[0])
     return None

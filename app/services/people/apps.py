@@ -48,8 +48,9 @@ def create_api_key(session: Session, app_name: str, school: School) -> IssuedKey
         raise AccountError("an app name must be 1 to 100 characters")
     # Names are unique per school, not across schools: whether another tenant has an app of this name is
     # none of this school's business (a refusal here would tell it).
-    app = session.scalar(select(LearningApp).where(LearningApp.school_id == school.id,
-                                                   LearningApp.name == name))
+    app = session.scalar(
+        select(LearningApp).where(LearningApp.school_id == school.id, LearningApp.name == name)
+    )
     if app is None:
         app = LearningApp(name=name, school_id=school.id)
         session.add(app)
@@ -73,8 +74,11 @@ def list_api_keys(session: Session, by: Principal) -> list[tuple[ApiKey, str]]:
     """(key, app name) for the admin's school, newest first: prefixes and dates, never the keys."""
     ensure_allowed(by, Action.MANAGE_API_KEYS)
     rows = session.execute(
-        select(ApiKey, LearningApp.name).join(LearningApp, LearningApp.id == ApiKey.app_id)
-        .where(LearningApp.school_id == by.school_id).order_by(ApiKey.id.desc())).all()
+        select(ApiKey, LearningApp.name)
+        .join(LearningApp, LearningApp.id == ApiKey.app_id)
+        .where(LearningApp.school_id == by.school_id)
+        .order_by(ApiKey.id.desc())
+    ).all()
     return [(key, name) for key, name in rows]
 
 
@@ -102,8 +106,10 @@ def authenticate(session: Session, key: str) -> Principal | None:
     if len(parts) < 3 or parts[0] != KEY_SCHEME:
         return None
     found = session.execute(
-        select(ApiKey, LearningApp).join(LearningApp, LearningApp.id == ApiKey.app_id)
-        .where(ApiKey.prefix == parts[1])).first()
+        select(ApiKey, LearningApp)
+        .join(LearningApp, LearningApp.id == ApiKey.app_id)
+        .where(ApiKey.prefix == parts[1])
+    ).first()
     if found is None:
         return None
     row, app = found

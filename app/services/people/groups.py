@@ -51,8 +51,15 @@ def check_values(values: Mapping[str, str]) -> dict[str, str]:
     return clean
 
 
-def set_group_attributes(session: Session, principal: Principal, student_id: str, values: Mapping[str, str],
-                         *, consent_given_by: str, commit: bool = True) -> dict[str, str]:
+def set_group_attributes(
+    session: Session,
+    principal: Principal,
+    student_id: str,
+    values: Mapping[str, str],
+    *,
+    consent_given_by: str,
+    commit: bool = True,
+) -> dict[str, str]:
     """Record consent (by whom, for which attributes) and the values, replacing earlier ones for them."""
     student = find_student(session, principal, student_id, Action.SET_GROUP_ATTRIBUTES, lock=True)
     clean = check_values(values)
@@ -60,12 +67,26 @@ def set_group_attributes(session: Session, principal: Principal, student_id: str
     if not given_by or len(given_by) > 100:
         raise GroupAttributeError("say who gave consent (consent_given_by: e.g. 'parent', 'student')")
     now = utcnow()
-    session.add(ConsentEvent(student_id=student.id, kind="group_attributes", granted=True,
-                             scope=sorted(clean), actor=principal.actor, given_by=given_by, created_at=now))
-    session.execute(delete(GroupAttribute).where(GroupAttribute.student_id == student.id,
-                                                 GroupAttribute.attribute.in_(list(clean))))
-    session.add_all(GroupAttribute(student_id=student.id, attribute=a, value=v, set_at=now,
-                                   set_by=principal.actor) for a, v in clean.items())
+    session.add(
+        ConsentEvent(
+            student_id=student.id,
+            kind="group_attributes",
+            granted=True,
+            scope=sorted(clean),
+            actor=principal.actor,
+            given_by=given_by,
+            created_at=now,
+        )
+    )
+    session.execute(
+        delete(GroupAttribute).where(
+            GroupAttribute.student_id == student.id, GroupAttribute.attribute.in_(list(clean))
+        )
+    )
+    session.add_all(
+        GroupAttribute(student_id=student.id, attribute=a, value=v, set_at=now, set_by=principal.actor)
+        for a, v in clean.items()
+    )
     if commit:
         session.commit()
     return clean
@@ -74,12 +95,20 @@ def set_group_attributes(session: Session, principal: Principal, student_id: str
 def decline(session: Session, principal: Principal, student_id: str) -> int:
     """Withdraw consent: every group attribute of the student goes at once. Returns how many."""
     student = find_student(session, principal, student_id, Action.DECLINE_GROUP_ATTRIBUTES, lock=True)
-    removed = list(session.scalars(select(GroupAttribute.attribute)
-                                   .where(GroupAttribute.student_id == student.id)))
+    removed = list(
+        session.scalars(select(GroupAttribute.attribute).where(GroupAttribute.student_id == student.id))
+    )
     session.execute(delete(GroupAttribute).where(GroupAttribute.student_id == student.id))
-    session.add(ConsentEvent(student_id=student.id, kind="group_attributes", granted=False,
-                             scope=sorted(removed) or sorted(allowed_attributes()), actor=principal.actor,
-                             given_by="student" if principal.role is Role.STUDENT else None))
+    session.add(
+        ConsentEvent(
+            student_id=student.id,
+            kind="group_attributes",
+            granted=False,
+            scope=sorted(removed) or sorted(allowed_attributes()),
+            actor=principal.actor,
+            given_by="student" if principal.role is Role.STUDENT else None,
+        )
+    )
     session.commit()
     return len(removed)
 
@@ -97,8 +126,11 @@ def import_csv(session: Session, principal: Principal, text: str) -> int:
         line = reader.line_num
         values = {a: (row.get(a) or "").strip() for a in attributes if (row.get(a) or "").strip()}
         external_id = (row["external_id"] or "").strip()
-        student = session.scalar(select(Student.id).where(Student.school_id == principal.school_id,
-                                                          Student.external_id == external_id))
+        student = session.scalar(
+            select(Student.id).where(
+                Student.school_id == principal.school_id, Student.external_id == external_id
+            )
+        )
         try:
             if student is None:
                 raise GroupAttributeError(f"no student {row['external_id']!r} in this school")
@@ -119,5 +151,10 @@ def import_csv(session: Session, principal: Principal, text: str) -> int:
 
 def student_groups(session: Session, student_id: str) -> dict[str, str]:
     """The student's own recorded attributes (for their export)."""
-    return dict(session.execute(select(GroupAttribute.attribute, GroupAttribute.value)
-                                .where(GroupAttribute.student_id == student_id)).all())
+    return dict(
+        session.execute(
+            select(GroupAttribute.attribute, GroupAttribute.value).where(
+                GroupAttribute.student_id == student_id
+            )
+        ).all()
+    )

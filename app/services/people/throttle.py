@@ -118,8 +118,14 @@ def admit(session: Session, policy: LoginPolicy, address: str, account: str | No
 
     # First a plain read: a paused address flooding the form costs no write (and on SQLite no write lock).
     begin_read(session)
-    rows = {r.account_key: r for r in session.scalars(select(SignInThrottle).where(
-        SignInThrottle.address_key == address_key, SignInThrottle.account_key.in_(wanted)))}
+    rows = {
+        r.account_key: r
+        for r in session.scalars(
+            select(SignInThrottle).where(
+                SignInThrottle.address_key == address_key, SignInThrottle.account_key.in_(wanted)
+            )
+        )
+    }
     wait = _wait(rows.get(ANY_ACCOUNT), now, policy, per_address=True)
     if account_key is not None:
         wait = max(wait, _wait(rows.get(account_key), now, policy, per_address=False))
@@ -169,23 +175,42 @@ def succeeded(session: Session, policy: LoginPolicy, address: str, account: str)
     """The attempt ``admit`` let through was right: its failures from this address are forgotten and it
     is taken back from the address's count. In the caller's transaction (the caller commits)."""
     address_key, account_key = _keys(policy, address, account)
-    session.execute(delete(SignInThrottle).where(SignInThrottle.address_key == address_key,
-                                                 SignInThrottle.account_key == account_key))
-    session.execute(update(SignInThrottle).where(
-        SignInThrottle.address_key == address_key, SignInThrottle.account_key == ANY_ACCOUNT,
-        SignInThrottle.failures > 0).values(failures=SignInThrottle.failures - 1))
+    session.execute(
+        delete(SignInThrottle).where(
+            SignInThrottle.address_key == address_key, SignInThrottle.account_key == account_key
+        )
+    )
+    session.execute(
+        update(SignInThrottle)
+        .where(
+            SignInThrottle.address_key == address_key,
+            SignInThrottle.account_key == ANY_ACCOUNT,
+            SignInThrottle.failures > 0,
+        )
+        .values(failures=SignInThrottle.failures - 1)
+    )
 
 
 def _locked_row(session: Session, address_key: str, account_key: str, now: datetime) -> SignInThrottle:
     """The row, created if new, locked until the transaction ends (SQLite: BEGIN IMMEDIATE holds it)."""
     insert = postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    session.execute(insert(SignInThrottle).values(
-        address_key=address_key, account_key=account_key, failures=0, window_start=now, updated_at=now,
-    ).on_conflict_do_nothing(index_elements=["address_key", "account_key"]))
+    session.execute(
+        insert(SignInThrottle)
+        .values(
+            address_key=address_key,
+            account_key=account_key,
+            failures=0,
+            window_start=now,
+            updated_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["address_key", "account_key"])
+    )
     row: SignInThrottle = session.scalars(
-        select(SignInThrottle).where(SignInThrottle.address_key == address_key,
-                                     SignInThrottle.account_key == account_key)
-        .with_for_update().execution_options(populate_existing=True)).one()
+        select(SignInThrottle)
+        .where(SignInThrottle.address_key == address_key, SignInThrottle.account_key == account_key)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one()
     return row
 
 
@@ -204,10 +229,16 @@ def purge_stale(session: Session, now: datetime | None = None) -> int:
     """Delete rows untouched for FORGET_AFTER; commits. Rows another sign-in holds are skipped (never
     waited for), so the purge cannot deadlock with it. Returns the rows deleted."""
     cutoff = (now or utcnow()) - FORGET_AFTER
-    stale = (select(SignInThrottle.address_key, SignInThrottle.account_key)
-             .where(SignInThrottle.updated_at < cutoff).with_for_update(skip_locked=True))
-    deleted = session.execute(delete(SignInThrottle).where(
-        tuple_(SignInThrottle.address_key, SignInThrottle.account_key).in_(stale)))
+    stale = (
+        select(SignInThrottle.address_key, SignInThrottle.account_key)
+        .where(SignInThrottle.updated_at < cutoff)
+        .with_for_update(skip_locked=True)
+    )
+    deleted = session.execute(
+        delete(SignInThrottle).where(
+            tuple_(SignInThrottle.address_key, SignInThrottle.account_key).in_(stale)
+        )
+    )
     session.commit()
     return int(getattr(deleted, "rowcount", 0) or 0)
 

@@ -70,7 +70,9 @@ def _labels(session: Session, school_id: int, attribute: str) -> dict[str, str]:
         rows = session.execute(
             select(ClassMembership.student_id, SchoolClass.name)
             .join(SchoolClass, SchoolClass.id == ClassMembership.class_id)
-            .where(SchoolClass.school_id == school_id).order_by(ClassMembership.added_at)).all()
+            .where(SchoolClass.school_id == school_id)
+            .order_by(ClassMembership.added_at)
+        ).all()
         labels: dict[str, str] = {}
         for sid, name in rows:
             labels.setdefault(sid, name)
@@ -78,16 +80,27 @@ def _labels(session: Session, school_id: int, attribute: str) -> dict[str, str]:
     if attribute not in allowed_attributes():
         known = ", ".join([*ORGANISATIONAL, *sorted(allowed_attributes())])
         raise GroupAttributeError(f"unknown attribute {attribute!r} (known: {known})")
-    return dict(session.execute(
-        select(GroupAttribute.student_id, GroupAttribute.value)
-        .join(Student, Student.id == GroupAttribute.student_id)
-        .where(Student.school_id == school_id, GroupAttribute.attribute == attribute)).all())
+    return dict(
+        session.execute(
+            select(GroupAttribute.student_id, GroupAttribute.value)
+            .join(Student, Student.id == GroupAttribute.student_id)
+            .where(Student.school_id == school_id, GroupAttribute.attribute == attribute)
+        ).all()
+    )
 
 
 def run_bias_check(
-    session: Session, principal: Principal, attribute: str, *, skills: Sequence[str] | None = None,
-    since: datetime | None = None, until: datetime | None = None, bootstrap: int | None = None,
-    seed: int | None = None, permutations: int | None = None, diagnostic: bool = False,
+    session: Session,
+    principal: Principal,
+    attribute: str,
+    *,
+    skills: Sequence[str] | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    bootstrap: int | None = None,
+    seed: int | None = None,
+    permutations: int | None = None,
+    diagnostic: bool = False,
 ) -> BiasReport:
     """Audit the school's students grouped by ``attribute``; store and return the report. Commits.
 
@@ -98,15 +111,18 @@ def run_bias_check(
     labels = _labels(session, principal.school_id, attribute)
     students = sorted(labels)
     index = {sid: i for i, sid in enumerate(students)}
-    responses, response_skills, post_mastery = _responses(session, students, index, skills, since, until,
-                                                          config)
+    responses, response_skills, post_mastery = _responses(
+        session, students, index, skills, since, until, config
+    )
     groups_of = [labels[s] for s in students]
     if not len(responses.student) and max(Counter(groups_of).values(), default=0) >= config.suppress_below:
         # Groups large enough to compare, but nothing they did to compare them on. (Groups all under the
         # suppression size are reported as "not enough data" whatever the window holds.)
         window = _described(skills, since, until)
-        raise InvalidInput(f"no student with a recorded {attribute} answered{window}: there is nothing to "
-                           "check (widen the window or wait for answers)")
+        raise InvalidInput(
+            f"no student with a recorded {attribute} answered{window}: there is nothing to "
+            "check (widen the window or wait for answers)"
+        )
     decisions, decision_skills = _decisions(session, students, index, skills, post_mastery)
     picks, pick_skills = _picks(session, students, index, since, until)
     overall = audit(attribute, groups_of, responses, decisions, picks, config)
@@ -121,34 +137,53 @@ def run_bias_check(
         local[practising] = np.arange(len(practising))
         keep = local[decisions.student] >= 0
         per_skill[skill] = audit(
-            attribute, [groups_of[i] for i in practising],
+            attribute,
+            [groups_of[i] for i in practising],
             ResponseData(local[responses.student[rows]], responses.predicted[rows], responses.observed[rows]),
-            DecisionData(local[decisions.student[dec & keep]], decisions.attempts[dec & keep],
-                         decisions.mastered[dec & keep], decisions.attempts_at_mastery[dec & keep],
-                         decisions.post_mastery_correct[dec & keep],
-                         decisions.post_mastery_answers[dec & keep]),
-            PickData(local[picks.student[pk & (local[picks.student] >= 0)]],
-                     picks.remedial[pk & (local[picks.student] >= 0)]),
+            DecisionData(
+                local[decisions.student[dec & keep]],
+                decisions.attempts[dec & keep],
+                decisions.mastered[dec & keep],
+                decisions.attempts_at_mastery[dec & keep],
+                decisions.post_mastery_correct[dec & keep],
+                decisions.post_mastery_answers[dec & keep],
+            ),
+            PickData(
+                local[picks.student[pk & (local[picks.student] >= 0)]],
+                picks.remedial[pk & (local[picks.student] >= 0)],
+            ),
             dataclasses.replace(config, permutations=min(config.permutations, 200)),
-            reference=overall.reference)
+            reference=overall.reference,
+        )
     corrected = correct_jointly([overall, *per_skill.values()])
     report, per_skill = corrected[0], dict(zip(per_skill, corrected[1:], strict=True))
     as_json = _as_json(session, report, skills, since, until)
-    as_json["per_skill"] = {skill: _groups_json(r) | {"flagged": [f"{c.group}: {c.metric} ({c.reason})"
-                                                                  for c in r.flagged]}
-                            for skill, r in per_skill.items()}
-    as_json["flagged"] += [f"{skill}: {line}" for skill, r in per_skill.items()
-                           for line in as_json["per_skill"][skill]["flagged"]]
-    as_json["summary"] += [f"On skill {skill}: Review suggested: " + "; ".join(
-        f"{c.group} {METRICS.get(c.metric, ('ROC curves', ''))[0]} ({c.reason})" for c in r.flagged)
-        for skill, r in per_skill.items() if r.flagged]
+    as_json["per_skill"] = {
+        skill: _groups_json(r) | {"flagged": [f"{c.group}: {c.metric} ({c.reason})" for c in r.flagged]}
+        for skill, r in per_skill.items()
+    }
+    as_json["flagged"] += [
+        f"{skill}: {line}"
+        for skill, r in per_skill.items()
+        for line in as_json["per_skill"][skill]["flagged"]
+    ]
+    as_json["summary"] += [
+        f"On skill {skill}: Review suggested: "
+        + "; ".join(
+            f"{c.group} {METRICS.get(c.metric, ('ROC curves', ''))[0]} ({c.reason})" for c in r.flagged
+        )
+        for skill, r in per_skill.items()
+        if r.flagged
+    ]
     as_json["tests"] = sum(len(r.comparisons) for r in corrected)
     if diagnostic:
         shown = {g.group for g in report.groups if g.status not in ("suppressed", "no answers")}
-        as_json["diagnostic"] = _multilearn(session, {s: g for s, g in labels.items() if g in shown}, skills,
-                                            seed=config.seed)
-    stored = BiasReport(school_id=principal.school_id, actor=principal.actor, attribute=attribute,
-                        report=as_json)
+        as_json["diagnostic"] = _multilearn(
+            session, {s: g for s, g in labels.items() if g in shown}, skills, seed=config.seed
+        )
+    stored = BiasReport(
+        school_id=principal.school_id, actor=principal.actor, attribute=attribute, report=as_json
+    )
     session.add(stored)
     session.commit()
     return stored
@@ -157,8 +192,9 @@ def run_bias_check(
 DIAGNOSTIC_SKILLS = 5
 
 
-def _multilearn(session: Session, labels: dict[str, str], skills: Sequence[str] | None, *,
-                seed: int) -> list[dict[str, Any]]:
+def _multilearn(
+    session: Session, labels: dict[str, str], skills: Sequence[str] | None, *, seed: int
+) -> list[dict[str, Any]]:
     """pyBKT ``multilearn`` by group on the (up to 5) most practised skills; suppressed groups left out."""
     frame = response_frame(session, skills)
     frame = frame[frame["user_id"].isin(list(labels))].copy()
@@ -195,24 +231,46 @@ def _window(query: Any, column: Any, since: datetime | None, until: datetime | N
     return query
 
 
-def _responses(session: Session, students: list[str], index: dict[str, int], skills: Sequence[str] | None,
-               since: datetime | None, until: datetime | None, config: FairnessConfig,
-               ) -> tuple[ResponseData, NDArray[np.str_], dict[tuple[str, str], list[bool]]]:
+def _responses(
+    session: Session,
+    students: list[str],
+    index: dict[str, int],
+    skills: Sequence[str] | None,
+    since: datetime | None,
+    until: datetime | None,
+    config: FairnessConfig,
+) -> tuple[ResponseData, NDArray[np.str_], dict[tuple[str, str], list[bool]]]:
     """Every (answer, skill) of the students with the prediction made BEFORE it, in answer order."""
     student_col, predicted, observed, skill_col = [], [], [], []
     after: dict[tuple[str, str], list[bool]] = defaultdict(list)
     # The answers that follow mastery, by their rank on the skill (timestamps can tie, e.g. in imports).
-    declared_after = dict(((sid, skill), n) for sid, skill, n in session.execute(
-        select(Mastery.student_id, Mastery.skill_id, Mastery.attempts_at_mastery)
-        .where(Mastery.student_id.in_(students), Mastery.attempts_at_mastery.is_not(None))).all()
-    ) if students else {}
+    declared_after = (
+        dict(
+            ((sid, skill), n)
+            for sid, skill, n in session.execute(
+                select(Mastery.student_id, Mastery.skill_id, Mastery.attempts_at_mastery).where(
+                    Mastery.student_id.in_(students), Mastery.attempts_at_mastery.is_not(None)
+                )
+            ).all()
+        )
+        if students
+        else {}
+    )
     rank: dict[tuple[str, str], int] = defaultdict(int)
     for start in range(0, len(students), 500):
-        chunk = students[start:start + 500]
-        query = (select(Response.student_id, ResponseSkill.skill_id, ResponseSkill.p_correct,
-                        Response.credited, Response.created_at)
-                 .join(ResponseSkill, ResponseSkill.response_id == Response.id)
-                 .where(Response.student_id.in_(chunk)).order_by(Response.student_id, Response.id))
+        chunk = students[start : start + 500]
+        query = (
+            select(
+                Response.student_id,
+                ResponseSkill.skill_id,
+                ResponseSkill.p_correct,
+                Response.credited,
+                Response.created_at,
+            )
+            .join(ResponseSkill, ResponseSkill.response_id == Response.id)
+            .where(Response.student_id.in_(chunk))
+            .order_by(Response.student_id, Response.id)
+        )
         if skills:
             query = query.where(ResponseSkill.skill_id.in_(list(skills)))
         # From the first answer (ranks count them all); only those in the window are measured.
@@ -228,16 +286,33 @@ def _responses(session: Session, students: list[str], index: dict[str, int], ski
             declared = declared_after.get(key)
             if declared is not None and declared < rank[key] <= declared + config.post_mastery_answers:
                 after[key].append(bool(credited))
-    return (ResponseData(np.array(student_col, dtype=np.int64), np.array(predicted, dtype=np.float64),
-                         np.array(observed, dtype=np.float64)), np.array(skill_col, dtype=str), after)
+    return (
+        ResponseData(
+            np.array(student_col, dtype=np.int64),
+            np.array(predicted, dtype=np.float64),
+            np.array(observed, dtype=np.float64),
+        ),
+        np.array(skill_col, dtype=str),
+        after,
+    )
 
 
-def _decisions(session: Session, students: list[str], index: dict[str, int], skills: Sequence[str] | None,
-               after: dict[tuple[str, str], list[bool]]) -> tuple[DecisionData, NDArray[np.str_]]:
+def _decisions(
+    session: Session,
+    students: list[str],
+    index: dict[str, int],
+    skills: Sequence[str] | None,
+    after: dict[tuple[str, str], list[bool]],
+) -> tuple[DecisionData, NDArray[np.str_]]:
     rows: list[Any] = []
     for start in range(0, len(students), 500):
-        query = select(Mastery.student_id, Mastery.skill_id, Mastery.attempts, Mastery.mastered_at,
-                       Mastery.attempts_at_mastery).where(Mastery.student_id.in_(students[start:start + 500]))
+        query = select(
+            Mastery.student_id,
+            Mastery.skill_id,
+            Mastery.attempts,
+            Mastery.mastered_at,
+            Mastery.attempts_at_mastery,
+        ).where(Mastery.student_id.in_(students[start : start + 500]))
         if skills:
             query = query.where(Mastery.skill_id.in_(list(skills)))
         rows.extend(session.execute(query).all())
@@ -252,16 +327,26 @@ def _decisions(session: Session, students: list[str], index: dict[str, int], ski
     ), np.array([r[1] for r in rows], dtype=str)
 
 
-def _picks(session: Session, students: list[str], index: dict[str, int], since: datetime | None,
-           until: datetime | None) -> tuple[PickData, NDArray[np.str_]]:
+def _picks(
+    session: Session,
+    students: list[str],
+    index: dict[str, int],
+    since: datetime | None,
+    until: datetime | None,
+) -> tuple[PickData, NDArray[np.str_]]:
     rows: list[Any] = []
     for start in range(0, len(students), 500):
         query = select(Recommendation.student_id, Recommendation.reason, Recommendation.skill_id).where(
-            Recommendation.student_id.in_(students[start:start + 500]))
+            Recommendation.student_id.in_(students[start : start + 500])
+        )
         rows.extend(session.execute(_window(query, Recommendation.created_at, since, until)).all())
-    return (PickData(np.array([index[s] for s, _, _ in rows], dtype=np.int64),
-                     np.array([1.0 if reason == "remediate_prerequisite" else 0.0 for _, reason, _ in rows])),
-            np.array([skill or "" for _, _, skill in rows], dtype=str))
+    return (
+        PickData(
+            np.array([index[s] for s, _, _ in rows], dtype=np.int64),
+            np.array([1.0 if reason == "remediate_prerequisite" else 0.0 for _, reason, _ in rows]),
+        ),
+        np.array([skill or "" for _, _, skill in rows], dtype=str),
+    )
 
 
 def _clean(value: Any) -> Any:
@@ -270,43 +355,72 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def _as_json(session: Session, report: FairnessReport, skills: Sequence[str] | None, since: datetime | None,
-             until: datetime | None) -> dict[str, Any]:
-    fitted = session.scalar(select(func.count()).select_from(SkillParameters).where(
-        SkillParameters.is_current, SkillParameters.source == "fitted"))
-    current = session.scalar(select(func.count()).select_from(SkillParameters)
-                             .where(SkillParameters.is_current))
+def _as_json(
+    session: Session,
+    report: FairnessReport,
+    skills: Sequence[str] | None,
+    since: datetime | None,
+    until: datetime | None,
+) -> dict[str, Any]:
+    fitted = session.scalar(
+        select(func.count())
+        .select_from(SkillParameters)
+        .where(SkillParameters.is_current, SkillParameters.source == "fitted")
+    )
+    current = session.scalar(
+        select(func.count()).select_from(SkillParameters).where(SkillParameters.is_current)
+    )
     return {
-        "attribute": report.attribute, "reference": report.reference,
+        "attribute": report.attribute,
+        "reference": report.reference,
         "summary": plain_summary(report),
         **_groups_json(report),
         "comparisons": [{k: _clean(v) for k, v in dataclasses.asdict(c).items()} for c in report.comparisons],
         "flagged": [f"{c.group}: {c.metric} ({c.reason})" for c in report.flagged],
         "auc_gap": _clean(report.auc_gap),
-        "metrics": ({name: text for name, (text, _) in METRICS.items()}
-                    | {"abroca": "area between the ROC curves of a group and the reference"}),
+        "metrics": (
+            {name: text for name, (text, _) in METRICS.items()}
+            | {"abroca": "area between the ROC curves of a group and the reference"}
+        ),
         "settings": dataclasses.asdict(report.config),
-        "data": {"since": since.isoformat() if since else None, "until": until.isoformat() if until else None,
-                 "skills": list(skills) if skills else "all"},
-        "model": {"content_revision": session.scalar(select(ContentState.revision)),
-                  "current_parameter_versions": current, "fitted": fitted,
-                  "predictions": "standard BKT P(correct) stored with each answer, made before it"},
+        "data": {
+            "since": since.isoformat() if since else None,
+            "until": until.isoformat() if until else None,
+            "skills": list(skills) if skills else "all",
+        },
+        "model": {
+            "content_revision": session.scalar(select(ContentState.revision)),
+            "current_parameter_versions": current,
+            "fitted": fitted,
+            "predictions": "standard BKT P(correct) stored with each answer, made before it",
+        },
         "caveats": report.caveats,
     }
 
 
 def _groups_json(report: FairnessReport) -> dict[str, Any]:
-    return {"groups": [{
-        "group": g.group, "status": g.status, "students": g.students, "responses": g.responses,
-        "metrics": {name: {k: _clean(v) for k, v in dataclasses.asdict(e).items()}
-                    for name, e in g.metrics.items()},
-    } for g in report.groups]}
+    return {
+        "groups": [
+            {
+                "group": g.group,
+                "status": g.status,
+                "students": g.students,
+                "responses": g.responses,
+                "metrics": {
+                    name: {k: _clean(v) for k, v in dataclasses.asdict(e).items()}
+                    for name, e in g.metrics.items()
+                },
+            }
+            for g in report.groups
+        ]
+    }
 
 
 def get_report(session: Session, principal: Principal, report_id: int) -> BiasReport:
     ensure_allowed(principal, Action.READ_BIAS_CHECK)
-    found: BiasReport | None = session.scalar(select(BiasReport).where(
-        BiasReport.id == report_id, BiasReport.school_id == principal.school_id))
+    found: BiasReport | None = session.scalar(
+        select(BiasReport).where(BiasReport.id == report_id, BiasReport.school_id == principal.school_id)
+    )
     if found is None:
         raise UnknownBiasReport(str(report_id))
     return found
@@ -314,5 +428,11 @@ def get_report(session: Session, principal: Principal, report_id: int) -> BiasRe
 
 def list_reports(session: Session, principal: Principal) -> list[BiasReport]:
     ensure_allowed(principal, Action.READ_BIAS_CHECK)
-    return list(session.scalars(select(BiasReport).where(BiasReport.school_id == principal.school_id)
-                                .order_by(BiasReport.id.desc()).limit(100)))
+    return list(
+        session.scalars(
+            select(BiasReport)
+            .where(BiasReport.school_id == principal.school_id)
+            .order_by(BiasReport.id.desc())
+            .limit(100)
+        )
+    )

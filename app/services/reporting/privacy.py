@@ -100,68 +100,156 @@ THE_STUDENT = Implied("the student the whole export is about (the profile's id)"
 # tests/services/test_export_completeness.py until it is added here; plain fields are then exported by
 # ``_stored`` without further code.
 EXPORT_MAP: dict[str, tuple[str, dict[str, str | Shown | Implied | Withheld]]] = {
-    "students": ("profile", {
-        "id": "id", "school_id": Shown("school", "the school's name"),
-        "app_id": Shown("created_by_app", "the name of the app that created the student"),
-        "external_id": "external_id", "created_at": "created_at", "speed_weights": "pace_weights",
-        "personalized": "personalized", "personalization_changed_at": "personalization_changed_at",
-        "personalization_changed_by": "personalization_changed_by", "answer_count": "answer_count",
-        "last_answer_at": "last_answer_at",
-    }),
-    "student_credentials": ("sign_in", {
-        "student_id": THE_STUDENT, "login_prefix": "personal_code_prefix",
-        "code_hash": Withheld("a one-way hash of the personal code: it tells the student nothing, and a copy "
-                              "of it would let anyone try codes offline"),
-        "version": "code_version", "issued_at": "personal_code_issued_at", "last_login_at": "last_sign_in_at",
-    }),
-    "class_members": ("classes", {
-        "class_id": Shown("name", "the class's name, with its teacher's name"), "student_id": THE_STUDENT,
-        "added_at": "joined_at",
-    }),
-    "responses": ("responses", {
-        "id": "id", "student_id": THE_STUDENT, "exercise_id": "exercise_id", "correct": "correct",
-        "answer": "answer", "graded_by": "graded_by", "response_time_ms": "response_time_ms",
-        "client_response_id": "client_response_id", "created_at": "created_at",
-        "recommendation_id": "recommendation_id", "hints_used": "hints_used",
-    }),
-    "response_skills": ("responses.skills", {
-        "response_id": Implied("each answer lists the tracing steps it caused ('skills')"),
-        "skill_id": "skill_id", "position": "position", "parameters_id": "parameters_id",
-        "p_mastery_before": "p_mastery_before", "p_correct": "p_correct",
-        "p_mastery_after": "p_mastery_after", "p_mastery_paced_after": "p_mastery_paced_after",
-        "estimate_before": "estimate_before",
-        "estimate_after": "estimate_after",
-    }),
-    "mastery": ("mastery", {
-        "student_id": THE_STUDENT, "skill_id": "skill_id", "p_mastery": "p_mastery", "attempts": "attempts",
-        "correct_count": "correct", "p_by_speed": "p_by_speed", "mastered_at": "mastered_at",
-        "attempts_at_mastery": "attempts_at_mastery", "updated_at": "last_practiced_at",
-        "review_successes": "review_successes", "parameters_id": "parameters_id",
-        "memory_stability": "memory_stability", "memory_difficulty": "memory_difficulty",
-        "memory_reviewed_at": "memory_reviewed_at", "memory_reviews": "memory_reviews",
-        "memory_lapses": "memory_lapses",
-    }),
-    "student_baselines": ("purged_history", {
-        "student_id": THE_STUDENT, "speed_weights": "pace_weights_then", "answer_count": "answers_purged",
-        "last_answer_at": "last_purged_answer_at", "skills": "state_then", "purged_before": "purged_before",
-    }),
-    "recommendations": ("recommendations", {
-        "id": "id", "student_id": THE_STUDENT, "created_at": "created_at", "exercise_id": "exercise_id",
-        "skill_id": "skill_id", "policy": "policy", "reason": "reason", "explanation": "explanation",
-        "details": "details", "hints_shown": "hints_shown",
-    }),
-    "group_attributes": ("group_attributes", {
-        "student_id": THE_STUDENT, "attribute": "attribute", "value": "value", "set_at": "set_at",
-        "set_by": "set_by",
-    }),
-    "consent_events": ("consents", {
-        "id": "id", "student_id": THE_STUDENT, "kind": "kind", "granted": "granted", "scope": "scope",
-        "actor": "actor", "given_by": "given_by", "created_at": "at",
-    }),
-    "access_log": ("access_log", {
-        "id": "id", "student_id": THE_STUDENT, "actor": "actor", "actor_name": "who", "what": "what",
-        "created_at": "at",
-    }),
+    "students": (
+        "profile",
+        {
+            "id": "id",
+            "school_id": Shown("school", "the school's name"),
+            "app_id": Shown("created_by_app", "the name of the app that created the student"),
+            "external_id": "external_id",
+            "created_at": "created_at",
+            "speed_weights": "pace_weights",
+            "personalized": "personalized",
+            "personalization_changed_at": "personalization_changed_at",
+            "personalization_changed_by": "personalization_changed_by",
+            "answer_count": "answer_count",
+            "last_answer_at": "last_answer_at",
+        },
+    ),
+    "student_credentials": (
+        "sign_in",
+        {
+            "student_id": THE_STUDENT,
+            "login_prefix": "personal_code_prefix",
+            "code_hash": Withheld(
+                "a one-way hash of the personal code: it tells the student nothing, and a copy "
+                "of it would let anyone try codes offline"
+            ),
+            "version": "code_version",
+            "issued_at": "personal_code_issued_at",
+            "last_login_at": "last_sign_in_at",
+        },
+    ),
+    "class_members": (
+        "classes",
+        {
+            "class_id": Shown("name", "the class's name, with its teacher's name"),
+            "student_id": THE_STUDENT,
+            "added_at": "joined_at",
+        },
+    ),
+    "responses": (
+        "responses",
+        {
+            "id": "id",
+            "student_id": THE_STUDENT,
+            "exercise_id": "exercise_id",
+            "correct": "correct",
+            "answer": "answer",
+            "graded_by": "graded_by",
+            "response_time_ms": "response_time_ms",
+            "client_response_id": "client_response_id",
+            "created_at": "created_at",
+            "recommendation_id": "recommendation_id",
+            "hints_used": "hints_used",
+        },
+    ),
+    "response_skills": (
+        "responses.skills",
+        {
+            "response_id": Implied("each answer lists the tracing steps it caused ('skills')"),
+            "skill_id": "skill_id",
+            "position": "position",
+            "parameters_id": "parameters_id",
+            "p_mastery_before": "p_mastery_before",
+            "p_correct": "p_correct",
+            "p_mastery_after": "p_mastery_after",
+            "p_mastery_paced_after": "p_mastery_paced_after",
+            "estimate_before": "estimate_before",
+            "estimate_after": "estimate_after",
+        },
+    ),
+    "mastery": (
+        "mastery",
+        {
+            "student_id": THE_STUDENT,
+            "skill_id": "skill_id",
+            "p_mastery": "p_mastery",
+            "attempts": "attempts",
+            "correct_count": "correct",
+            "p_by_speed": "p_by_speed",
+            "mastered_at": "mastered_at",
+            "attempts_at_mastery": "attempts_at_mastery",
+            "updated_at": "last_practiced_at",
+            "review_successes": "review_successes",
+            "parameters_id": "parameters_id",
+            "memory_stability": "memory_stability",
+            "memory_difficulty": "memory_difficulty",
+            "memory_reviewed_at": "memory_reviewed_at",
+            "memory_reviews": "memory_reviews",
+            "memory_lapses": "memory_lapses",
+        },
+    ),
+    "student_baselines": (
+        "purged_history",
+        {
+            "student_id": THE_STUDENT,
+            "speed_weights": "pace_weights_then",
+            "answer_count": "answers_purged",
+            "last_answer_at": "last_purged_answer_at",
+            "skills": "state_then",
+            "purged_before": "purged_before",
+        },
+    ),
+    "recommendations": (
+        "recommendations",
+        {
+            "id": "id",
+            "student_id": THE_STUDENT,
+            "created_at": "created_at",
+            "exercise_id": "exercise_id",
+            "skill_id": "skill_id",
+            "policy": "policy",
+            "reason": "reason",
+            "explanation": "explanation",
+            "details": "details",
+            "hints_shown": "hints_shown",
+        },
+    ),
+    "group_attributes": (
+        "group_attributes",
+        {
+            "student_id": THE_STUDENT,
+            "attribute": "attribute",
+            "value": "value",
+            "set_at": "set_at",
+            "set_by": "set_by",
+        },
+    ),
+    "consent_events": (
+        "consents",
+        {
+            "id": "id",
+            "student_id": THE_STUDENT,
+            "kind": "kind",
+            "granted": "granted",
+            "scope": "scope",
+            "actor": "actor",
+            "given_by": "given_by",
+            "created_at": "at",
+        },
+    ),
+    "access_log": (
+        "access_log",
+        {
+            "id": "id",
+            "student_id": THE_STUDENT,
+            "actor": "actor",
+            "actor_name": "who",
+            "what": "what",
+            "created_at": "at",
+        },
+    ),
 }
 
 
@@ -181,8 +269,9 @@ class StudentExport:
         return self.sections
 
 
-def export_student(session: Session, principal: Principal, student_id: str, *, threshold: float,
-                   target_success: float) -> StudentExport:
+def export_student(
+    session: Session, principal: Principal, student_id: str, *, threshold: float, target_success: float
+) -> StudentExport:
     student = find_student(session, principal, student_id, Action.READ_STUDENT)
     record_access(session, principal, [student.id], "export")  # so the export lists its own read
     school = session.get(School, student.school_id)
@@ -193,37 +282,68 @@ def export_student(session: Session, principal: Principal, student_id: str, *, t
         select(SchoolClass.name, StaffUser.name, ClassMembership)
         .join(ClassMembership, ClassMembership.class_id == SchoolClass.id)
         .join(StaffUser, StaffUser.id == SchoolClass.teacher_id)
-        .where(ClassMembership.student_id == student.id).order_by(ClassMembership.added_at)).all()
-    responses = list(session.scalars(
-        select(Response).where(Response.student_id == student.id).order_by(Response.id)))
+        .where(ClassMembership.student_id == student.id)
+        .order_by(ClassMembership.added_at)
+    ).all()
+    responses = list(
+        session.scalars(select(Response).where(Response.student_id == student.id).order_by(Response.id))
+    )
     steps: dict[int, list[ResponseSkill]] = {}
-    for step in session.scalars(select(ResponseSkill).join(Response, Response.id == ResponseSkill.response_id)
-                                .where(Response.student_id == student.id)
-                                .order_by(ResponseSkill.response_id, ResponseSkill.position)):
+    for step in session.scalars(
+        select(ResponseSkill)
+        .join(Response, Response.id == ResponseSkill.response_id)
+        .where(Response.student_id == student.id)
+        .order_by(ResponseSkill.response_id, ResponseSkill.position)
+    ):
         steps.setdefault(step.response_id, []).append(step)
     # The worked solution the student saw after each answer (content, not their data: shown beside it).
-    solutions = dict(session.execute(select(Exercise.id, Exercise.solution).where(
-        Exercise.id.in_({r.exercise_id for r in responses if r.exercise_id}))).all()) if responses else {}
+    solutions = (
+        dict(
+            session.execute(
+                select(Exercise.id, Exercise.solution).where(
+                    Exercise.id.in_({r.exercise_id for r in responses if r.exercise_id})
+                )
+            ).all()
+        )
+        if responses
+        else {}
+    )
 
     def rows(model: Any, *order: Any) -> list[dict[str, Any]]:
-        return [_stored(row) for row in session.scalars(
-            select(model).where(model.student_id == student.id).order_by(*order))]
+        return [
+            _stored(row)
+            for row in session.scalars(select(model).where(model.student_id == student.id).order_by(*order))
+        ]
 
     sections: dict[str, Any] = {
         "exported_at": utcnow(),
         "how_it_works": HOW_IT_WORKS.format(threshold=threshold, target=target_success),
-        "profile": {**_stored(student), "school": school.name if school else None,
-                    "created_by_app": app.name if app else None},
-        "sign_in": None if credential is None else {
+        "profile": {
+            **_stored(student),
+            "school": school.name if school else None,
+            "created_by_app": app.name if app else None,
+        },
+        "sign_in": None
+        if credential is None
+        else {
             **_stored(credential),
             "note": "Only a one-way hash of the personal code is stored; it is not part of the export.",
         },
-        "classes": [{"name": name, "teacher": teacher, **_stored(membership)}
-                    for name, teacher, membership in classes],
-        "responses": [{**_stored(r), "solution": list(solutions.get(r.exercise_id or "") or []),
-                       "skills": [_stored(s) for s in steps.get(r.id, [])]} for r in responses],
+        "classes": [
+            {"name": name, "teacher": teacher, **_stored(membership)} for name, teacher, membership in classes
+        ],
+        "responses": [
+            {
+                **_stored(r),
+                "solution": list(solutions.get(r.exercise_id or "") or []),
+                "skills": [_stored(s) for s in steps.get(r.id, [])],
+            }
+            for r in responses
+        ],
         "mastery": rows(Mastery, Mastery.skill_id),
-        "purged_history": None if baseline is None else {
+        "purged_history": None
+        if baseline is None
+        else {
             **_stored(baseline),
             "note": "Answers older than the retention period were deleted; the state they led to was kept.",
         },
@@ -250,8 +370,11 @@ def export_zip(export: StudentExport) -> bytes:
         "profile.csv": fields(data["profile"]),
         "sign_in.csv": fields(data["sign_in"]),
         "classes.csv": data["classes"],
-        "responses.csv": [{**{k: v for k, v in r.items() if k != "skills"}, **step}
-                          for r in data["responses"] for step in (r["skills"] or [{}])],
+        "responses.csv": [
+            {**{k: v for k, v in r.items() if k != "skills"}, **step}
+            for r in data["responses"]
+            for step in (r["skills"] or [{}])
+        ],
         "mastery.csv": data["mastery"],
         "purged_history.csv": fields(data["purged_history"]),
         "recommendations.csv": data["recommendations"],
@@ -271,8 +394,9 @@ def export_zip(export: StudentExport) -> bytes:
 # --- deletion ----------------------------------------------------------------------------------
 
 
-def delete_student(session: Session, student_id: str, *, by: Principal | None, actor: str = "operator"
-                   ) -> dict[str, int]:
+def delete_student(
+    session: Session, student_id: str, *, by: Principal | None, actor: str = "operator"
+) -> dict[str, int]:
     """Remove the student and everything derived from them, in one transaction; rows deleted per table.
 
     ``by``: the caller (an app or admin; None for the operator's CLI).
@@ -319,8 +443,15 @@ class PurgeReport:
     students_folded: int = 0
 
 
-def purge_expired(session: Session, *, response_days: int, access_log_days: int, rules: MasteryRules,
-                  dry_run: bool = False, now: datetime | None = None) -> PurgeReport:
+def purge_expired(
+    session: Session,
+    *,
+    response_days: int,
+    access_log_days: int,
+    rules: MasteryRules,
+    dry_run: bool = False,
+    now: datetime | None = None,
+) -> PurgeReport:
     """Delete answers, recommendations and access-log entries older than their retention, in one
     transaction.
 
@@ -334,19 +465,24 @@ def purge_expired(session: Session, *, response_days: int, access_log_days: int,
     report.counts = {
         "responses": _count(session, Response, Response.created_at < report.responses_before),
         "response_skills": _count(session, ResponseSkill, ResponseSkill.response_id.in_(old_responses)),
-        "recommendations": _count(session, Recommendation,
-                                  Recommendation.created_at < report.responses_before),
+        "recommendations": _count(
+            session, Recommendation, Recommendation.created_at < report.responses_before
+        ),
         "access_log": _count(session, AccessLogEntry, AccessLogEntry.created_at < report.access_log_before),
     }
-    affected = list(session.scalars(select(Response.student_id).distinct()
-                                    .where(Response.created_at < report.responses_before)))
+    affected = list(
+        session.scalars(
+            select(Response.student_id).distinct().where(Response.created_at < report.responses_before)
+        )
+    )
     report.students_folded = len(affected)
     if dry_run:
         session.rollback()
         return report
     params = read_snapshot(session).params
-    for student_id, model, steps in replay_models(session, params, rules, affected,
-                                                  before=report.responses_before):
+    for student_id, model, steps in replay_models(
+        session, params, rules, affected, before=report.responses_before
+    ):
         baseline = session.get(StudentBaseline, student_id)
         folded = len({s.response_id for s in steps})
         last = max((s.created_at for s in steps), default=None)

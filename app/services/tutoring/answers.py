@@ -106,16 +106,23 @@ def record_response(
     if retired:
         # A retired exercise of live skills still counts (an app's cached copy); one whose skills left
         # the content has no model to update.
-        raise InvalidInput(f"Exercise {exercise.id!r} is retired: its skills {retired} are no longer in the "
-                           "content.")
+        raise InvalidInput(
+            f"Exercise {exercise.id!r} is retired: its skills {retired} are no longer in the content."
+        )
     graded_by = "app" if answer is None else "server"
     is_correct = grade_answer(exercise, answer) if answer is not None else bool(correct)
 
     # The whole model: a new pace estimate can bring other skills to mastery.
     model, rows = load_model(session, student)
     now = utcnow()
-    steps = apply_answer(model, exercise.skill_ids, is_correct and hints_used == 0, snapshot.params,
-                         now=now, rules=mastery_rules())
+    steps = apply_answer(
+        model,
+        exercise.skill_ids,
+        is_correct and hints_used == 0,
+        snapshot.params,
+        now=now,
+        rules=mastery_rules(),
+    )
     student.speed_weights = model.speed_weights
     student.answer_count += 1
     student.last_answer_at = now
@@ -128,10 +135,16 @@ def record_response(
             for name, value in row_values(state).items():
                 setattr(existing, name, value)
     response = Response(
-        student_id=student.id, exercise_id=exercise.id, correct=is_correct,
-        answer=answer, graded_by=graded_by, response_time_ms=response_time_ms,
-        client_response_id=client_response_id, created_at=now,
-        recommendation_id=_pending_recommendation(session, student.id, exercise.id), hints_used=hints_used,
+        student_id=student.id,
+        exercise_id=exercise.id,
+        correct=is_correct,
+        answer=answer,
+        graded_by=graded_by,
+        response_time_ms=response_time_ms,
+        client_response_id=client_response_id,
+        created_at=now,
+        recommendation_id=_pending_recommendation(session, student.id, exercise.id),
+        hints_used=hints_used,
     )
     for position, step in enumerate(steps):
         parameters_id = snapshot.parameters[step.skill_id].id
@@ -142,22 +155,45 @@ def record_response(
         for name, value in row_values(model.skills[step.skill_id]).items():
             setattr(row, name, value)
         row.parameters_id = parameters_id
-        response.skills.append(ResponseSkill(
-            skill_id=step.skill_id, position=position, parameters_id=parameters_id,
-            p_mastery_before=step.p_mastery_before, p_correct=step.p_correct,
-            p_mastery_after=step.p_mastery_after, p_mastery_paced_after=step.p_mastery_paced_after,
-            estimate_before=step.estimate_before, estimate_after=step.estimate_after,
-        ))
+        response.skills.append(
+            ResponseSkill(
+                skill_id=step.skill_id,
+                position=position,
+                parameters_id=parameters_id,
+                p_mastery_before=step.p_mastery_before,
+                p_correct=step.p_correct,
+                p_mastery_after=step.p_mastery_after,
+                p_mastery_paced_after=step.p_mastery_paced_after,
+                estimate_before=step.estimate_before,
+                estimate_after=step.estimate_after,
+            )
+        )
     session.add(response)
     session.commit()
     return RecordedResponse(
-        id=response.id, exercise_id=exercise.id, correct=is_correct, graded_by=graded_by,
-        correct_answer=exercise.answers[0], client_response_id=client_response_id,
-        created_at=now, recommendation_id=response.recommendation_id, hints_used=hints_used,
+        id=response.id,
+        exercise_id=exercise.id,
+        correct=is_correct,
+        graded_by=graded_by,
+        correct_answer=exercise.answers[0],
+        client_response_id=client_response_id,
+        created_at=now,
+        recommendation_id=response.recommendation_id,
+        hints_used=hints_used,
         solution=exercise.solution,
-        skills=[SkillStep(s.skill_id, s.p_mastery_before, s.p_correct, s.p_mastery_after,
-                          s.p_mastery_paced_after, s.mastered, s.estimate_before, s.estimate_after)
-                for s in steps],
+        skills=[
+            SkillStep(
+                s.skill_id,
+                s.p_mastery_before,
+                s.p_correct,
+                s.p_mastery_after,
+                s.p_mastery_paced_after,
+                s.mastered,
+                s.estimate_before,
+                s.estimate_after,
+            )
+            for s in steps
+        ],
     ), True
 
 
@@ -166,7 +202,8 @@ def _pending_recommendation(session: Session, student_id: str, exercise_id: str)
     latest = session.execute(
         select(Recommendation.id, Recommendation.exercise_id, answered(Recommendation.id))
         .where(Recommendation.student_id == student_id)
-        .order_by(Recommendation.id.desc()).limit(1)
+        .order_by(Recommendation.id.desc())
+        .limit(1)
     ).first()
     if latest is None or latest[1] != exercise_id or latest[2]:
         return None
@@ -182,12 +219,18 @@ def _find_by_client_id(session: Session, student_id: str, client_response_id: st
 
 
 def _check_same_request(
-    previous: Response, exercise_id: str, answer: str | None, correct: bool | None, hints_used: int,
+    previous: Response,
+    exercise_id: str,
+    answer: str | None,
+    correct: bool | None,
+    hints_used: int,
     client_id: str,
 ) -> None:
     # hints_used too: it decides whether the answer counts as evidence. The response time may differ.
-    same = previous.exercise_id == exercise_id and previous.hints_used == hints_used and (
-        previous.answer == answer if answer is not None else previous.correct == correct
+    same = (
+        previous.exercise_id == exercise_id
+        and previous.hints_used == hints_used
+        and (previous.answer == answer if answer is not None else previous.correct == correct)
     )
     if not same:
         raise Conflict(
@@ -199,30 +242,49 @@ def _check_same_request(
 def result_of(session: Session, response: Response) -> RecordedResponse:
     exercise = load_exercise(session, response.exercise_id) if response.exercise_id else None
     rules = mastery_rules()
-    earned = dict(session.execute(select(Mastery.skill_id, Mastery.mastered_at).where(
-        Mastery.student_id == response.student_id,
-        Mastery.skill_id.in_([s.skill_id for s in response.skills]))).all())
+    earned = dict(
+        session.execute(
+            select(Mastery.skill_id, Mastery.mastered_at).where(
+                Mastery.student_id == response.student_id,
+                Mastery.skill_id.in_([s.skill_id for s in response.skills]),
+            )
+        ).all()
+    )
     return RecordedResponse(
-        id=response.id, exercise_id=response.exercise_id, correct=response.correct,
+        id=response.id,
+        exercise_id=response.exercise_id,
+        correct=response.correct,
         graded_by=response.graded_by,
         correct_answer=exercise.answers[0] if exercise else "",
-        client_response_id=response.client_response_id, created_at=response.created_at,
-        recommendation_id=response.recommendation_id, hints_used=response.hints_used,
+        client_response_id=response.client_response_id,
+        created_at=response.created_at,
+        recommendation_id=response.recommendation_id,
+        hints_used=response.hints_used,
         solution=exercise.solution if exercise else (),
         skills=[
-            SkillStep(s.skill_id, s.p_mastery_before, s.p_correct, s.p_mastery_after,
-                      s.p_mastery_paced_after,
-                      _was_mastered(s, earned.get(s.skill_id), response.created_at, rules),
-                      s.estimate_before, s.estimate_after)
+            SkillStep(
+                s.skill_id,
+                s.p_mastery_before,
+                s.p_correct,
+                s.p_mastery_after,
+                s.p_mastery_paced_after,
+                _was_mastered(s, earned.get(s.skill_id), response.created_at, rules),
+                s.estimate_before,
+                s.estimate_after,
+            )
             for s in response.skills
         ],
     )
 
 
-def _was_mastered(step: ResponseSkill, earned_at: datetime | None, answered_at: datetime,
-                  rules: MasteryRules) -> bool:
+def _was_mastered(
+    step: ResponseSkill, earned_at: datetime | None, answered_at: datetime, rules: MasteryRules
+) -> bool:
     """The stored step's "mastered", as the answer said it: earned by then, and the estimate after it high
     enough (answers stored before estimates existed: the paced P(L))."""
-    after = step.estimate_after if step.estimate_after is not None else (
-        step.p_mastery_paced_after if step.p_mastery_paced_after is not None else step.p_mastery_after)
+    after = (
+        step.estimate_after
+        if step.estimate_after is not None
+        else (step.p_mastery_paced_after if step.p_mastery_paced_after is not None else step.p_mastery_after)
+    )
     return earned_at is not None and earned_at <= answered_at and after >= rules.review_level

@@ -15,11 +15,12 @@ def _skill_view(snapshot: ContentSnapshot, skill_id: str) -> dict[str, Any]:
     skill = snapshot.graph.skills[skill_id]
     current = snapshot.parameters[skill_id]
     return {
-        "id": skill.id, "name": skill.name, "description": skill.description,
+        "id": skill.id,
+        "name": skill.name,
+        "description": skill.description,
         "prerequisites": list(skill.prerequisites),
         "exercise_count": len(snapshot.graph.exercises_by_skill.get(skill_id, ())),
-        "parameters": {"version": current.version, "source": current.source,
-                       **current.params.values()},
+        "parameters": {"version": current.version, "source": current.source, **current.params.values()},
     }
 
 

@@ -103,8 +103,12 @@ def sync_content(session: Session, graph: domain.ContentGraph) -> ContentChanges
 
     for position, skill in enumerate(graph.skills.values()):
         wanted: dict[str, Any] = {
-            "name": skill.name, "description": skill.description, "unit": skill.unit, "source": "content",
-            "is_active": True, "position": position,
+            "name": skill.name,
+            "description": skill.description,
+            "unit": skill.unit,
+            "source": "content",
+            "is_active": True,
+            "position": position,
         }
         row = skills.get(skill.id)
         if row is None:
@@ -126,11 +130,11 @@ def sync_content(session: Session, graph: domain.ContentGraph) -> ContentChanges
 
     touched = set(changes.added_skills) | set(changes.updated_skills)
     if touched:
-        session.execute(SkillPrerequisite.__table__.delete().where(
-            SkillPrerequisite.skill_id.in_(touched)))
+        session.execute(SkillPrerequisite.__table__.delete().where(SkillPrerequisite.skill_id.in_(touched)))
         session.add_all(
             SkillPrerequisite(skill_id=s, prerequisite_id=p)
-            for s in touched for p in graph.skills[s].prerequisites
+            for s in touched
+            for p in graph.skills[s].prerequisites
         )
 
     _sync_exercises(session, graph, changes)
@@ -150,10 +154,14 @@ def _sync_exercises(session: Session, graph: domain.ContentGraph, changes: Conte
     retag = []
     for exercise in graph.exercises.values():
         wanted: dict[str, Any] = {
-            "prompt": exercise.prompt, "answer_kind": exercise.answer_kind,
-            "answers": list(exercise.answers), "choices": list(exercise.choices),
-            "hints": list(exercise.hints), "solution": list(exercise.solution),
-            "difficulty": exercise.difficulty, "is_active": True,
+            "prompt": exercise.prompt,
+            "answer_kind": exercise.answer_kind,
+            "answers": list(exercise.answers),
+            "choices": list(exercise.choices),
+            "hints": list(exercise.hints),
+            "solution": list(exercise.solution),
+            "difficulty": exercise.difficulty,
+            "is_active": True,
         }
         row = rows.get(exercise.id)
         if row is None:
@@ -173,23 +181,22 @@ def _sync_exercises(session: Session, graph: domain.ContentGraph, changes: Conte
             changes.retired_exercises.append(exercise_id)
     session.flush()
     if retag:
-        session.execute(ExerciseSkill.__table__.delete().where(
-            ExerciseSkill.exercise_id.in_([e.id for e in retag])))
+        session.execute(
+            ExerciseSkill.__table__.delete().where(ExerciseSkill.exercise_id.in_([e.id for e in retag]))
+        )
         session.add_all(
             ExerciseSkill(exercise_id=e.id, skill_id=s, position=i)
-            for e in retag for i, s in enumerate(e.skill_ids)
+            for e in retag
+            for i, s in enumerate(e.skill_ids)
         )
 
 
 def _sync_parameters(session: Session, graph: domain.ContentGraph, changes: ContentChanges) -> None:
     current = {
-        p.skill_id: p
-        for p in session.scalars(select(SkillParameters).where(SkillParameters.is_current))
+        p.skill_id: p for p in session.scalars(select(SkillParameters).where(SkillParameters.is_current))
     }
     latest_version: dict[str, int] = {}
-    for skill_id, version in session.execute(
-        select(SkillParameters.skill_id, SkillParameters.version)
-    ):
+    for skill_id, version in session.execute(select(SkillParameters.skill_id, SkillParameters.version)):
         latest_version[skill_id] = max(version, latest_version.get(skill_id, 0))
 
     for skill in graph.skills.values():
@@ -204,26 +211,51 @@ def _sync_parameters(session: Session, graph: domain.ContentGraph, changes: Cont
         if row is not None:
             row.is_current = False
             session.flush()  # the partial unique index allows one current row per skill
-        session.add(SkillParameters(
-            skill_id=skill.id, version=latest_version.get(skill.id, 0) + 1, source=source,
-            is_current=True, prior=wanted.prior, learn=wanted.learn, guess=wanted.guess,
-            slip=wanted.slip, forget=wanted.forget,
-        ))
+        session.add(
+            SkillParameters(
+                skill_id=skill.id,
+                version=latest_version.get(skill.id, 0) + 1,
+                source=source,
+                is_current=True,
+                prior=wanted.prior,
+                learn=wanted.learn,
+                guess=wanted.guess,
+                slip=wanted.slip,
+                forget=wanted.forget,
+            )
+        )
         changes.new_parameters.append(skill.id)
     session.flush()
 
 
 def add_imported_skill(session: Session, skill_id: str, name: str, position: int) -> None:
     """A skill first seen in an imported log (no exercises), its parameters the defaults (version 1)."""
-    session.add(Skill(id=skill_id, name=name[:200], description="Imported from a response log.",
-                      source="imported", is_active=True, position=position))
-    session.add(SkillParameters(skill_id=skill_id, version=1, source="default", is_current=True,
-                                **DEFAULT_PARAMS.values()))
+    session.add(
+        Skill(
+            id=skill_id,
+            name=name[:200],
+            description="Imported from a response log.",
+            source="imported",
+            is_active=True,
+            position=position,
+        )
+    )
+    session.add(
+        SkillParameters(
+            skill_id=skill_id, version=1, source="default", is_current=True, **DEFAULT_PARAMS.values()
+        )
+    )
 
 
 def _params_of(row: SkillParameters) -> BktParams:
-    return BktParams(prior=row.prior, learn=row.learn, guess=row.guess, slip=row.slip, forget=row.forget,
-                     fitted=row.source == "fitted")
+    return BktParams(
+        prior=row.prior,
+        learn=row.learn,
+        guess=row.guess,
+        slip=row.slip,
+        forget=row.forget,
+        fitted=row.source == "fitted",
+    )
 
 
 def read_snapshot(session: Session) -> ContentSnapshot:
@@ -234,11 +266,13 @@ def read_snapshot(session: Session) -> ContentSnapshot:
         prerequisites.setdefault(link.skill_id, []).append(link.prerequisite_id)
     skills = [
         domain.Skill(
-            id=row.id, name=row.name, description=row.description, unit=row.unit,
+            id=row.id,
+            name=row.name,
+            description=row.description,
+            unit=row.unit,
             prerequisites=tuple(sorted(prerequisites.get(row.id, []))),
         )
-        for row in session.scalars(
-            select(Skill).where(Skill.is_active).order_by(Skill.position, Skill.id))
+        for row in session.scalars(select(Skill).where(Skill.is_active).order_by(Skill.position, Skill.id))
     ]
     tags: dict[str, list[str]] = {}
     for link in session.scalars(select(ExerciseSkill).order_by(ExerciseSkill.position)):
@@ -253,17 +287,23 @@ def read_snapshot(session: Session) -> ContentSnapshot:
     }
     graph = domain.build_graph(skills, exercises, require_exercises=False)
     return ContentSnapshot(
-        revision=revision, graph=graph, parameters=parameters,
+        revision=revision,
+        graph=graph,
+        parameters=parameters,
         params={skill: current.params for skill, current in parameters.items()},
     )
 
 
 def _exercise_of(row: Exercise, skill_ids: list[str]) -> domain.Exercise:
     return domain.Exercise(
-        id=row.id, skill_ids=tuple(skill_ids), prompt=row.prompt,
+        id=row.id,
+        skill_ids=tuple(skill_ids),
+        prompt=row.prompt,
         answer_kind=row.answer_kind,  # type: ignore[arg-type]
-        answers=tuple(row.answers), difficulty=row.difficulty,
-        choices=tuple(row.choices or ()), hints=tuple(row.hints or ()),
+        answers=tuple(row.answers),
+        difficulty=row.difficulty,
+        choices=tuple(row.choices or ()),
+        hints=tuple(row.hints or ()),
         solution=tuple(row.solution or ()),
     )
 
@@ -295,4 +335,3 @@ def current_snapshot(session: Session) -> ContentSnapshot:
         snapshot = read_snapshot(session)
         cache["snapshot"] = snapshot
     return snapshot
-

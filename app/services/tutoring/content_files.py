@@ -67,13 +67,12 @@ class ExerciseSchema(Schema):
     answer_kind = fields.String(required=True, validate=validate.OneOf(ANSWER_KINDS))
     choices = fields.List(fields.String(validate=_TEXT), load_default=list)
     answers = fields.List(fields.String(validate=_TEXT), required=True, validate=validate.Length(min=1))
-    difficulty = fields.Float(
-        required=True, validate=validate.Range(0.0, 1.0, error="must be in [0, 1]")
-    )
+    difficulty = fields.Float(required=True, validate=validate.Range(0.0, 1.0, error="must be in [0, 1]"))
     hints = fields.List(fields.String(validate=_TEXT), load_default=list)
     # Required: every exercise ships a worked solution that the student sees after answering.
     solution = fields.List(
-        fields.String(validate=_check_step), required=True,
+        fields.String(validate=_check_step),
+        required=True,
         validate=validate.Length(min=1, max=6, error="must have 1 to 6 steps"),
     )
 
@@ -107,9 +106,7 @@ def _flatten(messages: Any, path: str = "") -> list[str]:
     return [f"{path}: {messages}" if path else str(messages)]
 
 
-def _read_tables(
-    path: Path, table: str, label: str, problems: list[str]
-) -> list[tuple[str, Any]] | None:
+def _read_tables(path: Path, table: str, label: str, problems: list[str]) -> list[tuple[str, Any]] | None:
     """(where, item) for each [[table]] in the file; None when the file cannot be parsed."""
     try:
         document = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -214,13 +211,24 @@ def read_content(directory: str | Path) -> ContentGraph:
     # Invalid items still take part in the graph checks under their id, so one
     # bad field does not also report every reference to that item as unknown.
     skills += [
-        Skill(id=raw["id"], name=raw["id"], prerequisites=_strings(raw.get("prerequisites")),
-              origin=where.split(": ")[0])
+        Skill(
+            id=raw["id"],
+            name=raw["id"],
+            prerequisites=_strings(raw.get("prerequisites")),
+            origin=where.split(": ")[0],
+        )
         for where, raw in invalid_skills
     ]
     exercises += [
-        Exercise(id=raw["id"], skill_ids=_strings(raw.get("skills")), prompt="",
-                 answer_kind="numeric", answers=(), difficulty=0.0, origin=where.split(": ")[0])
+        Exercise(
+            id=raw["id"],
+            skill_ids=_strings(raw.get("skills")),
+            prompt="",
+            answer_kind="numeric",
+            answers=(),
+            difficulty=0.0,
+            origin=where.split(": ")[0],
+        )
         for where, raw in invalid_exercises
     ]
     if unreadable:

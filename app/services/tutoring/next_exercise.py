@@ -34,11 +34,22 @@ class NextExercise:
 def _view(session: Session, student: Student, config: PolicyConfig) -> tuple[StudentView, int]:
     """What the policy may know about the student, and their latest response id (0 if none)."""
     model, _ = load_model(session, student)
-    first_skill = (select(ResponseSkill.skill_id).where(ResponseSkill.response_id == Response.id)
-                   .order_by(ResponseSkill.position).limit(1).scalar_subquery())
+    first_skill = (
+        select(ResponseSkill.skill_id)
+        .where(ResponseSkill.response_id == Response.id)
+        .order_by(ResponseSkill.position)
+        .limit(1)
+        .scalar_subquery()
+    )
     recent = session.execute(
-        select(Response.id, Response.exercise_id, Response.correct, Recommendation.reason, first_skill,
-               Response.created_at)
+        select(
+            Response.id,
+            Response.exercise_id,
+            Response.correct,
+            Recommendation.reason,
+            first_skill,
+            Response.created_at,
+        )
         .outerjoin(Recommendation, Recommendation.id == Response.recommendation_id)
         .where(Response.student_id == student.id)
         .order_by(Response.id.desc())
@@ -51,11 +62,16 @@ def _view(session: Session, student: Student, config: PolicyConfig) -> tuple[Stu
         last_reason, last_skill = recent[0][3], recent[0][4]
     n_responses = student.answer_count  # kept with every answer: no COUNT over the log
     return StudentView(
-        model=model, now=utcnow(),
+        model=model,
+        now=utcnow(),
         recent_exercise_ids=[row[1] for row in recent if row[1] is not None],
-        recent_correct=[row[2] for row in recent], n_responses=n_responses,
-        last_skill_id=last_skill, last_reason=last_reason, personalized=student.personalized,
-        recent_skill_ids=[row[4] for row in recent], recent_at=[row[5] for row in recent],
+        recent_correct=[row[2] for row in recent],
+        n_responses=n_responses,
+        last_skill_id=last_skill,
+        last_reason=last_reason,
+        personalized=student.personalized,
+        recent_skill_ids=[row[4] for row in recent],
+        recent_at=[row[5] for row in recent],
     ), (recent[0][0] if recent else 0)
 
 
@@ -77,23 +93,38 @@ def next_exercise(
     stored = _store_recommendation(session, student.id, choice)
     exercise = snapshot.graph.exercises[choice.exercise_id] if choice.exercise_id else None
     state = view.model.skills.get(choice.skill_id) if choice.skill_id else None
-    p_mastery = state.p_mastery if state else (
-        snapshot.params[choice.skill_id].prior if choice.skill_id else None)
+    p_mastery = (
+        state.p_mastery if state else (snapshot.params[choice.skill_id].prior if choice.skill_id else None)
+    )
     paced = view.model.paced(choice.skill_id, snapshot.params[choice.skill_id]) if choice.skill_id else None
     return NextExercise(choice, exercise, stored, p_mastery, paced)
 
 
 def _store_recommendation(session: Session, student_id: str, choice: Choice) -> int:
     latest = session.execute(
-        select(Recommendation.id, Recommendation.exercise_id, Recommendation.reason,
-               answered(Recommendation.id))
-        .where(Recommendation.student_id == student_id).order_by(Recommendation.id.desc()).limit(1)).first()
-    if (latest is not None and latest[1] == choice.exercise_id and latest[2] == choice.reason
-            and not latest[3]):
+        select(
+            Recommendation.id, Recommendation.exercise_id, Recommendation.reason, answered(Recommendation.id)
+        )
+        .where(Recommendation.student_id == student_id)
+        .order_by(Recommendation.id.desc())
+        .limit(1)
+    ).first()
+    if (
+        latest is not None
+        and latest[1] == choice.exercise_id
+        and latest[2] == choice.reason
+        and not latest[3]
+    ):
         return int(latest[0])  # the same unanswered recommendation, served again
-    row = Recommendation(student_id=student_id, exercise_id=choice.exercise_id, skill_id=choice.skill_id,
-                         policy=choice.policy, reason=choice.reason, explanation=choice.explanation,
-                         details=choice.details)
+    row = Recommendation(
+        student_id=student_id,
+        exercise_id=choice.exercise_id,
+        skill_id=choice.skill_id,
+        policy=choice.policy,
+        reason=choice.reason,
+        explanation=choice.explanation,
+        details=choice.details,
+    )
     session.add(row)
     session.commit()
     return int(row.id)
@@ -116,13 +147,24 @@ def recommendations_of(session: Session, student_id: str, limit: int) -> list[di
         select(Recommendation, Response.id, Response.correct)
         .outerjoin(Response, Response.recommendation_id == Recommendation.id)
         .where(Recommendation.student_id == student_id)
-        .order_by(Recommendation.id.desc()).limit(limit)
+        .order_by(Recommendation.id.desc())
+        .limit(limit)
     ).all()
-    return [{
-        "id": rec.id, "created_at": rec.created_at, "exercise_id": rec.exercise_id, "skill_id": rec.skill_id,
-        "policy": rec.policy, "reason": rec.reason, "explanation": rec.explanation, "details": rec.details,
-        "response_id": response_id, "correct": correct,
-    } for rec, response_id, correct in rows]
+    return [
+        {
+            "id": rec.id,
+            "created_at": rec.created_at,
+            "exercise_id": rec.exercise_id,
+            "skill_id": rec.skill_id,
+            "policy": rec.policy,
+            "reason": rec.reason,
+            "explanation": rec.explanation,
+            "details": rec.details,
+            "response_id": response_id,
+            "correct": correct,
+        }
+        for rec, response_id, correct in rows
+    ]
 
 
 def answered(recommendation_id: Any) -> Any:

@@ -44,17 +44,28 @@ def current_item(session: Session, principal: Principal) -> PracticeItem:
     chosen = next_exercise(session, principal, principal.id)
     shown = 0
     if chosen.recommendation_id is not None:
-        shown = session.scalar(select(Recommendation.hints_shown)
-                               .where(Recommendation.id == chosen.recommendation_id)) or 0
+        shown = (
+            session.scalar(
+                select(Recommendation.hints_shown).where(Recommendation.id == chosen.recommendation_id)
+            )
+            or 0
+        )
     hints = list(chosen.exercise.hints) if chosen.exercise else []
-    return PracticeItem(chosen, hints[:shown], max(len(hints) - shown, 0),
-                        input_mode(chosen.exercise) if chosen.exercise else "text")
+    return PracticeItem(
+        chosen,
+        hints[:shown],
+        max(len(hints) - shown, 0),
+        input_mode(chosen.exercise) if chosen.exercise else "text",
+    )
 
 
 def _own_recommendation(session: Session, principal: Principal, recommendation_id: int) -> Recommendation:
     student = find_student(session, principal, principal.id, Action.PRACTISE, lock=True)
-    rec: Recommendation | None = session.scalar(select(Recommendation).where(
-        Recommendation.id == recommendation_id, Recommendation.student_id == student.id))
+    rec: Recommendation | None = session.scalar(
+        select(Recommendation).where(
+            Recommendation.id == recommendation_id, Recommendation.student_id == student.id
+        )
+    )
     if rec is None or rec.exercise_id is None:
         raise UnknownRecommendation(str(recommendation_id))
     return rec
@@ -72,8 +83,9 @@ def reveal_hint(session: Session, principal: Principal, recommendation_id: int) 
     return shown
 
 
-def answer(session: Session, principal: Principal, recommendation_id: int,
-           text: str) -> tuple[RecordedResponse, bool]:
+def answer(
+    session: Session, principal: Principal, recommendation_id: int, text: str
+) -> tuple[RecordedResponse, bool]:
     """Grade and record the answer to a recommended exercise.
 
     A repeat (double click, back button, another tab) returns the first result, even with another
@@ -83,12 +95,22 @@ def answer(session: Session, principal: Principal, recommendation_id: int,
     client_id = f"web-{rec.id}"
     try:
         # A repeat of the same answer comes back as the first result from here.
-        return record_response(session, principal, principal.id, exercise_id=rec.exercise_id or "",
-                               answer=text, client_response_id=client_id, hints_used=rec.hints_shown)
+        return record_response(
+            session,
+            principal,
+            principal.id,
+            exercise_id=rec.exercise_id or "",
+            answer=text,
+            client_response_id=client_id,
+            hints_used=rec.hints_shown,
+        )
     except Conflict:  # the same exercise again, with another answer
         session.rollback()
-        first = session.scalar(select(Response).where(Response.student_id == rec.student_id,
-                                                      Response.client_response_id == client_id))
+        first = session.scalar(
+            select(Response).where(
+                Response.student_id == rec.student_id, Response.client_response_id == client_id
+            )
+        )
         assert first is not None  # the conflict was with it
         return result_of(session, first), False
 
@@ -105,18 +127,25 @@ class AnswerResult:
 
 def answer_result(session: Session, principal: Principal, response_id: int) -> AnswerResult:
     student = find_student(session, principal, principal.id, Action.PRACTISE)
-    response: Response | None = session.scalar(select(Response).where(
-        Response.id == response_id, Response.student_id == student.id))
+    response: Response | None = session.scalar(
+        select(Response).where(Response.id == response_id, Response.student_id == student.id)
+    )
     if response is None:
         raise UnknownAnswer(str(response_id))
     snapshot = current_snapshot(session)
-    names = {s: snapshot.graph.skills[s].name for s in [step.skill_id for step in response.skills]
-             if s in snapshot.graph.skills}
+    names = {
+        s: snapshot.graph.skills[s].name
+        for s in [step.skill_id for step in response.skills]
+        if s in snapshot.graph.skills
+    }
     exercise = load_exercise(session, response.exercise_id) if response.exercise_id else None
     result = result_of(session, response)
     # Answers stored before estimates were kept: the paced P(L) after them (never standard P(L)).
-    fallback = {s.skill_id: s.p_mastery_after if s.p_mastery_paced_after is None else s.p_mastery_paced_after
-                for s in result.skills}
-    changes = answer_changes(result.skills, names, correct=result.correct, hints_used=result.hints_used,
-                             fallback_after=fallback)
+    fallback = {
+        s.skill_id: s.p_mastery_after if s.p_mastery_paced_after is None else s.p_mastery_paced_after
+        for s in result.skills
+    }
+    changes = answer_changes(
+        result.skills, names, correct=result.correct, hints_used=result.hints_used, fallback_after=fallback
+    )
     return AnswerResult(result, exercise, response.answer, names, changes)

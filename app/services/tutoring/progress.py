@@ -65,17 +65,29 @@ def progress(session: Session, principal: Principal, student_id: str) -> Progres
         estimate = model.estimate(skill_id, params, now, rules)
         status = status_of(state, estimate, rules)
         earned = state is not None and state.mastered_at is not None
-        out.append(SkillProgress(
-            skill_id=skill_id, name=snapshot.graph.skills[skill_id].name,
-            p_mastery=state.p_mastery if state else params.prior,
-            p_mastery_paced=model.paced(skill_id, params), mastery=estimate, status=status,
-            p_correct=model.paced_correct(skill_id, params, now, rules),
-            attempts=state.attempts if state else 0, correct_count=state.correct_count if state else 0,
-            mastered=status is MasteryStatus.MASTERED, mastered_at=state.mastered_at if state else None,
-            last_practiced_at=state.last_practiced_at if state else None,
-            recall=model.recall(skill_id, now, rules) if earned else None,
-            review_due=status in (MasteryStatus.DUE_FOR_REVIEW, MasteryStatus.NEEDS_RELEARNING),
-        ))
+        out.append(
+            SkillProgress(
+                skill_id=skill_id,
+                name=snapshot.graph.skills[skill_id].name,
+                p_mastery=state.p_mastery if state else params.prior,
+                p_mastery_paced=model.paced(skill_id, params),
+                mastery=estimate,
+                status=status,
+                p_correct=model.paced_correct(skill_id, params, now, rules),
+                attempts=state.attempts if state else 0,
+                correct_count=state.correct_count if state else 0,
+                mastered=status is MasteryStatus.MASTERED,
+                mastered_at=state.mastered_at if state else None,
+                last_practiced_at=state.last_practiced_at if state else None,
+                recall=model.recall(skill_id, now, rules) if earned else None,
+                review_due=status in (MasteryStatus.DUE_FOR_REVIEW, MasteryStatus.NEEDS_RELEARNING),
+            )
+        )
     session.commit()
-    return Progress(speed=model.speed, prior_knowledge=model.prior_knowledge, min_correct=rules.min_correct,
-                    personalized=student.personalized, skills=out)
+    return Progress(
+        speed=model.speed,
+        prior_knowledge=model.prior_knowledge,
+        min_correct=rules.min_correct,
+        personalized=student.personalized,
+        skills=out,
+    )

@@ -44,16 +44,26 @@ def memory_of(row: Any) -> Memory | None:
     """The FSRS memory stored on a mastery row (or a row of its columns); None before the skill is earned."""
     if row.memory_stability is None or row.memory_difficulty is None or row.memory_reviewed_at is None:
         return None
-    return Memory(row.memory_stability, row.memory_difficulty, row.memory_reviewed_at,
-                  row.memory_reviews, row.memory_lapses)
+    return Memory(
+        row.memory_stability,
+        row.memory_difficulty,
+        row.memory_reviewed_at,
+        row.memory_reviews,
+        row.memory_lapses,
+    )
 
 
 def state_of(row: Mastery) -> SkillState:
     return SkillState(
-        p_mastery=row.p_mastery, p_by_speed=by_hypothesis(list(row.p_by_speed)), attempts=row.attempts,
-        correct_count=row.correct_count, mastered_at=row.mastered_at,
-        attempts_at_mastery=row.attempts_at_mastery, last_practiced_at=row.updated_at,
-        review_successes=row.review_successes, memory=memory_of(row),
+        p_mastery=row.p_mastery,
+        p_by_speed=by_hypothesis(list(row.p_by_speed)),
+        attempts=row.attempts,
+        correct_count=row.correct_count,
+        mastered_at=row.mastered_at,
+        attempts_at_mastery=row.attempts_at_mastery,
+        last_practiced_at=row.updated_at,
+        review_successes=row.review_successes,
+        memory=memory_of(row),
     )
 
 
@@ -61,9 +71,13 @@ def row_values(state: SkillState) -> dict[str, Any]:
     """Mastery columns for a skill state (everything but the keys and parameters_id)."""
     memory = state.memory
     return {
-        "p_mastery": state.p_mastery, "p_by_speed": list(state.p_by_speed), "attempts": state.attempts,
-        "correct_count": state.correct_count, "mastered_at": state.mastered_at,
-        "attempts_at_mastery": state.attempts_at_mastery, "updated_at": state.last_practiced_at,
+        "p_mastery": state.p_mastery,
+        "p_by_speed": list(state.p_by_speed),
+        "attempts": state.attempts,
+        "correct_count": state.correct_count,
+        "mastered_at": state.mastered_at,
+        "attempts_at_mastery": state.attempts_at_mastery,
+        "updated_at": state.last_practiced_at,
         "review_successes": state.review_successes,
         "memory_stability": memory.stability if memory else None,
         "memory_difficulty": memory.difficulty if memory else None,
@@ -79,23 +93,34 @@ def _when(text: str | None) -> datetime | None:
 
 def state_to_json(state: SkillState) -> dict[str, Any]:
     """A skill state as JSON (``student_baselines.skills``): the mastery columns, datetimes in ISO 8601."""
-    return {name: value.isoformat() if isinstance(value, datetime) else value
-            for name, value in row_values(state).items()}
+    return {
+        name: value.isoformat() if isinstance(value, datetime) else value
+        for name, value in row_values(state).items()
+    }
 
 
 def state_from_json(values: dict[str, Any]) -> SkillState:
     memory = None
     if values.get("memory_stability") is not None:
-        memory = Memory(values["memory_stability"], values["memory_difficulty"],
-                        datetime.fromisoformat(values["memory_reviewed_at"]),
-                        values.get("memory_reviews", 0), values.get("memory_lapses", 0))
+        memory = Memory(
+            values["memory_stability"],
+            values["memory_difficulty"],
+            datetime.fromisoformat(values["memory_reviewed_at"]),
+            values.get("memory_reviews", 0),
+            values.get("memory_lapses", 0),
+        )
     return SkillState(
-        p_mastery=values["p_mastery"], p_by_speed=by_hypothesis(list(values["p_by_speed"])),
-        attempts=values["attempts"], correct_count=values["correct_count"],
-        mastered_at=_when(values["mastered_at"]), attempts_at_mastery=values["attempts_at_mastery"],
+        p_mastery=values["p_mastery"],
+        p_by_speed=by_hypothesis(list(values["p_by_speed"])),
+        attempts=values["attempts"],
+        correct_count=values["correct_count"],
+        mastered_at=_when(values["mastered_at"]),
+        attempts_at_mastery=values["attempts_at_mastery"],
         # older baselines named the last answer's time last_practiced_at
         last_practiced_at=_when(values.get("updated_at", values.get("last_practiced_at"))),
-        review_successes=values["review_successes"], memory=memory)
+        review_successes=values["review_successes"],
+        memory=memory,
+    )
 
 
 def refresh_answer_counts(session: Session, student_ids: Collection[str]) -> None:
@@ -103,15 +128,20 @@ def refresh_answer_counts(session: Session, student_ids: Collection[str]) -> Non
     folded into their baseline when old answers were purged)."""
     folded = select(StudentBaseline.answer_count).where(StudentBaseline.student_id == Student.id)
     folded_last = select(StudentBaseline.last_answer_at).where(StudentBaseline.student_id == Student.id)
-    answers = (select(func.count()).where(Response.student_id == Student.id).scalar_subquery()
-               + func.coalesce(folded.scalar_subquery(), 0))
+    answers = select(func.count()).where(Response.student_id == Student.id).scalar_subquery() + func.coalesce(
+        folded.scalar_subquery(), 0
+    )
     last = func.coalesce(
         select(func.max(Response.created_at)).where(Response.student_id == Student.id).scalar_subquery(),
-        folded_last.scalar_subquery())
+        folded_last.scalar_subquery(),
+    )
     ids = list(student_ids)
     for start in range(0, len(ids), 500):
-        session.execute(update(Student).where(Student.id.in_(ids[start:start + 500]))
-                        .values(answer_count=answers, last_answer_at=last))
+        session.execute(
+            update(Student)
+            .where(Student.id.in_(ids[start : start + 500]))
+            .values(answer_count=answers, last_answer_at=last)
+        )
 
 
 def load_model(

@@ -21,8 +21,9 @@ from app.services.people.access import find_student, record_access
 def get_or_create_student(session: Session, principal: Principal, external_id: str) -> tuple[Student, bool]:
     """The school's student with this external id, created if new. Returns (student, created)."""
     ensure_allowed(principal, Action.CREATE_STUDENT)
-    query = select(Student).where(Student.school_id == principal.school_id,
-                                  Student.external_id == external_id)
+    query = select(Student).where(
+        Student.school_id == principal.school_id, Student.external_id == external_id
+    )
     student = session.scalar(query)
     if student is not None:
         return student, False
@@ -40,8 +41,9 @@ def get_or_create_student(session: Session, principal: Principal, external_id: s
     return student, True
 
 
-def add_students(session: Session, school_id: int, external_ids: Iterable[str], *,
-                 app_id: int | None = None) -> list[Student]:
+def add_students(
+    session: Session, school_id: int, external_ids: Iterable[str], *, app_id: int | None = None
+) -> list[Student]:
     """New student rows, flushed so they have ids (the one place student rows are made: the API, enrollment
     and log imports all come here). The caller checks access and commits."""
     students = [Student(school_id=school_id, app_id=app_id, external_id=e) for e in external_ids]
@@ -63,9 +65,7 @@ def student_profile(session: Session, principal: Principal, student_id: str) -> 
     return student
 
 
-def set_personalization(
-    session: Session, principal: Principal, student_id: str, *, enabled: bool
-) -> Student:
+def set_personalization(session: Session, principal: Principal, student_id: str, *, enabled: bool) -> Student:
     """Switch personalization on or off (off: fixed curriculum order); records when and by whom."""
     student = find_student(session, principal, student_id, Action.SET_PERSONALIZATION, lock=True)
     if student.personalized != enabled:
@@ -73,7 +73,14 @@ def set_personalization(
         student.personalized = enabled
         student.personalization_changed_at = now
         student.personalization_changed_by = principal.actor
-        session.add(ConsentEvent(student_id=student.id, kind="personalization", granted=enabled,
-                                 actor=principal.actor, created_at=now))
+        session.add(
+            ConsentEvent(
+                student_id=student.id,
+                kind="personalization",
+                granted=enabled,
+                actor=principal.actor,
+                created_at=now,
+            )
+        )
     session.commit()
     return student
