@@ -530,9 +530,9 @@ def import_log_command(
         report = import_log(
             db.session(),
             file,
-            fmt,
+            fmt,  # type: ignore[arg-type]  # click.Choice checked it
             app_name=app_name,
-            school_name=school_name,  # type: ignore[arg-type]
+            school_name=school_name,
             skip_bad_rows=skip_bad_rows,
             rules=mastery_rules(),
             progress=show,
