@@ -377,7 +377,12 @@ class SkillReportSchema(Schema):
     name = fields.String()
     prerequisites = fields.List(fields.String())
     depth = fields.Integer(metadata={"description": "Steps from a skill without prerequisites."})
-    status = fields.String(metadata={"enum": ["mastered", "learning", "ready", "locked"]})
+    status = fields.String(
+        metadata={
+            "enum": ["mastered", "due_for_review", "needs_relearning", "learning", "ready", "locked"],
+            "description": "ready / locked: not started, its prerequisites earned or not.",
+        }
+    )
     enough_data = fields.Boolean(metadata={"description": "False below a few answers: no estimates then."})
     p_mastery = fields.Float(
         allow_none=True,
