@@ -151,11 +151,10 @@ def recall_by_hypothesis(
     memory: Memory | None, now: datetime, rules: MasteryRules = DEFAULT_RULES
 ) -> tuple[float, ...]:
     """Predicted recall at ``now`` under each hypothesis's memory scale (all 1 before any memory)."""
-    if memory is None:
+    if memory is None or now <= memory.last_review_at:
         return _NO_DECAY
-    # Recall changes with whole days elapsed (FSRS), so it is cached per memory and whole day after it.
-    elapsed = now - memory.last_review_at
-    day = memory.last_review_at + timedelta(days=max(elapsed.days, 0)) if elapsed.days >= 0 else now
+    # FSRS counts whole days elapsed, so recall is cached per memory and whole day since its last review.
+    day = memory.last_review_at + timedelta(days=(now - memory.last_review_at).days)
     return _recall_levels(memory, day, tuple(rules.memory_weights))
 
 
