@@ -10,17 +10,27 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from app import api, cli, errors, inputs, sessions, web
+from app import api, cli, errors, inputs, observability, sessions, web
 from app.extensions import READ_SNAPSHOT, RowIdConverter, csrf, db, limiter, migrate
+from app.observability import metrics, requests
+from app.services.operations import queue
 from app.settings import configure
 
 
+class Tutor(Flask):
+    def log_exception(self, exc_info: Any) -> None:
+        # An exception no handler took (a 500): one ERROR line with the traceback and the request id.
+        requests.log_unhandled(exc_info)
+
+
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
-    app = Flask(__name__, instance_relative_config=True)
+    app = Tutor(__name__, instance_relative_config=True)
     app.url_map.converters["id"] = RowIdConverter
     os.makedirs(app.instance_path, exist_ok=True)
     # defaults <- env <- instance/config.py (or test_config), validated once: a bad value stops here.
     settings = configure(app, test_config)
+    # Logs first, so every later line is structured; request ids before any other hook can refuse.
+    observability.init_app(app)
 
     if settings.proxy_count:
         # Behind N reverse proxies: take the client address and scheme from their X-Forwarded-* headers,
@@ -30,8 +40,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     db.init_app(app)
     migrate.init_app(app, db, directory=os.path.join(os.path.dirname(__file__), "..", "migrations"))
+    queue.init_app(app)  # the job queue (JOBS_URL): workers run what the API, pages and CLI queue
     with app.app_context():
         _tune_sqlite(db.engine, settings.sqlite_busy_timeout_ms)
+        metrics.watch_pool(db.engine)
     app.after_request(errors.keep_retry_after)  # before the limiter's, so it runs after it
     limiter.init_app(app)  # first: rate limits apply before any other check (CSRF included)
     inputs.init_app(app)

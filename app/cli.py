@@ -46,14 +46,15 @@ from app.domain.worlds import (
 )
 from app.domain.worlds import check_targets as forgetting_targets
 from app.extensions import db
-from app.models import Student
+from app.models import Job, Student
+from app.observability.commands import log_runs
 from app.services.modelling import memory_fit
 from app.services.modelling.evaluation import evaluate_model
 from app.services.modelling.fitting import FitError, fit_parameters
 from app.services.modelling.imports import import_log
 from app.services.modelling.mastery import Consistency, Mismatch, rebuild_mastery, repair_consistency
 from app.services.modelling.mastery import check_consistency as check_consistency_of
-from app.services.operations import demo, doctor
+from app.services.operations import demo, doctor, job_kinds, jobs
 from app.services.people import accounts, groups
 from app.services.people.apps import create_api_key, revoke_api_key
 from app.services.reporting import bias, privacy
@@ -62,6 +63,10 @@ from app.services.tutoring.content import current_snapshot, sync_content
 from app.services.tutoring.content_files import read_content
 from app.services.tutoring.students import set_personalization
 from app.settings import current_settings
+
+# Commands that can queue their work as a background job instead (`flask worker` runs it).
+ENQUEUE_HELP = "Queue it as a background job (run by `flask worker`) instead of running it now."
+JOB_SCHOOL_HELP = "With --enqueue: the school the job is recorded under (default: the only one)."
 
 
 def _database_problem(error: DatabaseError) -> str:
@@ -382,12 +387,18 @@ def set_personalization_command(student_id: str, state: str) -> None:
 @click.command("purge-expired")
 @with_appcontext
 @click.option("--dry-run", is_flag=True, help="Count what would be deleted; delete nothing.")
-def purge_expired_command(dry_run: bool) -> None:
+@click.option("--enqueue", is_flag=True, help=ENQUEUE_HELP)
+@click.option("--school", "school_name", help=JOB_SCHOOL_HELP)
+def purge_expired_command(dry_run: bool, enqueue: bool, school_name: str | None) -> None:
     """Delete answers, recommendations and access-log entries past their retention.
 
     RETENTION_RESPONSE_DAYS and RETENTION_ACCESS_LOG_DAYS (default 365 each). Mastery keeps the
     current state; the raw history goes (each student's state at the cut-off is kept as their baseline).
     """
+    if enqueue:
+        with _reported_errors():
+            _queued(*job_kinds.start_purge(db.session(), _school_admin(school_name), dry_run=dry_run))
+        return
     retention = current_settings().retention
     with _reported_errors():
         report = privacy.purge_expired(
@@ -442,6 +453,7 @@ def import_group_attributes_command(roster: Any, school_name: str | None) -> Non
 @click.option("--bootstrap", type=click.IntRange(50, 10000), help="Bootstrap replicates (default 1000).")
 @click.option("--seed", type=int, help="Random seed (default 0).")
 @click.option("--diagnostic", is_flag=True, help="Also fit pyBKT with a learn rate per group (multilearn).")
+@click.option("--enqueue", is_flag=True, help=ENQUEUE_HELP)
 def audit_bias_command(
     attribute: str,
     school_name: str | None,
@@ -451,12 +463,30 @@ def audit_bias_command(
     bootstrap: int | None,
     seed: int | None,
     diagnostic: bool,
+    enqueue: bool,
 ) -> None:
     """Check whether predictions and decisions serve every group equally well; store the report."""
+    if enqueue:
+        with _reported_errors():
+            queued = job_kinds.start_bias_check(
+                db.session(),
+                _school_admin(school_name),
+                attribute,
+                skills=list(skills) or None,
+                since=since.replace(tzinfo=UTC) if since else None,
+                until=until.replace(tzinfo=UTC) if until else None,
+                bootstrap=bootstrap,
+                seed=seed,
+                diagnostic=diagnostic,
+            )
+        _queued(*queued)
+        return
     with _reported_errors():
+        admin = _school_admin(school_name)
+        db.session.commit()  # the check then reads in a snapshot of its own, which answers never wait for
         stored = bias.run_bias_check(
             db.session(),
-            _school_admin(school_name),
+            admin,
             attribute,
             skills=list(skills) or None,
             since=since.replace(tzinfo=UTC) if since else None,
@@ -513,10 +543,28 @@ def _fmt(estimate: dict[str, Any]) -> str:
     help="The school of a new app (default: the only one); students join its roster.",
 )
 @click.option("--skip-bad-rows", is_flag=True, help="Import the good rows and list the malformed ones.")
+@click.option("--enqueue", is_flag=True, help=ENQUEUE_HELP)
 def import_log_command(
-    file: str, fmt: str, app_name: str, school_name: str | None, skip_bad_rows: bool
+    file: str, fmt: str, app_name: str, school_name: str | None, skip_bad_rows: bool, enqueue: bool
 ) -> None:
     """Append the responses of a log FILE (all or nothing); students and skills are created as needed."""
+    if enqueue:
+        try:
+            content = open(file, "rb").read()  # noqa: SIM115 - read whole, at once
+        except OSError as error:
+            raise click.ClickException(f"cannot read {file}: {error.strerror or error}") from None
+        with _reported_errors():
+            queued = job_kinds.start_log_import(
+                db.session(),
+                _school_admin(school_name),
+                content,
+                fmt,
+                file_name=file,
+                app_name=app_name,
+                skip_bad_rows=skip_bad_rows,
+            )
+        _queued(*queued)
+        return
     bars: list[Any] = []
 
     def show(written: int, total: int) -> None:
@@ -584,10 +632,32 @@ def import_log_command(
     type=click.IntRange(1),
     help="Parallel workers (default: one per core; with the compiled E-step, small jobs use one).",
 )
+@click.option("--enqueue", is_flag=True, help=ENQUEUE_HELP + " (--jobs: the worker decides)")
+@click.option("--school", "school_name", help=JOB_SCHOOL_HELP)
 def fit_params_command(
-    skills: tuple[str, ...], forgets: bool, min_responses: int, num_fits: int, seed: int, jobs: int | None
+    skills: tuple[str, ...],
+    forgets: bool,
+    min_responses: int,
+    num_fits: int,
+    seed: int,
+    jobs: int | None,
+    enqueue: bool,
+    school_name: str | None,
 ) -> None:
     """Fit BKT parameters with pyBKT, store them as a new current version, replay mastery."""
+    if enqueue:
+        with _reported_errors():
+            queued = job_kinds.start_fit(
+                db.session(),
+                _school_admin(school_name),
+                skills=list(skills) or None,
+                forgets=forgets,
+                min_responses=min_responses,
+                num_fits=num_fits,
+                seed=seed,
+            )
+        _queued(*queued)
+        return
     try:
         report = fit_parameters(
             db.session(),
@@ -999,6 +1069,44 @@ def _simulate_forgetting(
         click.echo(format_targets(targets))
 
 
+# --- background jobs --------------------------------------------------------------------------------
+
+
+def _queued(job: Any, created: bool) -> None:
+    already = "" if created else " (the same request was already queued: that job)"
+    click.echo(
+        f"Job {job.id} ({job.kind}) is {job.state}{already}. Follow it on /admin/jobs, with "
+        f"GET /api/v1/jobs/{job.id}, or: flask --app wsgi job {job.id}"
+    )
+
+
+@click.command("worker")
+@with_appcontext
+@click.option(
+    "--threads", type=click.IntRange(1), help="Jobs run at once (default: JOBS_WORKERS, 2).", default=None
+)
+def worker_command(threads: int | None) -> None:
+    """Run background jobs until stopped. SIGINT (Ctrl-C): the running jobs finish first; SIGTERM: stop now,
+    the running jobs go back to the queue (nothing of them was committed)."""
+    jobs.run_worker(threads)
+
+
+@click.command("job")
+@with_appcontext
+@click.argument("job_id", type=click.IntRange(1))
+def job_command(job_id: int) -> None:
+    """Show a background job: state, progress, result or error."""
+    job = db.session.get(Job, job_id)
+    if job is None:
+        raise click.ClickException(f"Unknown job {job_id}.")
+    total = f"/{job.progress_total}" if job.progress_total is not None else ""
+    click.echo(f"Job {job.id} ({job.kind}) {job.state}: {job.progress_done}{total} {job.progress_message}")
+    if job.result is not None:
+        click.echo(f"Result: {current_app.json.dumps(job.result)}")
+    if job.error:
+        click.echo(f"Error: {job.error}")
+
+
 def init_app(app: Flask) -> None:
     for command in (
         init_db_command,
@@ -1025,5 +1133,34 @@ def init_app(app: Flask) -> None:
         evaluate_model_command,
         fit_memory_command,
         simulate_command,
+        worker_command,
+        job_command,
     ):
         app.cli.add_command(command)
+    for command, params in CHANGES_DATA.items():
+        log_runs(command, params)
+
+
+# Commands that change data: each run is a `cli.command` log line (docs/OPERATIONS.md), with the values of
+# these options, which name no person (services log their own details: fits, imports, sign-ins).
+CHANGES_DATA: dict[click.Command, tuple[str, ...]] = {
+    init_db_command: (),
+    load_content_command: (),
+    create_demo_command: ("students", "weeks", "seed"),
+    create_school_command: (),
+    create_teacher_command: ("admin",),
+    create_class_command: (),
+    enroll_command: ("reissue",),
+    create_api_key_command: (),
+    revoke_api_key_command: ("prefix",),  # a key's public prefix, as listed on the API keys page
+    delete_student_command: ("student_id",),  # the pseudonymous students.id
+    set_personalization_command: ("student_id", "state"),
+    purge_expired_command: ("dry_run", "enqueue"),
+    import_group_attributes_command: (),
+    audit_bias_command: ("attribute", "skills", "diagnostic", "enqueue"),
+    import_log_command: ("fmt", "skip_bad_rows", "enqueue"),
+    fit_params_command: ("skills", "forgets", "min_responses", "num_fits", "seed", "enqueue"),
+    rebuild_mastery_command: (),
+    check_consistency_command: ("repair",),
+    worker_command: ("threads",),  # one line when the worker stops (each job logs its own)
+}

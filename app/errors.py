@@ -11,17 +11,20 @@ from __future__ import annotations
 from http import HTTPStatus
 from typing import Any
 
-from flask import Flask, Response, current_app, g, jsonify, render_template, request
+import structlog
+from flask import Flask, Response, g, jsonify, render_template, request
 from flask.typing import ResponseReturnValue
 from sqlalchemy.exc import OperationalError
 
 from app.domain.errors import Conflict, DomainError, Forbidden, InvalidInput, InvalidParameters, NotFound
 from app.domain.grading import InvalidAnswer
+from app.observability import current_request_id
 
 RETRY_AFTER_SECONDS = 2
 # Set while an error page renders: the page's template context must then not read the database
 # (app.web's context processor shows only a principal the request had already loaded).
 RENDERING_ERROR = "tutor_rendering_error"
+log = structlog.stdlib.get_logger(__name__)
 
 
 def is_api_request() -> bool:
@@ -45,14 +48,13 @@ def error_body(status: int, message: str, errors: Any = None) -> dict[str, Any]:
     body: dict[str, Any] = {"code": status, "status": HTTPStatus(status).phrase, "message": message}
     if errors:
         body["errors"] = errors
+    body["request_id"] = current_request_id()
     return body
 
 
 def _status_of(error: DomainError) -> tuple[int, Any]:
     if isinstance(error, NotFound):
-        if error.field:
-            return 422, {"json": {error.field: [str(error)]}}
-        return 404, None
+        return 404, ({"json": {error.field: [str(error)]}} if error.field else None)
     if isinstance(error, InvalidAnswer):
         return 422, {"json": {"answer": [str(error)]}}
     if isinstance(error, Forbidden):
@@ -99,7 +101,7 @@ def _database_unavailable(error: OperationalError) -> ResponseReturnValue:
     if not _is_transient(error):
         raise error
     reason = str(error.orig or error).splitlines()[0]
-    current_app.logger.warning("database unavailable: %s", reason)
+    log.warning("database.unavailable", reason=reason)
     message = "The database is busy or unavailable; nothing was recorded. Retry shortly."
     headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
     if is_api_request():
@@ -107,11 +109,19 @@ def _database_unavailable(error: OperationalError) -> ResponseReturnValue:
     return render_error(503, message, headers=headers)
 
 
+# Statuses whose Retry-After means something: wait this long, then the same request may succeed.
+RETRY_STATUSES = frozenset({429, 503})
+
+
 def keep_retry_after(response: Response) -> Response:
-    """Flask-Limiter stamps every response with Retry-After = the end of its window (up to a minute away);
-    a 503 keeps ours. Registered before the limiter, so it runs after it."""
+    """Flask-Limiter stamps every response with Retry-After = the end of its window (up to a minute away),
+    even a 200, where it would tell a client to back off from a request that worked: only a 429 keeps
+    it (the limiter's, or the sign-in throttle's) and a 503 gets ours. The X-RateLimit-* headers stay: they
+    tell the budget left. Registered before the limiter, so it runs after it."""
     if response.status_code == 503:
         response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    elif response.status_code not in RETRY_STATUSES:
+        response.headers.pop("Retry-After", None)
     return response
 
 

@@ -12,10 +12,12 @@ from flask_sqlalchemy import SQLAlchemy
 from flask_wtf import CSRFProtect
 from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
-from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.exceptions import MethodNotAllowed, RequestEntityTooLarge
 from werkzeug.routing import IntegerConverter, Map
 
+from app.api.schemas import ApiErrorSchema
 from app.errors import is_api_request, render_error
+from app.observability import current_request_id
 
 
 class Base(DeclarativeBase):
@@ -43,27 +45,35 @@ class TutorApi(Api):
     """flask-smorest's Api, with a ``message`` in every error body (not only some).
 
     Its handler answers every HTTP error of the app; pages outside /api/ get an
-    HTML error page instead of JSON.
+    HTML error page instead of JSON. A 405 names the methods the URL allows (``Allow``, RFC 9110), on
+    pages and in the API.
     """
+
+    ERROR_SCHEMA = ApiErrorSchema
 
     def handle_http_exception(self, error: Any) -> Any:
         if isinstance(error, RequestEntityTooLarge):  # Werkzeug's own wording names no limit
             limit = current_app.config["MAX_CONTENT_LENGTH"]
             error.description = f"The request body is larger than {limit} bytes."
+        allow = {}
+        if isinstance(error, MethodNotAllowed) and error.valid_methods:
+            allow = {"Allow": ", ".join(sorted(error.valid_methods))}
         if not is_api_request():
             data = dict(getattr(error, "data", None) or {})
             return render_error(
                 error.code,
                 data.get("message") or error.description,
                 title=error.name,
-                headers=data.get("headers", {}),
+                headers={**data.get("headers", {}), **allow},
             )
         payload, code, headers = super().handle_http_exception(error)
+        headers = {**(headers or {}), **allow}
         if "message" not in payload:
             if "errors" in payload:
                 payload["message"] = "The request is not valid: see 'errors'."
             else:
                 payload["message"] = error.description or error.name
+        payload["request_id"] = current_request_id()
         return payload, code, headers
 
 

@@ -16,6 +16,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     TypeDecorator,
@@ -162,6 +163,9 @@ class Student(db.Model):  # type: ignore[name-defined]
     # Kept with every answer (reports read them instead of counting the log).
     answer_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     last_answer_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # The content_state.parameters_revision the mastery rows and pace were computed under: a student with
+    # answers whose revision is behind is replayed before their next answer (docs/ARCHITECTURE.md).
+    parameters_revision: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class StudentCredential(db.Model):  # type: ignore[name-defined]
@@ -319,6 +323,9 @@ class ContentState(db.Model):  # type: ignore[name-defined]
     id: Mapped[int] = mapped_column(primary_key=True)
     revision: Mapped[int] = mapped_column(Integer, default=0)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    # Bumped (with ``revision``) whenever every student's state must be replayed: new current parameters
+    # (fits, changed content defaults) or a full rebuild. Students behind it are replayed in chunks.
+    parameters_revision: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class Response(db.Model):  # type: ignore[name-defined]
@@ -537,6 +544,73 @@ class SignInThrottle(db.Model):  # type: ignore[name-defined]
     window_start: Mapped[datetime] = mapped_column(UtcDateTime)
     next_allowed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+
+
+# The states a job may be in (app.domain.jobs.JobState); the two in which an equal request is the same job.
+JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
+ACTIVE_JOB = "state IN ('queued', 'running')"
+
+
+class Job(db.Model):  # type: ignore[name-defined]
+    """Long work run by a worker (``services/operations/jobs.py``): the durable record of what was asked, by
+    whom, how far it got and what came of it. The queue (Huey) only carries the job's id to a worker."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        CheckConstraint(f"state IN {JOB_STATES!r}", name="state"),
+        # A client's retry with the same Idempotency-Key is the same job, however long after.
+        UniqueConstraint("school_id", "kind", "idempotency_key"),
+        # While one is queued or running, the same request (kind and parameters) is that job.
+        Index(
+            "uq_jobs_active_params",
+            "school_id",
+            "kind",
+            "params_digest",
+            unique=True,
+            sqlite_where=text(ACTIVE_JOB),
+            postgresql_where=text(ACTIVE_JOB),
+        ),
+        Index("ix_jobs_school_id_id", "school_id", "id"),  # a school's jobs, newest first
+        Index("ix_jobs_state_heartbeat_at", "state", "heartbeat_at"),  # stale leases
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("schools.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(40))
+    params: Mapped[dict[str, Any]] = mapped_column(JSON)
+    params_digest: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(20), default="queued")
+    progress_done: Mapped[int] = mapped_column(Integer, default=0)
+    progress_total: Mapped[int | None] = mapped_column(Integer)
+    progress_message: Mapped[str] = mapped_column(String(200), default="")
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The attempt that holds the job while it runs (a random token) and the worker it runs on: a worker
+    # commits the job's work only while the lease is still its own.
+    lease: Mapped[str | None] = mapped_column(String(32))
+    worker: Mapped[str | None] = mapped_column(String(200))
+    task_id: Mapped[str | None] = mapped_column(String(64))  # the queue's message id (to revoke it)
+
+
+class JobFile(db.Model):  # type: ignore[name-defined]
+    """A file a job works on (an uploaded log), kept only until the job ends."""
+
+    __tablename__ = "job_files"
+
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
 # The observation tracing and fitting use: right, and without a hint.

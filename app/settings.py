@@ -23,6 +23,7 @@ from __future__ import annotations
 import difflib
 import math
 import os
+import re
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
@@ -83,6 +84,36 @@ class Retention:
     access_log_days: int  # the access log (RETENTION_ACCESS_LOG_DAYS)
 
 
+LOG_FORMATS = ("json", "console")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+MIN_METRICS_TOKEN_LENGTH = 16
+
+
+@dataclass(frozen=True)
+class Observability:
+    log_format: str  # "json" (one object per line) or "console" (LOG_FORMAT; console under debug and tests)
+    log_level: str  # the lowest level logged, one of LOG_LEVELS (LOG_LEVEL)
+    client_error_burst: int  # 4xx answers to one client within a minute, per process, before a WARNING
+    metrics_token: str | None  # Bearer token /metrics wants (METRICS_TOKEN); None: loopback clients only
+    readiness_timeout: float  # seconds /readyz gives the database (READYZ_TIMEOUT_SECONDS)
+
+
+JOBS_URL_SCHEMES = ("sqlite:///", "redis://", "rediss://")
+
+
+@dataclass(frozen=True)
+class Jobs:
+    """Background jobs (app/services/operations/jobs.py): where the queue lives and how workers run them."""
+
+    url: str  # JOBS_URL: sqlite:///<file> (default: the instance folder's jobs.sqlite3) or redis://host:port/db
+    queue: str  # JOBS_QUEUE: the queue's name; deployments sharing one Redis use different names
+    workers: int  # JOBS_WORKERS: jobs one `flask worker` runs at once (threads)
+    lease: timedelta  # JOBS_LEASE_SECONDS: a running job not heard from for this long is re-queued
+    heartbeat: timedelta  # JOBS_HEARTBEAT_SECONDS: how often a running job writes its progress and heartbeat
+    max_attempts: int  # JOBS_MAX_ATTEMPTS: starts of a job (worker restarts included) before it fails
+    max_upload_bytes: int  # JOBS_MAX_UPLOAD_BYTES: the largest log file an import job takes
+
+
 @dataclass(frozen=True)
 class Settings:
     mastery_threshold: float  # the estimate in (0, 1] at which a skill is mastered: one value everywhere
@@ -98,6 +129,8 @@ class Settings:
     sqlite_busy_timeout_ms: int
     max_request_bytes: int
     proxy_count: int
+    observability: Observability  # logs, /metrics, /readyz (app/observability, docs/OPERATIONS.md)
+    jobs: Jobs  # the job queue and its workers (JOBS_*)
 
 
 def current_settings() -> Settings:
@@ -198,10 +231,32 @@ def defaults(instance_path: str) -> dict[str, Any]:
         # Retention (days): raw answers and recommendations, and the access log. `flask purge-expired`.
         "RETENTION_RESPONSE_DAYS": _env_number("RETENTION_RESPONSE_DAYS", int, 365),
         "RETENTION_ACCESS_LOG_DAYS": _env_number("RETENTION_ACCESS_LOG_DAYS", int, 365),
+        # Logs, metrics, readiness (docs/OPERATIONS.md). LOG_FORMAT unset: JSON lines, or console lines under
+        # debug and in tests. LOG_4XX_BURST: that many 4xx answers to one client within a minute (counted
+        # per process) log a WARNING. /metrics answers `Authorization: Bearer <METRICS_TOKEN>` only, or
+        # without a token loopback clients only. /readyz gives the database READYZ_TIMEOUT_SECONDS.
+        "LOG_FORMAT": os.environ.get("LOG_FORMAT"),
+        "LOG_LEVEL": os.environ.get("LOG_LEVEL", "INFO"),
+        "LOG_4XX_BURST": _env_number("LOG_4XX_BURST", int, 50),
+        "METRICS_TOKEN": os.environ.get("METRICS_TOKEN"),
+        "READYZ_TIMEOUT_SECONDS": _env_number("READYZ_TIMEOUT_SECONDS", float, 2.0),
+        # Background jobs (README "Running in production"): the queue (JOBS_URL; unset: SQLite in the instance
+        # folder), its name, worker threads, the lease after which a silent running job is re-queued, how
+        # often a running job reports, starts before a job fails, and the largest log file an import takes.
+        "JOBS_URL": os.environ.get("JOBS_URL") or "sqlite:///" + os.path.join(instance_path, "jobs.sqlite3"),
+        "JOBS_QUEUE": os.environ.get("JOBS_QUEUE", "tutor"),
+        "JOBS_WORKERS": _env_number("JOBS_WORKERS", int, 2),
+        "JOBS_LEASE_SECONDS": _env_number("JOBS_LEASE_SECONDS", float, 60.0),
+        "JOBS_HEARTBEAT_SECONDS": _env_number("JOBS_HEARTBEAT_SECONDS", float, 2.0),
+        "JOBS_MAX_ATTEMPTS": _env_number("JOBS_MAX_ATTEMPTS", int, 3),
+        "JOBS_MAX_UPLOAD_BYTES": _env_number("JOBS_MAX_UPLOAD_BYTES", int, 32 * 1024 * 1024),
+        # Bound parameters stay out of SQLAlchemy's exception messages, so out of a 500's logged traceback
+        # (they can be answers, codes, a school's ids).
+        "SQLALCHEMY_ENGINE_OPTIONS": {"hide_parameters": True},
         # flask-smorest / OpenAPI
         "API_TITLE": "Adaptive tutor API",
-        "API_VERSION": "v1",
-        "OPENAPI_VERSION": "3.0.3",
+        "API_VERSION": "1.1.0",
+        "OPENAPI_VERSION": "3.1.0",
         "OPENAPI_URL_PREFIX": "/api/v1",
         "OPENAPI_JSON_PATH": "openapi.json",
         "JSON_SORT_KEYS": False,
@@ -444,6 +499,73 @@ def _group_attributes(config: Mapping[str, Any], problems: _Problems) -> dict[st
     return out
 
 
+def _observability(config: Mapping[str, Any], problems: _Problems) -> Observability:
+    log_format = config.get("LOG_FORMAT")
+    if log_format is None:
+        log_format = "console" if config.get("DEBUG") or config.get("TESTING") else "json"
+    elif not isinstance(log_format, str) or log_format.strip().lower() not in LOG_FORMATS:
+        problems.add("LOG_FORMAT", f"must be one of {', '.join(LOG_FORMATS)}, not {log_format!r}")
+    level = config.get("LOG_LEVEL")
+    if not isinstance(level, str) or level.strip().upper() not in LOG_LEVELS:
+        problems.add("LOG_LEVEL", f"must be one of {', '.join(LOG_LEVELS)}, not {level!r}")
+    token = config.get("METRICS_TOKEN")
+    if token is not None and (
+        not isinstance(token, str) or len(token) < MIN_METRICS_TOKEN_LENGTH or token != token.strip()
+    ):
+        # Refused rather than ignored: an operator who set a token (even an empty one) meant /metrics to be
+        # guarded by it.
+        problems.add(
+            "METRICS_TOKEN",
+            f"must be a string of at least {MIN_METRICS_TOKEN_LENGTH} characters without surrounding "
+            "spaces (or unset: /metrics for loopback clients only)",
+        )
+    burst = _plain(config, "LOG_4XX_BURST", int, AT_LEAST_ONE, problems)
+    timeout = _plain(config, "READYZ_TIMEOUT_SECONDS", float, POSITIVE, problems)
+    return Observability(
+        log_format=str(log_format).strip().lower(),
+        log_level=str(level).strip().upper(),
+        client_error_burst=burst,
+        metrics_token=token,
+        readiness_timeout=float(timeout) if isinstance(timeout, (int, float)) else 0.0,
+    )
+
+
+def _jobs(config: Mapping[str, Any], problems: _Problems) -> Jobs:
+    url = _plain(config, "JOBS_URL", str, NON_NEGATIVE, problems)
+    if isinstance(url, str) and url.strip() and not url.startswith(JOBS_URL_SCHEMES):
+        problems.add("JOBS_URL", f"must start with one of {', '.join(JOBS_URL_SCHEMES)}, not {url!r}")
+    queue = _plain(config, "JOBS_QUEUE", str, NON_NEGATIVE, problems)
+    if isinstance(queue, str) and not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", queue):
+        problems.add("JOBS_QUEUE", f"must be 1-64 letters, digits, '.', '_' or '-', not {queue!r}")
+    numbers = {
+        key: _plain(config, key, kind, bounds, problems)
+        for key, kind, bounds in (
+            ("JOBS_WORKERS", int, AT_LEAST_ONE),
+            ("JOBS_LEASE_SECONDS", float, POSITIVE),
+            ("JOBS_HEARTBEAT_SECONDS", float, POSITIVE),
+            ("JOBS_MAX_ATTEMPTS", int, AT_LEAST_ONE),
+            ("JOBS_MAX_UPLOAD_BYTES", int, AT_LEAST_ONE),
+        )
+    }
+    lease, heartbeat = numbers["JOBS_LEASE_SECONDS"], numbers["JOBS_HEARTBEAT_SECONDS"]
+    valid = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (lease, heartbeat))
+    if valid and lease < 2 * heartbeat:
+        # A lease must outlast missed heartbeats (a busy database), or live jobs would be re-queued.
+        problems.add(
+            "JOBS_LEASE_SECONDS",
+            f"must be at least twice JOBS_HEARTBEAT_SECONDS ({heartbeat!r}), not {lease!r}",
+        )
+    return Jobs(
+        url=str(url),
+        queue=str(queue),
+        workers=numbers["JOBS_WORKERS"],
+        lease=timedelta(seconds=float(lease) if valid else 0.0),
+        heartbeat=timedelta(seconds=float(heartbeat) if valid else 0.0),
+        max_attempts=numbers["JOBS_MAX_ATTEMPTS"],
+        max_upload_bytes=numbers["JOBS_MAX_UPLOAD_BYTES"],
+    )
+
+
 def load_settings(config: Mapping[str, Any]) -> Settings:
     """Settings from a filled ``app.config``; SettingsError listing every key at fault."""
     problems = _Problems()
@@ -511,6 +633,8 @@ def load_settings(config: Mapping[str, Any]) -> Settings:
         )
     }
     limits = {key: _rate_limit(config, key, problems) for key in ("RATELIMIT_LOGIN", "RATELIMIT_API")}
+    observability = _observability(config, problems)
+    jobs = _jobs(config, problems)
     if problems or mastery is None or policy is None or reports is None or bias_checks is None:
         raise SettingsError("; ".join(problems))
     return Settings(
@@ -535,6 +659,8 @@ def load_settings(config: Mapping[str, Any]) -> Settings:
         sqlite_busy_timeout_ms=plain["SQLITE_BUSY_TIMEOUT_MS"],
         max_request_bytes=plain["MAX_CONTENT_LENGTH"],
         proxy_count=plain["PROXY_COUNT"],
+        observability=observability,
+        jobs=jobs,
     )
 
 

@@ -4,13 +4,16 @@ from logging.config import fileConfig
 from alembic import context
 from flask import current_app
 
+from app.observability import logs
+
 # this is the Alembic Config object, which provides
 # access to the values within the .ini file in use.
 config = context.config
 
-# Interpret the config file for Python logging.
-# This line sets up loggers basically.
-fileConfig(config.config_file_name)
+# Interpret the config file for Python logging, unless the app has set logging up (app/observability: JSON
+# lines, one handler): then alembic's lines go through it, and no logger the app made is disabled.
+if not logs.is_configured():
+    fileConfig(config.config_file_name)
 logger = logging.getLogger("alembic.env")
 
 

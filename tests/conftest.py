@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -24,8 +25,10 @@ import sqlalchemy as sa
 from flask import Flask, current_app
 from flask.testing import FlaskClient
 from flask_migrate import upgrade
+from werkzeug.serving import make_server
 
 from app import create_app
+from app.api.schemas import DECIMALS
 from app.domain.access import Role
 from app.extensions import db
 from app.models import ContentState
@@ -59,6 +62,13 @@ def _shared_data() -> Path:
 DATA_DIR = _shared_data()
 PG_ADMIN_URL = os.environ.get("TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 BACKENDS = ["sqlite", "postgresql"]
+# The API publishes every number with a fraction rounded to DECIMALS places (app.api.schemas).
+ROUNDING = 0.5 * 10**-DECIMALS + 1e-12
+
+
+def published(value: float) -> float:
+    """``value`` as the API sends it."""
+    return round(value, DECIMALS)
 
 
 def _postgres_available() -> str | None:
@@ -95,6 +105,15 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
         yield url
 
 
+def jobs_url_for(database_url: str) -> str:
+    """The job queue of a test database: a SQLite file of its own (never the repo's instance folder), so the
+    two backends, and parallel runs, never read each other's messages."""
+    url = sa.engine.make_url(database_url)
+    if url.get_backend_name() == "sqlite" and url.database:
+        return f"sqlite:///{Path(url.database).with_suffix('.jobs.sqlite3')}"
+    return f"sqlite:///{Path(tempfile.gettempdir()) / f'{url.database}.jobs.sqlite3'}"
+
+
 def make_app(database_url: str, **overrides: Any) -> Flask:
     config = {
         "TESTING": True,
@@ -105,6 +124,7 @@ def make_app(database_url: str, **overrides: Any) -> Flask:
         "RATELIMIT_LOGIN": "10000 per minute",  # every test signs in from 127.0.0.1
         # The hashing slots' lock files (one set per test database): not in the repo's instance folder.
         "LOGIN_HASH_LOCK_DIR": tempfile.gettempdir(),
+        "JOBS_URL": jobs_url_for(database_url),
     }
     config.update(overrides)
     return create_app(config)
@@ -125,6 +145,9 @@ def migrated_app(database_url: str, shipped_graph: Any) -> Iterator[Flask]:
     yield app
     with app.app_context():
         db.engine.dispose()
+    queue_file = Path(jobs_url_for(database_url).removeprefix("sqlite:///"))
+    for leftover in (queue_file, Path(f"{queue_file}-wal"), Path(f"{queue_file}-shm")):
+        leftover.unlink(missing_ok=True)
 
 
 def content_revision() -> int:
@@ -169,6 +192,27 @@ def app(migrated_app: Flask, shipped_graph: Any) -> Iterator[Flask]:
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
+
+
+@contextmanager
+def serve(app: Flask) -> Iterator[str]:
+    """A real HTTP server for ``app`` on a free loopback port, for as long as the block runs: its base URL."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join()
+        server.server_close()
+
+
+@pytest.fixture
+def live_server(app: Flask) -> Iterator[str]:
+    """The test's app behind a real HTTP server (browser tests, generated clients, the schemathesis CLI)."""
+    with serve(app) as url:
+        yield url
 
 
 class ApiClient:
@@ -336,3 +380,33 @@ def world(app: Flask) -> World:
 
 
 ROLES = ("anonymous", "student_a", "student_b", "teacher_a", "teacher_other", "app1", "app2", "admin")
+
+
+# --- background jobs ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def jobs_worker(app: Flask) -> Iterator[Any]:
+    """Huey's consumer, in threads of this process, on the app's real queue storage (SQLite, as configured):
+    runs the jobs the test queues (tests/jobs_support.py starts real worker processes)."""
+    from app.services.operations.queue import EXTENSION
+
+    queue = app.extensions[EXTENSION]
+    queue.flush()  # messages left by an earlier test (whose jobs are gone with its data)
+    consumer = queue.consumer(2, signals=False)
+    consumer.start()
+    try:
+        yield queue
+    finally:
+        consumer.stop(graceful=True)
+
+
+def finished_job(actor: Any, location: str, timeout: float = 120) -> dict[str, Any]:
+    """GET a job (by its Location) until its state is final: its last body."""
+    from tests.jobs_support import wait_for
+
+    def final() -> dict[str, Any] | None:
+        body: dict[str, Any] = actor.request("GET", location).get_json()
+        return body if body["state"] in ("succeeded", "failed", "cancelled") else None
+
+    return dict(wait_for(final, timeout))

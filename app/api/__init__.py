@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from flask import Flask
 
-from app.api import bias, classes, exercises, students
+from app.api import bias, classes, contract, exercises, jobs, students
 from app.extensions import api
 
 
 def init_app(app: Flask) -> None:
-    api.init_app(app)
+    plugin = contract.ContractPlugin(app.extensions["settings"])
+    api.init_app(app, spec_kwargs={"extra_plugins": [plugin]})
+    contract.register(api.ma_plugin.converter)
     api.spec.components.security_scheme(
         "apiKey", {"type": "http", "scheme": "bearer", "description": "A learning app's API key."}
     )
@@ -23,5 +25,5 @@ def init_app(app: Flask) -> None:
         },
     )
     api.spec.options["security"] = [{"apiKey": []}, {"session": []}]
-    for blueprint in (students.blp, classes.blp, exercises.blp, bias.blp):
+    for blueprint in (students.blp, classes.blp, exercises.blp, bias.blp, jobs.blp):
         api.register_blueprint(blueprint, url_prefix="/api/v1")

@@ -7,6 +7,8 @@ from typing import Any
 from flask.views import MethodView
 
 from app.api.auth import api_blueprint, current_principal
+from app.api.job_schemas import LOCATION, IdempotencyHeaderSchema, JobSchema
+from app.api.jobs import accepted
 from app.api.schemas import (
     BiasCheckListSchema,
     BiasCheckRequestSchema,
@@ -16,6 +18,7 @@ from app.api.schemas import (
     GroupAttributesSchema,
 )
 from app.extensions import db
+from app.services.operations import job_kinds
 from app.services.people import groups
 from app.services.reporting import bias
 
@@ -24,11 +27,15 @@ blp = api_blueprint("bias", __name__, "Bias checks across student groups; group 
 
 @blp.route("/bias-checks")
 class BiasChecks(MethodView):
+    @blp.doc(operationId="run_bias_check")
     @blp.arguments(BiasCheckRequestSchema)
-    @blp.response(201, BiasCheckSchema)
-    def post(self, data: dict[str, Any]) -> Any:
-        """Run a bias check over the school's students grouped by an attribute, and store it (admins)."""
-        return bias.run_bias_check(
+    @blp.arguments(IdempotencyHeaderSchema, location="headers")
+    @blp.response(202, JobSchema, headers=LOCATION)
+    def post(self, data: dict[str, Any], headers: dict[str, Any]) -> Any:
+        """Queue a bias check over the school's students grouped by an attribute (admins): 202 with the job.
+        Follow its Location until it succeeded; its result_url is the stored check. An unknown attribute,
+        or a window without any answer, is refused at once (422)."""
+        job, _ = job_kinds.start_bias_check(
             db.session(),
             current_principal(),
             data["attribute"],
@@ -38,8 +45,11 @@ class BiasChecks(MethodView):
             bootstrap=data.get("bootstrap"),
             seed=data.get("seed"),
             diagnostic=data["diagnostic"],
+            idempotency_key=headers.get("idempotency_key"),
         )
+        return accepted(job)
 
+    @blp.doc(operationId="list_bias_checks")
     @blp.response(200, BiasCheckListSchema(many=True))
     def get(self) -> Any:
         """The school's stored bias checks, newest first."""
@@ -48,13 +58,16 @@ class BiasChecks(MethodView):
 
 @blp.route("/bias-checks/<id:report_id>")
 class BiasCheckById(MethodView):
+    @blp.doc(operationId="get_bias_check")
     @blp.response(200, BiasCheckSchema)
     def get(self, report_id: int) -> Any:
+        """A stored bias check."""
         return bias.get_report(db.session(), current_principal(), report_id)
 
 
 @blp.route("/students/<student_id>/group-attributes")
 class GroupAttributes(MethodView):
+    @blp.doc(operationId="set_group_attributes")
     @blp.arguments(GroupAttributesSchema)
     @blp.response(200, GroupAttributesResultSchema)
     def put(self, data: dict[str, Any], student_id: str) -> Any:
@@ -68,6 +81,7 @@ class GroupAttributes(MethodView):
         )
         return {"recorded": sorted(recorded)}
 
+    @blp.doc(operationId="withdraw_group_attributes")
     @blp.response(200, DeclineResultSchema)
     def delete(self, student_id: str) -> Any:
         """Withdraw consent: the student's group attributes are deleted at once (the student or an admin)."""

@@ -16,6 +16,7 @@ blp = api_blueprint("content", __name__, "Skills, their BKT parameters, and exer
 
 @blp.route("/skills")
 class Skills(MethodView):
+    @blp.doc(operationId="list_skills")
     @blp.response(200, SkillSchema(many=True))
     def get(self) -> Any:
         """Every skill, prerequisites first, with the BKT parameters that compute its mastery."""
@@ -24,13 +25,16 @@ class Skills(MethodView):
 
 @blp.route("/skills/<skill_id>")
 class SkillById(MethodView):
+    @blp.doc(operationId="get_skill")
     @blp.response(200, SkillSchema)
     def get(self, skill_id: str) -> Any:
+        """A skill, its prerequisites and its BKT parameters."""
         return catalog.get_skill(db.session(), skill_id)
 
 
 @blp.route("/exercises/<exercise_id>")
 class ExerciseById(MethodView):
+    @blp.doc(operationId="get_exercise")
     @blp.response(200, ExerciseSchema)
     def get(self, exercise_id: str) -> Any:
         """An exercise as a student sees it (never the accepted answers)."""

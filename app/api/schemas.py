@@ -2,16 +2,89 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 
-from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
-from app.domain.external_ids import EXTERNAL_ID, EXTERNAL_ID_RULE, clean_external_id
+from app.domain.external_ids import EXTERNAL_ID, EXTERNAL_ID_RULE, RAW_EXTERNAL_ID, SPACES, clean_external_id
 from app.domain.reasons import Reason, ServedPolicy
+from app.domain.reports import ReportConfig
 from app.domain.tracking import MasteryStatus
+from app.settings import ORGANISATIONAL_GROUPS, Settings
 
 ONE_DAY_MS = 24 * 60 * 60 * 1000
+# Every number with a fraction the API sends is rounded to this many decimal places: float noise
+# (0.8968750000000001) is not a fact, and six places keep what the tracker is tested to (1e-6 and better).
+DECIMALS = 6
+# Strings the service can store: no NUL character (PostgreSQL refuses it). Stated in the document, so that
+# generated clients and fuzzers know it (the JSON parser refuses it with a 400 that names it).
+NO_NUL = r"^[^\u0000]*$"
+# Text that is more than spaces (the service strips surrounding whitespace, then needs something left): in
+# the regex dialect Python and JSON Schema read alike, the whitespace Python's str.strip() removes.
+NOT_BLANK = rf"^[^\u0000]*[^\u0000\t-\r\x1c-\x1f{SPACES}][^\u0000]*$"
+
+
+def rounded(value: Any) -> Any:
+    """``value`` with every float in it (nested in dicts and lists too) rounded to ``DECIMALS`` places."""
+    if isinstance(value, float):
+        return round(value, DECIMALS)
+    if isinstance(value, dict):
+        return {key: rounded(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [rounded(item) for item in value]
+    return value
+
+
+def _described(metadata: dict[str, Any] | None, suffix: str, **schema: Any) -> dict[str, Any]:
+    metadata = dict(metadata or {})
+    description = metadata.get("description", "")
+    metadata["description"] = f"{description} {suffix}".strip()
+    return {**schema, **metadata}
+
+
+class Number(fields.Float):
+    """A number with a fraction, rounded to ``DECIMALS`` places."""
+
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> float | None:
+        if value is None:
+            return None
+        return round(float(value), DECIMALS)
+
+
+class Probability(Number):
+    """A probability or a share: in [0, 1], rounded to ``DECIMALS`` places (said in its description)."""
+
+    def __init__(self, *, metadata: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        super().__init__(
+            metadata=_described(
+                metadata, f"In [0, 1], rounded to {DECIMALS} decimal places.", minimum=0, maximum=1
+            ),
+            **kwargs,
+        )
+
+
+class RoundedDict(fields.Dict):
+    """A free-form object whose floats, however deep, are rounded to ``DECIMALS`` places."""
+
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> Any:
+        return rounded(super()._serialize(value, attr, obj, **kwargs))  # type: ignore[no-untyped-call]
+
+
+class OutputSchema(Schema):
+    """A response body. Every field is always sent (``null`` where it allows none), so the document marks
+    them all ``required``: typed clients then need no "is it there?" checks. A field that may be absent
+    says so with ``metadata={"optional": True}``. New fields may appear in later versions, so the
+    document does not forbid properties it does not list (``unknown = EXCLUDE`` leaves that open)."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for field in self.fields.values():
+            field.required = not field.metadata.get("optional", False)
 
 
 class UtcDateTime(fields.AwareDateTime):
@@ -44,6 +117,24 @@ class JsonBoolean(fields.Boolean):
         return value
 
 
+_INTEGRAL_TEXT = re.compile(r"-?[0-9]+\.0*")
+
+
+class WholeNumber(fields.Integer):
+    """An integer as JSON Schema counts them: ``5`` and ``5.0`` (not ``5.5``, ``true`` or ``"5"`` in a body;
+    a query's text ``"5"`` is read as 5). Generated clients may send an integer as a float."""
+
+    def __init__(self, *, strict: bool = True, **kwargs: Any) -> None:
+        super().__init__(strict=strict, **kwargs)
+
+    def _validated(self, value: Any) -> int:
+        if isinstance(value, str) and not self.strict and _INTEGRAL_TEXT.fullmatch(value):
+            value = int(value.split(".")[0])  # a query's "5.0"
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        return super()._validated(value)
+
+
 class ExternalId(fields.String):
     """A student's external id, by the rule enrolment uses (``domain.external_ids``): 1-200 printable
     characters, surrounding spaces removed, and something left. (The raw value is held to the documented
@@ -59,11 +150,69 @@ class ExternalId(fields.String):
         return cleaned
 
 
+REMOVED_IN = "2.0.0"
+
+
+def deprecated(field: fields.Field[Any], *, use: str) -> fields.Field[Any]:
+    """An old name kept for one more version: marked ``deprecated`` in the document, and the answers that
+    carry it send a ``Deprecation`` header (docs/API_CHANGELOG.md lists them)."""
+    description = field.metadata.get("description", "")
+    field.dump_only = True  # it may read the same attribute as its new name (only one may be loaded)
+    field.metadata = {
+        **field.metadata,
+        "deprecated": True,
+        "description": f"Deprecated, removed in {REMOVED_IN}: use {use}. {description}".strip(),
+    }
+    return field
+
+
+def has_deprecated_fields(schema: Schema) -> bool:
+    """Whether ``schema`` or a schema nested in it sends a deprecated field."""
+    for field in schema.fields.values():
+        if field.metadata.get("deprecated"):
+            return True
+        inner = field.inner if isinstance(field, fields.List) else field
+        if isinstance(inner, fields.Nested) and has_deprecated_fields(inner.schema):
+            return True
+    return False
+
+
+class AnswerText(fields.Field[str]):
+    """The student's answer as they typed it: a string, or a JSON number (sent as typed, e.g. ``500``,
+    ``2.5``). Numbers become their shortest decimal text, so ``500`` and ``"500"`` are the same answer."""
+
+    default_error_messages = {
+        "invalid": "Must be a string or a number.",
+        "length": "Must be 1 to 1000 characters long.",
+    }
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise self.make_error("invalid")
+        text = value if isinstance(value, str) else repr(value)
+        if not 1 <= len(text) <= 1000:
+            raise self.make_error("length")
+        return text
+
+
+STRING_ANSWER = {"type": "string", "minLength": 1, "maxLength": 1000, "pattern": NO_NUL}
+
+
+# --- students ---------------------------------------------------------------------------------------
+
+
+# The external id rule as a client can check it before sending (the document's pattern and maxLength);
+# the field then strips the surrounding spaces. tests/unit/test_external_ids.py holds the two to one rule.
+EXTERNAL_ID_AS_SENT = [
+    validate.Length(max=200, error=EXTERNAL_ID_RULE),
+    validate.Regexp(RAW_EXTERNAL_ID, error=EXTERNAL_ID_RULE),
+]
+
+
 class StudentCreateSchema(Schema):
     external_id = ExternalId(
         required=True,
-        # Documented for clients and fuzzers; the field itself applies the full rule.
-        validate=validate.Regexp(r"^[^\x00-\x1f\x7f]{1,200}$", error=EXTERNAL_ID_RULE),
+        validate=EXTERNAL_ID_AS_SENT,
         metadata={
             "description": "The app's own pseudonymous id for the student (no names); surrounding "
             "spaces are removed."
@@ -71,9 +220,9 @@ class StudentCreateSchema(Schema):
     )
 
 
-class StudentSchema(Schema):
+class StudentSchema(OutputSchema):
     id = fields.String(metadata={"description": "The service's id for the student."})
-    external_id = fields.String()
+    external_id = fields.String(metadata={"description": "The app's (or roster's) pseudonymous id."})
     created_at = fields.DateTime()
     personalized = fields.Boolean(
         metadata={"description": "False: the student opted out of personalization (fixed order)."}
@@ -91,69 +240,137 @@ class StudentUpdateSchema(Schema):
     )
 
 
-class ExerciseSchema(Schema):
-    """An exercise as shown to a student: never the accepted answers."""
+class DeletionSchema(OutputSchema):
+    deleted = fields.Dict(
+        keys=fields.String(), values=fields.Integer(), metadata={"description": "Rows deleted per table."}
+    )
+
+
+class ExportQuerySchema(Schema):
+    format = fields.String(
+        load_default="json",
+        validate=validate.OneOf(["json", "csv"]),
+        metadata={"description": "json (one document) or csv (a ZIP of CSV files)."},
+    )
+
+
+# --- content ----------------------------------------------------------------------------------------
+
+
+class ExerciseSchema(OutputSchema):
+    """An exercise as shown to a student: never the accepted answers nor the worked solution."""
 
     id = fields.String()
     skill_ids = fields.List(fields.String())
     prompt = fields.String()
     answer_kind = fields.String(metadata={"enum": ["numeric", "multiple_choice", "short_text"]})
-    choices = fields.List(fields.String(), metadata={"description": "For multiple_choice only."})
-    difficulty = fields.Float(metadata={"description": "In [0, 1]."})
-    hints = fields.List(fields.String())
-
-
-class NextExerciseQuerySchema(Schema):
-    seed = fields.Integer(
-        strict=False,
-        validate=validate.Range(0, 2**63 - 1),
-        metadata={"description": "Makes the choice reproducible; default: the student's state."},
+    choices = fields.List(
+        fields.String(), metadata={"description": "The choices of a multiple_choice exercise; else empty."}
     )
+    difficulty = Number(metadata={"description": "In [0, 1] (0 easiest).", "minimum": 0, "maximum": 1})
+    hints = fields.List(fields.String(), metadata={"description": "In the order to show them; may be empty."})
+
+
+class SkillParametersSchema(OutputSchema):
+    version = fields.Integer(metadata={"description": "Increases with every change of the parameters."})
+    source = fields.String(metadata={"enum": ["content", "default", "fitted"]})
+    prior = Probability(metadata={"description": "P(L0): knowing the skill before any practice."})
+    learn = Probability(metadata={"description": "P(T): learning it at one practice opportunity."})
+    guess = Probability(metadata={"description": "P(G): a right answer without knowing it."})
+    slip = Probability(metadata={"description": "P(S): a wrong answer despite knowing it."})
+    forget = Probability(metadata={"description": "P(F) per opportunity (0 in standard BKT)."})
+
+
+class SkillSchema(OutputSchema):
+    id = fields.String()
+    name = fields.String()
+    description = fields.String()
+    prerequisites = fields.List(fields.String(), metadata={"description": "Skill ids."})
+    exercise_count = fields.Integer()
+    parameters = fields.Nested(SkillParametersSchema)
+
+
+# --- the next exercise ------------------------------------------------------------------------------
 
 
 REASONS = [reason.value for reason in Reason]
 SERVED_POLICIES = [policy.value for policy in ServedPolicy]
 STATUSES = [str(status) for status in MasteryStatus]
 
+P_MASTERY = "Standard BKT P(L) of the skill under its parameters (exactly what pyBKT computes)."
+P_MASTERY_PACED = (
+    "P(L) of the skill given the student's own pace and prior knowledge, as of their last answer on it "
+    "(no forgetting)."
+)
+MASTERY_ESTIMATE = (
+    "The mastery estimate: p_mastery_paced times the predicted recall now. It decides `status` and "
+    "selection, and it is the number every screen shows."
+)
 
-class NextExerciseSchema(Schema):
-    exercise = fields.Nested(ExerciseSchema, allow_none=True)
-    skill_id = fields.String(allow_none=True)
+
+class NextExerciseQuerySchema(Schema):
+    seed = WholeNumber(
+        strict=False,
+        validate=validate.Range(0, 2**63 - 1),
+        metadata={"description": "Makes the choice reproducible; default: the student's state."},
+    )
+
+
+class NextExerciseSchema(OutputSchema):
+    exercise = fields.Nested(
+        ExerciseSchema,
+        allow_none=True,
+        metadata={
+            "description": "null when there is nothing to practise (reason all_mastered, nothing_ready)."
+        },
+    )
+    skill_id = fields.String(allow_none=True, metadata={"description": "The skill the exercise practises."})
     reason = fields.String(metadata={"enum": REASONS})
-    explanation = fields.String(metadata={"description": "The reason in plain language."})
+    explanation = fields.String(metadata={"description": "The reason in plain language, for the student."})
     policy = fields.String(metadata={"enum": SERVED_POLICIES})
-    details = fields.Dict(
+    details = RoundedDict(
         metadata={
             "description": "Machine-readable reason: the chosen skill's estimates, the scores that decided, "
-            "alternatives, skills blocked by prerequisites, target and predicted success."
+            f"alternatives, skills blocked by prerequisites, target and predicted success (numbers rounded "
+            f"to {DECIMALS} decimal places)."
         }
     )
-    recommendation_id = fields.Integer(allow_none=True)
-    p_mastery = fields.Float(
-        allow_none=True,
-        metadata={"description": "Standard BKT P(L) of the chosen skill (what pyBKT computes)."},
+    recommendation_id = fields.Integer(
+        allow_none=True, metadata={"description": "Send nothing back: the next answer is linked to it."}
     )
-    p_mastery_paced = fields.Float(
-        allow_none=True,
-        metadata={
-            "description": "P(L) of the chosen skill given the student's pace and prior knowledge, as of the "
-            "last answer (no forgetting)."
-        },
-    )
-    mastery_estimate = fields.Float(
-        allow_none=True,
-        metadata={
-            "description": "The mastery estimate of the chosen skill now (p_mastery_paced x recall): "
-            "what decides mastery and selection, and what every screen shows."
-        },
-    )
+    p_mastery = Probability(allow_none=True, metadata={"description": P_MASTERY})
+    p_mastery_paced = Probability(allow_none=True, metadata={"description": P_MASTERY_PACED})
+    mastery_estimate = Probability(allow_none=True, metadata={"description": MASTERY_ESTIMATE})
 
 
-class ResponseCreateSchema(Schema):
+class RecommendationSchema(OutputSchema):
+    id = fields.Integer()
+    created_at = fields.DateTime()
+    exercise_id = fields.String(allow_none=True)
+    skill_id = fields.String(allow_none=True)
+    policy = fields.String(metadata={"enum": SERVED_POLICIES})
+    reason = fields.String(metadata={"enum": REASONS})
+    explanation = fields.String()
+    details = RoundedDict()
+    response_id = fields.Integer(allow_none=True, metadata={"description": "The answer that followed."})
+    correct = fields.Boolean(allow_none=True, metadata={"description": "Whether that answer was right."})
+
+
+# --- answers ----------------------------------------------------------------------------------------
+
+
+class AnswerCreateSchema(Schema):
+    """Send exactly one of ``answer`` (graded here) and ``correct`` (graded by the app)."""
+
+    # Stated in the document too, as "not (both, or neither)": see ContractPlugin.
+    EXACTLY_ONE_OF = ("answer", "correct")
+
     exercise_id = fields.String(required=True, validate=validate.Length(1, 100))
-    answer = fields.String(
-        validate=validate.Length(1, 1000),
-        metadata={"description": "The student's answer; the service grades it."},
+    answer = AnswerText(
+        metadata={
+            "description": 'The student\'s answer, as typed; a string or a JSON number (500 and "500" are '
+            "the same answer). The service grades it."
+        },
     )
     correct = JsonBoolean(
         metadata={
@@ -161,13 +378,17 @@ class ResponseCreateSchema(Schema):
             "app's key only: a signed-in session gets 403 and must send answer)."
         },
     )
-    response_time_ms = fields.Integer(strict=True, validate=validate.Range(0, ONE_DAY_MS))
+    response_time_ms = WholeNumber(
+        validate=validate.Range(0, ONE_DAY_MS), metadata={"description": "Milliseconds."}
+    )
     client_response_id = fields.String(
         validate=validate.Length(1, 100),
-        metadata={"description": "A retry with the same id records nothing and returns the first result."},
+        metadata={
+            "description": "Your id for this answer: a retry with the same id records nothing and returns "
+            "the first result (200); the same id for a different answer is a 409."
+        },
     )
-    hints_used = fields.Integer(
-        strict=True,
+    hints_used = WholeNumber(
         load_default=0,
         validate=validate.Range(0, 100),
         metadata={
@@ -182,21 +403,21 @@ class ResponseCreateSchema(Schema):
             raise ValidationError("send exactly one of 'answer' (graded here) or 'correct'.")
 
 
-class SkillStepSchema(Schema):
+class SkillStepSchema(OutputSchema):
     skill_id = fields.String()
-    p_mastery_before = fields.Float(metadata={"description": "Standard BKT P(L) before the answer."})
-    p_correct = fields.Float(metadata={"description": "Standard BKT P(correct) predicted before it."})
-    p_mastery_after = fields.Float(metadata={"description": "Standard BKT P(L) after the answer."})
-    p_mastery_paced_after = fields.Float(
+    p_mastery_before = Probability(metadata={"description": "Standard BKT P(L) before the answer."})
+    p_correct = Probability(metadata={"description": "Standard BKT P(correct), predicted before it."})
+    p_mastery_after = Probability(metadata={"description": "Standard BKT P(L) after the answer."})
+    p_mastery_paced_after = Probability(
         allow_none=True,
         metadata={"description": "P(L) given the student's pace and prior knowledge, after the answer."},
     )
-    mastery_estimate_before = fields.Float(
+    mastery_estimate_before = Probability(
         allow_none=True,
         attribute="estimate_before",
         metadata={"description": "The mastery estimate just before the answer (what the screens showed)."},
     )
-    mastery_estimate_after = fields.Float(
+    mastery_estimate_after = Probability(
         allow_none=True,
         attribute="estimate_after",
         metadata={"description": "The mastery estimate right after the answer, on the same scale."},
@@ -209,12 +430,12 @@ class SkillStepSchema(Schema):
     )
 
 
-class ResponseSchema(Schema):
-    id = fields.Integer()
-    exercise_id = fields.String()
+class AnswerResultSchema(OutputSchema):
+    id = fields.Integer(metadata={"description": "The answer's id."})
+    exercise_id = fields.String(allow_none=True, metadata={"description": "null once the exercise is gone."})
     correct = fields.Boolean()
     graded_by = fields.String(metadata={"enum": ["server", "app"]})
-    correct_answer = fields.String()
+    correct_answer = fields.String(metadata={"description": "An accepted answer."})
     solution = fields.List(
         fields.String(),
         metadata={
@@ -232,47 +453,62 @@ class ResponseSchema(Schema):
     credited = fields.Boolean(
         metadata={"description": "Counted as evidence of knowing: right, without a hint."}
     )
-    mastery = fields.Dict(
+    p_mastery = fields.Dict(
         keys=fields.String(),
-        values=fields.Float(),
-        metadata={"description": "Standard BKT P(L) of each skill of the exercise after this answer."},
+        values=Probability(),
+        attribute="mastery",
+        metadata={"description": "Per skill of the exercise, after this answer: " + P_MASTERY},
     )
-    mastery_paced = fields.Dict(
+    p_mastery_paced = fields.Dict(
         keys=fields.String(),
-        values=fields.Float(allow_none=True),
-        metadata={
-            "description": "P(L) of each skill given the student's pace and prior knowledge, after "
-            "this answer."
-        },
+        values=Probability(allow_none=True),
+        attribute="mastery_paced",
+        metadata={"description": "Per skill of the exercise, after this answer: " + P_MASTERY_PACED},
     )
     mastery_estimate = fields.Dict(
         keys=fields.String(),
-        values=fields.Float(allow_none=True),
+        values=Probability(allow_none=True),
         attribute="estimates",
-        metadata={
-            "description": "The mastery estimate of each skill after this answer: what decides and "
-            "what the screens show."
-        },
+        metadata={"description": "Per skill of the exercise, after this answer: " + MASTERY_ESTIMATE},
     )
     skills = fields.List(fields.Nested(SkillStepSchema))
+    mastery = deprecated(
+        fields.Dict(keys=fields.String(), values=Probability()), use="p_mastery (the same values)"
+    )
+    mastery_paced = deprecated(
+        fields.Dict(keys=fields.String(), values=Probability(allow_none=True)),
+        use="p_mastery_paced (the same values)",
+    )
 
 
-class SkillProgressSchema(Schema):
-    skill_id = fields.String()
-    name = fields.String()
-    p_mastery = fields.Float(
-        metadata={"description": "Standard BKT P(L) under the skill's parameters (what pyBKT computes)."}
-    )
-    p_mastery_paced = fields.Float(
-        metadata={"description": "P(L) given the student's pace and prior knowledge, as of the last answer."}
-    )
-    mastery_estimate = fields.Float(
-        attribute="mastery",
+# --- progress and reports ---------------------------------------------------------------------------
+
+SPEED = (
+    "Posterior mean learning-speed factor from the student's answers (1 = the pace the skills' parameters "
+    "expect, 2 = twice as fast; the model weighs 1/8 to 8). null until the student has enough answers to "
+    f"tell a pace ({ReportConfig().slow_speed_min_answers} by default, REPORTS slow_speed_min_answers): "
+    "speed_reason says so."
+)
+SPEED_REASONS = ["not_enough_answers"]
+
+
+class PaceMixin(Schema):
+    speed = Number(allow_none=True, metadata={"description": SPEED})
+    speed_reason = fields.String(
+        allow_none=True,
         metadata={
-            "description": "The mastery estimate now: p_mastery_paced x recall. It decides `status` "
-            "and selection, and every screen shows it."
+            "enum": [*SPEED_REASONS, None],
+            "description": "Why speed is null (not_enough_answers); null when speed is given.",
         },
     )
+
+
+class SkillProgressSchema(OutputSchema):
+    skill_id = fields.String()
+    name = fields.String()
+    p_mastery = Probability(metadata={"description": P_MASTERY})
+    p_mastery_paced = Probability(metadata={"description": P_MASTERY_PACED})
+    mastery_estimate = Probability(attribute="mastery", metadata={"description": MASTERY_ESTIMATE})
     status = fields.String(
         metadata={
             "enum": STATUSES,
@@ -281,13 +517,15 @@ class SkillProgressSchema(Schema):
             "level); due_for_review; needs_relearning.",
         }
     )
-    p_correct = fields.Float(metadata={"description": "Predicted P(correct) on the next answer, now."})
-    attempts = fields.Integer()
-    correct_count = fields.Integer(metadata={"description": "Credited answers: right and unhinted."})
+    p_correct = Probability(metadata={"description": "Predicted P(correct) on the next answer, now."})
+    attempts = fields.Integer(metadata={"description": "Answers on the skill."})
+    correct_count = fields.Integer(
+        metadata={"description": "Credited answers on the skill: right, and without a hint."}
+    )
     mastered = fields.Boolean(metadata={"description": "status == mastered."})
-    mastered_at = fields.DateTime(allow_none=True)
+    mastered_at = fields.DateTime(allow_none=True, metadata={"description": "When it was first earned."})
     last_practiced_at = fields.DateTime(allow_none=True)
-    recall = fields.Float(
+    recall = Probability(
         allow_none=True,
         metadata={
             "description": "Predicted recall of an earned skill now (FSRS memory model); null before it is "
@@ -297,84 +535,39 @@ class SkillProgressSchema(Schema):
     review_due = fields.Boolean(metadata={"description": "status is due_for_review or needs_relearning."})
 
 
-class ProgressSchema(Schema):
+class ProgressSchema(PaceMixin, OutputSchema):
     student_id = fields.String()
-    mastery_threshold = fields.Float()
-    personalized = fields.Boolean()
-    speed = fields.Float(
-        metadata={
-            "description": "Posterior mean learning-speed factor from the student's answers (1 = typical)."
-        }
+    mastery_threshold = Probability(
+        metadata={"description": "The mastery estimate a skill must reach to be earned."}
     )
-    prior_knowledge = fields.Float(
+    personalized = fields.Boolean()
+    prior_knowledge = Number(
+        allow_none=True,
         metadata={
             "description": "Posterior mean prior-knowledge scale (1 = the skills' priors, 0 = starting from "
-            "scratch)."
-        }
+            "scratch); null with speed, for the same reason."
+        },
     )
     min_correct = fields.Integer(
         metadata={"description": "Right, unhinted answers a skill needs before it can be declared mastered."}
+    )
+    answers = fields.Integer(
+        metadata={"description": "Answers recorded (an answer to an exercise of two skills counts once)."}
     )
     skills_mastered = fields.Integer()
     skills_total = fields.Integer()
     skills = fields.List(fields.Nested(SkillProgressSchema))
 
 
-class RecommendationSchema(Schema):
-    id = fields.Integer()
-    created_at = fields.DateTime()
-    exercise_id = fields.String(allow_none=True)
-    skill_id = fields.String(allow_none=True)
-    policy = fields.String(metadata={"enum": SERVED_POLICIES})
-    reason = fields.String(metadata={"enum": REASONS})
-    explanation = fields.String()
-    details = fields.Dict()
-    response_id = fields.Integer(allow_none=True, metadata={"description": "The answer that followed."})
-    correct = fields.Boolean(allow_none=True)
+REPORT_ESTIMATE_NULL = (
+    "Unlike p_mastery elsewhere, this is the mastery estimate, null below a few answers (enough_data false)."
+)
 
 
-class ParametersSchema(Schema):
-    version = fields.Integer()
-    source = fields.String(metadata={"enum": ["content", "default", "fitted"]})
-    prior = fields.Float()
-    learn = fields.Float()
-    guess = fields.Float()
-    slip = fields.Float()
-    forget = fields.Float()
-
-
-class SkillSchema(Schema):
-    id = fields.String()
-    name = fields.String()
-    description = fields.String()
-    prerequisites = fields.List(fields.String())
-    exercise_count = fields.Integer()
-    parameters = fields.Nested(ParametersSchema)
-
-
-class ClassSchema(Schema):
-    id = fields.Integer()
-    name = fields.String()
-    teacher = fields.String(metadata={"description": "The owning teacher's name."})
-    student_count = fields.Integer()
-    created_at = fields.DateTime()
-
-
-class ClassMemberSchema(Schema):
-    id = fields.String(metadata={"description": "The service's id for the student."})
-    external_id = fields.String()
-    attempts = fields.Integer(metadata={"description": "Answers recorded, all skills."})
-    skills_mastered = fields.Integer()
-    last_active_at = fields.DateTime(allow_none=True)
-
-
-class ClassDetailSchema(ClassSchema):
-    students = fields.List(fields.Nested(ClassMemberSchema))
-
-
-class SkillReportSchema(Schema):
+class SkillReportSchema(OutputSchema):
     skill_id = fields.String()
     name = fields.String()
+    unit = fields.String(metadata={"description": "The skill's curriculum unit (content); may be empty."})
     prerequisites = fields.List(fields.String())
     depth = fields.Integer(metadata={"description": "Steps from a skill without prerequisites."})
     status = fields.String(
@@ -383,24 +576,23 @@ class SkillReportSchema(Schema):
             "description": "ready / locked: not started, its prerequisites earned or not.",
         }
     )
-    enough_data = fields.Boolean(metadata={"description": "False below a few answers: no estimates then."})
-    p_mastery = fields.Float(
-        allow_none=True,
-        metadata={
-            "description": "The mastery estimate now; null: not enough data (fewer than a few answers)."
-        },
+    enough_data = fields.Boolean(
+        metadata={"description": "False below a few answers: accuracy and predictions are null then."}
     )
-    mastery_estimate = fields.Float(
+    mastery_estimate = Probability(
         attribute="estimate",
-        metadata={
-            "description": "The mastery estimate now, however few the answers (as the student's page shows)."
-        },
+        metadata={"description": MASTERY_ESTIMATE + " Given however few the answers (see enough_data)."},
     )
-    unit = fields.String(metadata={"description": "The skill's curriculum unit (content); may be empty."})
-    attempts = fields.Integer()
-    correct = fields.Integer()
-    accuracy = fields.Float(allow_none=True)
-    mastered = fields.Boolean()
+    attempts = fields.Integer(metadata={"description": "Answers on the skill."})
+    correct_count = fields.Integer(
+        attribute="correct",
+        metadata={"description": "Credited answers on the skill: right, and without a hint."},
+    )
+    accuracy = Probability(
+        allow_none=True,
+        metadata={"description": "correct_count / attempts; null when not enough data."},
+    )
+    mastered = fields.Boolean(metadata={"description": "status == mastered."})
     mastered_at = fields.DateTime(allow_none=True)
     attempts_at_mastery = fields.Integer(allow_none=True)
     last_practiced_at = fields.DateTime(allow_none=True)
@@ -410,29 +602,36 @@ class SkillReportSchema(Schema):
     prediction = fields.String(
         metadata={"enum": ["mastered", "estimate", "not_enough_data", "beyond_horizon"]}
     )
-    recall = fields.Float(allow_none=True)
+    recall = Probability(allow_none=True, metadata={"description": "As in progress."})
     review_due = fields.Boolean()
+    p_mastery = deprecated(
+        Probability(allow_none=True, metadata={"description": REPORT_ESTIMATE_NULL}),
+        use="mastery_estimate with enough_data",
+    )
+    correct = deprecated(fields.Integer(), use="correct_count (the same value)")
 
 
-class StudentReportSchema(Schema):
+class StudentReportSchema(PaceMixin, OutputSchema):
     student_id = fields.String()
     external_id = fields.String()
     generated_at = fields.DateTime()
     skills_mastered = fields.Integer()
     skills_total = fields.Integer()
     ready = fields.List(fields.String(), metadata={"description": "Skills whose prerequisites are mastered."})
-    locked = fields.Integer()
+    locked = fields.Integer(metadata={"description": "Skills with a prerequisite not yet mastered."})
     reviews_due = fields.List(fields.String())
-    last_activity_at = fields.DateTime(allow_none=True)
-    speed = fields.Float(
-        allow_none=True, metadata={"description": "Pace factor (1 = as fitted); null early on."}
+    last_active_at = fields.DateTime(
+        allow_none=True, attribute="last_activity_at", metadata={"description": "The latest answer's time."}
     )
-    answers = fields.Integer()
+    answers = fields.Integer(
+        metadata={"description": "Answers recorded (an answer to an exercise of two skills counts once)."}
+    )
     skills = fields.List(fields.Nested(SkillReportSchema))
+    last_activity_at = deprecated(fields.DateTime(allow_none=True), use="last_active_at (the same value)")
 
 
 class ReportWindowSchema(Schema):
-    since = UtcDateTime(metadata={"description": "Count activity from here."})
+    since = UtcDateTime(metadata={"description": "Count activity from here; must not be after until."})
     until = UtcDateTime(metadata={"description": "Report as of (default now)."})
 
     @validates_schema
@@ -441,52 +640,89 @@ class ReportWindowSchema(Schema):
             raise ValidationError("since must not be after until", "since")
 
 
-class CellSchema(Schema):
-    p_mastery = fields.Float(
-        allow_none=True,
-        metadata={"description": "The mastery estimate at the report's end; null below a few answers."},
+# --- classes ----------------------------------------------------------------------------------------
+
+
+class ClassSchema(OutputSchema):
+    id = fields.Integer()
+    name = fields.String()
+    teacher = fields.String(metadata={"description": "The owning teacher's name."})
+    student_count = fields.Integer()
+    created_at = fields.DateTime()
+
+
+class ClassMemberSchema(OutputSchema):
+    id = fields.String(metadata={"description": "The service's id for the student."})
+    external_id = fields.String()
+    answers = fields.Integer(
+        attribute="attempts",
+        metadata={"description": "Answers recorded (an answer to an exercise of two skills counts once)."},
     )
-    mastery_estimate = fields.Float(
+    skills_mastered = fields.Integer()
+    last_active_at = fields.DateTime(allow_none=True)
+    attempts = deprecated(fields.Integer(), use="answers (the same value)")
+
+
+class ClassDetailSchema(ClassSchema):
+    students = fields.List(fields.Nested(ClassMemberSchema))
+
+
+class ClassReportCellSchema(OutputSchema):
+    mastery_estimate = Probability(
         allow_none=True,
         attribute="estimate",
-        metadata={"description": "The mastery estimate however few the answers (null: not started)."},
+        metadata={"description": MASTERY_ESTIMATE + " At the report's end; null: not started."},
     )
-    attempts = fields.Integer()
-    correct = fields.Integer(metadata={"description": "Credited answers: right and unhinted."})
+    enough_data = fields.Boolean(metadata={"description": "False below a few answers on the skill."})
+    attempts = fields.Integer(metadata={"description": "Answers on the skill."})
+    correct_count = fields.Integer(
+        attribute="correct",
+        metadata={"description": "Credited answers on the skill: right, and without a hint."},
+    )
     mastered = fields.Boolean()
     status = fields.String(metadata={"enum": STATUSES})
+    p_mastery = deprecated(
+        Probability(allow_none=True, metadata={"description": REPORT_ESTIMATE_NULL}),
+        use="mastery_estimate with enough_data",
+    )
+    correct = deprecated(fields.Integer(), use="correct_count (the same value)")
 
 
-class HelpReasonSchema(Schema):
+class HelpReasonSchema(OutputSchema):
     kind = fields.String(metadata={"enum": ["wheel_spinning", "inactive", "review_overdue", "slow_pace"]})
     skill_id = fields.String(allow_none=True)
-    detail = fields.String()
+    detail = fields.String(metadata={"description": "In words, for the teacher."})
 
 
-class ClassSkillSchema(Schema):
+class ClassSkillSchema(OutputSchema):
     skill_id = fields.String()
     name = fields.String()
-    share_mastered = fields.Float()
-    mastered = fields.Integer()
-    practising = fields.Integer()
-    median_attempts_to_mastery = fields.Float(allow_none=True)
-    wheel_spinning = fields.Integer()
+    share_mastered = Probability(metadata={"description": "Share of the class's students with it mastered."})
+    mastered = fields.Integer(metadata={"description": "Students with it mastered."})
+    practising = fields.Integer(metadata={"description": "Students with at least one answer on it."})
+    median_attempts_to_mastery = Number(
+        allow_none=True, metadata={"description": "Over the students who mastered it; null: none did."}
+    )
+    wheel_spinning = fields.Integer(metadata={"description": "Students wheel-spinning on it."})
     stuck = fields.Boolean()
 
 
-class ClassStudentSchema(Schema):
+class ClassStudentSchema(PaceMixin, OutputSchema):
     student_id = fields.String()
     external_id = fields.String()
-    cells = fields.List(fields.Nested(CellSchema), metadata={"description": "Aligned with 'skills'."})
+    cells = fields.List(
+        fields.Nested(ClassReportCellSchema), metadata={"description": "Aligned with 'skills'."}
+    )
     skills_mastered = fields.Integer()
-    answers = fields.Integer()
-    answers_in_window = fields.Integer()
+    answers = fields.Integer(
+        metadata={"description": "Answers recorded (an answer to an exercise of two skills counts once)."}
+    )
+    answers_in_window = fields.Integer(metadata={"description": "Of those, since `since`."})
     last_active_at = fields.DateTime(allow_none=True)
-    speed = fields.Float()
     needs_help = fields.List(fields.Nested(HelpReasonSchema))
 
 
-class ClassReportSchema(Schema):
+class ClassReportSchema(OutputSchema):
     class_id = fields.Integer()
     name = fields.String()
     since = fields.DateTime(allow_none=True)
@@ -496,21 +732,22 @@ class ClassReportSchema(Schema):
     stuck_skills = fields.List(fields.String())
 
 
-class ExportQuerySchema(Schema):
-    format = fields.String(
-        load_default="json",
-        validate=validate.OneOf(["json", "csv"]),
-        metadata={"description": "json (one document) or csv (a ZIP of CSV files)."},
-    )
-
-
-class DeletionSchema(Schema):
-    deleted = fields.Dict(
-        keys=fields.String(), values=fields.Integer(), metadata={"description": "Rows deleted per table."}
-    )
+# --- bias checks and group attributes ---------------------------------------------------------------
 
 
 class GroupAttributesSchema(Schema):
+    @staticmethod
+    def document_extras(settings: Settings) -> dict[str, dict[str, Any]]:
+        """The attributes this deployment records (GROUP_ATTRIBUTES) and their values, exactly."""
+        allowed = settings.group_attributes
+        return {
+            "values": {
+                "properties": {name: {"type": "string", "enum": list(v)} for name, v in allowed.items()},
+                "additionalProperties": False,
+                "minProperties": 1,
+            }
+        }
+
     values = fields.Dict(
         keys=fields.String(),
         values=fields.String(),
@@ -519,26 +756,35 @@ class GroupAttributesSchema(Schema):
     )
     consent_given_by = fields.String(
         required=True,
-        validate=validate.Length(1, 100),
+        validate=[validate.Length(1, 100), validate.Regexp(NOT_BLANK, error="Say who gave consent.")],
         metadata={"description": "Who gave consent: 'parent', 'student', ..."},
     )
 
 
-class GroupAttributesResultSchema(Schema):
-    recorded = fields.List(fields.String())
+class GroupAttributesResultSchema(OutputSchema):
+    recorded = fields.List(fields.String(), metadata={"description": "The attributes now recorded."})
 
 
-class DeclineResultSchema(Schema):
-    removed = fields.Integer()
+class DeclineResultSchema(OutputSchema):
+    removed = fields.Integer(metadata={"description": "Group attributes deleted."})
 
 
 class BiasCheckRequestSchema(Schema):
-    attribute = fields.String(required=True, validate=validate.Length(1, 40))
+    @staticmethod
+    def document_extras(settings: Settings) -> dict[str, dict[str, Any]]:
+        """The groups a check can compare: the school's structure, then the recorded attributes."""
+        return {"attribute": {"enum": [*ORGANISATIONAL_GROUPS, *settings.group_attributes]}}
+
+    attribute = fields.String(
+        required=True,
+        validate=validate.Length(1, 40),
+        metadata={"description": "school, class, or a recorded group attribute (GROUP_ATTRIBUTES)."},
+    )
     skills = fields.List(fields.String(validate=validate.Length(1, 100)), validate=validate.Length(max=500))
-    since = UtcDateTime()
+    since = UtcDateTime(metadata={"description": "Count answers from here; must not be after until."})
     until = UtcDateTime()
-    bootstrap = fields.Integer(strict=True, validate=validate.Range(50, 5000))
-    seed = fields.Integer(strict=True, validate=validate.Range(0, 2**31 - 1))
+    bootstrap = WholeNumber(validate=validate.Range(50, 5000))
+    seed = WholeNumber(validate=validate.Range(0, 2**31 - 1))
     diagnostic = JsonBoolean(
         load_default=False,
         metadata={
@@ -547,12 +793,12 @@ class BiasCheckRequestSchema(Schema):
     )
 
 
-class BiasCheckSchema(Schema):
+class BiasCheckSchema(OutputSchema):
     id = fields.Integer()
     created_at = fields.DateTime()
     actor = fields.String()
     attribute = fields.String()
-    report = fields.Dict(
+    report = RoundedDict(
         metadata={
             "description": "Groups, estimates with intervals, tests, flags, settings, "
             "data window, model versions, caveats. Aggregates only."
@@ -560,7 +806,28 @@ class BiasCheckSchema(Schema):
     )
 
 
-class BiasCheckListSchema(Schema):
+class BiasCheckListSchema(OutputSchema):
     id = fields.Integer()
     created_at = fields.DateTime()
     attribute = fields.String()
+
+
+class ApiErrorSchema(OutputSchema):
+    """Every error of the API, whatever its status."""
+
+    code = fields.Integer(metadata={"description": "The HTTP status."})
+    status = fields.String(metadata={"description": "The HTTP status's phrase."})
+    message = fields.String(metadata={"description": "What is wrong, in words."})
+    errors = fields.Dict(
+        metadata={
+            "optional": True,
+            "description": "When fields are at fault: where (json, query) -> field -> messages.",
+        }
+    )
+    request_id = fields.String(
+        metadata={
+            "description": "The request's id, also in the X-Request-Id header: the client's own when it sent "
+            "a valid one (1-128 characters of A-Z a-z 0-9 . _ -), else one the service made. Quote it when "
+            "reporting a problem: every log line of the request carries it."
+        }
+    )

@@ -32,6 +32,10 @@ class Action(StrEnum):
         "the service grades it"
     )
     READ_CLASS = "read classes"
+    # The school's students as a list (a student sees only themself, so never a list).
+    LIST_STUDENTS = "list students"
+    # Which students are in a class (not the class itself): the school's apps and admins, a teacher their own.
+    MANAGE_CLASS_MEMBERS = "enrol students into a class or remove them"
     MANAGE_API_KEYS = "manage API keys"
     CHANGE_PASSWORD = "change a password"
     DELETE_STUDENT = "delete a student and all their data"
@@ -39,6 +43,10 @@ class Action(StrEnum):
     DECLINE_GROUP_ATTRIBUTES = "withdraw consent to group attributes"
     RUN_BIAS_CHECK = "run bias checks"
     READ_BIAS_CHECK = "read bias checks"
+    # Background jobs: see and cancel the school's; start the service's maintenance (fits of the parameters,
+    # log imports, retention purges), which the operator also runs from the shell.
+    MANAGE_JOBS = "see or cancel background jobs"
+    RUN_MAINTENANCE = "fit parameters, import logs or purge expired data"
 
 
 PERMISSIONS: dict[Role, frozenset[Action]] = {
@@ -51,6 +59,8 @@ PERMISSIONS: dict[Role, frozenset[Action]] = {
             Action.PRACTISE,
             Action.SEND_GRADES,
             Action.READ_CLASS,
+            Action.LIST_STUDENTS,
+            Action.MANAGE_CLASS_MEMBERS,
             Action.DELETE_STUDENT,
         }
     ),
@@ -60,6 +70,8 @@ PERMISSIONS: dict[Role, frozenset[Action]] = {
             Action.READ_STUDENT,
             Action.SET_PERSONALIZATION,
             Action.READ_CLASS,
+            Action.LIST_STUDENTS,
+            Action.MANAGE_CLASS_MEMBERS,
             Action.MANAGE_API_KEYS,
             Action.CHANGE_PASSWORD,
             Action.DELETE_STUDENT,
@@ -67,6 +79,8 @@ PERMISSIONS: dict[Role, frozenset[Action]] = {
             Action.DECLINE_GROUP_ATTRIBUTES,
             Action.RUN_BIAS_CHECK,
             Action.READ_BIAS_CHECK,
+            Action.MANAGE_JOBS,
+            Action.RUN_MAINTENANCE,
         }
     ),
     Role.TEACHER: frozenset(
@@ -75,6 +89,8 @@ PERMISSIONS: dict[Role, frozenset[Action]] = {
             Action.READ_STUDENT,
             Action.SET_PERSONALIZATION,
             Action.READ_CLASS,
+            Action.LIST_STUDENTS,
+            Action.MANAGE_CLASS_MEMBERS,
             Action.CHANGE_PASSWORD,
             Action.READ_BIAS_CHECK,
         }
@@ -114,4 +130,5 @@ class Principal:
 def ensure_allowed(principal: Principal, action: Action) -> None:
     """Raise Forbidden when the principal's role may never perform ``action``."""
     if action not in PERMISSIONS[principal.role]:
-        raise Forbidden(f"A {principal.role.value} may not {action.value}.")
+        role = principal.role.value
+        raise Forbidden(f"{'An' if role[0] in 'aeiou' else 'A'} {role} may not {action.value}.")

@@ -171,7 +171,7 @@ def _flags(
         )
     for reason in by_kind.get("inactive", []):
         flags.append(Flag("inactive", reason.detail[:1].upper() + reason.detail[1:] + "."))
-    if by_kind.get("slow_pace"):
+    if by_kind.get("slow_pace") and student.speed is not None:  # a slow pace is judged only once known
         flags.append(
             Flag(
                 "slow_pace",

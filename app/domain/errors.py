@@ -20,8 +20,9 @@ class InvalidParameters(DomainError):
 class NotFound(DomainError):
     """A referenced item does not exist (or is not visible to the caller).
 
-    ``field`` names the request field that referenced it, when it came from a
-    request body rather than the URL (then it is a 422, not a 404).
+    ``field`` names the request field that referenced it, when it came from a request body rather than
+    the URL. Either way it is a 404 (an id that names nothing: the request is well formed, the thing is not
+    there); a body's field is named in the answer's ``errors``.
     """
 
     kind = "item"
@@ -34,6 +35,29 @@ class NotFound(DomainError):
 
 class UnknownStudent(NotFound):
     kind = "student"
+
+
+class UnknownStudents(UnknownStudent):
+    """Students named in a request body that are not students of the caller's school: a 404 naming
+    ``field`` whose message names the first few (the request is refused as a whole)."""
+
+    def __init__(self, item_ids: list[str], field: str, message: str) -> None:
+        self.item_ids = item_ids
+        self.item_id = item_ids[0]
+        self.field = field
+        DomainError.__init__(self, message)
+
+
+class NotInClass(NotFound):
+    """The student is not a member of the class (whether or not the student exists)."""
+
+    kind = "class member"
+
+    def __init__(self, student_id: str, class_id: int) -> None:
+        self.item_id = student_id
+        self.field = None
+        self.class_id = class_id
+        DomainError.__init__(self, f"Student {student_id!r} is not in class {class_id}.")
 
 
 class UnknownExercise(NotFound):

@@ -13,6 +13,14 @@ EXTERNAL_ID = re.compile(r"[^\x00-\x1f\x7f]{1,200}")
 EXTERNAL_ID_RULE = "must be 1-200 printable characters"
 
 
+# Characters Python's str.strip() removes that are not control characters: the rule in JSON Schema terms
+# below is held to str.isspace() over all of Unicode by a unit test.
+SPACES = r"\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+# The rule for the id as sent (before stripping), in the regex dialect both Python and JSON Schema (ECMA 262)
+# read alike: printable characters, at least one of them not a space (with maxLength 200 in the document).
+RAW_EXTERNAL_ID = rf"^[^\x00-\x1f\x7f]*[^\x00-\x1f\x7f{SPACES}][^\x00-\x1f\x7f]*$"
+
+
 def clean_external_id(raw: str) -> str | None:
     """``raw`` without surrounding whitespace, or None when what is left breaks the rule (empty, over 200
     characters, or holding a control character)."""

@@ -42,6 +42,17 @@ class ReportConfig:
     stuck_min_students: int = 2
 
 
+def judged_speed(speed: float, answers: int, config: ReportConfig) -> float | None:
+    """The student's pace, once there are ``slow_speed_min_answers`` answers to tell it by: fewer leave the
+    posterior close to its prior, and a number then would be the model's assumption, not the student's."""
+    return speed if answers >= config.slow_speed_min_answers else None
+
+
+def speed_reason(speed: float | None) -> str | None:
+    """Why a published pace is missing."""
+    return "not_enough_answers" if speed is None else None
+
+
 # --- a student's report ---------------------------------------------------------------------
 
 
@@ -84,6 +95,10 @@ class StudentReport:
     last_activity_at: datetime | None
     speed: float | None  # posterior mean speed factor; None until there are enough answers
     answers: int  # answers recorded (an answer to an exercise of two skills counts once)
+
+    @property
+    def speed_reason(self) -> str | None:
+        return speed_reason(self.speed)
 
 
 def expected_attempts_to_mastery(
@@ -194,7 +209,7 @@ def build_student_report(
         locked=sum(r.status == "locked" for r in rows),
         reviews_due=[r.skill_id for r in rows if r.review_due],
         last_activity_at=last,
-        speed=model.speed if answers_seen >= config.slow_speed_min_answers else None,
+        speed=judged_speed(model.speed, answers_seen, config),
         answers=answers if answers is not None else answers_seen,
     )
 
@@ -239,6 +254,10 @@ class Cell:
     estimate: float | None = None  # the mastery estimate, also below min_attempts (None: not started)
     correct: int = 0  # credited answers (right, unhinted) on the skill by the end date
 
+    @property
+    def enough_data(self) -> bool:
+        return self.p_mastery is not None
+
 
 @dataclass(frozen=True)
 class HelpReason:
@@ -269,8 +288,12 @@ class ClassStudent:
     answers: int
     answers_in_window: int
     last_active_at: datetime | None
-    speed: float
+    speed: float | None  # posterior mean speed factor; None until there are enough answers
     needs_help: list[HelpReason]
+
+    @property
+    def speed_reason(self) -> str | None:
+        return speed_reason(self.speed)
 
 
 @dataclass(frozen=True)
@@ -350,7 +373,7 @@ def build_class_report(
                 answers=record.answers,
                 answers_in_window=record.answers_in_window,
                 last_active_at=record.last_active_at,
-                speed=record.speed,
+                speed=judged_speed(record.speed, record.answers, config),
                 needs_help=reasons,
             )
         )

@@ -9,6 +9,7 @@ from app.domain.access import Principal, Role
 from app.domain.errors import Conflict
 from app.domain.wording import GROUP_STATUS, attribute_label, group_label, labelled_summary
 from app.extensions import db
+from app.services.operations import job_kinds
 from app.services.people import accounts, apps, groups
 from app.services.people.groups import ORGANISATIONAL
 from app.services.reporting import bias
@@ -31,8 +32,9 @@ def bias_checks(principal: Principal) -> ResponseReturnValue:
     if request.method == "POST":
         if not form.validate_on_submit():
             abort(400, "Choose an attribute.")
-        stored = bias.run_bias_check(db.session(), principal, form.attribute.data)
-        return redirect(url_for("admin.bias_check", report_id=stored.id), code=303)
+        # A job (a worker runs it): the job's page follows it and then shows the check.
+        job, _ = job_kinds.start_bias_check(db.session(), principal, form.attribute.data)
+        return redirect(url_for("job_pages.job_page", job_id=job.id, follow=1), code=303)
     return render_template(
         "bias_checks.html",
         reports=reports_list,

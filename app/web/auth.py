@@ -43,7 +43,7 @@ def _client_address() -> str:
 
 
 def _sign_in_page(
-    form: FlaskForm, sign_in: Callable[[], accounts.SignedIn | None], template: str
+    form: FlaskForm, sign_in: Callable[[], accounts.SignedIn | None], template: str, kind: str
 ) -> ResponseReturnValue:
     """GET shows the form; a POST signs in (302), or shows it again: 401 wrong credentials, 400 a form
     that is not valid (a CSRF token missing, say), 429 paused (with Retry-After)."""
@@ -55,6 +55,7 @@ def _sign_in_page(
     try:
         if not form.validate_on_submit():
             throttle.admit(db.session(), login_policy(), _client_address(), None)  # counts as a failure
+            accounts.sign_in_failed(kind, "invalid_form", None)
             return render_template(template, form=form), 400
         signed = sign_in()
     except SignInPaused as paused:
@@ -85,6 +86,7 @@ def login() -> ResponseReturnValue:
             slots=hash_slots(),
         ),
         "login.html",
+        "staff",
     )
 
 
@@ -104,6 +106,7 @@ def student_login() -> ResponseReturnValue:
             slots=hash_slots(),
         ),
         "student_login.html",
+        "student",
     )
 
 

@@ -345,12 +345,14 @@ CASES = [
         "an unknown exercise",
         "POST",
         ANSWERS,
-        422,
+        404,  # an id that names nothing, wherever it is; errors names the field
         "Unknown exercise 'no-such-exercise'.",
         json={"exercise_id": "no-such-exercise", "correct": True},
         errors={"json": {"exercise_id": ["Unknown exercise 'no-such-exercise'."]}},
     ),
-    Case("an unknown bias check", "GET", "/api/v1/bias-checks/99999", 403, "A app may not read bias checks."),
+    Case(
+        "an unknown bias check", "GET", "/api/v1/bias-checks/99999", 403, "An app may not read bias checks."
+    ),
     # -- answers that cannot be answers to this exercise
     Case(
         "not one of the choices",
@@ -539,11 +541,12 @@ def test_bad_input_gets_its_status_and_message_and_writes_nothing(
     body = fill(case.data, scene) if isinstance(case.data, str) else case.data
     if case.json is not UNSET:
         body = json.dumps(fill(case.json, scene))
+    request_id = f"bad-input.{CASES.index(case)}"
     response = actor.client.open(
         fill(case.url, scene),
         method=case.method,
         data=body,
-        headers={**actor.headers, "Content-Type": case.content_type},
+        headers={**actor.headers, "Content-Type": case.content_type, "X-Request-Id": request_id},
     )
     payload = response.get_json()
     assert response.status_code == case.status, payload
@@ -551,6 +554,9 @@ def test_bad_input_gets_its_status_and_message_and_writes_nothing(
     assert payload["message"] == fill(case.message, scene)
     if case.errors is not None:
         assert payload["errors"] == fill(case.errors, scene)
+    # The one error shape, with the request's id (the client's own, echoed in the header too).
+    assert set(payload) <= {"code", "status", "message", "errors", "request_id"}
+    assert payload["request_id"] == response.headers["X-Request-Id"] == request_id
     with app.app_context():
         assert database_rows() == before
 
@@ -632,9 +638,12 @@ def test_a_database_busy_past_its_timeout_is_a_503_to_retry_and_loses_nothing(
             holder.close()
         assert busy.status_code == 503
         assert busy.headers["Retry-After"] == "2"  # not the rate-limit window's end Flask-Limiter stamps
-        assert busy.get_json()["message"] == (
-            "The database is busy or unavailable; nothing was recorded. Retry shortly."
-        )
+        assert busy.get_json() == {
+            "code": 503,
+            "status": "Service Unavailable",
+            "message": "The database is busy or unavailable; nothing was recorded. Retry shortly.",
+            "request_id": busy.headers["X-Request-Id"],
+        }
         retried = client.request("POST", f"/api/v1/students/{student}/responses", json=answer)
         assert retried.status_code == 201
         with app.app_context():
@@ -647,11 +656,14 @@ def test_only_a_busy_or_unreachable_database_is_a_503(tmp_path: Path) -> None:
     fix, not to retry — it stays a 500 (in tests: the exception itself)."""
     key = {"Authorization": f"Bearer {KEY_SCHEME}_abcdefgh_secret"}  # well-formed: looked up in the database
     unreachable = make_app("postgresql+psycopg://postgres@127.0.0.1:1/nowhere")
-    response = unreachable.test_client().get("/api/v1/skills", headers=key)
+    response = unreachable.test_client().get("/api/v1/skills", headers={**key, "X-Request-Id": "lb-7.probe"})
     assert response.status_code == 503
-    assert response.get_json()["message"] == (
-        "The database is busy or unavailable; nothing was recorded. Retry shortly."
-    )
+    assert response.get_json() == {
+        "code": 503,
+        "status": "Service Unavailable",
+        "message": "The database is busy or unavailable; nothing was recorded. Retry shortly.",
+        "request_id": "lb-7.probe",
+    }
     unmigrated = make_app(f"sqlite:///{tmp_path / 'empty.sqlite3'}")
     with pytest.raises(sa.exc.OperationalError, match="no such table"):
         unmigrated.test_client().get("/api/v1/skills", headers=key)

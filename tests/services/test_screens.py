@@ -81,7 +81,7 @@ def test_an_answer_to_a_two_skill_exercise_counts_once_everywhere(
     )
     assert student["answers"] == 2 and rows[0]["answers"] == "2"
     roster = teacher.request("GET", f"/api/v1/classes/{world.class_a}").get_json()["students"]
-    assert roster[0]["attempts"] == 2
+    assert roster[0]["answers"] == 2
 
 
 def test_worked_solutions_after_the_answer_in_the_api_and_the_export(

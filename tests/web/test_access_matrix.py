@@ -38,6 +38,12 @@ STUDENT_A_PAGE = (302, 200, 404, 200, 404, 302, 302, 200)
 SCHOOL_STAFF = (401, 403, 403, 200, 200, 403, 403, 200)  # breakdowns are for the school's staff only
 SCHOOL_STAFF_PAGE = (302, 403, 403, 200, 200, 302, 302, 200)
 STUDENTS_ONLY = (302, 200, 200, 403, 403, 302, 302, 403)
+CLASS_A_MEMBERS = (401, 403, 403, 200, 404, 200, 404, 200)  # who is in class A: its teacher, app 1, the admin
+# Routes that end what they act on: each call gets a fresh student of class A.
+FRESH_STUDENT = {
+    ("DELETE", "/api/v1/students/<student_id>"),
+    ("DELETE", "/api/v1/classes/<id:class_id>/students/<student_id>"),
+}
 
 EXPECTED: dict[tuple[str, str], tuple[int, ...]] = {
     ("GET", "/static/<path:filename>"): EVERYONE_200,
@@ -57,6 +63,10 @@ EXPECTED: dict[tuple[str, str], tuple[int, ...]] = {
     ("GET", "/api/v1/classes/<id:class_id>/report"): (401, 403, 403, 200, 404, 200, 404, 200),
     ("GET", "/api/v1/classes"): (401, 403, 403, 200, 200, 200, 200, 200),
     ("GET", "/api/v1/classes/<id:class_id>"): (401, 403, 403, 200, 404, 200, 404, 200),
+    # a teacher lists their classes' students (teacher B: student B); app 2 lists its own school (nobody)
+    ("GET", "/api/v1/students"): (401, 403, 403, 200, 200, 200, 200, 200),
+    ("POST", "/api/v1/classes/<id:class_id>/students"): CLASS_A_MEMBERS,
+    ("DELETE", "/api/v1/classes/<id:class_id>/students/<student_id>"): CLASS_A_MEMBERS,
     ("POST", "/api/v1/bias-checks"): (401, 403, 403, 403, 403, 403, 403, 201),
     ("GET", "/api/v1/bias-checks"): SCHOOL_STAFF,
     ("GET", "/api/v1/bias-checks/<id:report_id>"): SCHOOL_STAFF,
@@ -146,7 +156,7 @@ def request_for(app: Flask, world: World, method: str, rule: str) -> tuple[str, 
         "<path:filename>": lambda: "style.css",
         "<student_id>": (
             (lambda: fresh_student_of_class_a(app, world))
-            if (method, rule) == ("DELETE", "/api/v1/students/<student_id>")
+            if (method, rule) in FRESH_STUDENT
             else (lambda: world.student_a)
         ),
         "<id:class_id>": lambda: str(world.class_a),
@@ -165,6 +175,7 @@ def request_for(app: Flask, world: World, method: str, rule: str) -> tuple[str, 
     bodies: dict[tuple[str, str], dict[str, Any]] = {
         ("POST", "/api/v1/students"): {"json": {"external_id": f"new-{n}"}},
         ("PATCH", "/api/v1/students/<student_id>"): {"json": {"personalized": True}},
+        ("POST", "/api/v1/classes/<id:class_id>/students"): {"json": {"student_ids": [world.student_a]}},
         ("POST", "/api/v1/students/<student_id>/responses"): {
             "json": {"exercise_id": exercise, "correct": True}
         },

@@ -37,7 +37,8 @@ def test_a_session_may_not_send_its_own_grade(
         )
         assert response.status_code == 403
         assert response.get_json()["message"] == (
-            f"A {role} may not send 'correct' (only a learning app's key may grade answers itself); "
+            f"{'An' if role == 'admin' else 'A'} {role} may not send 'correct' "
+            "(only a learning app's key may grade answers itself); "
             "send 'answer' and the service grades it."
         )
     assert stored_answers(app) == (0, 0)  # nothing recorded, no mastery moved

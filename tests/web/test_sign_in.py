@@ -107,8 +107,11 @@ def test_the_api_is_rate_limited_per_key(app: Flask, world: World) -> None:
     app.config["RATELIMIT_API"] = "3 per minute"
     try:
         app1, app2 = world.actors["app1"], world.actors["app2"]
-        statuses = [app1.request("GET", "/api/v1/skills").status_code for _ in range(4)]
-        assert statuses == [200, 200, 200, 429]
+        answers = [app1.request("GET", "/api/v1/skills") for _ in range(4)]
+        assert [a.status_code for a in answers] == [200, 200, 200, 429]
+        # A request that worked is not told to back off; the budget left is still said.
+        assert ["Retry-After" in a.headers for a in answers] == [False, False, False, True]
+        assert [a.headers["X-RateLimit-Remaining"] for a in answers[:3]] == ["2", "1", "0"]
         limited = app1.request("GET", "/api/v1/skills")
         assert limited.get_json()["code"] == 429 and int(limited.headers["Retry-After"]) > 0
         assert app2.request("GET", "/api/v1/skills").status_code == 200
@@ -255,7 +258,12 @@ def test_someone_elses_student_looks_exactly_like_no_student(app: Flask, world: 
     theirs = app2.request("GET", f"/api/v1/students/{world.student_a}").get_json()
     missing_id = str(uuid.uuid4())
     nobody = app2.request("GET", f"/api/v1/students/{missing_id}").get_json()
-    assert theirs == {**nobody, "message": nobody["message"].replace(missing_id, world.student_a)}
+    # The same body but for the message's id, and each answer's own request id.
+    assert theirs == {
+        **nobody,
+        "message": nobody["message"].replace(missing_id, world.student_a),
+        "request_id": theirs["request_id"],
+    }
 
 
 def test_security_headers_and_cookie_flags(app: Flask, world: World) -> None:

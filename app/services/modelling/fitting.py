@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import groupby
@@ -21,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import structlog
 from joblib import Parallel, delayed
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
@@ -53,6 +55,7 @@ LOG_COLUMNS = (Response.id, Response.student_id, ResponseSkill.skill_id, Respons
 PARALLEL_MIN_ROW_FITS = 1_000_000
 # log_likelihood steps all students at once while at least this many have an answer left.
 VECTOR_MIN_ROWS = 16
+log = structlog.stdlib.get_logger(__name__)
 
 
 class FitError(DomainError):
@@ -320,6 +323,7 @@ class FitReport:
     rebuild: RebuildReport | None = None
     restarts: int = 0  # EM restarts run in all, retries of degenerate fits included
     engine: str = ""  # as recorded in the fit run, e.g. "pyBKT 1.4.3 (compiled E-step)"
+    versions: dict[str, int] = field(default_factory=dict)  # skill -> the parameter version made current
 
 
 def fit_parameters(
@@ -347,6 +351,9 @@ def fit_parameters(
     never wait for; only storing the versions and the replay (which holds the students' answers until it
     commits) take the write lock. Answers recorded during the fit are in the replay, not in the fit.
     """
+    started = time.perf_counter()
+    wanted = sorted(skills) if skills is not None else "all"
+    log.info("fit.started", skills=wanted, forgets=forgets, min_responses=min_responses, num_fits=num_fits)
     read_only = not session.in_transaction()
     if read_only:
         begin_read_snapshot(session)
@@ -362,6 +369,7 @@ def fit_parameters(
         )
     ).one()
     if not n_rows:
+        log.warning("fit.failed", skills=wanted, reason="no responses", duration_ms=_ms_since(started))
         raise FitError("no responses to fit" + (f" for skills {sorted(skills)}" if skills else ""))
     report = FitReport(n_responses=int(n_rows), n_students=int(n_students))
     counts = {
@@ -417,11 +425,28 @@ def fit_parameters(
     session.flush()
     report.run_id = run.id
     if report.fitted:
-        _make_current(session, run.id, report.fitted)
+        report.versions = _make_current(session, run.id, report.fitted)
         bump_revision(session)
         report.rebuild = rebuild_mastery(session, rules=rules, commit=False)
     session.commit()
+    log.info(
+        "fit.finished",
+        fit_run_id=report.run_id,
+        skills=wanted,
+        parameter_versions=report.versions,  # skill -> version, of the skills whose parameters changed
+        rejected=sorted(report.rejected),
+        too_little_data=sorted(report.too_little_data),
+        n_responses=report.n_responses,
+        n_students=report.n_students,
+        restarts=report.restarts,
+        engine=report.engine,
+        duration_ms=_ms_since(started),
+    )
     return report
+
+
+def _ms_since(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 1)
 
 
 def _driver_rows(session: Session, query: Select[Any], size: int) -> Iterator[list[tuple[Any, ...]]]:
@@ -450,7 +475,8 @@ def _driver_rows(session: Session, query: Select[Any], size: int) -> Iterator[li
         cursor.close()
 
 
-def _make_current(session: Session, run_id: int, fits: list[SkillFit]) -> None:
+def _make_current(session: Session, run_id: int, fits: list[SkillFit]) -> dict[str, int]:
+    """Store each fit as its skill's next parameter version and make it current; skill -> version."""
     skill_ids = [f.skill_id for f in fits]
     latest: dict[str, int] = dict(
         session.execute(
@@ -464,10 +490,11 @@ def _make_current(session: Session, run_id: int, fits: list[SkillFit]) -> None:
     ):
         row.is_current = False
     session.flush()  # the partial unique index allows one current row per skill
+    versions = {fit.skill_id: latest.get(fit.skill_id, 0) + 1 for fit in fits}
     session.add_all(
         SkillParameters(
             skill_id=fit.skill_id,
-            version=latest.get(fit.skill_id, 0) + 1,
+            version=versions[fit.skill_id],
             source="fitted",
             is_current=True,
             fit_run_id=run_id,
@@ -479,6 +506,7 @@ def _make_current(session: Session, run_id: int, fits: list[SkillFit]) -> None:
         for fit in fits
     )
     session.flush()
+    return versions
 
 
 def adopt_parameters(
@@ -516,10 +544,11 @@ def adopt_parameters(
                 0,
             )
         )
-    _make_current(session, run.id, fits)
+    versions = _make_current(session, run.id, fits)
     bump_revision(session)
     rebuild_mastery(session, rules=rules, commit=False)
     session.commit()
+    log.info("fit.adopted", fit_run_id=run.id, engine=engine, parameter_versions=versions)
     return run.id
 
 

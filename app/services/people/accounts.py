@@ -15,11 +15,14 @@ import csv
 import io
 import re
 import secrets
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 
-from sqlalchemy import func, select, update
+import structlog
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
@@ -37,6 +40,7 @@ from app.models import (
     StudentCredential,
     utcnow,
 )
+from app.observability.metrics import SIGN_IN_FAILURES
 from app.services.people import throttle
 from app.services.people.throttle import HashSlots, LoginPolicy
 from app.services.tutoring.students import add_students
@@ -49,6 +53,7 @@ CODE_SECRET_LENGTH = 6
 MIN_PASSWORD_LENGTH = 10
 MAX_PASSWORD_LENGTH = 200
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+log = structlog.stdlib.get_logger(__name__)
 
 
 class AccountError(DomainError):
@@ -197,11 +202,24 @@ def sign_in_staff(
         session.commit()  # end the read (objects stay loaded): hash outside any transaction
         right = check_password_hash(user.password_hash if user else _dummy_hash(), password)
     if user is None or not right:
+        sign_in_failed(
+            "staff", "wrong_credentials", throttle.log_key(policy, account), user.id if user else None
+        )
         return None
     session.execute(update(StaffUser).where(StaffUser.id == user.id).values(last_login_at=utcnow()))
     throttle.succeeded(session, policy, address, account)
     session.commit()
+    log.info("sign_in.succeeded", kind="staff", staff_user_id=user.id)
     return SignedIn(staff_principal(user), staff_session_id(user))
+
+
+def sign_in_failed(kind: str, reason: str, account: str | None, known_id: int | str | None = None) -> None:
+    """Log and count a refused sign-in. Never the email, password or code: the account by its log key
+    (``throttle.log_key``), and the staff user's or student's id when the email or the code's prefix named
+    one (so an operator can follow one person's failures and the lockout they lead to)."""
+    SIGN_IN_FAILURES.labels(kind, reason).inc()
+    ids = {} if known_id is None else {"staff_user_id" if kind == "staff" else "student_id": known_id}
+    log.info("sign_in.failed", kind=kind, reason=reason, account=account, **ids)
 
 
 def end_sessions(session: Session, principal: Principal) -> None:
@@ -337,6 +355,34 @@ def enroll(
     return results
 
 
+def add_members(session: Session, class_id: int, student_ids: Collection[str]) -> set[str]:
+    """Make these students members of the class, in the caller's transaction (the caller checks access and
+    commits); returns those who were not members yet. Members already, including those a concurrent request
+    has just added, are left as they are. Issues no personal code (``enroll`` does, for the web sign-in)."""
+    if not student_ids:
+        return set()
+    insert = postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    now = utcnow()
+    added = session.scalars(
+        insert(ClassMembership)
+        .values([{"class_id": class_id, "student_id": sid, "added_at": now} for sid in student_ids])
+        .on_conflict_do_nothing(index_elements=["class_id", "student_id"])
+        .returning(ClassMembership.student_id)
+    )
+    return set(added)
+
+
+def remove_member(session: Session, class_id: int, student_id: str) -> bool:
+    """End the student's membership of the class, in the caller's transaction; False when they were not in
+    it. The student, their data and their personal code stay."""
+    removed = session.scalar(
+        delete(ClassMembership)
+        .where(ClassMembership.class_id == class_id, ClassMembership.student_id == student_id)
+        .returning(ClassMembership.student_id)
+    )
+    return removed is not None
+
+
 def _new_code(taken_prefixes: set[str]) -> tuple[str, str]:
     while True:
         prefix = _random_code(LOGIN_PREFIX_LENGTH)
@@ -389,6 +435,8 @@ def sign_in_student(
         session.commit()  # end the read (objects stay loaded): hash outside any transaction
         right = check_password_hash(found[0].code_hash if found else _dummy_hash(), code)
     if found is None or not right or not in_class:
+        student_id = found[1].id if found is not None else None
+        sign_in_failed("student", "wrong_credentials", throttle.log_key(policy, account), student_id)
         return None
     credential, student = found
     session.execute(
@@ -398,6 +446,7 @@ def sign_in_student(
     )
     throttle.succeeded(session, policy, address, account)
     session.commit()
+    log.info("sign_in.succeeded", kind="student", student_id=student.id)
     return SignedIn(student_principal(student), student_session_id(student.id, credential.version))
 
 

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import structlog
 from sqlalchemy import delete, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -45,12 +46,14 @@ from sqlalchemy.orm import Session
 from app.domain.errors import DomainError
 from app.extensions import READ_SNAPSHOT
 from app.models import SignInThrottle, utcnow
+from app.observability.metrics import SIGN_IN_LOCKOUTS
 
 ANY_ACCOUNT = ""  # the account_key of an address's count over every account
 FORGET_AFTER = timedelta(days=1)
 PURGE_EVERY = timedelta(minutes=10)
 MAX_DOUBLINGS = 20  # far past any backoff_max; keeps 2**n small
 HASHING_BUSY_RETRY_SECONDS = 1
+log = structlog.stdlib.get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -71,8 +74,18 @@ class SignInPaused(DomainError):
         super().__init__(message)
 
 
-def _paused(seconds: float) -> SignInPaused:
+def _paused(seconds: float, scope: str, policy: LoginPolicy, account: str | None) -> SignInPaused:
+    """The refusal of an attempt while the address (``scope`` "address") or the address on this account
+    ("account") must wait; logged and counted (the log names the account by ``log_key`` only)."""
     wait = max(1, math.ceil(seconds))
+    SIGN_IN_LOCKOUTS.labels(scope).inc()
+    log.warning(
+        "sign_in.locked_out",
+        kind=account.partition(":")[0] if account else None,
+        scope=scope,
+        retry_after=wait,
+        account=log_key(policy, account) if account else None,
+    )
     return SignInPaused(f"Too many failed sign-ins from your network: try again in {wait} seconds.", wait)
 
 
@@ -86,6 +99,12 @@ def student_account(login_prefix: str) -> str:
 
 def _digest(policy: LoginPolicy, kind: str, value: str) -> str:
     return hmac.new(policy.key, f"{kind}\0{value}".encode(), hashlib.sha256).hexdigest()
+
+
+def log_key(policy: LoginPolicy, account: str) -> str:
+    """How log lines name an account: 12 hex digits of its keyed digest (the start of its rows' key here),
+    never the email or code; without SECRET_KEY it cannot be turned back into either."""
+    return _digest(policy, "account", account)[:12]
 
 
 def _keys(policy: LoginPolicy, address: str, account: str | None) -> tuple[str, str | None]:
@@ -126,18 +145,20 @@ def admit(session: Session, policy: LoginPolicy, address: str, account: str | No
             )
         )
     }
-    wait = _wait(rows.get(ANY_ACCOUNT), now, policy, per_address=True)
+    address_wait = _wait(rows.get(ANY_ACCOUNT), now, policy, per_address=True)
+    account_wait = 0.0
     if account_key is not None:
-        wait = max(wait, _wait(rows.get(account_key), now, policy, per_address=False))
+        account_wait = _wait(rows.get(account_key), now, policy, per_address=False)
     session.rollback()
-    if wait > 0:
-        raise _paused(wait)
+    if address_wait > 0 or account_wait > 0:
+        scope = "address" if address_wait >= account_wait else "account"
+        raise _paused(max(address_wait, account_wait), scope, policy, account)
 
     try:
         by_address = _locked_row(session, address_key, ANY_ACCOUNT, now)
         wait = _wait(by_address, now, policy, per_address=True)  # again, under the lock
         if wait > 0:
-            raise _paused(wait)
+            raise _paused(wait, "address", policy, account)
         if now >= by_address.window_start + policy.window:
             by_address.window_start, by_address.failures = now, 0
         by_address.failures += 1
@@ -147,7 +168,7 @@ def admit(session: Session, policy: LoginPolicy, address: str, account: str | No
             wait = _wait(by_account, now, policy, per_address=False)
             if wait > 0:
                 session.commit()  # paused since the read above: the attempt still counts for the address
-                raise _paused(wait)
+                raise _paused(wait, "account", policy, account)
             if by_account.updated_at < now - FORGET_AFTER:
                 by_account.failures = 0
             by_account.failures += 1
@@ -272,4 +293,5 @@ class HashSlots:
             finally:
                 fcntl.flock(fd, fcntl.LOCK_UN)
                 os.close(fd)
+        log.warning("sign_in.busy", slots=len(self.paths), retry_after=HASHING_BUSY_RETRY_SECONDS)
         raise SignInPaused("Sign-in is busy right now: try again in a moment.", HASHING_BUSY_RETRY_SECONDS)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -46,12 +46,17 @@ from app.models import (
     Student,
 )
 from app.services.modelling.fitting import multilearn_diagnostic, response_frame
+from app.services.modelling.mastery import begin_read_snapshot
 from app.services.people.groups import ORGANISATIONAL, GroupAttributeError, allowed_attributes
 from app.settings import current_settings, with_overrides
 
 
 class UnknownBiasReport(NotFound):
     kind = "bias check"
+
+
+# Called with (steps done, steps in all): the overall comparison, then each skill's.
+Progress = Callable[[int, int], None]
 
 
 def fairness_config(**overrides: Any) -> FairnessConfig:
@@ -101,13 +106,22 @@ def run_bias_check(
     seed: int | None = None,
     permutations: int | None = None,
     diagnostic: bool = False,
+    progress: Progress | None = None,
 ) -> BiasReport:
     """Audit the school's students grouped by ``attribute``; store and return the report. Commits.
 
     ``diagnostic``: also fit pyBKT with one learn rate per group on the most practised skills.
+    ``progress``: told the steps done and in all (the overall comparison, then one per skill); an exception
+    it raises stops the check before anything is stored.
+
+    Called outside a transaction (a job, the CLI), everything is read in one read-only snapshot that answers
+    never wait for (on SQLite, without the write lock); only storing the report takes a write transaction.
     """
     ensure_allowed(principal, Action.RUN_BIAS_CHECK)
     config = fairness_config(bootstrap=bootstrap, seed=seed, permutations=permutations)
+    read_only = not session.in_transaction()
+    if read_only:
+        begin_read_snapshot(session)
     labels = _labels(session, principal.school_id, attribute)
     students = sorted(labels)
     index = {sid: i for i, sid in enumerate(students)}
@@ -115,19 +129,19 @@ def run_bias_check(
         session, students, index, skills, since, until, config
     )
     groups_of = [labels[s] for s in students]
-    if not len(responses.student) and max(Counter(groups_of).values(), default=0) >= config.suppress_below:
-        # Groups large enough to compare, but nothing they did to compare them on. (Groups all under the
-        # suppression size are reported as "not enough data" whatever the window holds.)
-        window = _described(skills, since, until)
-        raise InvalidInput(
-            f"no student with a recorded {attribute} answered{window}: there is nothing to "
-            "check (widen the window or wait for answers)"
-        )
+    if not len(responses.student):
+        _refuse_an_empty_window(groups_of, attribute, skills, since, until, config)
     decisions, decision_skills = _decisions(session, students, index, skills, post_mastery)
     picks, pick_skills = _picks(session, students, index, since, until)
+    checked_skills = sorted(set(response_skills.tolist()))
+    steps = 1 + len(checked_skills)
+    if progress:
+        progress(0, steps)
     overall = audit(attribute, groups_of, responses, decisions, picks, config)
     per_skill = {}
-    for skill in sorted(set(response_skills.tolist())):
+    for done, skill in enumerate(checked_skills, start=1):
+        if progress:
+            progress(done, steps)
         rows, dec, pk = response_skills == skill, decision_skills == skill, pick_skills == skill
         practising = np.unique(responses.student[rows])
         if len(practising) < 2 * config.suppress_below:
@@ -155,6 +169,8 @@ def run_bias_check(
             dataclasses.replace(config, permutations=min(config.permutations, 200)),
             reference=overall.reference,
         )
+    if progress:
+        progress(steps, steps)
     corrected = correct_jointly([overall, *per_skill.values()])
     report, per_skill = corrected[0], dict(zip(per_skill, corrected[1:], strict=True))
     as_json = _as_json(session, report, skills, since, until)
@@ -181,12 +197,61 @@ def run_bias_check(
         as_json["diagnostic"] = _multilearn(
             session, {s: g for s, g in labels.items() if g in shown}, skills, seed=config.seed
         )
+    if read_only:
+        session.rollback()  # end the snapshot: storing the report is a (short) transaction of its own
     stored = BiasReport(
         school_id=principal.school_id, actor=principal.actor, attribute=attribute, report=as_json
     )
     session.add(stored)
     session.commit()
     return stored
+
+
+def check_request(
+    session: Session,
+    principal: Principal,
+    attribute: str,
+    *,
+    skills: Sequence[str] | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> None:
+    """Refuse, before a check is queued, what ``run_bias_check`` would refuse: a caller who may not run
+    checks, an unknown attribute, a window without a single answer of groups large enough to compare.
+    Reads only (ids and one count per 500 students)."""
+    ensure_allowed(principal, Action.RUN_BIAS_CHECK)
+    labels = _labels(session, principal.school_id, attribute)
+    students = sorted(labels)
+    for start in range(0, len(students), 500):
+        query = (
+            select(Response.id)
+            .join(ResponseSkill, ResponseSkill.response_id == Response.id)
+            .where(Response.student_id.in_(students[start : start + 500]))
+        )
+        if skills:
+            query = query.where(ResponseSkill.skill_id.in_(list(skills)))
+        if session.scalar(_window(query, Response.created_at, since, until).limit(1)) is not None:
+            return
+    _refuse_an_empty_window(list(labels.values()), attribute, skills, since, until, fairness_config())
+
+
+def _refuse_an_empty_window(
+    groups_of: list[str],
+    attribute: str,
+    skills: Sequence[str] | None,
+    since: datetime | None,
+    until: datetime | None,
+    config: FairnessConfig,
+) -> None:
+    """Called when no student of the groups answered in the window."""
+    if max(Counter(groups_of).values(), default=0) >= config.suppress_below:
+        # Groups large enough to compare, but nothing they did to compare them on. (Groups all under the
+        # suppression size are reported as "not enough data" whatever the window holds.)
+        window = _described(skills, since, until)
+        raise InvalidInput(
+            f"no student with a recorded {attribute} answered{window}: there is nothing to "
+            "check (widen the window or wait for answers)"
+        )
 
 
 DIAGNOSTIC_SKILLS = 5

@@ -17,6 +17,7 @@ from app.domain.errors import Conflict, InvalidInput, UnknownExercise
 from app.domain.grading import grade_answer
 from app.domain.tracking import MasteryRules, apply_answer
 from app.models import Mastery, Recommendation, Response, ResponseSkill, utcnow
+from app.observability.metrics import ANSWERS
 from app.services.people.access import find_student
 from app.services.tutoring.config import mastery_rules
 from app.services.tutoring.content import current_snapshot, load_exercise
@@ -170,6 +171,7 @@ def record_response(
         )
     session.add(response)
     session.commit()
+    ANSWERS.labels(graded_by).inc()
     return RecordedResponse(
         id=response.id,
         exercise_id=exercise.id,

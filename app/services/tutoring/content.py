@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from app.domain import content as domain
@@ -40,6 +40,8 @@ class ContentChanges:
     updated_exercises: list[str] = field(default_factory=list)
     retired_exercises: list[str] = field(default_factory=list)
     new_parameters: list[str] = field(default_factory=list)
+    # Of those, skills that had parameters before: every student's state is replayed under the new ones.
+    replaced_parameters: list[str] = field(default_factory=list)
     kept_fitted_parameters: list[str] = field(default_factory=list)
 
     @property
@@ -70,23 +72,44 @@ class ContentSnapshot:
     parameters: dict[str, CurrentParameters]
     # skill id -> parameters, the form the domain functions take
     params: dict[str, BktParams]
+    # content_state.parameters_revision: students whose own is behind are still to be replayed under
+    # ``params`` (student_models.is_behind). Read before the parameters, so it never claims newer ones.
+    parameters_revision: int = 0
 
 
 def _revision(session: Session) -> tuple[int, Any]:
+    return _state(session)[0]
+
+
+def _state(session: Session) -> tuple[tuple[int, Any], int]:
+    """((revision, time of the change), parameters revision) of content_state."""
     row = session.execute(
-        select(ContentState.revision, ContentState.updated_at).where(ContentState.id == 1)
+        select(ContentState.revision, ContentState.updated_at, ContentState.parameters_revision).where(
+            ContentState.id == 1
+        )
     ).first()
-    return (row[0], row[1]) if row else (0, None)
+    return ((row[0], row[1]), row[2]) if row else ((0, None), 0)
 
 
-def bump_revision(session: Session) -> None:
-    """Mark content or parameters as changed: every process reloads its snapshot."""
-    state = session.get(ContentState, 1)
-    if state is None:
-        session.add(ContentState(id=1, revision=1))
-    else:
-        state.revision += 1
-        state.updated_at = utcnow()
+def bump_revision(session: Session, *, replay: bool = False) -> None:
+    """Mark content or parameters as changed: every process reloads its snapshot. ``replay``: the current
+    parameters changed (or the stored state must be recomputed), so every student with answers is behind
+    until replayed (``mastery.replay_stale``; their next answer replays them first)."""
+    # One UPDATE of the counters (not a read then a write): two bumps at once (a fit and a load-content) wait
+    # for each other on PostgreSQL and both count, so no replay can mark students with a revision that
+    # another change reused.
+    bumped = session.execute(
+        update(ContentState)
+        .where(ContentState.id == 1)
+        .values(
+            revision=ContentState.revision + 1,
+            parameters_revision=ContentState.parameters_revision + int(replay),
+            updated_at=utcnow(),
+        )
+    )
+    if not bumped.rowcount:  # type: ignore[attr-defined]
+        session.add(ContentState(id=1, revision=1, parameters_revision=int(replay)))
+        session.flush()
 
 
 def sync_content(session: Session, graph: domain.ContentGraph) -> ContentChanges:
@@ -140,7 +163,7 @@ def sync_content(session: Session, graph: domain.ContentGraph) -> ContentChanges
     _sync_exercises(session, graph, changes)
     _sync_parameters(session, graph, changes)
     if changes.changed:
-        bump_revision(session)
+        bump_revision(session, replay=bool(changes.replaced_parameters))
     session.commit()
     return changes
 
@@ -206,11 +229,12 @@ def _sync_parameters(session: Session, graph: domain.ContentGraph, changes: Cont
         if row is not None and row.source == "fitted":
             changes.kept_fitted_parameters.append(skill.id)
             continue
-        if row is not None and row.source == source and _params_of(row) == wanted:
+        if row is not None and row.source == source and params_of(row) == wanted:
             continue
         if row is not None:
             row.is_current = False
             session.flush()  # the partial unique index allows one current row per skill
+            changes.replaced_parameters.append(skill.id)
         session.add(
             SkillParameters(
                 skill_id=skill.id,
@@ -247,7 +271,8 @@ def add_imported_skill(session: Session, skill_id: str, name: str, position: int
     )
 
 
-def _params_of(row: SkillParameters) -> BktParams:
+def params_of(row: SkillParameters) -> BktParams:
+    """A stored parameter version (current or not) as the domain takes it."""
     return BktParams(
         prior=row.prior,
         learn=row.learn,
@@ -260,7 +285,7 @@ def _params_of(row: SkillParameters) -> BktParams:
 
 def read_snapshot(session: Session) -> ContentSnapshot:
     """Build a snapshot from the database (active skills and exercises, current parameters)."""
-    revision = _revision(session)
+    revision, parameters_revision = _state(session)  # first: a fit committed meanwhile makes it older only
     prerequisites: dict[str, list[str]] = {}
     for link in session.scalars(select(SkillPrerequisite)):
         prerequisites.setdefault(link.skill_id, []).append(link.prerequisite_id)
@@ -282,7 +307,7 @@ def read_snapshot(session: Session) -> ContentSnapshot:
         for row in session.scalars(select(Exercise).where(Exercise.is_active).order_by(Exercise.id))
     ]
     parameters = {
-        row.skill_id: CurrentParameters(row.id, row.version, row.source, _params_of(row))
+        row.skill_id: CurrentParameters(row.id, row.version, row.source, params_of(row))
         for row in session.scalars(select(SkillParameters).where(SkillParameters.is_current))
     }
     graph = domain.build_graph(skills, exercises, require_exercises=False)
@@ -291,6 +316,7 @@ def read_snapshot(session: Session) -> ContentSnapshot:
         graph=graph,
         parameters=parameters,
         params={skill: current.params for skill, current in parameters.items()},
+        parameters_revision=parameters_revision,
     )
 
 

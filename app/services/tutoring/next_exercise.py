@@ -15,6 +15,7 @@ from app.domain.content import Exercise
 from app.domain.selection import PolicyConfig, StudentView, choose_next_exercise
 from app.domain.selection import Recommendation as Choice
 from app.models import Recommendation, Response, ResponseSkill, Student, utcnow
+from app.observability.metrics import NEXT_EXERCISES
 from app.services.people.access import find_student, record_access
 from app.services.tutoring.config import policy_config
 from app.services.tutoring.content import current_snapshot
@@ -91,6 +92,7 @@ def next_exercise(
         seed = random.Random(f"{student.id}:{latest}").getrandbits(63)
     choice = choose_next_exercise(snapshot.graph, snapshot.params, view, config, seed)
     stored = _store_recommendation(session, student.id, choice)
+    NEXT_EXERCISES.labels(choice.reason).inc()
     exercise = snapshot.graph.exercises[choice.exercise_id] if choice.exercise_id else None
     state = view.model.skills.get(choice.skill_id) if choice.skill_id else None
     p_mastery = (

@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from app.domain.access import Principal
+from app.domain.reports import judged_speed, speed_reason
 from app.domain.tracking import MasteryStatus, status_of
 from app.models import utcnow
 from app.services.people.access import record_access
@@ -15,6 +16,7 @@ from app.services.tutoring.config import mastery_rules
 from app.services.tutoring.content import current_snapshot
 from app.services.tutoring.student_models import load_model
 from app.services.tutoring.students import get_student
+from app.settings import current_settings
 
 
 @dataclass(frozen=True)
@@ -37,11 +39,16 @@ class SkillProgress:
 
 @dataclass(frozen=True)
 class Progress:
-    speed: float
-    prior_knowledge: float
+    speed: float | None  # None until there are enough answers to tell the student's pace
+    prior_knowledge: float | None  # ... and so is how much they knew to begin with
     min_correct: int
     personalized: bool
+    answers: int  # answers recorded (an answer to an exercise of two skills counts once)
     skills: list[SkillProgress]
+
+    @property
+    def speed_reason(self) -> str | None:
+        return speed_reason(self.speed)
 
 
 def progress(session: Session, principal: Principal, student_id: str) -> Progress:
@@ -84,10 +91,12 @@ def progress(session: Session, principal: Principal, student_id: str) -> Progres
             )
         )
     session.commit()
+    speed = judged_speed(model.speed, student.answer_count, current_settings().reports)
     return Progress(
-        speed=model.speed,
-        prior_knowledge=model.prior_knowledge,
+        speed=speed,
+        prior_knowledge=None if speed is None else model.prior_knowledge,
         min_correct=rules.min_correct,
         personalized=student.personalized,
+        answers=student.answer_count,
         skills=out,
     )

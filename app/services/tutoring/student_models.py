@@ -1,17 +1,25 @@
-"""Loading and storing the domain ``StudentModel`` (student row + mastery rows)."""
+"""Loading and storing the domain ``StudentModel`` (student row + mastery rows).
+
+A student whose state was computed under parameters that are no longer current (``is_behind``) is read as
+replayed: ``load_model`` replays their log under the current parameters (read-only; their next answer, or
+the chunked replay, stores it), so no reader ever combines old rows with new parameters.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Collection
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from app.domain.memory import Memory
-from app.domain.tracking import HYPOTHESES, HYPOTHESIS_PRIOR, SkillState, StudentModel
+from app.domain.tracking import HYPOTHESES, HYPOTHESIS_PRIOR, MasteryRules, SkillState, StudentModel
 from app.models import Mastery, Response, Student, StudentBaseline
+
+if TYPE_CHECKING:
+    from app.services.tutoring.content import ContentSnapshot
 
 # Before migration 0010 the model had one hypothesis per speed of this grid (no prior knowledge).
 _OLD_SPEEDS = (0.25, 0.5, 1.0, 2.0, 4.0)
@@ -144,14 +152,27 @@ def refresh_answer_counts(session: Session, student_ids: Collection[str]) -> Non
         )
 
 
+def is_behind(student: Student, snapshot: ContentSnapshot) -> bool:
+    """Whether the student's stored state was computed under parameters that are no longer current (a fit
+    or a rebuild since, and the chunked replay has not reached them yet). A student without answers has no
+    state to replay. Costs nothing: both numbers are already read (the student row, the content revision)."""
+    return student.answer_count > 0 and student.parameters_revision < snapshot.parameters_revision
+
+
 def load_model(
-    session: Session, student: Student, skill_ids: Collection[str] | None = None
+    session: Session, student: Student, snapshot: ContentSnapshot, rules: MasteryRules
 ) -> tuple[StudentModel, dict[str, Mastery]]:
-    """The student's model (all skills, or only ``skill_ids``) and the rows it came from."""
-    query = select(Mastery).where(Mastery.student_id == student.id)
-    if skill_ids is not None:
-        query = query.where(Mastery.skill_id.in_(list(skill_ids)))
-    rows = {m.skill_id: m for m in session.scalars(query)}
+    """The student's model under the current parameters, and their stored mastery rows (by skill).
+
+    Normally the rows themselves. For a student ``is_behind``, the replay of their log under
+    ``snapshot.params`` (from their retention baseline, if any) instead: what the chunked replay will store,
+    so every reader shows one state (docs/ARCHITECTURE.md, "Replays in chunks"). Nothing is written here.
+    """
+    rows = {m.skill_id: m for m in session.scalars(select(Mastery).where(Mastery.student_id == student.id))}
+    if is_behind(student, snapshot):
+        from app.services.modelling.mastery import replay_student  # mastery imports this module
+
+        return replay_student(session, student.id, snapshot.params, rules), rows
     model = StudentModel(
         speed_weights=weights_of(student.speed_weights),
         skills={skill_id: state_of(row) for skill_id, row in rows.items()},
