@@ -52,7 +52,14 @@ from app.services.modelling import memory_fit
 from app.services.modelling.evaluation import evaluate_model
 from app.services.modelling.fitting import FitError, fit_parameters
 from app.services.modelling.imports import import_log
-from app.services.modelling.mastery import Consistency, Mismatch, rebuild_mastery, repair_consistency
+from app.services.modelling.mastery import (
+    Consistency,
+    Mismatch,
+    RebuildReport,
+    rebuild_in_chunks,
+    repair_consistency,
+    replay_stale,
+)
 from app.services.modelling.mastery import check_consistency as check_consistency_of
 from app.services.operations import demo, doctor, job_kinds, jobs
 from app.services.people import accounts, groups
@@ -62,7 +69,7 @@ from app.services.tutoring.config import mastery_rules, policy_config
 from app.services.tutoring.content import current_snapshot, sync_content
 from app.services.tutoring.content_files import read_content
 from app.services.tutoring.students import set_personalization
-from app.settings import current_settings
+from app.settings import cluster_address_problem, current_settings
 
 # Commands that can queue their work as a background job instead (`flask worker` runs it).
 ENQUEUE_HELP = "Queue it as a background job (run by `flask worker`) instead of running it now."
@@ -148,6 +155,9 @@ def load_content_command(directory: str | None) -> None:
             click.echo(f"{label}: {len(items)} ({shown})")
     summary = "content updated" if changes.changed else "content unchanged"
     click.echo(f"Loaded: {summary}; {len(graph.skills)} skills, {len(graph.exercises)} exercises.")
+    if changes.replaced_parameters:  # every student's state is replayed under the new defaults
+        with _reported_errors():
+            click.echo(f"Mastery replayed: {_replayed(replay_stale(db.session(), rules=mastery_rules()))}.")
 
 
 # --- schools, staff, classes, API keys ------------------------------------------------------------
@@ -632,6 +642,13 @@ def import_log_command(
     type=click.IntRange(1),
     help="Parallel workers (default: one per core; with the compiled E-step, small jobs use one).",
 )
+@click.option(
+    "--cluster",
+    metavar="ADDR",
+    default=None,
+    help="Fit on the workers of the Dask scheduler at ADDR, e.g. tcp://10.0.0.5:8786 (default: FIT_CLUSTER; "
+    "'' fits on this machine).",
+)
 @click.option("--enqueue", is_flag=True, help=ENQUEUE_HELP + " (--jobs: the worker decides)")
 @click.option("--school", "school_name", help=JOB_SCHOOL_HELP)
 def fit_params_command(
@@ -641,10 +658,21 @@ def fit_params_command(
     num_fits: int,
     seed: int,
     jobs: int | None,
+    cluster: str | None,
     enqueue: bool,
     school_name: str | None,
 ) -> None:
     """Fit BKT parameters with pyBKT, store them as a new current version, replay mastery."""
+    if cluster is None:
+        cluster = current_settings().fit_cluster
+    elif not cluster.strip():
+        cluster = None  # --cluster '': this machine, whatever FIT_CLUSTER says
+    elif problem := cluster_address_problem(cluster):
+        raise click.BadParameter(problem, param_hint="--cluster")
+    if enqueue and cluster != current_settings().fit_cluster:
+        raise click.UsageError("--cluster with --enqueue: the job worker fits where its FIT_CLUSTER says")
+    if jobs is not None and cluster is not None:
+        raise click.UsageError(f"--jobs counts this machine's processes; the fit runs on {cluster}")
     if enqueue:
         with _reported_errors():
             queued = job_kinds.start_fit(
@@ -668,6 +696,7 @@ def fit_params_command(
             seed=seed,
             n_jobs=jobs,
             rules=mastery_rules(),
+            cluster=cluster,
         )
     except FitError as error:
         raise click.ClickException(str(error)) from None
@@ -688,24 +717,38 @@ def fit_params_command(
     for skill, why in sorted(report.rejected.items()):
         click.echo(f"  rejected {skill}: degenerate fit, parameters not changed ({why})")
     if report.rebuild:
-        click.echo(
-            f"Mastery replayed: {report.rebuild.responses} responses, "
-            f"{report.rebuild.mastery_rows} student-skill rows"
-        )
+        click.echo(f"Mastery replayed: {_replayed(report.rebuild)}")
     click.echo(
         f"Fitted {len(report.fitted)}, kept {len(report.too_little_data)}, rejected {len(report.rejected)}."
     )
 
 
+def _replayed(report: RebuildReport) -> str:
+    left = (
+        f"; {report.remaining} student(s) still behind (replayed by their next answer, or run "
+        "'flask rebuild-mastery --stale-only')"
+        if report.remaining
+        else ""
+    )
+    return (
+        f"{report.responses} responses, {report.students} students, {report.mastery_rows} student-skill "
+        f"rows, in {report.chunks} chunk(s){left}"
+    )
+
+
 @click.command("rebuild-mastery")
 @with_appcontext
-def rebuild_mastery_command() -> None:
-    """Recompute every student's mastery from the response log under the current parameters."""
-    report = rebuild_mastery(db.session(), rules=mastery_rules())
-    click.echo(
-        f"Mastery rebuilt: {report.responses} responses, {report.students} students, "
-        f"{report.mastery_rows} student-skill rows."
-    )
+@click.option(
+    "--stale-only",
+    is_flag=True,
+    help="Only the students still behind the current parameters (finish a replay that was stopped).",
+)
+def rebuild_mastery_command(stale_only: bool) -> None:
+    """Recompute every student's mastery from the response log under the current parameters, in chunks of
+    students (answers go on meanwhile; safe to stop and run again)."""
+    replay = replay_stale if stale_only else rebuild_in_chunks
+    report = replay(db.session(), rules=mastery_rules())
+    click.echo(f"Mastery rebuilt: {_replayed(report)}.")
 
 
 @click.command("fit-memory")
@@ -753,7 +796,13 @@ def _describe(mismatch: Mismatch) -> str:
 
 
 def _scope(result: Consistency) -> str:
-    return f"{result.students} students, {result.answers} answers"
+    behind = (
+        f"; {result.behind} still to be replayed under the current parameters, each consistent with the "
+        "parameters it was computed under ('flask rebuild-mastery --stale-only' finishes them)"
+        if result.behind
+        else ""
+    )
+    return f"{result.students} students, {result.answers} answers{behind}"
 
 
 def _report_mismatches(result: Consistency) -> None:
@@ -768,7 +817,8 @@ def _report_mismatches(result: Consistency) -> None:
 @click.option(
     "--repair",
     is_flag=True,
-    help="Replay the inconsistent students from the log (one transaction), then check again.",
+    help="Replay the inconsistent students from the log (one transaction), finish the replay of those still "
+    "behind the current parameters, then check again.",
 )
 def check_consistency_command(repair: bool) -> None:
     """Check that the stored mastery, pace and answer counts equal a replay of the response log.
@@ -1159,7 +1209,7 @@ CHANGES_DATA: dict[click.Command, tuple[str, ...]] = {
     import_group_attributes_command: (),
     audit_bias_command: ("attribute", "skills", "diagnostic", "enqueue"),
     import_log_command: ("fmt", "skip_bad_rows", "enqueue"),
-    fit_params_command: ("skills", "forgets", "min_responses", "num_fits", "seed", "enqueue"),
+    fit_params_command: ("skills", "forgets", "min_responses", "num_fits", "seed", "cluster", "enqueue"),
     rebuild_mastery_command: (),
     check_consistency_command: ("repair",),
     worker_command: ("threads",),  # one line when the worker stops (each job logs its own)

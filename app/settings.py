@@ -131,6 +131,7 @@ class Settings:
     proxy_count: int
     observability: Observability  # logs, /metrics, /readyz (app/observability, docs/OPERATIONS.md)
     jobs: Jobs  # the job queue and its workers (JOBS_*)
+    fit_cluster: str | None  # FIT_CLUSTER: a Dask scheduler's address (tcp://host:8786) for fits; None: local
 
 
 def current_settings() -> Settings:
@@ -250,6 +251,9 @@ def defaults(instance_path: str) -> dict[str, Any]:
         "JOBS_HEARTBEAT_SECONDS": _env_number("JOBS_HEARTBEAT_SECONDS", float, 2.0),
         "JOBS_MAX_ATTEMPTS": _env_number("JOBS_MAX_ATTEMPTS", int, 3),
         "JOBS_MAX_UPLOAD_BYTES": _env_number("JOBS_MAX_UPLOAD_BYTES", int, 32 * 1024 * 1024),
+        # Fits on a Dask cluster (README "Running in production"): the scheduler's address, e.g.
+        # tcp://10.0.0.5:8786; empty: this machine's processes, as joblib runs them.
+        "FIT_CLUSTER": os.environ.get("FIT_CLUSTER", ""),
         # Bound parameters stay out of SQLAlchemy's exception messages, so out of a 500's logged traceback
         # (they can be answers, codes, a school's ids).
         "SQLALCHEMY_ENGINE_OPTIONS": {"hide_parameters": True},
@@ -566,6 +570,28 @@ def _jobs(config: Mapping[str, Any], problems: _Problems) -> Jobs:
     )
 
 
+CLUSTER_ADDRESS = re.compile(r"(tcp|tls)://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9][A-Za-z0-9.-]*):([0-9]{1,5})")
+
+
+def cluster_address_problem(value: object) -> str | None:
+    """Why ``value`` is not a Dask scheduler's address (``tcp://host:port``, ``tls://host:port``), or None."""
+    match = CLUSTER_ADDRESS.fullmatch(value) if isinstance(value, str) else None
+    if match is None or not 0 < int(match[3]) < 65536:
+        return f"must be a Dask scheduler's address such as tcp://10.0.0.5:8786 (or empty), not {value!r}"
+    return None
+
+
+def _fit_cluster(config: Mapping[str, Any], problems: _Problems) -> str | None:
+    value = config.get("FIT_CLUSTER")
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None  # fits run in this machine's processes
+    problem = cluster_address_problem(value)
+    if problem:
+        problems.add("FIT_CLUSTER", problem)
+        return None
+    return str(value)
+
+
 def load_settings(config: Mapping[str, Any]) -> Settings:
     """Settings from a filled ``app.config``; SettingsError listing every key at fault."""
     problems = _Problems()
@@ -635,6 +661,7 @@ def load_settings(config: Mapping[str, Any]) -> Settings:
     limits = {key: _rate_limit(config, key, problems) for key in ("RATELIMIT_LOGIN", "RATELIMIT_API")}
     observability = _observability(config, problems)
     jobs = _jobs(config, problems)
+    fit_cluster = _fit_cluster(config, problems)
     if problems or mastery is None or policy is None or reports is None or bias_checks is None:
         raise SettingsError("; ".join(problems))
     return Settings(
@@ -661,6 +688,7 @@ def load_settings(config: Mapping[str, Any]) -> Settings:
         proxy_count=plain["PROXY_COUNT"],
         observability=observability,
         jobs=jobs,
+        fit_cluster=fit_cluster,
     )
 
 

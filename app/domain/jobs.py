@@ -59,9 +59,14 @@ class Requeue:
     error: str | None = None
 
 
-def after_lapsed_lease(attempts: int, max_attempts: int, cancel_requested: bool) -> Requeue:
+def after_lapsed_lease(
+    attempts: int, max_attempts: int, cancel_requested: bool, committed: bool = False
+) -> Requeue:
     """The fate of a running job whose worker stopped (killed, restarted, its machine lost) after
-    ``attempts`` starts (each start counts one, in [1, ...))."""
+    ``attempts`` starts (each start counts one, in [1, ...)). ``committed``: its work had committed (the
+    worker stopped before recording the end): it succeeded, and is never run again."""
+    if committed:
+        return Requeue(JobState.SUCCEEDED)
     if cancel_requested:
         return Requeue(JobState.CANCELLED)
     if attempts >= max_attempts:

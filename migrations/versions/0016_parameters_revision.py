@@ -24,9 +24,13 @@ depends_on = None
 
 def upgrade():
     with op.batch_alter_table('content_state', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('parameters_revision', sa.Integer(), nullable=False, server_default='0'))
+        batch_op.add_column(
+            sa.Column('parameters_revision', sa.Integer(), nullable=False, server_default='0')
+        )
     with op.batch_alter_table('students', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('parameters_revision', sa.Integer(), nullable=False, server_default='0'))
+        batch_op.add_column(
+            sa.Column('parameters_revision', sa.Integer(), nullable=False, server_default='0')
+        )
 
 
 def downgrade():

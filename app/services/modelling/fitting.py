@@ -3,8 +3,9 @@
 Each skill is fitted by its own pyBKT ``Model`` seeded with the same seed, so a
 skill's parameters do not depend on which other skills were fitted in the run,
 and skills run in parallel (joblib; pyBKT's own ``parallel`` is off because in
-pure Python it starts a process pool inside every E-step). ``pybkt_engine`` routes
-each fit to a correct E-step (compiled for one class, pure Python for class variants).
+pure Python it starts a process pool inside every E-step): in local processes, or on the workers of a Dask
+cluster through joblib's dask backend (``cluster``, ``FIT_CLUSTER``), with the same results.
+``pybkt_engine`` routes each fit to a correct E-step (compiled for one class, pure Python for class variants).
 ``fit_parameters`` streams the log in one pass ordered by skill and fits it in batches of whole
 skills of at most ``FIT_BATCH_ROWS`` rows, so memory is bounded by the batch, not the log.
 """
@@ -14,7 +15,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import groupby
 from operator import itemgetter
@@ -32,7 +33,7 @@ from app.domain.errors import DomainError
 from app.domain.tracking import MasteryRules
 from app.models import FitRun, Response, ResponseSkill, SkillParameters
 from app.services.modelling import pybkt_engine
-from app.services.modelling.mastery import RebuildReport, begin_read_snapshot, rebuild_mastery
+from app.services.modelling.mastery import Progress, RebuildReport, begin_read_snapshot, replay_stale
 from app.services.modelling.pybkt_engine import pure_python_e_step as pure_python_e_step  # re-exported
 from app.services.tutoring.content import bump_revision
 
@@ -296,20 +297,55 @@ def fit_frame(
     seed: int,
     n_jobs: int | None = None,
     repair: bool = True,
+    cluster: bool = False,
 ) -> list[SkillFit]:
-    """Fit every skill of the frame, in parallel across skills (``n_jobs`` None: see ``default_jobs``)."""
+    """Fit every skill of the frame, in parallel across skills (``n_jobs`` None: see ``default_jobs``).
+
+    ``cluster`` (inside ``cluster.fits_on``): on the Dask cluster's workers, through joblib's dask backend,
+    however small the job; the workers' threads decide how many fits run at once, not ``n_jobs``.
+    """
     groups = [(skill, rows) for skill, rows in frame.groupby("skill_name", sort=True)]
+    tasks = (
+        delayed(fit_skill)(str(s), rows, forgets=forgets, num_fits=num_fits, seed=seed, repair=repair)
+        for s, rows in groups
+    )
+    if cluster:
+        on_workers: list[SkillFit] = Parallel(n_jobs=-1)(tasks)  # the backend that cluster.fits_on set
+        return on_workers
     jobs = n_jobs or default_jobs(len(frame), len(groups), num_fits)
     if jobs == 1:
         return [
             fit_skill(str(s), rows, forgets=forgets, num_fits=num_fits, seed=seed, repair=repair)
             for s, rows in groups
         ]
-    fits: list[SkillFit] = Parallel(n_jobs=jobs)(
-        delayed(fit_skill)(str(s), rows, forgets=forgets, num_fits=num_fits, seed=seed, repair=repair)
-        for s, rows in groups
-    )
+    fits: list[SkillFit] = Parallel(n_jobs=jobs)(tasks)
     return fits
+
+
+def fit_batches(
+    batches: Iterable[pd.DataFrame],
+    *,
+    forgets: bool,
+    num_fits: int,
+    seed: int,
+    n_jobs: int | None = None,
+    repair: bool = True,
+    cluster: str | None = None,
+) -> list[SkillFit]:
+    """Fit the skills of each frame (frames of whole skills, e.g. ``_skill_batches``), a frame at a time.
+
+    ``cluster``: the address of a Dask scheduler (``FIT_CLUSTER``) whose workers run the fits
+    (``cluster.fits_on`` checks them first); None: this machine's processes (``n_jobs``).
+    """
+    options: dict[str, Any] = {"forgets": forgets, "num_fits": num_fits, "seed": seed, "repair": repair}
+    if cluster is None:
+        return [fit for frame in batches for fit in fit_frame(frame, n_jobs=n_jobs, **options)]
+    try:
+        from app.services.modelling.cluster import fits_on
+    except ImportError as error:  # Dask is an optional extra
+        raise FitError(f"fitting on a cluster needs Dask: pip install '.[cluster]' ({error})") from None
+    with fits_on(cluster):
+        return [fit for frame in batches for fit in fit_frame(frame, cluster=True, **options)]
 
 
 @dataclass
@@ -338,22 +374,35 @@ def fit_parameters(
     rules: MasteryRules,  # the configured ones: no default that could disagree
     repair: bool = True,
     batch_rows: int = FIT_BATCH_ROWS,
+    progress: Progress | None = None,
+    cancelled: Callable[[], bool] | None = None,
+    cluster: str | None = None,  # a Dask scheduler's address (FIT_CLUSTER); None: this machine's processes
 ) -> FitReport:
-    """Fit, store a new parameter version per fitted skill, make it current and replay mastery.
+    """Fit, store a new parameter version per fitted skill, make it current, then replay mastery in chunks.
 
-    One transaction: either every new version is current and mastery equals a replay
-    under it, or nothing changed. Skills with fewer than ``min_responses`` rows keep
-    their parameters; degenerate fits (guess or slip >= 0.5) are reported, not stored.
-    The log is never held whole: counts come from SQL, and the rows are streamed in one pass and fitted
-    ``batch_rows`` (whole skills) at a time.
+    The versions, the current pointers and the revision that marks every student behind commit together
+    (one short transaction): either every new version is current or nothing changed. The replay follows
+    (``mastery.replay_stale``, chunks of students, each its own short transaction; ``progress(done, total)``
+    after each, ``cancelled()`` before each): until a student's chunk commits, their next answer replays
+    them first and readers see them replayed, so no one sees a mix of old and new parameters. A replay
+    stopped (cancelled, crashed) is finished by those answers or by ``flask rebuild-mastery --stale-only``.
+    Skills with fewer than ``min_responses`` rows keep their parameters; degenerate fits (guess or slip
+    >= 0.5) are reported, not stored. The log is never held whole: counts come from SQL, and the rows are
+    streamed in one pass and fitted ``batch_rows`` (whole skills) at a time.
 
-    Called outside a transaction (the CLI), the log is read and fitted in a read-only snapshot that answers
-    never wait for; only storing the versions and the replay (which holds the students' answers until it
-    commits) take the write lock. Answers recorded during the fit are in the replay, not in the fit.
+    Called outside a transaction (the CLI, a job), the log is read and fitted in a read-only snapshot that
+    answers never wait for. Answers recorded during the fit are in the replay, not in the fit.
     """
     started = time.perf_counter()
     wanted = sorted(skills) if skills is not None else "all"
-    log.info("fit.started", skills=wanted, forgets=forgets, min_responses=min_responses, num_fits=num_fits)
+    log.info(
+        "fit.started",
+        skills=wanted,
+        forgets=forgets,
+        min_responses=min_responses,
+        num_fits=num_fits,
+        cluster=cluster,  # the Dask scheduler's address, or None: this machine
+    )
     read_only = not session.in_transaction()
     if read_only:
         begin_read_snapshot(session)
@@ -385,8 +434,15 @@ def fit_parameters(
         report.too_little_data.update({s: 0 for s in skills if s not in counts})
     fits: list[SkillFit] = []
     sizes = {s: n for s, n in counts.items() if s not in report.too_little_data}
-    for frame in _skill_batches(session, skills, sizes, batch_rows):
-        fits += fit_frame(frame, forgets=forgets, num_fits=num_fits, seed=seed, n_jobs=n_jobs, repair=repair)
+    fits += fit_batches(
+        _skill_batches(session, skills, sizes, batch_rows),
+        forgets=forgets,
+        num_fits=num_fits,
+        seed=seed,
+        n_jobs=n_jobs,
+        repair=repair,
+        cluster=cluster,
+    )
     fits.sort(key=lambda fit: fit.skill_id)  # the database's collation may order skills otherwise
     report.restarts = sum(f.restarts for f in fits)
     for fit in fits:
@@ -426,10 +482,9 @@ def fit_parameters(
     report.run_id = run.id
     if report.fitted:
         report.versions = _make_current(session, run.id, report.fitted)
-        bump_revision(session)
-        report.rebuild = rebuild_mastery(session, rules=rules, commit=False)
+        bump_revision(session, replay=True)
     session.commit()
-    log.info(
+    log.info(  # the versions are current from here; the replay logs its own line (replay.finished)
         "fit.finished",
         fit_run_id=report.run_id,
         skills=wanted,
@@ -442,6 +497,8 @@ def fit_parameters(
         engine=report.engine,
         duration_ms=_ms_since(started),
     )
+    if report.fitted:
+        report.rebuild = replay_stale(session, rules=rules, progress=progress, cancelled=cancelled)
     return report
 
 
@@ -518,7 +575,8 @@ def adopt_parameters(
 ) -> int:
     """Make externally fitted parameters current (e.g. from another tool) and replay mastery.
 
-    Returns the fit run id. One transaction, like ``fit_parameters``.
+    Returns the fit run id. Like ``fit_parameters``: the versions commit at once, the replay follows in
+    chunks.
     """
     frame = response_frame(session, list(params))
     run = FitRun(
@@ -545,9 +603,9 @@ def adopt_parameters(
             )
         )
     versions = _make_current(session, run.id, fits)
-    bump_revision(session)
-    rebuild_mastery(session, rules=rules, commit=False)
+    bump_revision(session, replay=True)
     session.commit()
+    replay_stale(session, rules=rules)
     log.info("fit.adopted", fit_run_id=run.id, engine=engine, parameter_versions=versions)
     return run.id
 

@@ -46,7 +46,7 @@ from app.models import (
     utcnow,
 )
 from app.services.people.accounts import resolve_school
-from app.services.tutoring.content import add_imported_skill, bump_revision, read_snapshot
+from app.services.tutoring.content import ContentSnapshot, add_imported_skill, bump_revision, read_snapshot
 from app.services.tutoring.student_models import load_model, refresh_answer_counts, row_values
 from app.services.tutoring.students import add_students
 
@@ -223,7 +223,7 @@ def import_log(
     if report.skills_created:
         bump_revision(session)
     snapshot = read_snapshot(session)
-    _write_responses(session, by_student, students, skill_of, snapshot.parameters, rules, report, progress)
+    _write_responses(session, by_student, students, skill_of, snapshot, rules, report, progress)
     session.add(
         LogImport(
             file_name=path.name,
@@ -317,12 +317,14 @@ def _write_responses(
     by_student: dict[str, list[LogRecord]],
     students: dict[str, str],
     skill_of: dict[str, str],
-    parameters: dict[str, Any],
+    snapshot: ContentSnapshot,
     rules: MasteryRules,
     report: ImportReport,
     progress: Progress | None,
 ) -> None:
-    """Append each student's responses in order, tracing them with the same tracker as the API."""
+    """Append each student's responses in order, tracing them with the same tracker as the API (a student
+    behind the current parameters from their replay under them, as an answer would)."""
+    parameters = snapshot.parameters
     student_ids = [students[k] for k in by_student]
     imported_before: set[tuple[str, str | None]] = set()
     models: dict[str, StudentModel] = {}
@@ -337,7 +339,7 @@ def _write_responses(
             ).all()
         )
         for student in session.scalars(select(Student).where(Student.id.in_(chunk))):
-            models[student.id] = load_model(session, student)[0]
+            models[student.id] = load_model(session, student, snapshot, rules)[0]
     params = {skill: current.params for skill, current in parameters.items()}
     now = utcnow()
 
@@ -400,7 +402,15 @@ def _write_responses(
         if rows:
             session.execute(insert(Mastery), rows)
         session.execute(
-            update(Student), [{"id": sid, "speed_weights": models[sid].speed_weights} for sid in chunk]
+            update(Student),
+            [
+                {
+                    "id": sid,
+                    "speed_weights": models[sid].speed_weights,
+                    "parameters_revision": snapshot.parameters_revision,
+                }
+                for sid in chunk
+            ],
         )
     refresh_answer_counts(session, student_ids)
 

@@ -291,6 +291,7 @@ def _practise(
     student = session.get(Student, student_id)
     assert student is not None
     student.speed_weights = model.speed_weights
+    student.parameters_revision = snapshot.parameters_revision  # traced under the current parameters
     return len(answers)
 
 

@@ -12,10 +12,11 @@ through:
    ``cancel_requested``.
 3. The work runs through the kind's service function, which owns its transaction, with a principal of the
    person who asked (their role is checked again now). Before the work's transaction commits, a fence checks
-   in that same transaction that the lease is still this worker's and no cancel was asked; a kind whose
-   work commits once (``single_commit``) is marked ``succeeded`` in that very commit. So the work and the
-   job's success commit together or not at all: a worker killed before the commit leaves nothing; one
-   killed after it leaves a succeeded job (its result link included) that is never run again.
+   in that same transaction that the lease is still this worker's and no cancel was asked, and, for a kind
+   whose work commits once (``single_commit``), records ``committed_at`` and the result's link in that very
+   commit. So the work and the record of it commit together or not at all: a worker killed before the
+   commit leaves nothing; one killed after it leaves a job that is finished as succeeded (with its link),
+   never run again. The job reads ``succeeded`` once the worker has also stored the full result.
 4. A running job not heard from for JOBS_LEASE_SECONDS (its worker was killed, or its machine lost) is
    re-queued by ``requeue_stale`` (at every worker's start and every minute on each worker), or failed after
    JOBS_MAX_ATTEMPTS starts; a worker stopping in order (SIGTERM) hands its running jobs back at once.
@@ -386,32 +387,14 @@ def execute(job_id: int, *, worker: str) -> str:
     heartbeat = Heartbeat(db.engine, job.id, token, settings)
     heartbeat.start()
     fence = Fence(job.id, token, kind)
-    outcome: str
     try:
         with fence.watching(session):
             summary = kind.run(
                 JobContext(session, principal, dict(job.params), job.id, heartbeat.report, upload)
             )
-    except JobCancelled:
+    except Exception as error:  # noqa: BLE001 - every way a job can stop is recorded, and none escapes
         session.rollback()
-        outcome = _settle(session, job, token, JobState.CANCELLED, started=started)
-    except LeaseLost:
-        session.rollback()
-        log.warning("job.lease_lost", job_id=job.id, kind=job.kind, worker=worker)
-        outcome = "lease lost"
-    except DomainError as error:  # the user's to act on: the message is for them
-        session.rollback()
-        outcome = _settle(session, job, token, JobState.FAILED, error=str(error), started=started)
-    except Exception:
-        session.rollback()
-        log.exception("job.crashed", job_id=job.id, kind=job.kind)
-        if fence.committed and kind.single_commit:  # after its work committed: it did succeed
-            result = kind.link(fence.created)
-            outcome = _settle(session, job, token, JobState.SUCCEEDED, result=result, started=started)
-            return str(outcome)
-        outcome = _settle(
-            session, job, token, JobState.FAILED, error=UNEXPECTED.format(id=job.id), started=started
-        )
+        outcome = _stopped(session, job, token, kind, fence, error, started)
     else:
         result = {**kind.link(fence.created), **(summary or {})}
         outcome = _settle(
@@ -420,6 +403,27 @@ def execute(job_id: int, *, worker: str) -> str:
     finally:
         heartbeat.stop()
     return str(outcome)
+
+
+def _stopped(
+    session: Session, job: Job, token: str, kind: JobKind, fence: Fence, error: Exception, started: float
+) -> str:
+    """Record a run that raised: cancelled, taken back, failed (the message is the user's to read when it is
+    a domain error, a pointer to the log otherwise), or succeeded after all when its work had committed."""
+    if fence.committed and kind.single_commit:
+        log.exception("job.error_after_commit", job_id=job.id, kind=job.kind, exc_info=error)
+        return _settle(
+            session, job, token, JobState.SUCCEEDED, result=kind.link(fence.created), started=started
+        )
+    if isinstance(error, JobCancelled):
+        return _settle(session, job, token, JobState.CANCELLED, started=started)
+    if isinstance(error, LeaseLost):
+        log.warning("job.lease_lost", job_id=job.id, kind=job.kind)
+        return "lease lost"
+    if isinstance(error, DomainError):
+        return _settle(session, job, token, JobState.FAILED, error=str(error), started=started)
+    log.error("job.crashed", job_id=job.id, kind=job.kind, exc_info=error)
+    return _settle(session, job, token, JobState.FAILED, error=UNEXPECTED.format(id=job.id), started=started)
 
 
 def _acquire(session: Session, job_id: int, token: str, worker: str) -> Job | None:
@@ -482,10 +486,12 @@ def _settle(
         values |= {"state": state.value, "progress_message": "finished", "result": result or {}}
         if last is not None:  # the last progress reported (no beat may have written it)
             values |= {"progress_done": last[0], "progress_total": last[1]}
-        conditions.append(
-            (JOBS.c.state == JobState.SUCCEEDED.value)
-            | ((JOBS.c.state == JobState.RUNNING.value) & JOBS.c.cancel_requested.is_(False))
-        )
+        # Committed work stands whatever was asked since; a run that committed nothing (a dry run) and was
+        # asked to stop is cancelled instead (below).
+        conditions += [
+            JOBS.c.state == JobState.RUNNING.value,
+            JOBS.c.committed_at.is_not(None) | JOBS.c.cancel_requested.is_(False),
+        ]
     else:
         message = {
             JobState.CANCELLED: "cancelled; nothing of it was committed",
@@ -512,9 +518,9 @@ def _settle(
 
 class Fence:
     """Listens to the work's session: before each commit, checks (in the same transaction) that the lease is
-    still this worker's and no one asked the job to stop; the first commit of a single-commit kind also marks
-    the job succeeded, with its result link, and drops its file. Raises JobCancelled or LeaseLost instead,
-    which leaves the transaction uncommitted (the runner rolls it back)."""
+    still this worker's and no one asked the job to stop; the commit of a single-commit kind also records
+    ``committed_at`` and the result's link, and drops the job's file. Raises JobCancelled or LeaseLost
+    instead, which leaves the transaction uncommitted (the runner rolls it back)."""
 
     def __init__(self, job_id: int, token: str, kind: JobKind) -> None:
         self.job_id = job_id
@@ -541,27 +547,24 @@ class Fence:
     def _before_commit(self, session: Session) -> None:
         session.flush()  # ids of what the work adds, for the result link
         now = utcnow()
-        conditions = [JOBS.c.id == self.job_id, JOBS.c.lease == self.token]
+        single = self.kind.single_commit
+        conditions = [JOBS.c.id == self.job_id, JOBS.c.lease == self.token, JOBS.c.state == "running"]
         values: dict[str, Any] = {"heartbeat_at": now}
-        if self.kind.single_commit and not self.committed:
-            conditions += [JOBS.c.state == JobState.RUNNING.value, JOBS.c.cancel_requested.is_(False)]
+        if not (single and self.committed):  # committed work is not undone by a later cancel
+            conditions.append(JOBS.c.cancel_requested.is_(False))
+        if single and not self.committed:
             values |= {
-                "state": JobState.SUCCEEDED.value,
-                "finished_at": now,
+                "committed_at": now,
                 "result": self.kind.link(self.created),
-                "progress_message": "finished",
+                "progress_message": "finishing",
             }
-        elif not self.committed:
-            conditions += [JOBS.c.state == JobState.RUNNING.value, JOBS.c.cancel_requested.is_(False)]
-        else:  # a later chunk: the lease must still be ours
-            conditions.append(JOBS.c.state.in_([JobState.RUNNING.value, JobState.SUCCEEDED.value]))
         written = session.execute(update(JOBS).where(*conditions).values(**values))
         if not written.rowcount:  # type: ignore[attr-defined]
             lease, cancel = session.execute(
                 select(JOBS.c.lease, JOBS.c.cancel_requested).where(JOBS.c.id == self.job_id)
             ).one()
             raise JobCancelled() if lease == self.token and cancel else LeaseLost()
-        if self.kind.single_commit and not self.committed:
+        if single and not self.committed:
             session.execute(delete(JobFile).where(JobFile.job_id == self.job_id))
         self.committed = True
 
@@ -650,16 +653,18 @@ def requeue_stale(now: datetime | None = None) -> list[int]:
     now = now or utcnow()
     cutoff = now - settings.lease
     stale = session.execute(
-        select(Job.id, Job.kind, Job.attempts, Job.cancel_requested).where(
+        select(Job.id, Job.kind, Job.attempts, Job.cancel_requested, Job.committed_at).where(
             Job.state == JobState.RUNNING.value, Job.heartbeat_at < cutoff
         )
     ).all()
     requeued = []
-    for job_id, kind, attempts, cancel_requested in stale:
-        fate = after_lapsed_lease(attempts, settings.max_attempts, cancel_requested)
+    for job_id, kind, attempts, cancel_requested, committed_at in stale:
+        fate = after_lapsed_lease(attempts, settings.max_attempts, cancel_requested, committed_at is not None)
         values: dict[str, Any] = {"state": fate.state.value, "lease": None, "worker": None, "task_id": None}
         if fate.state is JobState.QUEUED:
             values["progress_message"] = "waiting for a worker (its worker stopped)"
+        elif fate.state is JobState.SUCCEEDED:  # its work committed; the worker stopped before saying so
+            values |= {"finished_at": now, "progress_message": "finished"}
         else:
             values |= {"finished_at": now, "error": fate.error, "progress_message": fate.state.value}
         written = session.execute(
@@ -696,13 +701,20 @@ def release(worker: str) -> list[int]:
     refuses it from now on), so another worker takes them at once. The start is not counted."""
     session = db.session()
     rows = session.scalars(
-        select(Job.id).where(Job.worker == worker, Job.state == JobState.RUNNING.value)
+        select(Job.id).where(
+            Job.worker == worker, Job.state == JobState.RUNNING.value, Job.committed_at.is_(None)
+        )
     ).all()
     handed_back = []
     for job_id in rows:
         written = session.execute(
             update(JOBS)
-            .where(JOBS.c.id == job_id, JOBS.c.worker == worker, JOBS.c.state == JobState.RUNNING.value)
+            .where(
+                JOBS.c.id == job_id,
+                JOBS.c.worker == worker,
+                JOBS.c.state == JobState.RUNNING.value,
+                JOBS.c.committed_at.is_(None),
+            )
             .values(
                 state=JobState.QUEUED.value,
                 lease=None,

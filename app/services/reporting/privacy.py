@@ -38,7 +38,13 @@ from app.models import (
     StudentCredential,
     utcnow,
 )
-from app.services.modelling.mastery import baseline_skills, replay_models
+from app.services.modelling.mastery import (
+    REPAIR_CHUNK,
+    baseline_skills,
+    behind,
+    rebuild_mastery,
+    replay_models,
+)
 from app.services.people.access import find_student, record_access
 from app.services.tutoring.content import read_snapshot
 from app.services.tutoring.student_models import refresh_answer_counts
@@ -479,7 +485,15 @@ def purge_expired(
     if dry_run:
         session.rollback()
         return report
-    params = read_snapshot(session).params
+    snapshot = read_snapshot(session)
+    params = snapshot.params
+    # A student still behind the current parameters (a chunked replay under way) is replayed first, so that
+    # their stored state and the baseline folded below come from the same parameters.
+    lagging = sorted(
+        set(session.scalars(select(Student.id).where(behind(snapshot.parameters_revision)))) & set(affected)
+    )
+    for start in range(0, len(lagging), REPAIR_CHUNK):
+        rebuild_mastery(session, rules=rules, student_ids=lagging[start : start + REPAIR_CHUNK], commit=False)
     for student_id, model, steps in replay_models(
         session, params, rules, affected, before=report.responses_before
     ):

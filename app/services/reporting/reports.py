@@ -54,7 +54,7 @@ def student_report(session: Session, principal: Principal, student_id: str) -> t
 
 def _report_of(session: Session, student: Student) -> StudentReport:
     snapshot = current_snapshot(session)
-    model, _ = load_model(session, student)
+    model, _ = load_model(session, student, snapshot, current_settings().mastery)  # behind: as replayed
     # The answer counter kept with every answer: the count the class report, its CSV and the API show.
     return build_student_report(
         snapshot.graph, snapshot.params, model, utcnow(), report_config(), answers=student.answer_count

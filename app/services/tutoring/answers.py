@@ -1,7 +1,9 @@
 """Recording an answer: the response, its per-skill steps and the student's mastery rows, in one transaction.
 
 The student is reached through ``app.services.people.access`` (locked for the update); the step of each
-skill comes from ``domain.tracking.apply_answer``.
+skill comes from ``domain.tracking.apply_answer``. A student still behind the current parameters (new ones
+were fitted, and the chunked replay has not reached them) is replayed first, in the same transaction and
+under the same lock, so the answer applies to the state a full replay would have left.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from app.services.people.access import find_student
 from app.services.tutoring.config import mastery_rules
 from app.services.tutoring.content import current_snapshot, load_exercise
 from app.services.tutoring.next_exercise import answered
-from app.services.tutoring.student_models import load_model, row_values
+from app.services.tutoring.student_models import is_behind, load_model, row_values
 
 
 @dataclass(frozen=True)
@@ -113,28 +115,43 @@ def record_response(
     graded_by = "app" if answer is None else "server"
     is_correct = grade_answer(exercise, answer) if answer is not None else bool(correct)
 
-    # The whole model: a new pace estimate can bring other skills to mastery.
-    model, rows = load_model(session, student)
+    # The whole model: a new pace estimate can bring other skills to mastery. Behind the current
+    # parameters: the replay of the student's log under them (the version check costs no query).
+    rules = mastery_rules()
+    replayed = is_behind(student, snapshot)
+    model, rows = load_model(session, student, snapshot, rules)
     now = utcnow()
     steps = apply_answer(
-        model,
-        exercise.skill_ids,
-        is_correct and hints_used == 0,
-        snapshot.params,
-        now=now,
-        rules=mastery_rules(),
+        model, exercise.skill_ids, is_correct and hints_used == 0, snapshot.params, now=now, rules=rules
     )
     student.speed_weights = model.speed_weights
     student.answer_count += 1
     student.last_answer_at = now
+    # Computed under the current parameters from here on (a first answer too: there was nothing before).
+    student.parameters_revision = max(student.parameters_revision, snapshot.parameters_revision)
     for skill_id, existing in rows.items():
-        state = model.skills[skill_id]
+        state = model.skills.get(skill_id)
         if skill_id in exercise.skill_ids:
             continue  # written in full below, in the same UPDATE
-        if existing.mastered_at is None and state.mastered_at is not None:
+        if state is None:  # a replay has no such skill (a row without answers): as rebuild_mastery, gone
+            session.delete(existing)
+        elif replayed:  # every row is rewritten under the current parameters
+            for name, value in row_values(state).items():
+                setattr(existing, name, value)
+            existing.parameters_id = snapshot.parameters[skill_id].id
+        elif existing.mastered_at is None and state.mastered_at is not None:
             # earned through the new pace estimate: the earning moment and the memory it starts
             for name, value in row_values(state).items():
                 setattr(existing, name, value)
+    if replayed:  # a skill of the replay without a row yet (the exercise's own are added below)
+        for skill_id in model.skills.keys() - rows.keys() - set(exercise.skill_ids):
+            rows[skill_id] = Mastery(
+                student_id=student.id,
+                skill_id=skill_id,
+                parameters_id=snapshot.parameters[skill_id].id,
+                **row_values(model.skills[skill_id]),
+            )
+            session.add(rows[skill_id])
     response = Response(
         student_id=student.id,
         exercise_id=exercise.id,

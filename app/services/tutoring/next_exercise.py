@@ -18,7 +18,7 @@ from app.models import Recommendation, Response, ResponseSkill, Student, utcnow
 from app.observability.metrics import NEXT_EXERCISES
 from app.services.people.access import find_student, record_access
 from app.services.tutoring.config import policy_config
-from app.services.tutoring.content import current_snapshot
+from app.services.tutoring.content import ContentSnapshot, current_snapshot
 from app.services.tutoring.student_models import load_model
 from app.services.tutoring.students import get_student
 
@@ -32,9 +32,11 @@ class NextExercise:
     p_mastery_paced: float | None = None  # paced P(L) of the chosen skill, as of the last answer
 
 
-def _view(session: Session, student: Student, config: PolicyConfig) -> tuple[StudentView, int]:
+def _view(
+    session: Session, student: Student, config: PolicyConfig, snapshot: ContentSnapshot
+) -> tuple[StudentView, int]:
     """What the policy may know about the student, and their latest response id (0 if none)."""
-    model, _ = load_model(session, student)
+    model, _ = load_model(session, student, snapshot, config.rules)  # a student behind: as replayed
     first_skill = (
         select(ResponseSkill.skill_id)
         .where(ResponseSkill.response_id == Response.id)
@@ -87,7 +89,7 @@ def next_exercise(
     student = find_student(session, principal, student_id, Action.PRACTISE)
     snapshot = current_snapshot(session)
     config = policy_config()
-    view, latest = _view(session, student, config)
+    view, latest = _view(session, student, config, snapshot)
     if seed is None:
         seed = random.Random(f"{student.id}:{latest}").getrandbits(63)
     choice = choose_next_exercise(snapshot.graph, snapshot.params, view, config, seed)

@@ -61,7 +61,7 @@ def progress(session: Session, principal: Principal, student_id: str) -> Progres
     record_access(session, principal, [student.id], "progress")  # committed with the read, below
     snapshot = current_snapshot(session)
     rules = mastery_rules()
-    model, _ = load_model(session, student)
+    model, _ = load_model(session, student, snapshot, rules)  # a student behind: as replayed
     now = utcnow()
     out = []
     for skill_id in snapshot.graph.skill_order:
