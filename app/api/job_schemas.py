@@ -8,7 +8,7 @@ from typing import Any
 from marshmallow import Schema, fields, pre_dump, validate
 
 from app.api.roster_schemas import MAX_PAGE
-from app.api.schemas import NO_NUL, JsonBoolean, OutputSchema, Probability, RoundedDict
+from app.api.schemas import NO_NUL, JsonBoolean, OutputSchema, Probability, RoundedDict, WholeNumber
 from app.domain.jobs import IDEMPOTENCY_KEY, IDEMPOTENCY_KEY_RULE, STATES, progress_share
 from app.domain.logs import LOG_FORMATS
 from app.models import Job
@@ -118,10 +118,14 @@ class JobListQuerySchema(Schema):
     kind = fields.String(
         validate=validate.OneOf(KIND_NAMES), metadata={"description": "Only jobs of this kind."}
     )
-    page = fields.Integer(
-        load_default=1, validate=validate.Range(1, MAX_PAGE), metadata={"description": "From 1."}
+    page = WholeNumber(
+        strict=False,
+        load_default=1,
+        validate=validate.Range(1, MAX_PAGE),
+        metadata={"description": "From 1."},
     )
-    per_page = fields.Integer(
+    per_page = WholeNumber(
+        strict=False,
         load_default=50,
         validate=validate.Range(1, MAX_PER_PAGE),
         metadata={"description": f"Jobs per page, 1 to {MAX_PER_PAGE}."},
@@ -135,19 +139,17 @@ class FitJobRequestSchema(Schema):
         metadata={"description": "Fit only these skills (default: every skill with enough answers)."},
     )
     forgets = JsonBoolean(load_default=False, metadata={"description": "Also fit a forget probability."})
-    min_responses = fields.Integer(
-        strict=True,
+    min_responses = WholeNumber(
         load_default=50,
         validate=validate.Range(1, 1_000_000),
         metadata={"description": "Skills with fewer answers keep their parameters."},
     )
-    num_fits = fields.Integer(
-        strict=True,
+    num_fits = WholeNumber(
         load_default=5,
         validate=validate.Range(1, 50),
         metadata={"description": "EM restarts per skill (the best likelihood wins)."},
     )
-    seed = fields.Integer(strict=True, load_default=42, validate=validate.Range(0, 2**31 - 1))
+    seed = WholeNumber(load_default=42, validate=validate.Range(0, 2**31 - 1))
 
 
 class LogImportRequestSchema(Schema):
