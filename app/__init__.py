@@ -10,7 +10,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from app import api, cli, errors, inputs, observability, sessions, web
+from app import api, cli, errors, inputs, observability, rate_limits, sessions, web
 from app.extensions import READ_SNAPSHOT, RowIdConverter, csrf, db, limiter, migrate
 from app.observability import metrics, requests
 from app.services.operations import queue
@@ -45,6 +45,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         _tune_sqlite(db.engine, settings.sqlite_busy_timeout_ms)
         metrics.watch_pool(db.engine)
     app.after_request(errors.keep_retry_after)  # before the limiter's, so it runs after it
+    rate_limits.init_app(app, limiter)  # the counters' storage options, its failures logged
     limiter.init_app(app)  # first: rate limits apply before any other check (CSRF included)
     inputs.init_app(app)
     csrf.init_app(app)

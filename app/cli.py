@@ -702,7 +702,7 @@ def fit_params_command(
         raise click.ClickException(str(error)) from None
     click.echo(
         f"Fit run {report.run_id} ({report.engine}): {report.n_responses} responses, "
-        f"{report.n_students} students"
+        f"{report.n_students} students" + (f"; fitted on the Dask cluster at {cluster}" if cluster else "")
     )
     for fit in report.fitted:
         p = fit.params

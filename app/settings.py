@@ -39,6 +39,7 @@ from app.domain.fairness import FairnessConfig
 from app.domain.reports import ReportConfig
 from app.domain.selection import PolicyConfig
 from app.domain.tracking import MasteryRules
+from app.rate_limits import STRATEGY, default_storage_uri, storage_problem
 
 DEFAULT_SECRET_KEY = "dev"  # noqa: S105 - refused outside debug/testing, see configure
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -75,7 +76,11 @@ class SignIn:
 class RateLimits:
     login: str  # sign-in posts per client address (RATELIMIT_LOGIN), Flask-Limiter notation
     api: str  # API calls per key, user or address (RATELIMIT_API)
-    storage_uri: str  # where the counters live (RATELIMIT_STORAGE_URI): memory:// or redis://...
+    # Where the API's counters live (RATELIMIT_STORAGE_URI, app/rate_limits.py): sqlite:///<file> (default:
+    # the instance folder's ratelimits.sqlite3, every process of one machine), redis://... (every machine)
+    # or memory:// (one process)
+    storage_uri: str
+    key_prefix: str  # before every counter's key (RATELIMIT_KEY_PREFIX): deployments sharing a Redis differ
 
 
 @dataclass(frozen=True)
@@ -219,7 +224,16 @@ def defaults(instance_path: str) -> dict[str, Any]:
         "LOGIN_BACKOFF_SECONDS": 30,
         "LOGIN_HASH_CONCURRENCY": _env_number("LOGIN_HASH_CONCURRENCY", int, 2),
         "LOGIN_HASH_LOCK_DIR": os.environ.get("LOGIN_HASH_LOCK_DIR", instance_path),
-        "RATELIMIT_STORAGE_URI": os.environ.get("RATELIMIT_STORAGE_URI", "memory://"),
+        # API rate limits (Flask-Limiter, app/rate_limits.py): counters shared by every process of this
+        # machine in a SQLite file by default, by every machine with RATELIMIT_STORAGE_URI=redis://...; fixed
+        # windows only; a storage that fails falls back to counting in each process (logged), never to a 500.
+        "RATELIMIT_STORAGE_URI": (
+            os.environ.get("RATELIMIT_STORAGE_URI") or default_storage_uri(instance_path)
+        ),
+        "RATELIMIT_KEY_PREFIX": os.environ.get("RATELIMIT_KEY_PREFIX", "tutor"),
+        "RATELIMIT_STRATEGY": STRATEGY,
+        "RATELIMIT_STORAGE_OPTIONS": {},
+        "RATELIMIT_IN_MEMORY_FALLBACK_ENABLED": True,
         "RATELIMIT_LOGIN": os.environ.get("RATELIMIT_LOGIN", "10 per minute"),
         "RATELIMIT_API": os.environ.get("RATELIMIT_API", "1200 per minute"),
         # SQLite: how long a request waits for the write lock before giving up with a 503 (Retry-After).
@@ -478,6 +492,42 @@ def _rate_limit(config: Mapping[str, Any], key: str, problems: _Problems) -> str
     return str(value)
 
 
+def _rate_limit_storage(config: Mapping[str, Any], problems: _Problems) -> tuple[str, str]:
+    """RATELIMIT_STORAGE_URI and RATELIMIT_KEY_PREFIX, and the Flask-Limiter keys that must keep the tutor's
+    values: one strategy, the in-memory fallback (a failing storage must not answer 500)."""
+    uri = _plain(config, "RATELIMIT_STORAGE_URI", str, NON_NEGATIVE, problems)
+    if isinstance(uri, str) and uri.strip():
+        problem = storage_problem(uri)
+        if problem:
+            problems.add("RATELIMIT_STORAGE_URI", problem)
+    prefix = config.get("RATELIMIT_KEY_PREFIX")
+    if not isinstance(prefix, str) or not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", prefix):
+        problems.add("RATELIMIT_KEY_PREFIX", f"must be 1-64 letters, digits, '.', '_' or '-', not {prefix!r}")
+    strategy = config.get("RATELIMIT_STRATEGY")
+    if strategy != STRATEGY:
+        problems.add(
+            "RATELIMIT_STRATEGY",
+            f"only {STRATEGY!r} is supported (the SQLite counters implement it alone, and a limit means the "
+            f"same on every storage), not {strategy!r}",
+        )
+    if config.get("RATELIMIT_IN_MEMORY_FALLBACK_ENABLED") is not True:
+        problems.add(
+            "RATELIMIT_IN_MEMORY_FALLBACK_ENABLED",
+            "must stay true: when the storage fails, each worker counts on its own instead of answering 500",
+        )
+    if config.get("RATELIMIT_IN_MEMORY_FALLBACK"):
+        problems.add(
+            "RATELIMIT_IN_MEMORY_FALLBACK",
+            "is not supported: during a storage failure the configured limits apply, counted per process",
+        )
+    options = config.get("RATELIMIT_STORAGE_OPTIONS")
+    if not isinstance(options, Mapping):
+        problems.add(
+            "RATELIMIT_STORAGE_OPTIONS", f"must be a mapping of the storage's options, not {options!r}"
+        )
+    return str(uri), str(prefix)
+
+
 def _group_attributes(config: Mapping[str, Any], problems: _Problems) -> dict[str, tuple[str, ...]]:
     value = config.get("GROUP_ATTRIBUTES") or DEFAULT_GROUP_ATTRIBUTES
     if not isinstance(value, Mapping):
@@ -649,7 +699,6 @@ def load_settings(config: Mapping[str, Any]) -> Settings:
             ("LOGIN_BACKOFF_SECONDS", float, POSITIVE),
             ("LOGIN_HASH_CONCURRENCY", int, AT_LEAST_ONE),
             ("LOGIN_HASH_LOCK_DIR", str, NON_NEGATIVE),
-            ("RATELIMIT_STORAGE_URI", str, NON_NEGATIVE),
             ("RETENTION_RESPONSE_DAYS", int, AT_LEAST_ONE),
             ("RETENTION_ACCESS_LOG_DAYS", int, AT_LEAST_ONE),
             ("CONTENT_DIR", str, NON_NEGATIVE),
@@ -659,6 +708,7 @@ def load_settings(config: Mapping[str, Any]) -> Settings:
         )
     }
     limits = {key: _rate_limit(config, key, problems) for key in ("RATELIMIT_LOGIN", "RATELIMIT_API")}
+    storage_uri, key_prefix = _rate_limit_storage(config, problems)
     observability = _observability(config, problems)
     jobs = _jobs(config, problems)
     fit_cluster = _fit_cluster(config, problems)
@@ -678,9 +728,7 @@ def load_settings(config: Mapping[str, Any]) -> Settings:
             plain["LOGIN_HASH_CONCURRENCY"],
             plain["LOGIN_HASH_LOCK_DIR"],
         ),
-        rate_limits=RateLimits(
-            limits["RATELIMIT_LOGIN"], limits["RATELIMIT_API"], plain["RATELIMIT_STORAGE_URI"]
-        ),
+        rate_limits=RateLimits(limits["RATELIMIT_LOGIN"], limits["RATELIMIT_API"], storage_uri, key_prefix),
         retention=Retention(plain["RETENTION_RESPONSE_DAYS"], plain["RETENTION_ACCESS_LOG_DAYS"]),
         content_dir=plain["CONTENT_DIR"],
         sqlite_busy_timeout_ms=plain["SQLITE_BUSY_TIMEOUT_MS"],

@@ -9,6 +9,7 @@ fails the run instead of skipping.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import tempfile
@@ -114,6 +115,13 @@ def jobs_url_for(database_url: str) -> str:
     return f"sqlite:///{Path(tempfile.gettempdir()) / f'{url.database}.jobs.sqlite3'}"
 
 
+def rate_limits_url_for(database_url: str) -> str:
+    """The API's rate-limit counters of a test database: a SQLite file of its own (as the default is, but
+    never the repo's instance folder), so parallel runs never count each other's requests."""
+    name = hashlib.sha256(database_url.encode()).hexdigest()[:16]
+    return f"sqlite:///{Path(tempfile.gettempdir()) / f'tutor-test-{name}.ratelimits.sqlite3'}"
+
+
 def make_app(database_url: str, **overrides: Any) -> Flask:
     config = {
         "TESTING": True,
@@ -125,6 +133,7 @@ def make_app(database_url: str, **overrides: Any) -> Flask:
         # The hashing slots' lock files (one set per test database): not in the repo's instance folder.
         "LOGIN_HASH_LOCK_DIR": tempfile.gettempdir(),
         "JOBS_URL": jobs_url_for(database_url),
+        "RATELIMIT_STORAGE_URI": rate_limits_url_for(database_url),
     }
     config.update(overrides)
     return create_app(config)
@@ -145,9 +154,10 @@ def migrated_app(database_url: str, shipped_graph: Any) -> Iterator[Flask]:
     yield app
     with app.app_context():
         db.engine.dispose()
-    queue_file = Path(jobs_url_for(database_url).removeprefix("sqlite:///"))
-    for leftover in (queue_file, Path(f"{queue_file}-wal"), Path(f"{queue_file}-shm")):
-        leftover.unlink(missing_ok=True)
+    for url in (jobs_url_for(database_url), rate_limits_url_for(database_url)):
+        leftover = Path(url.removeprefix("sqlite:///"))
+        for path in (leftover, Path(f"{leftover}-wal"), Path(f"{leftover}-shm")):
+            path.unlink(missing_ok=True)
 
 
 def content_revision() -> int:

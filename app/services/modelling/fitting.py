@@ -572,23 +572,19 @@ def adopt_parameters(
     *,
     engine: str,
     rules: MasteryRules,
+    progress: Progress | None = None,
+    cancelled: Callable[[], bool] | None = None,
 ) -> int:
     """Make externally fitted parameters current (e.g. from another tool) and replay mastery.
 
-    Returns the fit run id. Like ``fit_parameters``: the versions commit at once, the replay follows in
-    chunks.
+    Returns the fit run id. Like ``fit_parameters``: the log is read in a read-only snapshot when called
+    outside a transaction, the versions commit at once, and the replay follows in chunks (``progress``,
+    ``cancelled``: as there).
     """
+    read_only = not session.in_transaction()
+    if read_only:
+        begin_read_snapshot(session)
     frame = response_frame(session, list(params))
-    run = FitRun(
-        engine=engine,
-        options={"adopted": True},
-        n_students=int(frame["user_id"].nunique()),
-        n_responses=len(frame),
-        skipped={},
-        rejected={},
-    )
-    session.add(run)
-    session.flush()
     fits = []
     for skill_id, skill_params in params.items():
         rows = frame[frame["skill_name"] == skill_id].sort_values(["user_id", "order_id"], kind="mergesort")
@@ -602,12 +598,27 @@ def adopt_parameters(
                 0,
             )
         )
-    versions = _make_current(session, run.id, fits)
+    n_students, n_responses = int(frame["user_id"].nunique()), len(frame)
+    del frame
+    if read_only:
+        session.rollback()  # end the snapshot: the writes below take a transaction of their own
+    run = FitRun(
+        engine=engine,
+        options={"adopted": True},
+        n_students=n_students,
+        n_responses=n_responses,
+        skipped={},
+        rejected={},
+    )
+    session.add(run)
+    session.flush()
+    run_id = run.id
+    versions = _make_current(session, run_id, fits)
     bump_revision(session, replay=True)
     session.commit()
-    replay_stale(session, rules=rules)
-    log.info("fit.adopted", fit_run_id=run.id, engine=engine, parameter_versions=versions)
-    return run.id
+    log.info("fit.adopted", fit_run_id=run_id, engine=engine, parameter_versions=versions)
+    replay_stale(session, rules=rules, progress=progress, cancelled=cancelled)
+    return run_id
 
 
 def fits_as_params(fits: list[SkillFit]) -> dict[str, BktParams]:

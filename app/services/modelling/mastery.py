@@ -50,7 +50,7 @@ from app.services.tutoring.student_models import (
 BATCH = 5000
 # A chunk of the replay: students in id order until their answers reach CHUNK_RESPONSES (a student with more
 # is a chunk of their own), at most CHUNK_STUDENTS. Only the chunk's write locks its students: tens of ms.
-CHUNK_RESPONSES = 20_000
+CHUNK_RESPONSES = 5_000
 CHUNK_STUDENTS = 500
 Progress = Callable[[int, int], None]  # (students done, students to do)
 log = structlog.stdlib.get_logger(__name__)

@@ -120,6 +120,10 @@ EXPORT_MAP: dict[str, tuple[str, dict[str, str | Shown | Implied | Withheld]]] =
             "personalization_changed_by": "personalization_changed_by",
             "answer_count": "answer_count",
             "last_answer_at": "last_answer_at",
+            "parameters_revision": Withheld(
+                "a service counter (which parameter revision the student's state was last replayed "
+                "under): it says nothing about the student"
+            ),
         },
     ),
     "student_credentials": (
