@@ -218,11 +218,13 @@ def defaults(instance_path: str) -> dict[str, Any]:
         # Sign-in throttling, shared by every worker (in the database, services/people/throttle.py): failed
         # sign-ins per client address (RATELIMIT_LOGIN), and per address and account a back-off after
         # LOGIN_MAX_FAILURES failures in a row, from LOGIN_BACKOFF_SECONDS doubling up to
-        # LOGIN_LOCKOUT_MINUTES; at most LOGIN_HASH_CONCURRENCY password hashes at once per host.
+        # LOGIN_LOCKOUT_MINUTES; at most LOGIN_HASH_CONCURRENCY password hashes at once per host: 1, below
+        # scripts/serve's 2 workers, so sign-ins never hold every worker (bench/signin_flood.py,
+        # docs/PERFORMANCE.md).
         "LOGIN_MAX_FAILURES": 5,
         "LOGIN_LOCKOUT_MINUTES": 15,
         "LOGIN_BACKOFF_SECONDS": 30,
-        "LOGIN_HASH_CONCURRENCY": _env_number("LOGIN_HASH_CONCURRENCY", int, 2),
+        "LOGIN_HASH_CONCURRENCY": _env_number("LOGIN_HASH_CONCURRENCY", int, 1),
         "LOGIN_HASH_LOCK_DIR": os.environ.get("LOGIN_HASH_LOCK_DIR", instance_path),
         # API rate limits (Flask-Limiter, app/rate_limits.py): counters shared by every process of this
         # machine in a SQLite file by default, by every machine with RATELIMIT_STORAGE_URI=redis://...; fixed
@@ -273,7 +275,7 @@ def defaults(instance_path: str) -> dict[str, Any]:
         "SQLALCHEMY_ENGINE_OPTIONS": {"hide_parameters": True},
         # flask-smorest / OpenAPI
         "API_TITLE": "Adaptive tutor API",
-        "API_VERSION": "1.1.0",
+        "API_VERSION": "1.2.0",
         "OPENAPI_VERSION": "3.1.0",
         "OPENAPI_URL_PREFIX": "/api/v1",
         "OPENAPI_JSON_PATH": "openapi.json",

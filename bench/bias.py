@@ -2,10 +2,19 @@
 
     .venv/bin/python bench/bias.py [--students 2000] [--responses 100000] [--bootstrap 1000]
     .venv/bin/python bench/bias.py --assistments      # ../shared/data/assistments_2skills.csv by school_id
+    .venv/bin/python bench/bias.py --request          # POST /api/v1/bias-checks: before (201) and after (202)
 
 Default: synthetic audit data (100k answers of 2,000 students, 3 attributes with 2–4 groups each); times
 ``domain.fairness.audit`` with B bootstrap replicates and 1,000 ABROCA permutations per comparison against a
 single pass without resampling (B = 0, no permutations), in the same run, and prints the ratio.
+
+--request: the latency of a bias-check request, before and after background jobs (issue 21). A temporary
+SQLite database gets STUDENTS students with consented group attributes and RESPONSES answers (written in
+bulk, with the predictions a tracer would have stored); then (a) the synchronous check, as ``POST
+/api/v1/bias-checks`` ran it in the request until API 1.1.0 (``run_bias_check``, timed in the app), and (b)
+``POST /api/v1/bias-checks`` now, through the app as a signed-in admin: the 202's latency (median of 20
+requests, each job cancelled at once), then one job run by a real worker process (``flask worker``), from 202
+to succeeded.
 
 --assistments: imports the public 2-skill ASSISTments log twice into a temporary database (once to fit
 parameters with pyBKT, once more as new students traced online with them, so every stored prediction was made
@@ -165,6 +174,171 @@ def run_assistments(args: argparse.Namespace) -> None:
     print("flags:", report["flagged"] or "none")
 
 
+def run_request(args: argparse.Namespace) -> None:
+    import json
+    import statistics
+    import subprocess
+    import uuid
+    from datetime import UTC, datetime, timedelta
+
+    import sqlalchemy as sa
+    from flask_migrate import upgrade
+
+    from app import create_app
+    from app.domain.access import Principal, Role
+    from app.extensions import db
+    from app.models import GroupAttribute, Job, Response, ResponseSkill, SkillParameters
+    from app.services.people import accounts
+    from app.services.reporting import bias
+    from app.services.tutoring.content import sync_content
+    from app.services.tutoring.content_files import read_content
+    from app.services.tutoring.students import add_students
+
+    directory = Path(tempfile.mkdtemp(prefix="bias-bench-"))
+    config = {
+        "TESTING": True,
+        "SECRET_KEY": "bench",
+        "SQLALCHEMY_DATABASE_URI": f"sqlite:///{directory / 'tutor.sqlite3'}",
+        "JOBS_URL": f"sqlite:///{directory / 'jobs.sqlite3'}",
+        "WTF_CSRF_ENABLED": False,
+        "RATELIMIT_API": "100000 per minute",
+        "RATELIMIT_LOGIN": "100000 per minute",
+        "LOGIN_HASH_LOCK_DIR": str(directory),
+        "LOG_LEVEL": "WARNING",
+    }
+    app = create_app(config)
+    rng = np.random.default_rng(0)
+    with app.app_context():
+        upgrade()
+        session = db.session()
+        sync_content(session, read_content(ROOT / "content"))
+        school, _ = accounts.create_school(session, "bench")
+        accounts.create_staff_user(
+            session, school, "admin@bench.test", "Admin", "bench password 1", role=Role.ADMIN
+        )
+        students = add_students(session, school.id, [f"s-{i}" for i in range(args.students)])
+        ids = [s.id for s in students]
+        now = datetime.now(UTC)
+        session.execute(
+            sa.insert(GroupAttribute),
+            [
+                {
+                    "student_id": sid,
+                    "attribute": "language_learner",
+                    "value": "yes" if rng.random() < 0.2 else "no",
+                    "set_at": now,
+                    "set_by": "bench",
+                }
+                for sid in ids
+            ],
+        )
+        params = session.execute(
+            sa.select(SkillParameters.skill_id, SkillParameters.id).where(SkillParameters.is_current)
+        ).all()[:10]
+        student_of = rng.integers(0, len(ids), args.responses)
+        truth = rng.uniform(0.2, 0.9, args.responses)
+        predicted = np.clip(truth + rng.normal(0, 0.08, args.responses), 0.01, 0.99)
+        correct = rng.random(args.responses) < truth
+        skill_of = rng.integers(0, len(params), args.responses)
+        for start in range(0, args.responses, 20_000):
+            chunk = range(start, min(start + 20_000, args.responses))
+            rows = [
+                {
+                    "student_id": ids[student_of[i]],
+                    "correct": bool(correct[i]),
+                    "graded_by": "app",
+                    "created_at": now - timedelta(seconds=args.responses - i),
+                }
+                for i in chunk
+            ]
+            response_ids = session.scalars(
+                sa.insert(Response).returning(Response.id, sort_by_parameter_order=True), rows
+            ).all()
+            session.execute(
+                sa.insert(ResponseSkill),
+                [
+                    {
+                        "response_id": rid,
+                        "skill_id": params[skill_of[i]][0],
+                        "position": 0,
+                        "parameters_id": params[skill_of[i]][1],
+                        "p_mastery_before": 0.5,
+                        "p_correct": float(predicted[i]),
+                        "p_mastery_after": 0.5,
+                    }
+                    for rid, i in zip(response_ids, chunk, strict=True)
+                ],
+            )
+        session.commit()
+        admin = Principal(Role.ADMIN, "bench", school.id, "bench")
+        began = time.perf_counter()
+        bias.run_bias_check(session, admin, "language_learner", bootstrap=args.bootstrap, seed=0)
+        synchronous = time.perf_counter() - began
+    print(
+        f"data: {args.responses} answers of {args.students} students on {len(params)} skills, attribute "
+        f"language_learner (2 groups), B = {args.bootstrap}; SQLite; cores={os.cpu_count()}"
+    )
+    print(f"  before (1.1.0: the check ran in the request, 201): {synchronous:.1f} s")
+
+    client = app.test_client()
+    client.post("/login", data={"email": "admin@bench.test", "password": "bench password 1"})
+    latencies = []
+    for n in range(20):
+        began = time.perf_counter()
+        answer = client.post(
+            "/api/v1/bias-checks",
+            json={"attribute": "language_learner", "bootstrap": args.bootstrap, "seed": 100 + n},
+        )
+        latencies.append(time.perf_counter() - began)
+        assert answer.status_code == 202, answer.get_json()
+        client.post(f"/api/v1/jobs/{answer.get_json()['id']}/cancel")
+    print(
+        f"  after (1.2.0: 202 with the job): median {statistics.median(latencies) * 1000:.0f} ms, "
+        f"max {max(latencies) * 1000:.0f} ms over {len(latencies)} requests"
+    )
+    worker = subprocess.Popen(
+        [sys.executable, "-c", WORKER, json.dumps(config)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        began = time.perf_counter()
+        answer = client.post(
+            "/api/v1/bias-checks",
+            json={"attribute": "language_learner", "bootstrap": args.bootstrap, "seed": 0},
+            headers={"Idempotency-Key": str(uuid.uuid4())},
+        )
+        accepted = time.perf_counter() - began
+        location = answer.headers["Location"]
+        while (job := client.get(location).get_json())["state"] in ("queued", "running"):
+            time.sleep(0.2)
+        done = time.perf_counter() - began
+    finally:
+        worker.terminate()
+        worker.wait(timeout=60)
+    with app.app_context():
+        started = db.session.get(Job, job["id"])
+        assert started is not None
+        waited = (started.started_at - started.created_at).total_seconds() if started.started_at else 0.0
+    print(
+        f"  the job: 202 in {accepted * 1000:.0f} ms, {job['state']} {done:.1f} s later "
+        f"(worker start-up and queue wait {waited:.1f} s included), result {job['result_url']}"
+    )
+
+
+# A worker process for --request: `flask worker` with the bench's settings.
+WORKER = """
+import json, sys
+sys.path.insert(0, ".")
+from app import create_app
+from app.services.operations import jobs
+app = create_app(json.loads(sys.argv[1]))
+with app.app_context():
+    jobs.run_worker()
+"""
+
+
 def _fmt(estimate: dict[str, float | None]) -> str:
     if estimate["value"] is None:
         return "n/a"
@@ -183,8 +357,11 @@ def main() -> None:
     parser.add_argument("--permutations", type=int, default=1000)
     parser.add_argument("--num-fits", type=int, default=3)
     parser.add_argument("--assistments", action="store_true", help="run the check on the public log instead")
+    parser.add_argument("--request", action="store_true", help="the request's latency, before and after jobs")
     args = parser.parse_args()
-    if args.assistments:
+    if args.request:
+        run_request(args)
+    elif args.assistments:
         run_assistments(args)
     else:
         run_synthetic(args)

@@ -109,10 +109,8 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
 def jobs_url_for(database_url: str) -> str:
     """The job queue of a test database: a SQLite file of its own (never the repo's instance folder), so the
     two backends, and parallel runs, never read each other's messages."""
-    url = sa.engine.make_url(database_url)
-    if url.get_backend_name() == "sqlite" and url.database:
-        return f"sqlite:///{Path(url.database).with_suffix('.jobs.sqlite3')}"
-    return f"sqlite:///{Path(tempfile.gettempdir()) / f'{url.database}.jobs.sqlite3'}"
+    digest = hashlib.sha256(database_url.encode()).hexdigest()[:16]
+    return f"sqlite:///{Path(tempfile.gettempdir()) / f'tutor-test-{digest}.jobs.sqlite3'}"
 
 
 def rate_limits_url_for(database_url: str) -> str:

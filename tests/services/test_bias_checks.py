@@ -16,9 +16,21 @@ from app.extensions import db
 from app.models import BiasReport, ConsentEvent, GroupAttribute, SchoolClass
 from app.services.people.accounts import enroll
 from app.services.tutoring.answers import record_response
-from tests.conftest import World
+from tests.conftest import World, finished_job
 
 APP_DIR = Path(__file__).resolve().parents[2] / "app"
+
+
+def checked(world: World, body: dict) -> dict:
+    """POST a bias check (202: a job), wait for the worker to run it, and GET the stored check."""
+    admin = world.actors["admin"]
+    queued = admin.request("POST", "/api/v1/bias-checks", json=body)
+    assert queued.status_code == 202, queued.get_json()
+    job = finished_job(admin, queued.headers["Location"])
+    assert job["state"] == "succeeded", job
+    stored = admin.request("GET", job["result_url"])
+    assert stored.status_code == 200
+    return dict(stored.get_json())
 
 
 def put_attributes(world: World, actor: str, student: str, values: dict, given_by: str = "parent"):
@@ -125,7 +137,7 @@ def test_attributes_are_never_read_by_tracing_or_selection(app: Flask, world: Wo
 
 
 def test_a_planted_slower_group_is_found_through_the_whole_pipeline(
-    app: Flask, world: World, shipped_graph
+    app: Flask, world: World, shipped_graph, jobs_worker
 ) -> None:
     """30 + 30 students; group "yes" answers right far less often on the same exercises, so it needs more
     answers to master: the check must flag it, say so in plain words, and store aggregates only."""
@@ -145,11 +157,7 @@ def test_a_planted_slower_group_is_found_through_the_whole_pipeline(
                     )
     for i, student in enumerate(students):
         put_attributes(world, "admin", student, {"language_learner": "yes" if i >= 30 else "no"})
-    response = world.actors["admin"].request(
-        "POST", "/api/v1/bias-checks", json={"attribute": "language_learner", "bootstrap": 300, "seed": 3}
-    )
-    assert response.status_code == 201, response.get_json()
-    stored = response.get_json()
+    stored = checked(world, {"attribute": "language_learner", "bootstrap": 300, "seed": 3})
     report = stored["report"]
     assert {g["group"]: g["students"] for g in report["groups"]} == {"no": 30, "yes": 30}
     flagged = " ".join(report["flagged"])
@@ -202,15 +210,12 @@ def test_multilearn_diagnostic_recovers_a_faster_group() -> None:
     assert result.log_likelihood_gain > 5 and result.n_responses == 2400
 
 
-def test_a_check_before_any_attribute_is_recorded_says_so(app: Flask, world: World) -> None:
-    response = world.actors["admin"].request(
-        "POST", "/api/v1/bias-checks", json={"attribute": "gender", "bootstrap": 50}
-    )
-    assert response.status_code == 201
-    report = response.get_json()["report"]
+def test_a_check_before_any_attribute_is_recorded_says_so(app: Flask, world: World, jobs_worker) -> None:
+    stored = checked(world, {"attribute": "gender", "bootstrap": 50})
+    report = stored["report"]
     assert report["groups"] == [] and report["flagged"] == []
     assert report["summary"] == ["No student has a recorded gender: there is nothing to compare."]
-    page = world.actors["admin"].request("GET", f"/bias-checks/{response.get_json()['id']}")
+    page = world.actors["admin"].request("GET", f"/bias-checks/{stored['id']}")
     assert page.status_code == 200 and "nothing to compare" in page.get_data(as_text=True)
 
 
@@ -249,23 +254,20 @@ def students_with_attributes(app: Flask, world: World, shipped_graph, *, quiet: 
 
 
 def test_a_group_without_answers_is_reported_as_such_not_a_500(
-    app: Flask, world: World, shipped_graph, runner
+    app: Flask, world: World, shipped_graph, runner, jobs_worker
 ) -> None:
     """10 students with an attribute and no answers used to crash the check (IndexError in reduceat)."""
     students_with_attributes(app, world, shipped_graph, quiet=10, active=12)
     admin = world.actors["admin"]
-    done = admin.request(
-        "POST", "/api/v1/bias-checks", json={"attribute": "language_learner", "bootstrap": 50}
-    )
-    assert done.status_code == 201, done.get_json()
-    report = done.get_json()["report"]
+    stored = checked(world, {"attribute": "language_learner", "bootstrap": 50})
+    report = stored["report"]
     groups = {g["group"]: g for g in report["groups"]}
     assert groups["yes"]["status"] == "no answers" and groups["yes"]["metrics"] == {}
     assert groups["yes"]["students"] == 10 and groups["yes"]["responses"] == 0
     assert groups["no"]["status"] == "insufficient data" and report["reference"] == "no"
     assert "yes: no answers in the window (10 students)" in report["summary"]
     assert all(c["group"] != "yes" for c in report["comparisons"])
-    page = admin.request("GET", f"/bias-checks/{done.get_json()['id']}")
+    page = admin.request("GET", f"/bias-checks/{stored['id']}")
     assert page.status_code == 200 and "no answers in the window" in page.get_data(as_text=True)
     cli = runner.invoke(
         args=["audit-bias", "--attribute", "language_learner", "--school", "North", "--bootstrap", "50"]

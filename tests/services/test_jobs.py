@@ -372,6 +372,7 @@ def test_a_log_import_job_imports_the_file_once_and_forgets_it(
 ) -> None:
     admin = world.actors["admin"]
     text = (DATA_DIR / "assistments_2skills.csv").read_bytes().decode("latin-1")
+    assert len(text) > app.config["MAX_CONTENT_LENGTH"]  # the route takes files past MAX_REQUEST_BYTES
     queued = admin.request(
         "POST",
         "/api/v1/jobs/log-imports",

@@ -19,6 +19,7 @@ from app.extensions import db
 from app.models import ConsentEvent, GroupAttribute, Response, Skill, Student
 from app.services.modelling.mastery import check_mastery
 from app.services.operations.demo import CLASS_NAME, CONSENT_BY, FRESH_STUDENTS
+from app.services.operations.job_kinds import start_purge
 from app.services.reporting.bias import run_bias_check
 from app.services.tutoring.config import mastery_rules
 from app.services.tutoring.content import current_snapshot, sync_content
@@ -136,11 +137,15 @@ def test_no_page_shows_statistics_jargon(app: Flask, world: World, shipped_graph
             bootstrap=50,
             permutations=20,
         ).id
+        job_id = start_purge(
+            db.session(), Principal(Role.ADMIN, "operator", world.north, "operator"), dry_run=True
+        )[0].id
     values = {
         "<id:class_id>": str(world.class_a),
         "<student_id>": world.student_a,
         "<id:response_id>": str(response_id),
         "<id:report_id>": str(bias_id),
+        "<id:job_id>": str(job_id),
     }
     scanned = 0
     for rule in pages_of(app):

@@ -100,6 +100,16 @@ def app_with(tmp_path: Path, **config: Any) -> Flask:
             {"MAX_CONTENT_LENGTH": -1},
             "invalid MAX_CONTENT_LENGTH setting: must be an integer at least 1, not -1",
         ),
+        (
+            {"JOBS_URL": "amqp://rabbit"},
+            "invalid JOBS_URL setting: must start with one of sqlite:///, redis://, rediss://",
+        ),
+        (
+            {"JOBS_LEASE_SECONDS": 3, "JOBS_HEARTBEAT_SECONDS": 2},
+            "invalid JOBS_LEASE_SECONDS setting: must be at least twice JOBS_HEARTBEAT_SECONDS",
+        ),
+        ({"JOBS_WORKERS": 0}, "invalid JOBS_WORKERS setting: must be an integer at least 1, not 0"),
+        ({"JOBS_QUEUE": "my queue"}, "invalid JOBS_QUEUE setting: must be 1-64 letters"),
     ],
 )
 def test_a_bad_setting_stops_start_up_with_its_key_named(

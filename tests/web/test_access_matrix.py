@@ -19,6 +19,7 @@ from flask import Flask
 from app.domain.access import Principal, Role
 from app.extensions import db
 from app.models import Exercise, School, SchoolClass, Skill
+from app.services.operations.job_kinds import start_purge
 from app.services.people.accounts import enroll
 from app.services.people.apps import create_api_key
 from app.services.reporting.bias import run_bias_check
@@ -39,6 +40,7 @@ SCHOOL_STAFF = (401, 403, 403, 200, 200, 403, 403, 200)  # breakdowns are for th
 SCHOOL_STAFF_PAGE = (302, 403, 403, 200, 200, 302, 302, 200)
 STUDENTS_ONLY = (302, 200, 200, 403, 403, 302, 302, 403)
 CLASS_A_MEMBERS = (401, 403, 403, 200, 404, 200, 404, 200)  # who is in class A: its teacher, app 1, the admin
+ADMIN_ONLY = (401, 403, 403, 403, 403, 403, 403, 200)  # the school's background jobs
 # Routes that end what they act on: each call gets a fresh student of class A.
 FRESH_STUDENT = {
     ("DELETE", "/api/v1/students/<student_id>"),
@@ -67,7 +69,16 @@ EXPECTED: dict[tuple[str, str], tuple[int, ...]] = {
     ("GET", "/api/v1/students"): (401, 403, 403, 200, 200, 200, 200, 200),
     ("POST", "/api/v1/classes/<id:class_id>/students"): CLASS_A_MEMBERS,
     ("DELETE", "/api/v1/classes/<id:class_id>/students/<student_id>"): CLASS_A_MEMBERS,
-    ("POST", "/api/v1/bias-checks"): (401, 403, 403, 403, 403, 403, 403, 201),
+    ("POST", "/api/v1/bias-checks"): (401, 403, 403, 403, 403, 403, 403, 202),  # a job
+    ("GET", "/api/v1/jobs"): ADMIN_ONLY,
+    ("GET", "/api/v1/jobs/<id:job_id>"): ADMIN_ONLY,
+    ("POST", "/api/v1/jobs/<id:job_id>/cancel"): ADMIN_ONLY,
+    ("POST", "/api/v1/jobs/fits"): (401, 403, 403, 403, 403, 403, 403, 202),
+    ("POST", "/api/v1/jobs/log-imports"): (401, 403, 403, 403, 403, 403, 403, 202),
+    ("POST", "/api/v1/jobs/purges"): (401, 403, 403, 403, 403, 403, 403, 202),
+    ("GET", "/admin/jobs"): ADMIN_PAGE,
+    ("GET", "/admin/jobs/<id:job_id>"): ADMIN_PAGE,
+    ("POST", "/admin/jobs/<id:job_id>/cancel"): (303, 403, 403, 403, 403, 303, 303, 303),
     ("GET", "/api/v1/bias-checks"): SCHOOL_STAFF,
     ("GET", "/api/v1/bias-checks/<id:report_id>"): SCHOOL_STAFF,
     ("PUT", "/api/v1/students/<student_id>/group-attributes"): (401, 403, 403, 403, 403, 403, 403, 200),
@@ -129,6 +140,15 @@ def bias_report_of_north(app: Flask) -> int:
         return run_bias_check(db.session(), admin, "class", bootstrap=50, permutations=20).id
 
 
+def job_of_north(app: Flask) -> int:
+    """A queued job of North (a fresh one each time: cancelling one disturbs no other request)."""
+    with app.app_context():
+        north = db.session.scalar(sa.select(School).where(School.name == "North"))
+        admin = Principal(Role.ADMIN, "operator", north.id, "operator")
+        job, _ = start_purge(db.session(), admin, dry_run=True, idempotency_key=f"matrix-{next(counter)}")
+        return job.id
+
+
 def suggestion_for_a(world: World) -> int:
     body = world.actors["app1"].request("GET", f"/api/v1/students/{world.student_a}/next-exercise").get_json()
     return int(body["recommendation_id"])
@@ -166,6 +186,7 @@ def request_for(app: Flask, world: World, method: str, rule: str) -> tuple[str, 
         "<id:recommendation_id>": lambda: str(suggestion_for_a(world)),
         "<id:response_id>": lambda: str(answer_of_a(world, exercise)),
         "<id:report_id>": lambda: str(bias_report_of_north(app)),
+        "<id:job_id>": lambda: str(job_of_north(app)),
     }
     url = rule
     for placeholder, value in fill.items():
@@ -195,6 +216,10 @@ def request_for(app: Flask, world: World, method: str, rule: str) -> tuple[str, 
             "json": {"values": {"gender": "female"}, "consent_given_by": "parent"}
         },
         ("POST", "/bias-checks"): {"form": {"attribute": "class"}},
+        ("POST", "/api/v1/jobs/fits"): {"json": {}},
+        ("POST", "/api/v1/jobs/log-imports"): {"json": {"format": "assistments", "content": "a,b\n1,2\n"}},
+        ("POST", "/api/v1/jobs/purges"): {"json": {"dry_run": True}},
+        ("POST", "/admin/jobs/<id:job_id>/cancel"): {"form": {}},
     }
     return url, bodies.get((method, rule), {})
 

@@ -35,7 +35,7 @@ def download(page: Any, link: str, path: Any) -> list[dict[str, str]]:
     return list(csv.DictReader(path.read_text(encoding="utf-8").splitlines()))
 
 
-def test_teacher_and_admin_in_the_demo(app: Flask, page: Any, shipped_graph, tmp_path) -> None:
+def test_teacher_and_admin_in_the_demo(app: Flask, page: Any, shipped_graph, tmp_path, jobs_worker) -> None:
     with app.app_context():
         demo = create_demo(
             db.session(),
@@ -144,6 +144,7 @@ def test_teacher_and_admin_in_the_demo(app: Flask, page: Any, shipped_graph, tmp
     check_page(page, "admin-bias-checks", back_to=LAPTOP)
     page.get_by_label("Group students by").select_option(label="Learning the language of instruction")
     page.get_by_role("button", name="Run a check").click()
+    # A job: its page follows it (a worker of the test runs it), then shows the check.
     page.wait_for_url(lambda url: "/bias-checks/" in url)
     reference = page.locator("strong.reference").inner_text()
     assert reference in ("Language learners", "Not language learners")

@@ -8,8 +8,10 @@ import sqlalchemy as sa
 from flask import Flask
 
 from app import create_app
+from app.domain.access import Principal, Role
 from app.extensions import db
 from app.models import ApiKey, Response, SchoolClass, Student
+from app.services.operations.job_kinds import start_purge
 from app.services.people.accounts import enroll
 from tests.conftest import PASSWORD, Actor, World, make_app
 
@@ -134,8 +136,14 @@ def test_every_form_needs_its_csrf_token(app: Flask, world: World) -> None:
         .request("GET", f"/api/v1/students/{world.student_a}/next-exercise")
         .get_json()["recommendation_id"]
     )
+    with app.app_context():
+        job = start_purge(db.session(), Principal(Role.ADMIN, "operator", world.north, "operator"))[0].id
     for rule in posts:
-        url = rule.replace("<prefix>", key).replace("<id:recommendation_id>", str(suggestion))
+        url = (
+            rule.replace("<prefix>", key)
+            .replace("<id:recommendation_id>", str(suggestion))
+            .replace("<id:job_id>", str(job))
+        )
         # Sign-in forms are posted by signed-out visitors (signed-in ones are sent home); practice and a
         # student's own pages by the student.
         poster = (

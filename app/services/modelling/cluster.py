@@ -11,6 +11,8 @@ joblib's local workers; pyBKT's own ``parallel`` stays off there too (``fitting.
 
 ``connect`` checks, before any fit, that every worker runs the same fitting code, pyBKT, numpy and E-step
 build as this process (``fingerprint``), and refuses the cluster otherwise: the results could differ.
+The code is hashed as it is on disk, so a worker still running code it imported before an upgrade passes:
+workers are restarted after an upgrade (README, "Fitting on a cluster").
 Needs the optional extra ``pip install '.[cluster]'`` (Dask ``distributed``) here and on every worker.
 """
 

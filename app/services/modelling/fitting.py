@@ -305,21 +305,23 @@ def fit_frame(
     however small the job; the workers' threads decide how many fits run at once, not ``n_jobs``.
     """
     groups = [(skill, rows) for skill, rows in frame.groupby("skill_name", sort=True)]
-    tasks = (
-        delayed(fit_skill)(str(s), rows, forgets=forgets, num_fits=num_fits, seed=seed, repair=repair)
-        for s, rows in groups
-    )
-    if cluster:
-        on_workers: list[SkillFit] = Parallel(n_jobs=-1)(tasks)  # the backend that cluster.fits_on set
-        return on_workers
-    jobs = n_jobs or default_jobs(len(frame), len(groups), num_fits)
+    jobs = 0 if cluster else n_jobs or default_jobs(len(frame), len(groups), num_fits)
     if jobs == 1:
         return [
             fit_skill(str(s), rows, forgets=forgets, num_fits=num_fits, seed=seed, repair=repair)
             for s, rows in groups
         ]
-    fits: list[SkillFit] = Parallel(n_jobs=jobs)(tasks)
-    return fits
+    # In parallel, the largest skills go first, so that a batch ends on short fits rather than one long fit
+    # with the other workers idle; the results are put back in skill order.
+    largest_first = sorted(range(len(groups)), key=lambda i: -len(groups[i][1]))
+    tasks = (
+        delayed(fit_skill)(str(s), rows, forgets=forgets, num_fits=num_fits, seed=seed, repair=repair)
+        for s, rows in (groups[i] for i in largest_first)
+    )
+    # On a cluster, the backend is the one cluster.fits_on set, and its worker threads decide the jobs.
+    fits: list[SkillFit] = Parallel(n_jobs=-1 if cluster else jobs)(tasks)
+    by_group = dict(zip(largest_first, fits, strict=True))
+    return [by_group[i] for i in range(len(groups))]
 
 
 def fit_batches(

@@ -511,7 +511,7 @@ def _settle(
         log.warning("job.lease_lost", job_id=job.id, kind=job.kind)
         return "lease lost"
     duration_ms = round((time.perf_counter() - started) * 1000, 1)
-    level = log.info if state is JobState.SUCCEEDED else log.warning
+    level = log.warning if state is JobState.FAILED else log.info
     level(f"job.{state.value}", job_id=job.id, kind=job.kind, duration_ms=duration_ms)
     return state.value
 

@@ -38,9 +38,7 @@ def worker_name() -> str:
 def make_huey(settings: Jobs) -> Huey:
     """A Huey instance on the configured storage. No result store: the jobs table holds the results."""
     if settings.url.startswith("sqlite:///"):
-        path = settings.url.removeprefix("sqlite:///")
-        directory = os.path.dirname(os.path.abspath(path))
-        os.makedirs(directory, exist_ok=True)
+        path = settings.url.removeprefix("sqlite:///")  # its folder must exist (the instance folder does)
         return SqliteHuey(settings.queue, filename=path, results=False, utc=True, timeout=30)
     parts = urlsplit(settings.url)
     if parts.scheme not in ("redis", "rediss"):  # settings refuse anything else; a safeguard

@@ -17,14 +17,20 @@ from sqlalchemy.orm import Session
 from app.domain.access import Action, Principal, ensure_allowed
 from app.domain.errors import Conflict, InvalidInput, UnknownExercise
 from app.domain.grading import grade_answer
-from app.domain.tracking import MasteryRules, apply_answer
+from app.domain.tracking import MasteryRules, StudentModel, apply_answer
 from app.models import Mastery, Recommendation, Response, ResponseSkill, utcnow
 from app.observability.metrics import ANSWERS
 from app.services.people.access import find_student
 from app.services.tutoring.config import mastery_rules
 from app.services.tutoring.content import current_snapshot, load_exercise
 from app.services.tutoring.next_exercise import answered
-from app.services.tutoring.student_models import is_behind, load_model, row_values
+from app.services.tutoring.student_models import (
+    is_behind,
+    load_model,
+    mastery_rows,
+    replayed_model,
+    row_values,
+)
 
 
 @dataclass(frozen=True)
@@ -89,9 +95,61 @@ def record_response(
     a right answer is stored as right but traced as no evidence of knowing (``credited`` is false).
     Returns (result, created); a retry with a known ``client_response_id`` returns the
     first result with created=False.
+
+    A student behind the current parameters is replayed first. The replay is computed in a read snapshot
+    with the lock released (on SQLite the lock is the whole database's: a replay under it would hold every
+    answer back), then the answer starts over and uses it if the student's state did not move meanwhile;
+    after ``REPLAY_TRIES`` moves it replays under the lock.
     """
     if correct is not None:
         ensure_allowed(principal, Action.SEND_GRADES)  # a student must not grade their own answers
+    prepared: PreparedReplay | None = None
+    for attempt in range(1, REPLAY_TRIES + 1):
+        outcome = _record(
+            session,
+            principal,
+            student_id,
+            exercise_id=exercise_id,
+            answer=answer,
+            correct=correct,
+            response_time_ms=response_time_ms,
+            client_response_id=client_response_id,
+            hints_used=hints_used,
+            prepared=prepared,
+            under_lock=attempt == REPLAY_TRIES,
+        )
+        if not isinstance(outcome, PreparedReplay):
+            return outcome
+        prepared = outcome
+    raise AssertionError("the last try replays under the lock")  # pragma: no cover
+
+
+REPLAY_TRIES = 3
+
+
+@dataclass(frozen=True)
+class PreparedReplay:
+    """A behind student's model replayed outside the lock, valid while ``key`` still holds: (answer count,
+    the student's parameters revision, the current one)."""
+
+    key: tuple[int, int, int]
+    model: StudentModel
+
+
+def _record(
+    session: Session,
+    principal: Principal,
+    student_id: str,
+    *,
+    exercise_id: str,
+    answer: str | None,
+    correct: bool | None,
+    response_time_ms: int | None,
+    client_response_id: str | None,
+    hints_used: int,
+    prepared: PreparedReplay | None,
+    under_lock: bool,
+) -> tuple[RecordedResponse, bool] | PreparedReplay:
     student = find_student(session, principal, student_id, Action.PRACTISE, lock=True)
     if client_response_id is not None:
         previous = _find_by_client_id(session, student.id, client_response_id)
@@ -119,7 +177,14 @@ def record_response(
     # parameters: the replay of the student's log under them (the version check costs no query).
     rules = mastery_rules()
     replayed = is_behind(student, snapshot)
-    model, rows = load_model(session, student, snapshot, rules)
+    key = (student.answer_count, student.parameters_revision, snapshot.parameters_revision)
+    if replayed and prepared is not None and prepared.key == key:
+        model, rows = prepared.model, mastery_rows(session, student)
+    elif replayed and not under_lock:
+        session.rollback()  # the lock goes while the student's log is replayed
+        return PreparedReplay(key, replayed_model(session, student_id, snapshot, rules))
+    else:
+        model, rows = load_model(session, student, snapshot, rules)
     now = utcnow()
     steps = apply_answer(
         model, exercise.skill_ids, is_correct and hints_used == 0, snapshot.params, now=now, rules=rules

@@ -152,6 +152,25 @@ def refresh_answer_counts(session: Session, student_ids: Collection[str]) -> Non
         )
 
 
+def mastery_rows(session: Session, student: Student) -> dict[str, Mastery]:
+    """The student's stored mastery rows, by skill."""
+    return {m.skill_id: m for m in session.scalars(select(Mastery).where(Mastery.student_id == student.id))}
+
+
+def replayed_model(
+    session: Session, student_id: str, snapshot: ContentSnapshot, rules: MasteryRules
+) -> StudentModel:
+    """The student's log replayed under ``snapshot.params`` in a read snapshot of its own, which holds no lock
+    (the session must not be in a transaction; it is not, afterwards)."""
+    from app.services.modelling.mastery import begin_read_snapshot, replay_student  # it imports this module
+
+    begin_read_snapshot(session)
+    try:
+        return replay_student(session, student_id, snapshot.params, rules)
+    finally:
+        session.rollback()
+
+
 def is_behind(student: Student, snapshot: ContentSnapshot) -> bool:
     """Whether the student's stored state was computed under parameters that are no longer current (a fit
     or a rebuild since, and the chunked replay has not reached them yet). A student without answers has no
@@ -168,7 +187,7 @@ def load_model(
     ``snapshot.params`` (from their retention baseline, if any) instead: what the chunked replay will store,
     so every reader shows one state (docs/ARCHITECTURE.md, "Replays in chunks"). Nothing is written here.
     """
-    rows = {m.skill_id: m for m in session.scalars(select(Mastery).where(Mastery.student_id == student.id))}
+    rows = mastery_rows(session, student)
     if is_behind(student, snapshot):
         from app.services.modelling.mastery import replay_student  # mastery imports this module
 
