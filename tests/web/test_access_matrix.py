@@ -50,6 +50,10 @@ FRESH_STUDENT = {
 EXPECTED: dict[tuple[str, str], tuple[int, ...]] = {
     ("GET", "/static/<path:filename>"): EVERYONE_200,
     ("GET", "/api/v1/openapi.json"): EVERYONE_200,
+    # a load balancer's probes, and metrics for a scraper on this host (the test client calls from 127.0.0.1)
+    ("GET", "/healthz"): EVERYONE_200,
+    ("GET", "/readyz"): EVERYONE_200,
+    ("GET", "/metrics"): EVERYONE_200,
     ("POST", "/api/v1/students"): (401, 403, 403, 403, 403, 201, 201, 403),
     ("GET", "/api/v1/students/<student_id>"): READ_STUDENT_A,
     ("PATCH", "/api/v1/students/<student_id>"): READ_STUDENT_A,
