@@ -4,7 +4,8 @@ Per request, from the exporter: ``tutor_http_request_duration_seconds`` (a histo
 status; the route is the URL rule, never the path with its ids), ``tutor_http_request_total`` and
 ``tutor_http_request_exceptions_total``. The tutor's own, counted where the work is done: answers recorded
 (by ``graded_by``), next exercises served (by reason), sign-in failures (by kind and reason) and lockouts (by
-scope), and the database pool (connections checked out, and the pool's size). No label holds an id of any
+scope), the database pool (connections checked out, and the pool's size), and background jobs by state
+(counted in the jobs table at each scrape). No label holds an id of any
 kind: every label value comes from a short fixed list.
 
 Under gunicorn, ``PROMETHEUS_MULTIPROC_DIR`` (set by scripts/serve, emptied at each start) makes every
@@ -91,7 +92,24 @@ POOL_SIZE = Gauge(
     registry=None,
     multiprocess_mode="livesum",
 )
-OWN_METRICS = (ANSWERS, NEXT_EXERCISES, SIGN_IN_FAILURES, SIGN_IN_LOCKOUTS, POOL_CHECKED_OUT, POOL_SIZE)
+# Counted from the jobs table at each scrape (whichever worker answers it sets the values: "mostrecent").
+JOBS = Gauge(
+    "tutor_jobs",
+    "Background jobs of every school by state (queued, running, succeeded, failed, cancelled), as the jobs "
+    "table holds them when scraped.",
+    ["state"],
+    registry=None,
+    multiprocess_mode="mostrecent",
+)
+OWN_METRICS = (
+    ANSWERS,
+    NEXT_EXERCISES,
+    SIGN_IN_FAILURES,
+    SIGN_IN_LOCKOUTS,
+    POOL_CHECKED_OUT,
+    POOL_SIZE,
+    JOBS,
+)
 
 
 def route(req: Request) -> str:
@@ -124,11 +142,26 @@ def _refusal() -> Response | None:
     )
 
 
+def _count_jobs() -> None:
+    from app.extensions import db
+    from app.services.operations.jobs import count_by_state
+
+    try:
+        counts = count_by_state(db.session)
+    finally:
+        db.session.rollback()  # a read: end its transaction (and SQLite's snapshot) at once
+    for state, n in counts.items():
+        JOBS.labels(state=state).set(n)
+
+
 def _guarded(view: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(view)
     def guarded(*args: Any, **kwargs: Any) -> Any:
         refused = _refusal()
-        return refused if refused is not None else view(*args, **kwargs)
+        if refused is not None:
+            return refused
+        _count_jobs()
+        return view(*args, **kwargs)
 
     return guarded
 

@@ -520,6 +520,24 @@ def test_sign_in_failures_and_lockouts_are_counted(app: Flask, world: World) -> 
     )
 
 
+def test_jobs_are_counted_by_state_at_each_scrape(app: Flask, world: World) -> None:
+    loopback = app.test_client()
+    before = metrics_of(loopback)
+    admin = world.actors["admin"]
+    queued = [
+        admin.request("POST", "/api/v1/bias-checks", json={"attribute": "class", "bootstrap": b}).get_json()
+        for b in (50, 60)
+    ]
+    assert admin.request("POST", f"/api/v1/jobs/{queued[0]['id']}/cancel").get_json()["state"] == "cancelled"
+    after = metrics_of(loopback)
+
+    def change(state: str) -> float:
+        return value(after, "tutor_jobs", state=state) - value(before, "tutor_jobs", state=state)
+
+    assert (change("queued"), change("cancelled"), change("running"), change("failed")) == (1, 1, 0, 0)
+    assert ("tutor_jobs", (("state", "succeeded"),)) in after  # every state, zeros included
+
+
 def test_metrics_are_for_loopback_clients_or_the_token_holder(app: Flask) -> None:
     url = app.config["SQLALCHEMY_DATABASE_URI"]
     open_app = make_app(url)
