@@ -147,7 +147,7 @@ def _count_jobs() -> None:
     from app.services.operations.jobs import count_by_state
 
     try:
-        counts = count_by_state(db.session)
+        counts = count_by_state(db.session())
     finally:
         db.session.rollback()  # a read: end its transaction (and SQLite's snapshot) at once
     for state, n in counts.items():
