@@ -7,7 +7,7 @@ from typing import Any
 from flask.views import MethodView
 
 from app.api.auth import api_blueprint, current_principal
-from app.api.job_schemas import LOCATION, IdempotencyHeaderSchema, JobSchema
+from app.api.job_schemas import FOLLOW_JOB, LOCATION, IdempotencyHeaderSchema, JobSchema
 from app.api.jobs import accepted
 from app.api.schemas import (
     BiasCheckListSchema,
@@ -27,10 +27,11 @@ blp = api_blueprint("bias", __name__, "Bias checks across student groups; group 
 
 @blp.route("/bias-checks")
 class BiasChecks(MethodView):
-    @blp.doc(operationId="run_bias_check")
+    @blp.doc(operationId="run_bias_check", responses=FOLLOW_JOB)
     @blp.arguments(BiasCheckRequestSchema)
     @blp.arguments(IdempotencyHeaderSchema, location="headers")
     @blp.response(202, JobSchema, headers=LOCATION)
+    @blp.alt_response(409, response="CONFLICT")  # an Idempotency-Key reused with other parameters
     def post(self, data: dict[str, Any], headers: dict[str, Any]) -> Any:
         """Queue a bias check over the school's students grouped by an attribute (admins): 202 with the job.
         Follow its Location until it succeeded; its result_url is the stored check. An unknown attribute,
@@ -56,13 +57,14 @@ class BiasChecks(MethodView):
         return bias.list_reports(db.session(), current_principal())
 
 
-@blp.route("/bias-checks/<id:report_id>")
+# bias_check_id, as a bias-check job's result names it (result_url is this path): not a job's id.
+@blp.route("/bias-checks/<id:bias_check_id>")
 class BiasCheckById(MethodView):
     @blp.doc(operationId="get_bias_check")
     @blp.response(200, BiasCheckSchema)
-    def get(self, report_id: int) -> Any:
-        """A stored bias check."""
-        return bias.get_report(db.session(), current_principal(), report_id)
+    def get(self, bias_check_id: int) -> Any:
+        """A stored bias check (a bias-check job's result.bias_check_id)."""
+        return bias.get_report(db.session(), current_principal(), bias_check_id)
 
 
 @blp.route("/students/<student_id>/group-attributes")

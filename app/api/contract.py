@@ -31,7 +31,9 @@ ERRORS = {
     403: "The caller's role may never do this (e.g. a teacher posting answers).",
     404: "An unknown id, in the path or in the body (errors then names the field), or one that is not the "
     "caller's to see (indistinguishable on purpose).",
-    409: "A client_response_id reused for a different answer.",
+    409: "The request contradicts what is stored (the message says what): a client_response_id reused for a "
+    "different answer, an Idempotency-Key reused with other parameters, or a change made at the same time "
+    "(send it again).",
     413: "The request body is larger than MAX_REQUEST_BYTES.",
     415: "The request body is not JSON (send Content-Type: application/json).",
     422: "A valid JSON document with values that are not valid: see errors.",

@@ -23,6 +23,24 @@ LOCATION = {
         "schema": {"type": "string"},
     }
 }
+# The 202's own OpenAPI links: what a client (and a link-following tester) does with the answer's id, stated
+# so that nothing takes it for the id of what the job will store (a bias check's is result.bias_check_id).
+FOLLOW_JOB = {
+    202: {
+        "links": {
+            "GetJob": {
+                "operationId": "get_job",
+                "parameters": {"job_id": "$response.body#/id"},
+                "description": "Follow the job (the same URL as Location) until its state is final.",
+            },
+            "CancelJob": {
+                "operationId": "cancel_job",
+                "parameters": {"job_id": "$response.body#/id"},
+                "description": "Cancel the job.",
+            },
+        }
+    }
+}
 
 
 class IdempotencyHeaderSchema(Schema):
@@ -31,7 +49,7 @@ class IdempotencyHeaderSchema(Schema):
         validate=validate.Regexp(f"^{IDEMPOTENCY_KEY.pattern}$", error=IDEMPOTENCY_KEY_RULE),
         metadata={
             "description": "A key the client makes up for this request (e.g. a UUID). A retry with the same "
-            "key gets the same job, however long after (and a 422 with other parameters). Without a key, "
+            "key gets the same job, however long after (and a 409 with other parameters). Without a key, "
             "the same request while such a job is still queued or running gets that job."
         },
     )

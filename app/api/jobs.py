@@ -14,6 +14,7 @@ from flask.views import MethodView
 
 from app.api.auth import api_blueprint, current_principal
 from app.api.job_schemas import (
+    FOLLOW_JOB,
     LOCATION,
     FitJobRequestSchema,
     IdempotencyHeaderSchema,
@@ -77,13 +78,15 @@ class JobCancel(MethodView):
 
 @blp.route("/jobs/fits")
 class Fits(MethodView):
-    @blp.doc(operationId="start_fit")
-    @blp.arguments(FitJobRequestSchema)
+    @blp.doc(operationId="start_fit", responses=FOLLOW_JOB)
+    # Every field has a default, so no body means the defaults (the document says the body is optional).
+    @blp.arguments(FitJobRequestSchema, required=False)
     @blp.arguments(IdempotencyHeaderSchema, location="headers")
     @blp.response(202, JobSchema, headers=LOCATION)
+    @blp.alt_response(409, response="CONFLICT")  # an Idempotency-Key reused with other parameters
     def post(self, data: dict[str, Any], headers: dict[str, Any]) -> Any:
         """Queue a fit of the BKT parameters from the response log of every school, then the replay of
-        mastery under them (admins; what `flask fit-params` does)."""
+        mastery under them (admins; what `flask fit-params` does). Without a body: the defaults."""
         job, _ = job_kinds.start_fit(
             db.session(), current_principal(), idempotency_key=headers.get("idempotency_key"), **data
         )
@@ -92,10 +95,11 @@ class Fits(MethodView):
 
 @blp.route("/jobs/log-imports")
 class LogImports(MethodView):
-    @blp.doc(operationId="start_log_import")
+    @blp.doc(operationId="start_log_import", responses=FOLLOW_JOB)
     @blp.arguments(LogImportRequestSchema)
     @blp.arguments(IdempotencyHeaderSchema, location="headers")
     @blp.response(202, JobSchema, headers=LOCATION)
+    @blp.alt_response(409, response="CONFLICT")  # an Idempotency-Key reused with other parameters
     def post(self, data: dict[str, Any], headers: dict[str, Any]) -> Any:
         """Queue the import of a response log (ASSISTments or DataShop) into the school, all or nothing
         (admins; what `flask import-log` does). The file is kept only until the job ends."""
@@ -114,13 +118,14 @@ class LogImports(MethodView):
 
 @blp.route("/jobs/purges")
 class Purges(MethodView):
-    @blp.doc(operationId="start_purge")
-    @blp.arguments(PurgeJobRequestSchema)
+    @blp.doc(operationId="start_purge", responses=FOLLOW_JOB)
+    @blp.arguments(PurgeJobRequestSchema, required=False)  # dry_run has a default, as above
     @blp.arguments(IdempotencyHeaderSchema, location="headers")
     @blp.response(202, JobSchema, headers=LOCATION)
+    @blp.alt_response(409, response="CONFLICT")  # an Idempotency-Key reused with other parameters
     def post(self, data: dict[str, Any], headers: dict[str, Any]) -> Any:
         """Queue the retention purge of the whole service: answers, recommendations and access-log entries
-        past RETENTION_*_DAYS (admins; what `flask purge-expired` does)."""
+        past RETENTION_*_DAYS (admins; what `flask purge-expired` does). Without a body: not a dry run."""
         job, _ = job_kinds.start_purge(
             db.session(), current_principal(), idempotency_key=headers.get("idempotency_key"), **data
         )

@@ -48,11 +48,11 @@ def real_ids(app: Any, world: World, shipped_graph: Any) -> dict[str, list[Any]]
     assert job.status_code == 202, job.get_json()
     with app.app_context():
         admin = Principal(Role.ADMIN, "operator", world.north, "operator")
-        report_id = run_bias_check(db.session(), admin, "class", bootstrap=50, permutations=20).id
+        bias_check_id = run_bias_check(db.session(), admin, "class", bootstrap=50, permutations=20).id
     return {
         "student_id": [world.student_a, world.student_b],
         "class_id": [world.class_a, world.class_b],
-        "report_id": [report_id],
+        "bias_check_id": [bias_check_id],
         "job_id": [job.get_json()["id"]],
         "exercise_id": sorted(shipped_graph.exercises)[:3],
         "skill_id": sorted(shipped_graph.skills)[:3],

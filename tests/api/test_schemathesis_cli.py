@@ -36,11 +36,6 @@ MAX_TIME = int(os.environ.get("SCHEMATHESIS_MAX_TIME", "20"))
 MAX_EXAMPLES = int(os.environ.get("SCHEMATHESIS_MAX_EXAMPLES", "20"))
 HOOKS = "tests.api.schemathesis_hooks"
 HTTP_METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
-# The background-job operations (issue 21, in progress) are not yet clean under this run: a reused
-# Idempotency-Key is answered 422, an empty body is taken for the defaults, and link inference reads a bias
-# check's job id as a report id. They stay covered by tests/api/test_fuzz.py and tests/services/test_jobs*;
-# this list must shrink to nothing when issue 21 lands (the closing note says so).
-NOT_YET_CLEAN = ("run_bias_check", "start_fit", "start_log_import", "start_purge", "cancel_job")
 
 
 @dataclass
@@ -74,7 +69,7 @@ class Operations:
                 )
             )
             for method in item:
-                if method in HTTP_METHODS and item[method].get("operationId") not in NOT_YET_CLEAN:
+                if method in HTTP_METHODS:
                     self.labels.add(f"{method.upper()} {path}")
                     self.patterns.append((method.upper(), pattern, path))
 
@@ -152,7 +147,6 @@ def st_run(
         f"{base_url}/api/v1/openapi.json",
         "--phases",
         PHASES,
-        *(arg for name in NOT_YET_CLEAN for arg in ("--exclude-operation-id", name)),
         "--checks",
         "all",
         "--max-examples",

@@ -161,9 +161,9 @@ def test_the_same_request_is_the_same_job(app: Flask, world: World) -> None:
     assert first.status_code == 202
     again = post(check, key)
     assert again.status_code == 202 and again.get_json()["id"] == first.get_json()["id"]
-    # The same key with other parameters: refused, nothing new.
+    # The same key with other parameters: refused as a conflict with what the key names, nothing new.
     other = post({**check, "seed": 7}, key)
-    assert other.status_code == 422 and "other parameters" in other.get_json()["message"]
+    assert other.status_code == 409 and "other parameters" in other.get_json()["message"]
     # Without a key: the same parameters while the job is queued are that job; others are a new one.
     assert post(check).get_json()["id"] == first.get_json()["id"]
     second = post({**check, "seed": 7})
@@ -177,6 +177,35 @@ def test_the_same_request_is_the_same_job(app: Flask, world: World) -> None:
     assert post(check, key).get_json()["id"] == first.get_json()["id"]
     bad = post(check, {"Idempotency-Key": "has spaces in it"})
     assert bad.status_code == 422 and "Idempotency-Key" in str(bad.get_json()["errors"])
+
+
+def test_a_body_may_be_left_out_only_where_every_field_has_a_default(app: Flask, world: World) -> None:
+    """The document's requestBody.required, as served: a fit or a purge without a body is the defaults; a bias
+    check or a log import without one is a 422 naming the fields it needs."""
+    admin = world.actors["admin"]
+
+    def bare(path: str) -> Any:  # no body and no Content-Type, as `curl -X POST` sends
+        return admin.client.post(path, headers={"X-CSRFToken": admin.csrf})
+
+    purge = bare("/api/v1/jobs/purges")
+    assert purge.status_code == 202 and purge.get_json()["params"] == {"dry_run": False}
+    fit = bare("/api/v1/jobs/fits")
+    assert fit.status_code == 202 and fit.get_json()["params"]["num_fits"] == 5
+    check = bare("/api/v1/bias-checks")
+    assert check.status_code == 422 and "attribute" in check.get_json()["errors"]["json"]
+    imported = bare("/api/v1/jobs/log-imports")
+    assert imported.status_code == 422 and {"format", "content"} <= set(imported.get_json()["errors"]["json"])
+    assert count(app, Job) == 2
+    paths = document_paths(app)
+    assert paths["/api/v1/jobs/purges"]["post"]["requestBody"]["required"] is False
+    assert paths["/api/v1/jobs/fits"]["post"]["requestBody"]["required"] is False
+    assert paths["/api/v1/bias-checks"]["post"]["requestBody"]["required"] is True
+    assert paths["/api/v1/jobs/log-imports"]["post"]["requestBody"]["required"] is True
+
+
+def document_paths(app: Flask) -> dict[str, Any]:
+    paths: dict[str, Any] = app.test_client().get("/api/v1/openapi.json").get_json()["paths"]
+    return paths
 
 
 def test_the_same_request_at_the_same_moment_makes_one_job(app: Flask, world: World, tmp_path: Path) -> None:

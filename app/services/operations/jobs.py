@@ -45,7 +45,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from app.domain.access import Action, Principal, Role, ensure_allowed
-from app.domain.errors import DomainError, InvalidInput, NotFound
+from app.domain.errors import Conflict, DomainError, NotFound
 from app.domain.jobs import ACTIVE, FINAL, JobState, after_lapsed_lease, params_digest
 from app.extensions import db
 from app.models import Job, JobFile, StaffUser, utcnow
@@ -66,8 +66,9 @@ class UnknownJob(NotFound):
     kind = "job"
 
 
-class IdempotencyKeyReused(InvalidInput):
-    """An Idempotency-Key already names a job with other parameters."""
+class IdempotencyKeyReused(Conflict):
+    """An Idempotency-Key already names a job with other parameters: the request is well formed but
+    contradicts what the key already stands for, so a 409 (as a reused client_response_id), not a 422."""
 
 
 class JobCancelled(Exception):
