@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from dataclasses import fields, replace
 from datetime import UTC
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import click
@@ -27,6 +28,7 @@ from app.domain.bkt import BktParams
 from app.domain.content import ContentGraph
 from app.domain.errors import ContentError, DomainError
 from app.domain.logs import LOG_FORMATS
+from app.domain.oneroster import BundleProblems
 from app.domain.selection import POLICIES
 from app.domain.simulation import (
     POOLED_PARAMS,
@@ -62,7 +64,7 @@ from app.services.modelling.mastery import (
 )
 from app.services.modelling.mastery import check_consistency as check_consistency_of
 from app.services.operations import demo, doctor, job_kinds, jobs
-from app.services.people import accounts, groups
+from app.services.people import accounts, groups, oneroster
 from app.services.people.apps import create_api_key, revoke_api_key
 from app.services.reporting import bias, privacy
 from app.services.tutoring.config import mastery_rules, policy_config
@@ -531,6 +533,38 @@ def _fmt(estimate: dict[str, Any]) -> str:
         return "n/a"
     interval = f" [{estimate['low']:.3f}, {estimate['high']:.3f}]" if estimate["low"] is not None else ""
     return f"{estimate['value']:.3f}{interval}"
+
+
+# --- OneRoster rosters ---------------------------------------------------------------------------------
+
+
+@click.command("import-oneroster")
+@with_appcontext
+@click.argument("bundle", type=click.Path(dir_okay=False))
+@click.option("--school", "school_name", help="The school to import into (default: the only one).")
+@click.option("--org", help="The sourcedId of the school's org in the bundle (default: its only school org).")
+@click.option("--dry-run", is_flag=True, help="Only say what would change; write nothing.")
+def import_oneroster_command(bundle: str, school_name: str | None, org: str | None, dry_run: bool) -> None:
+    """Import a OneRoster 1.1 or 1.2 CSV BUNDLE (a zip): classes, teachers, pseudonymous students and their
+    enrolments, all or nothing; every bad row is listed as file:line: problem."""
+    try:
+        data = Path(bundle).read_bytes()
+    except OSError as error:
+        raise click.ClickException(f"cannot read {bundle}: {error.strerror or error}") from None
+    with _reported_errors():
+        try:
+            changes = oneroster.import_roster(
+                db.session(), _school_admin(school_name), data, org=org, dry_run=dry_run
+            )
+        except BundleProblems as error:
+            db.session.rollback()
+            for problem in error.problems:
+                click.echo(str(problem), err=True)
+            raise click.ClickException(
+                f"{len(error.problems)} problem(s) in {bundle} (listed above): nothing was imported"
+            ) from None
+    for line in oneroster.summary_lines(changes):
+        click.echo(line)
 
 
 # --- response logs, fitting, replay --------------------------------------------------------------
@@ -1177,6 +1211,7 @@ def init_app(app: Flask) -> None:
         import_group_attributes_command,
         audit_bias_command,
         import_log_command,
+        import_oneroster_command,
         fit_params_command,
         rebuild_mastery_command,
         check_consistency_command,
@@ -1185,6 +1220,7 @@ def init_app(app: Flask) -> None:
         simulate_command,
         worker_command,
         job_command,
+        lti_group,
     ):
         app.cli.add_command(command)
     for command, params in CHANGES_DATA.items():
@@ -1209,8 +1245,91 @@ CHANGES_DATA: dict[click.Command, tuple[str, ...]] = {
     import_group_attributes_command: (),
     audit_bias_command: ("attribute", "skills", "diagnostic", "enqueue"),
     import_log_command: ("fmt", "skip_bad_rows", "enqueue"),
+    import_oneroster_command: ("org", "dry_run"),
     fit_params_command: ("skills", "forgets", "min_responses", "num_fits", "seed", "cluster", "enqueue"),
     rebuild_mastery_command: (),
     check_consistency_command: ("repair",),
     worker_command: ("threads",),  # one line when the worker stops (each job logs its own)
 }
+
+
+# --- LTI 1.3 (the LMS side: app/services/integration/lti.py) ------------------------------------------
+
+
+@click.group("lti")
+def lti_group() -> None:
+    """LTI 1.3: register an LMS platform, rotate the tool's signing key."""
+
+
+@lti_group.command("register-platform")
+@with_appcontext
+@click.option("--school", "school_name", help="The school its launches belong to (default: the only one).")
+@click.option("--name", required=True, help="What the admin page calls it ('Our Moodle').")
+@click.option("--issuer", required=True, help="The platform's issuer (Moodle's Platform ID).")
+@click.option("--client-id", required=True)
+@click.option("--deployment-id", "deployment_ids", multiple=True, required=True, help="Repeat for several.")
+@click.option("--auth-login-url", required=True, help="The platform's OIDC authentication request URL.")
+@click.option("--auth-token-url", required=True, help="The platform's access token URL.")
+@click.option("--key-set-url", help="The platform's public keyset URL (or --key-set-file).")
+@click.option("--key-set-file", type=click.File("r"), help="The platform's public keys as a JWKS JSON file.")
+@click.option(
+    "--accept-names", is_flag=True, help="Take teachers' names from launches (default: none stored)."
+)
+def lti_register_platform_command(
+    school_name: str | None,
+    name: str,
+    issuer: str,
+    client_id: str,
+    deployment_ids: tuple[str, ...],
+    auth_login_url: str,
+    auth_token_url: str,
+    key_set_url: str | None,
+    key_set_file: Any,
+    accept_names: bool,
+) -> None:
+    """Register an LMS (LTI 1.3 platform) for a school; prints the tool's URLs to give the LMS."""
+    from app.domain.lti import tool_urls
+    from app.services.integration import lti
+
+    with _reported_errors():
+        school = accounts.resolve_school(db.session(), school_name)
+        platform = lti.register_platform(
+            db.session(),
+            None,
+            school.id,
+            lti.PlatformForm(
+                name=name,
+                issuer=issuer,
+                client_id=client_id,
+                auth_login_url=auth_login_url,
+                auth_token_url=auth_token_url,
+                key_set_url=key_set_url,
+                key_set=key_set_file.read() if key_set_file else None,
+                deployment_ids=list(deployment_ids),
+                accept_names=accept_names,
+            ),
+        )
+    click.echo(f"Registered platform {platform.id} ({platform.name!r}) for school {school.name!r}.")
+    urls = tool_urls("https://<this tutor's address>")
+    click.echo(f"Give the LMS: login {urls.login}  launch {urls.launch}  keys {urls.jwks}")
+
+
+@lti_group.command("rotate-key")
+@with_appcontext
+@click.option("--retire", "retire_kid", help="Instead: stop publishing the key with this kid.")
+def lti_rotate_key_command(retire_kid: str | None) -> None:
+    """Make a new signing key (the newest signs; older ones stay published until retired), or retire one."""
+    from app.services.integration import lti
+
+    with _reported_errors():
+        if retire_kid:
+            lti.retire_key(db.session(), retire_kid.strip())
+            click.echo(f"Retired key {retire_kid}: no longer published.")
+            return
+        key = lti.rotate_key(db.session())
+    published = [k.kid for k in lti.list_keys(db.session()) if k.retired_at is None]
+    click.echo(f"New signing key {key.kid}; published: {', '.join(published)}.")
+
+
+CHANGES_DATA[lti_register_platform_command] = ()
+CHANGES_DATA[lti_rotate_key_command] = ()

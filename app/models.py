@@ -83,7 +83,10 @@ class StaffUser(db.Model):  # type: ignore[name-defined]
     """A teacher or a school admin: signs in to the web UI with email and password."""
 
     __tablename__ = "staff_users"
-    __table_args__ = (CheckConstraint("role IN ('teacher', 'admin')", name="role"),)
+    __table_args__ = (
+        CheckConstraint("role IN ('teacher', 'admin')", name="role"),
+        UniqueConstraint("school_id", "sourced_id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     school_id: Mapped[int] = mapped_column(ForeignKey("schools.id", ondelete="CASCADE"), index=True)
@@ -96,13 +99,15 @@ class StaffUser(db.Model):  # type: ignore[name-defined]
     session_version: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # The OneRoster sourcedId of the teacher an import made or matched (None: made any other way).
+    sourced_id: Mapped[str | None] = mapped_column(String(255))
 
 
 class SchoolClass(db.Model):  # type: ignore[name-defined]
     """A class: owned by one teacher; students join it with its join code."""
 
     __tablename__ = "classes"
-    __table_args__ = (UniqueConstraint("teacher_id", "name"),)
+    __table_args__ = (UniqueConstraint("teacher_id", "name"), UniqueConstraint("school_id", "sourced_id"))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     school_id: Mapped[int] = mapped_column(ForeignKey("schools.id", ondelete="CASCADE"), index=True)
@@ -110,6 +115,8 @@ class SchoolClass(db.Model):  # type: ignore[name-defined]
     name: Mapped[str] = mapped_column(String(200))
     join_code: Mapped[str] = mapped_column(String(16), unique=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    # The OneRoster sourcedId of the class an import made (None: made any other way); stable across renames.
+    sourced_id: Mapped[str | None] = mapped_column(String(255))
 
 
 class ClassMembership(db.Model):  # type: ignore[name-defined]
@@ -120,6 +127,8 @@ class ClassMembership(db.Model):  # type: ignore[name-defined]
         ForeignKey("students.id", ondelete="CASCADE"), primary_key=True, index=True
     )
     added_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    # The OneRoster enrollment's sourcedId when an import made the membership: only those does an import end.
+    sourced_id: Mapped[str | None] = mapped_column(String(255))
 
 
 class ApiKey(db.Model):  # type: ignore[name-defined]
@@ -146,7 +155,10 @@ class Student(db.Model):  # type: ignore[name-defined]
     """
 
     __tablename__ = "students"
-    __table_args__ = (UniqueConstraint("school_id", "external_id"),)
+    __table_args__ = (
+        UniqueConstraint("school_id", "external_id"),
+        UniqueConstraint("school_id", "sourced_id"),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=lambda: str(uuid.uuid4()))
     school_id: Mapped[int] = mapped_column(ForeignKey("schools.id", ondelete="CASCADE"))
@@ -166,6 +178,9 @@ class Student(db.Model):  # type: ignore[name-defined]
     # The content_state.parameters_revision the mastery rows and pace were computed under: a student with
     # answers whose revision is behind is replayed before their next answer (docs/ARCHITECTURE.md).
     parameters_revision: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The OneRoster sourcedId of the student an import made or matched (an opaque roster id, never a name or
+    # an email; None: made any other way). Their external id is derived from it.
+    sourced_id: Mapped[str | None] = mapped_column(String(255))
 
 
 class StudentCredential(db.Model):  # type: ignore[name-defined]
@@ -223,6 +238,8 @@ class Exercise(db.Model):  # type: ignore[name-defined]
     hints: Mapped[list[str]] = mapped_column(JSON, default=list)
     # Worked steps; never in the exercise as served before an answer (only with the result).
     solution: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
+    # The grading options that differ from the defaults (tolerance, units, variables, simplest form).
+    grading: Mapped[dict[str, object]] = mapped_column(JSON, default=dict, server_default="{}")
     difficulty: Mapped[float] = mapped_column(Float)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
 
@@ -618,3 +635,116 @@ class JobFile(db.Model):  # type: ignore[name-defined]
 
 # The observation tracing and fitting use: right, and without a hint.
 Response.credited = column_property(Response.correct & (Response.hints_used == 0))
+
+
+# --- LTI 1.3 (app/services/integration/lti.py; docs/DATA.md "LTI") ------------------------------------
+
+
+class LtiPlatform(db.Model):  # type: ignore[name-defined]
+    """An LMS registered with the tool (issuer + client id), belonging to one school: its launches make the
+    school's classes, students and teachers."""
+
+    __tablename__ = "lti_platforms"
+    __table_args__ = (UniqueConstraint("issuer", "client_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("schools.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    issuer: Mapped[str] = mapped_column(String(500))
+    client_id: Mapped[str] = mapped_column(String(255))
+    auth_login_url: Mapped[str] = mapped_column(String(1000))
+    auth_token_url: Mapped[str] = mapped_column(String(1000))
+    # The platform's public keys: a key-set URL (fetched at each launch) or a key set pasted in (JWKS JSON).
+    key_set_url: Mapped[str | None] = mapped_column(String(1000))
+    key_set: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # Off by default: launches never store a name or an email; on, a teacher's name is taken from the launch.
+    accept_names: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class LtiDeployment(db.Model):  # type: ignore[name-defined]
+    __tablename__ = "lti_deployments"
+    __table_args__ = (UniqueConstraint("platform_id", "deployment_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    platform_id: Mapped[int] = mapped_column(ForeignKey("lti_platforms.id", ondelete="CASCADE"))
+    deployment_id: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class LtiToolKey(db.Model):  # type: ignore[name-defined]
+    """The tool's own RSA signing keys: the newest unretired one signs; every unretired one is published at
+    /.well-known/jwks.json, so a platform that cached the previous key keeps verifying until it is retired."""
+
+    __tablename__ = "lti_tool_keys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kid: Mapped[str] = mapped_column(String(64), unique=True)
+    private_key_pem: Mapped[str] = mapped_column(Text)
+    public_jwk: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    retired_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class LtiLogin(db.Model):  # type: ignore[name-defined]
+    """One OIDC login started by a platform: its state (also in the browser's cookie) and nonce; the launch
+    that uses it marks it used, in the launch's own transaction, so a nonce is good for one launch only."""
+
+    __tablename__ = "lti_logins"
+
+    state: Mapped[str] = mapped_column(String(100), primary_key=True)
+    nonce: Mapped[str] = mapped_column(String(100), unique=True)
+    platform_id: Mapped[int] = mapped_column(ForeignKey("lti_platforms.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
+    used_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class LtiContext(db.Model):  # type: ignore[name-defined]
+    """An LMS course (the launch's context) and the class it became; the service endpoints AGS and NRPS
+    will call."""
+
+    __tablename__ = "lti_contexts"
+    __table_args__ = (UniqueConstraint("platform_id", "context_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    platform_id: Mapped[int] = mapped_column(ForeignKey("lti_platforms.id", ondelete="CASCADE"))
+    context_id: Mapped[str] = mapped_column(String(255))
+    class_id: Mapped[int] = mapped_column(ForeignKey("classes.id", ondelete="CASCADE"), index=True)
+    lineitems_url: Mapped[str | None] = mapped_column(String(1000))
+    context_memberships_url: Mapped[str | None] = mapped_column(String(1000))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class LtiResourceLink(db.Model):  # type: ignore[name-defined]
+    """A placement of the tool in a course; its line item (AGS) when the platform sent one."""
+
+    __tablename__ = "lti_resource_links"
+    __table_args__ = (UniqueConstraint("context_id", "resource_link_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    context_id: Mapped[int] = mapped_column(ForeignKey("lti_contexts.id", ondelete="CASCADE"))
+    resource_link_id: Mapped[str] = mapped_column(String(255))
+    lineitem_url: Mapped[str | None] = mapped_column(String(1000))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class LtiAccount(db.Model):  # type: ignore[name-defined]
+    """Who a platform's ``sub`` is here: a student (learners) or a staff user (instructors), never both."""
+
+    __tablename__ = "lti_accounts"
+    __table_args__ = (
+        UniqueConstraint("platform_id", "sub"),
+        CheckConstraint("(student_id IS NULL) <> (staff_user_id IS NULL)", name="one_person"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    platform_id: Mapped[int] = mapped_column(ForeignKey("lti_platforms.id", ondelete="CASCADE"))
+    sub: Mapped[str] = mapped_column(String(255))
+    student_id: Mapped[str | None] = mapped_column(
+        ForeignKey("students.id", ondelete="CASCADE"), index=True, unique=True
+    )
+    staff_user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("staff_users.id", ondelete="CASCADE"), index=True, unique=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    last_launch_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

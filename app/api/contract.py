@@ -14,7 +14,7 @@ from typing import Any
 from apispec import BasePlugin
 from marshmallow import fields
 
-from app.api.schemas import NO_NUL, STRING_ANSWER, AnswerText
+from app.api.schemas import LIST_ANSWER, NO_NUL, STRING_ANSWER, AnswerText
 from app.settings import Settings
 
 ERROR_REF = {"$ref": "#/components/schemas/ApiError"}
@@ -117,11 +117,11 @@ def string_rules(self: Any, field: fields.Field[Any], ret: dict[str, Any], **kwa
     """An attribute function for apispec's field converter (bound to it, hence ``self``).
 
     Plain strings (no enum, no format, no pattern of their own) say that they hold no NUL character;
-    an ``AnswerText`` is a string or a number."""
+    an ``AnswerText`` is a string, a number or a list of strings."""
     if isinstance(field, AnswerText):
         for key in ("type", "minLength", "maxLength"):
             ret.pop(key, None)
-        return {"oneOf": [STRING_ANSWER, {"type": "number"}]}
+        return {"oneOf": [STRING_ANSWER, {"type": "number"}, LIST_ANSWER]}
     types = ret.get("type")
     is_string = types == "string" or (isinstance(types, list) and "string" in types)
     if is_string and not {"enum", "format", "pattern"} & set(ret):

@@ -8,6 +8,7 @@ from typing import Any
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
+from app.domain.content import ANSWER_KINDS
 from app.domain.external_ids import EXTERNAL_ID, EXTERNAL_ID_RULE, RAW_EXTERNAL_ID, SPACES, clean_external_id
 from app.domain.reasons import Reason, ServedPolicy
 from app.domain.reports import ReportConfig
@@ -177,16 +178,27 @@ def has_deprecated_fields(schema: Schema) -> bool:
     return False
 
 
-class AnswerText(fields.Field[str]):
+MAX_ANSWER_ITEMS = 50  # choices of a multiple_select, items of an ordered exercise
+
+
+class AnswerText(fields.Field[str | list[str]]):
     """The student's answer as they typed it: a string, or a JSON number (sent as typed, e.g. ``500``,
-    ``2.5``). Numbers become their shortest decimal text, so ``500`` and ``"500"`` are the same answer."""
+    ``2.5``). Numbers become their shortest decimal text, so ``500`` and ``"500"`` are the same answer.
+    A multiple_select or ordered exercise takes a list of strings (the chosen choices; the items in order)."""
 
     default_error_messages = {
-        "invalid": "Must be a string or a number.",
+        "invalid": "Must be a string, a number, or a list of strings.",
         "length": "Must be 1 to 1000 characters long.",
+        "items": f"Must be a list of 1 to {MAX_ANSWER_ITEMS} strings, each 1 to 1000 characters long.",
     }
 
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str | list[str]:
+        if isinstance(value, list):
+            if not 1 <= len(value) <= MAX_ANSWER_ITEMS or not all(
+                isinstance(v, str) and 1 <= len(v) <= 1000 and "\x00" not in v for v in value
+            ):
+                raise self.make_error("items")
+            return value
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
             raise self.make_error("invalid")
         text = value if isinstance(value, str) else repr(value)
@@ -196,6 +208,7 @@ class AnswerText(fields.Field[str]):
 
 
 STRING_ANSWER = {"type": "string", "minLength": 1, "maxLength": 1000, "pattern": NO_NUL}
+LIST_ANSWER = {"type": "array", "minItems": 1, "maxItems": MAX_ANSWER_ITEMS, "items": STRING_ANSWER}
 
 
 # --- students ---------------------------------------------------------------------------------------
@@ -263,9 +276,28 @@ class ExerciseSchema(OutputSchema):
     id = fields.String()
     skill_ids = fields.List(fields.String())
     prompt = fields.String()
-    answer_kind = fields.String(metadata={"enum": ["numeric", "multiple_choice", "short_text"]})
+    answer_kind = fields.String(metadata={"enum": list(ANSWER_KINDS)})
     choices = fields.List(
-        fields.String(), metadata={"description": "The choices of a multiple_choice exercise; else empty."}
+        fields.String(),
+        metadata={"description": "The choices of a multiple_choice or multiple_select exercise; else empty."},
+    )
+    items = fields.List(
+        fields.String(),
+        metadata={
+            "description": "The items of an ordered exercise, shuffled, for the student to put in order "
+            "(the answer lists them all, in the student's order); else empty."
+        },
+    )
+    variables = fields.List(
+        fields.String(),
+        metadata={"description": "The variables an expression answer may use (e.g. x); else empty."},
+    )
+    units = fields.List(
+        fields.String(),
+        metadata={
+            "description": "Accepted spellings of a numeric answer's unit (an answer may end with one, "
+            'e.g. "12 cm"; another unit is wrong); else empty.'
+        },
     )
     difficulty = Number(metadata={"description": "In [0, 1] (0 easiest).", "minimum": 0, "maximum": 1})
     hints = fields.List(fields.String(), metadata={"description": "In the order to show them; may be empty."})
@@ -369,7 +401,8 @@ class AnswerCreateSchema(Schema):
     answer = AnswerText(
         metadata={
             "description": 'The student\'s answer, as typed; a string or a JSON number (500 and "500" are '
-            "the same answer). The service grades it."
+            "the same answer), or for a multiple_select or ordered exercise a list of strings (the chosen "
+            "choices; all the items, in the student's order). The service grades it."
         },
     )
     correct = JsonBoolean(
@@ -435,7 +468,18 @@ class AnswerResultSchema(OutputSchema):
     exercise_id = fields.String(allow_none=True, metadata={"description": "null once the exercise is gone."})
     correct = fields.Boolean()
     graded_by = fields.String(metadata={"enum": ["server", "app"]})
-    correct_answer = fields.String(metadata={"description": "An accepted answer."})
+    correct_answer = fields.String(
+        metadata={
+            "description": "An accepted answer (all the right choices, or the items in order, as one text)."
+        }
+    )
+    feedback = fields.String(
+        allow_none=True,
+        metadata={
+            "description": "Why a wrong answer is wrong, when grading can tell (an expression it could not "
+            "read, a fraction not in simplest form, a wrong unit); else null."
+        },
+    )
     solution = fields.List(
         fields.String(),
         metadata={

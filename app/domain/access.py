@@ -37,6 +37,7 @@ class Action(StrEnum):
     # Which students are in a class (not the class itself): the school's apps and admins, a teacher their own.
     MANAGE_CLASS_MEMBERS = "enrol students into a class or remove them"
     MANAGE_API_KEYS = "manage API keys"
+    MANAGE_LMS = "register LMS platforms (LTI)"
     CHANGE_PASSWORD = "change a password"
     DELETE_STUDENT = "delete a student and all their data"
     SET_GROUP_ATTRIBUTES = "record a student's group attributes"
@@ -73,6 +74,7 @@ PERMISSIONS: dict[Role, frozenset[Action]] = {
             Action.LIST_STUDENTS,
             Action.MANAGE_CLASS_MEMBERS,
             Action.MANAGE_API_KEYS,
+            Action.MANAGE_LMS,
             Action.CHANGE_PASSWORD,
             Action.DELETE_STUDENT,
             Action.SET_GROUP_ATTRIBUTES,

@@ -7,6 +7,7 @@ each naming the file and the item, so an author fixes a file in one pass.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -15,8 +16,21 @@ from typing import Literal, TypeVar
 from app.domain.bkt import BktParams
 from app.domain.errors import ContentError
 
-AnswerKind = Literal["numeric", "multiple_choice", "short_text"]
-ANSWER_KINDS: tuple[str, ...] = ("numeric", "multiple_choice", "short_text")
+AnswerKind = Literal[
+    "numeric", "multiple_choice", "short_text", "expression", "fraction", "multiple_select", "ordered"
+]
+ANSWER_KINDS: tuple[str, ...] = (
+    "numeric",
+    "multiple_choice",
+    "short_text",
+    "expression",
+    "fraction",
+    "multiple_select",
+    "ordered",
+)
+# Kinds whose answer is a list of strings (the chosen choices; the items in the student's order).
+LIST_KINDS: frozenset[str] = frozenset({"multiple_select", "ordered"})
+ToleranceKind = Literal["absolute", "relative"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +56,60 @@ class Exercise:
     hints: tuple[str, ...] = ()
     # Worked steps, the last one stating the answer: shown only once the student has answered.
     solution: tuple[str, ...] = ()
+    # numeric: |answer - accepted| <= tolerance (absolute), or <= tolerance * |accepted| (relative)
+    tolerance: float = 0.0
+    tolerance_kind: ToleranceKind = "absolute"
+    # numeric: accepted spellings of the unit ("cm", "centimetres"); an answer may carry one of them
+    units: tuple[str, ...] = ()
+    # expression: the variables an answer may use
+    variables: tuple[str, ...] = ()
+    # fraction: "6/8" is then wrong for 3/4 (the value is right, the form is not)
+    simplest_form_required: bool = False
     origin: str = field(default="", compare=False)
+
+    @property
+    def items(self) -> tuple[str, ...]:
+        """An ordered exercise's items as shown to put in order (else empty): shuffled the same way every
+        time (seeded by the id), and never already in the right order."""
+        if self.answer_kind != "ordered" or len(self.answers) < 2:
+            return ()
+        shown = list(self.answers)
+        random.Random(self.id).shuffle(shown)  # a str seed is hashed with SHA-512: stable across runs
+        if shown == list(self.answers):
+            shown = shown[1:] + shown[:1]
+        return tuple(shown)
+
+    def grading_options(self) -> dict[str, object]:
+        """The grading options that differ from the defaults (as stored beside the exercise)."""
+        options: dict[str, object] = {}
+        if self.tolerance:
+            options["tolerance"] = self.tolerance
+        if self.tolerance_kind != "absolute":
+            options["tolerance_kind"] = self.tolerance_kind
+        if self.units:
+            options["units"] = list(self.units)
+        if self.variables:
+            options["variables"] = list(self.variables)
+        if self.simplest_form_required:
+            options["simplest_form_required"] = True
+        return options
+
+
+def grading_fields(options: Mapping[str, object] | None) -> dict[str, object]:
+    """``Exercise`` keyword arguments from stored ``grading_options`` (unknown keys are ignored)."""
+    options = options or {}
+    out: dict[str, object] = {}
+    if isinstance(options.get("tolerance"), (int, float)):
+        out["tolerance"] = float(options["tolerance"])  # type: ignore[arg-type]
+    if options.get("tolerance_kind") in ("absolute", "relative"):
+        out["tolerance_kind"] = options["tolerance_kind"]
+    for name in ("units", "variables"):
+        value = options.get(name)
+        if isinstance(value, list):
+            out[name] = tuple(str(v) for v in value)
+    if options.get("simplest_form_required") is True:
+        out["simplest_form_required"] = True
+    return out
 
 
 _Item = TypeVar("_Item", Skill, Exercise)

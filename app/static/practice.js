@@ -18,7 +18,8 @@ document.addEventListener("DOMContentLoaded", function () {
     if (sending) return;
     var data = new FormData(form);
     var answer = data.get("answer");
-    if (answer === null || String(answer).trim() === "") {
+    var ordered = data.getAll("place").length > 0; // an order: every item has a place already
+    if (!ordered && (answer === null || String(answer).trim() === "")) {
       status.textContent = "Type or choose an answer first.";
       return;
     }

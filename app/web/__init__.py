@@ -17,7 +17,7 @@ from flask_wtf.csrf import CSRFError
 from app.domain.access import Role
 from app.errors import RENDERING_ERROR
 from app.sessions import loaded_principal, signed_in
-from app.web import admin, auth, jobs, student, teacher
+from app.web import admin, auth, jobs, lms, lti, oneroster, student, teacher
 from app.web.forms import ConfirmForm
 
 
@@ -29,7 +29,7 @@ def _template_globals() -> dict[str, Any]:
 
 
 def init_app(app: Flask) -> None:
-    for blueprint in (auth.bp, teacher.bp, student.bp, admin.bp, jobs.bp):
+    for blueprint in (auth.bp, teacher.bp, student.bp, admin.bp, jobs.bp, oneroster.bp, lti.bp, lms.bp):
         app.register_blueprint(blueprint)
     app.context_processor(_template_globals)
     app.register_error_handler(CSRFError, auth.csrf_failed)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, redirect, render_template, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
 from app.domain.access import Principal
@@ -14,7 +14,7 @@ from app.services.reporting.export_download import student_export_response
 from app.services.tutoring import practice as practice_service
 from app.services.tutoring.next_exercise import next_exercise
 from app.services.tutoring.students import get_student, set_personalization
-from app.web.forms import AnswerForm, ConfirmForm, PersonalizationForm
+from app.web.forms import AnswerForm, ConfirmForm, PersonalizationForm, answer_from
 from app.web.pages import export_format, signed_in_page, students_only
 
 bp = Blueprint("student", __name__)
@@ -71,9 +71,15 @@ def practice_answer(principal: Principal, recommendation_id: int) -> ResponseRet
         flash("Type or choose an answer first.")
         return redirect(url_for("student.practice"), code=303)
     try:
-        recorded, _ = practice_service.answer(
-            db.session(), principal, recommendation_id, form.answer.data.strip()
-        )
+        given = answer_from(request.form)
+    except ValueError as error:
+        flash(str(error))
+        return redirect(url_for("student.practice"), code=303)
+    if given is None:
+        flash("Type or choose an answer first.")
+        return redirect(url_for("student.practice"), code=303)
+    try:
+        recorded, _ = practice_service.answer(db.session(), principal, recommendation_id, given)
     except InvalidAnswer as error:
         flash(str(error))
         return redirect(url_for("student.practice"), code=303)

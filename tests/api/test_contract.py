@@ -182,7 +182,8 @@ def test_a_numeric_answer_may_be_a_json_number(api: ApiClient, shipped_graph: An
         f"/api/v1/students/{student}/responses", json={"exercise_id": exercise.id, "answer": value}
     )
     assert right.status_code == 201 and right.get_json()["correct"] is True
-    for bad, message in ((True, "Must be a string or a number."), ([1], "Must be a string or a number.")):
+    items = "Must be a list of 1 to 50 strings, each 1 to 1000 characters long."
+    for bad, message in ((True, "Must be a string, a number, or a list of strings."), ([1], items)):
         refused = api.post(
             f"/api/v1/students/{student}/responses", json={"exercise_id": exercise.id, "answer": bad}
         )

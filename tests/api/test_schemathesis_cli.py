@@ -109,7 +109,10 @@ def real_ids_config(world: World, exercises: list[str]) -> str:
     unknown ones (404s) are still sent."""
     students = [world.student_a, world.student_b]
     # Not multiple-choice ones: "an answer to a multiple_choice exercise is one of its choices" is a rule the
-    # document states in words (test_bad_input.py holds it); a random string answers the others.
+    # document states in words (test_bad_input.py holds it); a random string answers the others. Likewise
+    # "a list answers only a multiple_select or ordered exercise" (tests/api/test_answer_kinds.py holds it):
+    # the answers are drawn from strings and numbers, the shapes these exercises take.
+    answers = ["12", "3/4", "-2.5", "certainly not", 7, 0.25]
 
     def values(items: list[Any]) -> str:
         return json.dumps(items)
@@ -123,9 +126,12 @@ values = {values(students)}
 values = {values(["student-a", "student-b"])}
 [dictionaries.classes]
 values = {values([world.class_a, world.class_b])}
+[dictionaries.answers]
+values = {values(answers)}
 
 [parameters]
 "body.exercise_id" = {{ dictionary = "exercises" }}
+"body.answer" = {{ dictionary = "answers" }}
 "body.student_ids[*]" = {{ dictionary = "students" }}
 "body.external_ids[*]" = {{ dictionary = "external_ids" }}
 "path.student_id" = {{ dictionary = "students", probability = 0.5 }}

@@ -24,7 +24,7 @@ from flask import Flask
 import app.models  # noqa: F401 - registers every table on the metadata
 from app.csv_writer import cell
 from app.extensions import db
-from app.models import Response
+from app.models import LtiAccount, LtiPlatform, Response
 from app.services.reporting.privacy import EXPORT_MAP, Implied, Shown, Withheld
 from tests.conftest import World
 
@@ -166,6 +166,29 @@ def test_the_export_carries_every_exported_column_of_every_table(app: Flask, wor
         )
         db.session.commit()
     assert runner.invoke(args=["purge-expired"]).exit_code == 0  # a student_baselines row
+    with (
+        app.app_context()
+    ):  # an lti_accounts row: student A also launches from an LMS (tests/web/test_lti_launch.py)
+        lms = LtiPlatform(
+            school_id=world.north,
+            name="North's LMS",
+            issuer="https://lms.north.test",
+            client_id="tutor",
+            auth_login_url="https://lms.north.test/auth",
+            auth_token_url="https://lms.north.test/token",
+            key_set_url="https://lms.north.test/jwks",
+        )
+        db.session.add(lms)
+        db.session.flush()
+        db.session.add(
+            LtiAccount(
+                platform_id=lms.id,
+                sub="lms-sub-1",
+                student_id=world.student_a,
+                last_launch_at=datetime.now(UTC),
+            )
+        )
+        db.session.commit()
     export = student.request("GET", "/me/export").get_json()
     files = read_zip(student.request("GET", "/me/export?format=csv").get_data())
 

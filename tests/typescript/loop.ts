@@ -23,15 +23,24 @@ function fail(message: string): never {
     throw new Error(message);
 }
 
-// Wrong for any exercise of its kind except a multiple choice, where the test checks the choice was wrong.
-function wrongAnswer(kind: AnswerKind, choices: string[]): string {
+// Wrong for any exercise of its kind except a multiple choice, where the test checks the choice was wrong
+// (a multiple select and an ordered exercise take a list: one choice; the items in the order served).
+function wrongAnswer(kind: AnswerKind, choices: string[], items: string[]): string | string[] {
     switch (kind) {
         case "numeric":
             return "-98765.4321";
+        case "fraction":
+            return "-98765/4321";
+        case "expression":
+            return "-98765";
         case "short_text":
             return "certainly not the answer";
         case "multiple_choice":
             return choices[choices.length - 1] ?? fail("a multiple choice without choices");
+        case "multiple_select":
+            return [choices[choices.length - 1] ?? fail("a multiple select without choices")];
+        case "ordered":
+            return items;
     }
 }
 
@@ -51,14 +60,14 @@ async function main(): Promise<void> {
     const prompt: string = exercise.prompt;
     const skillId: string = chosen.skill_id ?? fail("an exercise without a skill");
 
-    const answer = async (body: { answer: string } | { correct: boolean }, exerciseId: string) => {
+    const answer = async (body: { answer: string | string[] } | { correct: boolean }, exerciseId: string) => {
         const sent = await client.POST("/api/v1/students/{student_id}/responses", {
             params: { path },
             body: { exercise_id: exerciseId, response_time_ms: 4000, ...body },
         });
         return sent.data ?? fail(`answer: ${sent.response.status} ${JSON.stringify(sent.error)}`);
     };
-    const wrongText = wrongAnswer(exercise.answer_kind, exercise.choices);
+    const wrongText = wrongAnswer(exercise.answer_kind, exercise.choices, exercise.items);
     const wrong = await answer({ answer: wrongText }, exercise.id);
     const correctAnswer: string = wrong.correct_answer;
     const right = await answer({ answer: correctAnswer }, exercise.id);

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 DOMAIN = Path(__file__).resolve().parents[2] / "app" / "domain"
-# The standard library, numerics, and small pure libraries a model needs (fsrs: the memory model).
-ALLOWED_PACKAGES = frozenset(sys.stdlib_module_names) | {"numpy", "scipy", "fsrs"}
+# The standard library, numerics, and small pure libraries a model needs (fsrs: the memory model;
+# sympy and mpmath: expression answers, app/domain/expressions.py).
+ALLOWED_PACKAGES = frozenset(sys.stdlib_module_names) | {"numpy", "scipy", "fsrs", "sympy", "mpmath"}
 ALLOWED_APP_MODULES = ("app.domain",)
 
 

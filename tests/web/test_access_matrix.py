@@ -84,7 +84,7 @@ EXPECTED: dict[tuple[str, str], tuple[int, ...]] = {
     ("GET", "/admin/jobs/<id:job_id>"): ADMIN_PAGE,
     ("POST", "/admin/jobs/<id:job_id>/cancel"): (303, 403, 403, 403, 403, 303, 303, 303),
     ("GET", "/api/v1/bias-checks"): SCHOOL_STAFF,
-    ("GET", "/api/v1/bias-checks/<id:report_id>"): SCHOOL_STAFF,
+    ("GET", "/api/v1/bias-checks/<id:bias_check_id>"): SCHOOL_STAFF,
     ("PUT", "/api/v1/students/<student_id>/group-attributes"): (401, 403, 403, 403, 403, 403, 403, 200),
     ("DELETE", "/api/v1/students/<student_id>/group-attributes"): (401, 200, 404, 403, 403, 403, 403, 200),
     ("GET", "/bias-checks"): SCHOOL_STAFF_PAGE,
@@ -118,6 +118,18 @@ EXPECTED: dict[tuple[str, str], tuple[int, ...]] = {
     ("GET", "/admin/api-keys"): ADMIN_PAGE,
     ("POST", "/admin/api-keys"): (303, 403, 403, 403, 403, 303, 303, 201),
     ("POST", "/admin/api-keys/<prefix>/revoke"): (303, 403, 403, 403, 403, 303, 303, 302),
+    # OneRoster import (admins): an upload without a file, a confirmation without the bundle
+    ("GET", "/admin/oneroster"): ADMIN_PAGE,
+    ("POST", "/admin/oneroster"): (303, 403, 403, 403, 403, 303, 303, 400),
+    ("POST", "/admin/oneroster/confirm"): (303, 403, 403, 403, 403, 303, 303, 400),
+    # LTI 1.3: the key set is public; a login or launch without the LMS's parameters is refused (403) for
+    # anyone; registering an LMS is for admins (an empty form: 400)
+    ("GET", "/.well-known/jwks.json"): EVERYONE_200,
+    ("GET", "/lti/login"): (403,) * 8,
+    ("POST", "/lti/login"): (403,) * 8,
+    ("POST", "/lti/launch"): (403,) * 8,
+    ("GET", "/admin/lms"): ADMIN_PAGE,
+    ("POST", "/admin/lms"): (303, 403, 403, 403, 403, 303, 303, 400),
     ("POST", "/logout"): (302,) * 8,  # run last: it ends the session
 }
 
@@ -190,6 +202,7 @@ def request_for(app: Flask, world: World, method: str, rule: str) -> tuple[str, 
         "<id:recommendation_id>": lambda: str(suggestion_for_a(world)),
         "<id:response_id>": lambda: str(answer_of_a(world, exercise)),
         "<id:report_id>": lambda: str(bias_report_of_north(app)),
+        "<id:bias_check_id>": lambda: str(bias_report_of_north(app)),
         "<id:job_id>": lambda: str(job_of_north(app)),
     }
     url = rule
@@ -224,6 +237,8 @@ def request_for(app: Flask, world: World, method: str, rule: str) -> tuple[str, 
         ("POST", "/api/v1/jobs/log-imports"): {"json": {"format": "assistments", "content": "a,b\n1,2\n"}},
         ("POST", "/api/v1/jobs/purges"): {"json": {"dry_run": True}},
         ("POST", "/admin/jobs/<id:job_id>/cancel"): {"form": {}},
+        ("POST", "/admin/oneroster"): {"form": {}},
+        ("POST", "/admin/oneroster/confirm"): {"form": {}},
     }
     return url, bodies.get((method, rule), {})
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -13,9 +14,12 @@ import sqlalchemy as sa
 from flask import Flask
 from playwright.sync_api import expect
 
+from app.domain.content import build_graph
 from app.domain.wording import input_mode, percent
 from app.extensions import db
 from app.models import Response
+from app.services.tutoring.content import sync_content
+from app.services.tutoring.content_files import read_content
 from tests.conftest import ROUNDING, World
 from tests.web.screens import PHONE, check_page, on_path
 
@@ -265,4 +269,65 @@ def test_choices_are_large_readable_targets(
     page.keyboard.press("ArrowDown")
     assert radios.nth(1).is_checked()
     check_page(page, "student-practice-choices")
+    context.close()
+
+
+KINDS_CONTENT = Path(__file__).resolve().parents[1] / "fixtures" / "answer_kinds"
+
+
+def test_a_student_answers_an_expression_and_puts_items_in_order(
+    app: Flask, world: World, browser: Any, live_server: str
+) -> None:
+    """The newer kinds on /practice, by keyboard: an expression typed in another form than the accepted
+    one, then an order given by typing each item's place (no dragging); both pages pass axe."""
+    graph = read_content(KINDS_CONTENT)
+    only = ("kinds-expression", "kinds-ordered")
+    with app.app_context():
+        sync_content(
+            db.session(),
+            build_graph(graph.skills.values(), [graph.exercises[e] for e in only]),
+        )
+    context = browser.new_context(base_url=live_server, viewport={"width": PHONE, "height": 800})
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    page.goto("/student-login")
+    page.get_by_label("Class code").fill(world.join_a)
+    page.get_by_label("Your personal code").fill(world.code_a)
+    page.keyboard.press("Enter")
+    page.wait_for_url(on_path("/practice"))
+
+    answered: set[str] = set()
+    for _ in range(4):
+        exercise_id = str(page.locator("section.exercise").get_attribute("data-exercise-id"))
+        exercise = graph.exercises[exercise_id]
+        if exercise.answer_kind == "expression":
+            expect(page.locator("#answer")).to_be_focused(timeout=3000)
+            assert "Use x" in page.locator("#answer-help").inner_text()
+            check_page(page, "student-practice-expression")
+            page.keyboard.type("2(x + 3)")  # accepted: "2x + 6"
+        else:
+            check_page(page, "student-practice-ordered")
+            shown = [page.locator(f"label[for=place-{i}]").inner_text() for i in range(1, 5)]
+            assert sorted(shown) == sorted(exercise.answers) and shown != list(exercise.answers)
+            expect(page.locator("#place-1")).to_be_focused(timeout=3000)
+            for i, item in enumerate(shown, start=1):
+                field = page.get_by_label(item, exact=True)
+                assert field.get_attribute("id") == f"place-{i}"
+                field.fill(str(exercise.answers.index(item) + 1))
+        page.get_by_role("button", name="Check").click()
+        page.wait_for_url(lambda url: urlsplit(url).path.startswith("/practice/answers/"))
+        assert page.get_by_role("heading", level=1).inner_text() == "Right!", page.content()
+        if exercise.answer_kind == "ordered":
+            assert "1. 1/8; 2. 1/3; 3. 1/2; 4. 3/4" in page.locator("p", has_text="Your answer").inner_text()
+        answered.add(exercise_id)
+        if answered == set(only):
+            break
+        page.get_by_role("link", name="Next exercise").click()
+        page.wait_for_url(on_path("/practice"))
+    assert answered == set(only)
+    stored = {r.exercise_id: (r.correct, r.answer) for r in responses(app)}
+    assert stored == {
+        "kinds-expression": (True, "2(x + 3)"),
+        "kinds-ordered": (True, '["1/8", "1/3", "1/2", "3/4"]'),
+    }
     context.close()

@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 
 from app.domain.access import Principal, Role
 from app.domain.content import ContentGraph, Exercise
+from app.domain.grading import stored_answer
 from app.domain.selection import Recommendation as Choice
 from app.domain.selection import choose_next_exercise
 from app.domain.simulation import build_view
@@ -162,6 +163,11 @@ def simulate_practice(session: Session, student_ids: Sequence[str], config: Demo
 
 def _answer_text(exercise: Exercise, correct: bool) -> str:
     """What the simulated student typed: the answer, or a wrong one the grader refuses."""
+    if exercise.answer_kind == "ordered":  # stored as the answer list's JSON text, as a real one is
+        return stored_answer(list(exercise.answers) if correct else list(exercise.items))
+    if exercise.answer_kind == "multiple_select":
+        wrong = [c for c in exercise.choices if c not in exercise.answers][:1] or list(exercise.answers[:1])
+        return stored_answer(list(exercise.answers) if correct else wrong)
     if correct:
         return exercise.answers[0]
     if exercise.answer_kind == "multiple_choice":

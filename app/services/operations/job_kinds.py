@@ -38,6 +38,7 @@ from app.models import BiasReport, FitRun, Job, LogImport, School
 from app.services.modelling.fitting import fit_parameters
 from app.services.modelling.imports import import_log
 from app.services.operations.jobs import JobContext, JobKind, Upload, register, submit
+from app.services.people import oneroster
 from app.services.reporting import bias, privacy
 from app.services.tutoring.config import mastery_rules
 from app.settings import current_settings
@@ -299,3 +300,61 @@ def _run_purge(ctx: JobContext) -> dict[str, Any]:
 
 
 register(JobKind(PURGE_EXPIRED, "Retention purge", Action.RUN_MAINTENANCE, _run_purge))
+
+
+# --- OneRoster imports ----------------------------------------------------------------------------------
+
+ONEROSTER_IMPORT = "oneroster_import"
+LISTED = 100  # items of each list of changes kept in the job's result (the counts are whole)
+
+
+def start_oneroster_import(
+    session: Session,
+    principal: Principal,
+    content: bytes,
+    *,
+    file_name: str = "roster.zip",
+    org: str | None = None,
+    idempotency_key: str | None = None,
+) -> tuple[Job, bool]:
+    """Queue the import of a OneRoster bundle into the admin's school (admins); the zip is kept with the job
+    (at most JOBS_MAX_UPLOAD_BYTES) until it ends. The import checks the whole bundle again when it runs."""
+    ensure_allowed(principal, Action.RUN_MAINTENANCE)
+    limit = current_settings().jobs.max_upload_bytes
+    if len(content) > limit:
+        raise InvalidInput(f"the file is {len(content)} bytes, more than JOBS_MAX_UPLOAD_BYTES ({limit})")
+    if not content:
+        raise InvalidInput("the file is empty")
+    name = SAFE_NAME.sub("-", Path(file_name).name).strip(" .-")[:200] or "roster.zip"
+    digest = hashlib.sha256(content).hexdigest()
+    params = {"org": org, "file_name": name, "size": len(content), "sha256": digest}
+    upload = Upload(name, content, digest)
+    return submit(
+        session, principal, ONEROSTER_IMPORT, params, idempotency_key=idempotency_key, upload=upload
+    )
+
+
+def _run_oneroster_import(ctx: JobContext) -> dict[str, Any]:
+    if ctx.file is None:
+        raise InvalidInput("the uploaded file is no longer kept (the job ended once already)")
+    changes = oneroster.import_roster(
+        ctx.session,
+        ctx.principal,
+        ctx.file.content,
+        org=ctx.params["org"],
+        progress=lambda message: ctx.progress(0, None, message),
+    )
+    result = changes.as_json()
+    return {key: value[:LISTED] if isinstance(value, list) else value for key, value in result.items()}
+
+
+# The result is the school's classes as they now are (the counts and lists are in the job's result).
+register(
+    JobKind(
+        ONEROSTER_IMPORT,
+        "OneRoster import",
+        Action.RUN_MAINTENANCE,
+        _run_oneroster_import,
+        page_url="/classes",
+    )
+)

@@ -492,3 +492,66 @@ def load_session_principal(session: Session, session_id: str) -> Principal | Non
         if row is not None and row[1] == int(version):
             return student_principal(row[0])
     return None
+
+
+# --- people and classes made by LMS launches (services/integration/lti.py) -------------------------------
+# In the caller's transaction (the launch commits once, or rolls everything back).
+
+LMS_ONLY_PASSWORD = "!lms"  # not a werkzeug hash: check_password_hash is False for every password
+
+
+def add_launched_teacher(session: Session, school_id: int, email: str, name: str) -> StaffUser:
+    """A teacher who signs in only through their LMS (no password); ``email`` is a made-up unique address
+    (``...@lms.invalid``), never theirs."""
+    user = StaffUser(
+        school_id=school_id,
+        email=email,
+        name=name[:200],
+        role=Role.TEACHER.value,
+        password_hash=LMS_ONLY_PASSWORD,
+    )
+    session.add(user)
+    session.flush()
+    return user
+
+
+def add_launched_class(session: Session, teacher: StaffUser, name: str) -> SchoolClass:
+    """A class for an LMS course, named after it (made unique for this teacher with a number)."""
+    taken = set(session.scalars(select(SchoolClass.name).where(SchoolClass.teacher_id == teacher.id)))
+    base, unique, n = name.strip()[:150] or "LMS course", name.strip()[:150] or "LMS course", 1
+    while unique in taken:
+        n += 1
+        unique = f"{base} ({n})"
+    code = _random_code(JOIN_CODE_LENGTH)
+    while session.scalar(select(SchoolClass.id).where(SchoolClass.join_code == code)) is not None:
+        code = _random_code(JOIN_CODE_LENGTH)
+    klass = SchoolClass(school_id=teacher.school_id, teacher_id=teacher.id, name=unique, join_code=code)
+    session.add(klass)
+    session.flush()
+    return klass
+
+
+def add_launch_credential(session: Session, student_id: str) -> StudentCredential:
+    """The credential row a student's web session names (``student:<id>:<version>``), for a student who
+    signs in through their LMS: its personal code is random and never shown, so it signs nobody in."""
+    taken = set(session.scalars(select(StudentCredential.login_prefix)))
+    _, prefix = _new_code(taken)
+    credential = StudentCredential(
+        student_id=student_id,
+        login_prefix=prefix,
+        version=0,
+        code_hash=generate_password_hash(secrets.token_hex(16)),
+    )
+    session.add(credential)
+    session.flush()
+    return credential
+
+
+def launched_session(
+    principal: Principal, user: StaffUser | None, credential: StudentCredential | None
+) -> SignedIn:
+    """What a launch signs in: the same session ids as a password or code sign-in."""
+    if user is not None:
+        return SignedIn(principal, staff_session_id(user))
+    assert credential is not None
+    return SignedIn(principal, student_session_id(credential.student_id, credential.version))

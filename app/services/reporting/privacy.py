@@ -26,6 +26,8 @@ from app.models import (
     Exercise,
     GroupAttribute,
     LearningApp,
+    LtiAccount,
+    LtiPlatform,
     Mastery,
     Recommendation,
     Response,
@@ -124,6 +126,7 @@ EXPORT_MAP: dict[str, tuple[str, dict[str, str | Shown | Implied | Withheld]]] =
                 "a service counter (which parameter revision the student's state was last replayed "
                 "under): it says nothing about the student"
             ),
+            "sourced_id": "oneroster_sourced_id",
         },
     ),
     "student_credentials": (
@@ -146,6 +149,7 @@ EXPORT_MAP: dict[str, tuple[str, dict[str, str | Shown | Implied | Withheld]]] =
             "class_id": Shown("name", "the class's name, with its teacher's name"),
             "student_id": THE_STUDENT,
             "added_at": "joined_at",
+            "sourced_id": "oneroster_enrollment_sourced_id",
         },
     ),
     "responses": (
@@ -247,6 +251,18 @@ EXPORT_MAP: dict[str, tuple[str, dict[str, str | Shown | Implied | Withheld]]] =
             "actor": "actor",
             "given_by": "given_by",
             "created_at": "at",
+        },
+    ),
+    "lti_accounts": (
+        "lms_accounts",
+        {
+            "id": Withheld("a row number: it says nothing about the student"),
+            "platform_id": Shown("lms", "the name of the LMS the student launched the tutor from"),
+            "sub": "lms_user_id",
+            "student_id": THE_STUDENT,
+            "staff_user_id": Withheld("a teacher's account column: always empty on a student's row"),
+            "created_at": "first_launch_at",
+            "last_launch_at": "last_launch_at",
         },
     ),
     "access_log": (
@@ -360,6 +376,15 @@ def export_student(
         "recommendations": rows(Recommendation, Recommendation.id),
         "group_attributes": rows(GroupAttribute, GroupAttribute.attribute),
         "consents": rows(ConsentEvent, ConsentEvent.id),
+        "lms_accounts": [
+            {"lms": lms, **_stored(account)}
+            for account, lms in session.execute(
+                select(LtiAccount, LtiPlatform.name)
+                .join(LtiPlatform, LtiPlatform.id == LtiAccount.platform_id)
+                .where(LtiAccount.student_id == student.id)
+                .order_by(LtiAccount.id)
+            ).all()
+        ],
         "access_log": rows(AccessLogEntry, AccessLogEntry.id),
     }
     session.commit()
@@ -390,6 +415,7 @@ def export_zip(export: StudentExport) -> bytes:
         "recommendations.csv": data["recommendations"],
         "consents.csv": data["consents"],
         "group_attributes.csv": data["group_attributes"],
+        "lms_accounts.csv": data["lms_accounts"],
         "access_log.csv": data["access_log"],
     }
     buffer = io.BytesIO()
@@ -432,6 +458,7 @@ def delete_student(
         (ConsentEvent, ConsentEvent.student_id == student.id),
         (GroupAttribute, GroupAttribute.student_id == student.id),
         (AccessLogEntry, AccessLogEntry.student_id == student.id),
+        (LtiAccount, LtiAccount.student_id == student.id),
         (Student, Student.id == student.id),
     ):
         result = session.execute(delete(table).where(condition))

@@ -15,8 +15,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.domain.access import Action, Principal, ensure_allowed
+from app.domain.content import Exercise
 from app.domain.errors import Conflict, InvalidInput, UnknownExercise
-from app.domain.grading import grade_answer
+from app.domain.grading import Answer, InvalidAnswer, answer_of, correct_answer_text, grade, stored_answer
 from app.domain.tracking import MasteryRules, StudentModel, apply_answer
 from app.models import Mastery, Recommendation, Response, ResponseSkill, utcnow
 from app.observability.metrics import ANSWERS
@@ -58,6 +59,7 @@ class RecordedResponse:
     skills: list[SkillStep]
     hints_used: int = 0
     solution: tuple[str, ...] = ()  # the exercise's worked solution: shown after the answer, never before
+    feedback: str | None = None  # why a wrong answer is wrong, when grading can say ("not in simplest form")
 
     @property
     def credited(self) -> bool:
@@ -83,7 +85,7 @@ def record_response(
     student_id: str,
     *,
     exercise_id: str,
-    answer: str | None = None,
+    answer: Answer | None = None,
     correct: bool | None = None,
     response_time_ms: int | None = None,
     client_response_id: str | None = None,
@@ -142,7 +144,7 @@ def _record(
     student_id: str,
     *,
     exercise_id: str,
-    answer: str | None,
+    answer: Answer | None,
     correct: bool | None,
     response_time_ms: int | None,
     client_response_id: str | None,
@@ -171,7 +173,8 @@ def _record(
             f"Exercise {exercise.id!r} is retired: its skills {retired} are no longer in the content."
         )
     graded_by = "app" if answer is None else "server"
-    is_correct = grade_answer(exercise, answer) if answer is not None else bool(correct)
+    graded = grade(exercise, answer) if answer is not None else None
+    is_correct = graded.correct if graded is not None else bool(correct)
 
     # The whole model: a new pace estimate can bring other skills to mastery. Behind the current
     # parameters: the replay of the student's log under them (the version check costs no query).
@@ -221,7 +224,7 @@ def _record(
         student_id=student.id,
         exercise_id=exercise.id,
         correct=is_correct,
-        answer=answer,
+        answer=stored_answer(answer) if answer is not None else None,
         graded_by=graded_by,
         response_time_ms=response_time_ms,
         client_response_id=client_response_id,
@@ -259,12 +262,13 @@ def _record(
         exercise_id=exercise.id,
         correct=is_correct,
         graded_by=graded_by,
-        correct_answer=exercise.answers[0],
+        correct_answer=correct_answer_text(exercise),
         client_response_id=client_response_id,
         created_at=now,
         recommendation_id=response.recommendation_id,
         hints_used=hints_used,
         solution=exercise.solution,
+        feedback=graded.reason if graded is not None else None,
         skills=[
             SkillStep(
                 s.skill_id,
@@ -305,7 +309,7 @@ def _find_by_client_id(session: Session, student_id: str, client_response_id: st
 def _check_same_request(
     previous: Response,
     exercise_id: str,
-    answer: str | None,
+    answer: Answer | None,
     correct: bool | None,
     hints_used: int,
     client_id: str,
@@ -314,13 +318,24 @@ def _check_same_request(
     same = (
         previous.exercise_id == exercise_id
         and previous.hints_used == hints_used
-        and (previous.answer == answer if answer is not None else previous.correct == correct)
+        and (previous.answer == stored_answer(answer) if answer is not None else previous.correct == correct)
     )
     if not same:
         raise Conflict(
             f"client_response_id {client_id!r} was already used for a different answer "
             f"(exercise {previous.exercise_id!r})."
         )
+
+
+def _feedback(exercise: Exercise | None, response: Response) -> str | None:
+    """The reason of a stored wrong answer, graded again (the reason is not stored; grading is
+    deterministic, so it is the one given when the answer was sent, unless the exercise changed)."""
+    if exercise is None or response.answer is None or response.correct or response.graded_by != "server":
+        return None
+    try:
+        return grade(exercise, answer_of(exercise, response.answer)).reason
+    except InvalidAnswer:
+        return None
 
 
 def result_of(session: Session, response: Response) -> RecordedResponse:
@@ -339,12 +354,13 @@ def result_of(session: Session, response: Response) -> RecordedResponse:
         exercise_id=response.exercise_id,
         correct=response.correct,
         graded_by=response.graded_by,
-        correct_answer=exercise.answers[0] if exercise else "",
+        correct_answer=correct_answer_text(exercise) if exercise else "",
         client_response_id=response.client_response_id,
         created_at=response.created_at,
         recommendation_id=response.recommendation_id,
         hints_used=response.hints_used,
         solution=exercise.solution if exercise else (),
+        feedback=_feedback(exercise, response),
         skills=[
             SkillStep(
                 s.skill_id,

@@ -183,6 +183,7 @@ def _sync_exercises(session: Session, graph: domain.ContentGraph, changes: Conte
             "choices": list(exercise.choices),
             "hints": list(exercise.hints),
             "solution": list(exercise.solution),
+            "grading": exercise.grading_options(),
             "difficulty": exercise.difficulty,
             "is_active": True,
         }
@@ -331,6 +332,7 @@ def _exercise_of(row: Exercise, skill_ids: list[str]) -> domain.Exercise:
         choices=tuple(row.choices or ()),
         hints=tuple(row.hints or ()),
         solution=tuple(row.solution or ()),
+        **domain.grading_fields(row.grading),  # type: ignore[arg-type]
     )
 
 

@@ -19,7 +19,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 from app.domain.bkt import BktParams, parameter_problems
 from app.domain.content import ANSWER_KINDS, ContentGraph, Exercise, Skill, build_graph
 from app.domain.errors import ContentError
-from app.domain.grading import parse_number
+from app.domain.grading import normalize_text, parse_fraction, parse_quantity
 
 _ID = validate.Regexp(
     r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$", error="must be 1-100 letters, digits, '-', '_' or '.'"
@@ -76,20 +76,91 @@ class ExerciseSchema(Schema):
         validate=validate.Length(min=1, max=6, error="must have 1 to 6 steps"),
     )
 
+    # Grading options of some kinds (content/README.md); None when absent, so a stray one is named.
+    tolerance = fields.Float(
+        load_default=None, validate=validate.Range(min=0.0, error="must be 0 or more"), allow_nan=False
+    )
+    tolerance_kind = fields.String(load_default=None, validate=validate.OneOf(("absolute", "relative")))
+    units = fields.List(fields.String(validate=validate.Length(min=1, max=40)), load_default=None)
+    variables = fields.List(fields.String(), load_default=None)
+    simplest_form_required = fields.Boolean(load_default=None)
+
     @validates_schema
     def answers_fit_kind(self, data: dict[str, Any], **kwargs: Any) -> None:
-        kind, answers, choices = data.get("answer_kind"), data.get("answers", []), data.get("choices", [])
-        if kind == "multiple_choice":
-            if len(choices) < 2:
-                raise ValidationError("multiple_choice needs at least 2 choices", "choices")
-            if len(set(choices)) != len(choices):
-                raise ValidationError("choices must be distinct", "choices")
-            if missing := [a for a in answers if a not in choices]:
-                raise ValidationError(f"answers not among the choices: {missing}", "answers")
-        elif choices:
-            raise ValidationError(f"choices are only allowed for multiple_choice, not {kind}", "choices")
-        if kind == "numeric" and (bad := [a for a in answers if parse_number(a) is None]):
-            raise ValidationError(f"not a number: {bad}", "answers")
+        if problems := answer_problems(data):
+            raise ValidationError(problems)
+
+
+_OPTION_KINDS = {
+    "tolerance": ("numeric",),
+    "tolerance_kind": ("numeric",),
+    "units": ("numeric",),
+    "variables": ("expression",),
+    "simplest_form_required": ("fraction",),
+    "choices": ("multiple_choice", "multiple_select"),
+}
+
+
+def answer_problems(data: dict[str, Any]) -> dict[str, list[str]]:
+    """Each field's problems with the answers and grading options of an exercise's kind."""
+    problems: dict[str, list[str]] = {}
+
+    def add(name: str, message: str) -> None:
+        problems.setdefault(name, []).append(message)
+
+    kind, answers, choices = data.get("answer_kind"), data.get("answers", []), data.get("choices", [])
+    if kind is None:
+        return problems
+    for name, kinds in _OPTION_KINDS.items():
+        if data.get(name) not in (None, []) and kind not in kinds:
+            add(name, f"only allowed for {' or '.join(kinds)}, not {kind}")
+    if kind in ("multiple_choice", "multiple_select"):
+        if len(choices) < 2:
+            add("choices", f"{kind} needs at least 2 choices")
+        if len(set(choices)) != len(choices):
+            add("choices", "choices must be distinct")
+        if missing := [a for a in answers if a not in choices]:
+            add("answers", f"answers not among the choices: {missing}")
+    if kind in ("multiple_select", "ordered") and len(set(map(normalize_text, answers))) != len(answers):
+        add("answers", "answers must be distinct")
+    if kind == "ordered" and len(answers) < 2:
+        add("answers", "ordered needs at least 2 items to put in order")
+    if kind == "numeric":
+        units = data.get("units") or []
+        if len({normalize_text(u) for u in units}) != len(units):
+            add("units", "units must be distinct")
+        if bad := [u for u in units if any(c.isdigit() for c in u)]:
+            add("units", f"a unit must not contain digits: {bad}")
+        if bad := [a for a in answers if parse_quantity(a, units)[0] is None]:
+            with_units = f" with one of the units {units}" if units else ""
+            add("answers", f"not a number{with_units}: {bad}")
+    if kind == "fraction":
+        for answer in answers:
+            parsed = parse_fraction(answer)
+            if parsed is None:
+                add("answers", f"not a fraction, mixed number or whole number: {answer!r}")
+            elif data.get("simplest_form_required") and not parsed[1]:
+                add("answers", f"not in simplest form, which this exercise requires: {answer!r}")
+    if kind == "expression":
+        # SymPy takes over a second to import: only content with expressions pays for it.
+        from app.domain.expressions import ExpressionError, parse_expression, variable_problem
+
+        variables = data.get("variables")
+        if variables is None:
+            add("variables", 'expression needs its variables (e.g. variables = ["x"]; [] for none)')
+            variables = []
+        for name in variables:
+            if problem := variable_problem(name):
+                add("variables", problem)
+        if len(set(variables)) != len(variables):
+            add("variables", "variables must be distinct")
+        if "variables" not in problems:
+            for answer in answers:
+                try:
+                    parse_expression(answer, variables)
+                except ExpressionError as error:
+                    add("answers", f"{answer!r}: {error}")
+    return problems
 
 
 def _flatten(messages: Any, path: str = "") -> list[str]:
@@ -204,6 +275,11 @@ def read_content(directory: str | Path) -> ContentGraph:
             choices=tuple(data["choices"]),
             hints=tuple(data["hints"]),
             solution=tuple(data["solution"]),
+            tolerance=data["tolerance"] or 0.0,
+            tolerance_kind=data["tolerance_kind"] or "absolute",
+            units=tuple(data["units"] or ()),
+            variables=tuple(data["variables"] or ()),
+            simplest_form_required=bool(data["simplest_form_required"]),
             origin=where.split(": ")[0],
         )
         for where, data in valid_exercises

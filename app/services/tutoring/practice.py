@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from app.domain.access import Action, Principal
 from app.domain.content import Exercise
 from app.domain.errors import Conflict, NotFound
+from app.domain.grading import Answer, answer_of, readable_answer
 from app.domain.wording import Change, answer_changes, input_mode
 from app.models import Recommendation, Response
 from app.services.people.access import find_student
@@ -84,7 +85,7 @@ def reveal_hint(session: Session, principal: Principal, recommendation_id: int) 
 
 
 def answer(
-    session: Session, principal: Principal, recommendation_id: int, text: str
+    session: Session, principal: Principal, recommendation_id: int, text: Answer
 ) -> tuple[RecordedResponse, bool]:
     """Grade and record the answer to a recommended exercise.
 
@@ -148,4 +149,8 @@ def answer_result(session: Session, principal: Principal, response_id: int) -> A
     changes = answer_changes(
         result.skills, names, correct=result.correct, hints_used=result.hints_used, fallback_after=fallback
     )
-    return AnswerResult(result, exercise, response.answer, names, changes)
+    # As the student reads it: "A, C" for a selection, "1. a; 2. b" for an order (stored as JSON).
+    given = (
+        None if response.answer is None else readable_answer(exercise, answer_of(exercise, response.answer))
+    )
+    return AnswerResult(result, exercise, given, names, changes)

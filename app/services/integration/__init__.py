@@ -1,0 +1,1 @@
+"""The tutor inside other systems: LTI 1.3 launches from an LMS (``lti``)."""
