@@ -159,11 +159,16 @@ ADVERSARIAL = [
 ]
 
 
+# Bounded work takes well under a second here; unbounded work (a huge power expanded, simplify on a tower of
+# exponents) takes minutes. The margin is for CI's 2 shared, loaded cores, not for the code.
+BOUNDED_SECONDS = 10.0
+
+
 @pytest.mark.parametrize("typed", ADVERSARIAL)
 def test_adversarial_input_is_graded_quickly_and_never_raises(typed: str) -> None:
     started = time.monotonic()
     result = grade(expression_exercise("x^2 + 1"), typed)
-    assert time.monotonic() - started < 2.0
+    assert time.monotonic() - started < BOUNDED_SECONDS
     assert result.correct is False
     if typed != "sqrt(-1)":
         assert result.reason is not None
@@ -178,7 +183,7 @@ def test_readable_but_explosive_expressions_are_compared_quickly(typed: str) -> 
     started = time.monotonic()
     assert not grade_answer(expression_exercise("x^2 + 1"), typed)
     assert grade_answer(expression_exercise(typed), typed)
-    assert time.monotonic() - started < 2.0
+    assert time.monotonic() - started < BOUNDED_SECONDS
 
 
 def test_code_is_never_evaluated() -> None:

@@ -42,7 +42,7 @@ def answer_current(page: Any, shipped_graph: Any, *, right: bool) -> str:
         page.keyboard.press("Enter")
     else:
         # Focus lands on the input (within the page's first moments), with a keyboard that can type it.
-        expect(page.locator("#answer")).to_be_focused(timeout=3000)
+        expect(page.locator("#answer")).to_be_focused(timeout=15_000)
         assert page.locator("#answer").get_attribute("inputmode") == input_mode(exercise)
         page.keyboard.type(exercise.answers[0] if right else "-98765")
         page.keyboard.press("Enter")
@@ -265,7 +265,7 @@ def test_choices_are_large_readable_targets(
         assert box and label and box["width"] >= 24 and box["height"] >= 24  # big enough to hit
         assert label["height"] >= 44  # the whole row is the target (WCAG 2.5.5's 44 px)
     # By keyboard: the first choice has the focus, arrows move through them, Enter sends.
-    expect(radios.first).to_be_focused(timeout=3000)
+    expect(radios.first).to_be_focused(timeout=15_000)
     page.keyboard.press("ArrowDown")
     assert radios.nth(1).is_checked()
     check_page(page, "student-practice-choices")
@@ -301,7 +301,7 @@ def test_a_student_answers_an_expression_and_puts_items_in_order(
         exercise_id = str(page.locator("section.exercise").get_attribute("data-exercise-id"))
         exercise = graph.exercises[exercise_id]
         if exercise.answer_kind == "expression":
-            expect(page.locator("#answer")).to_be_focused(timeout=3000)
+            expect(page.locator("#answer")).to_be_focused(timeout=15_000)
             assert "Use x" in page.locator("#answer-help").inner_text()
             check_page(page, "student-practice-expression")
             page.keyboard.type("2(x + 3)")  # accepted: "2x + 6"
@@ -309,7 +309,7 @@ def test_a_student_answers_an_expression_and_puts_items_in_order(
             check_page(page, "student-practice-ordered")
             shown = [page.locator(f"label[for=place-{i}]").inner_text() for i in range(1, 5)]
             assert sorted(shown) == sorted(exercise.answers) and shown != list(exercise.answers)
-            expect(page.locator("#place-1")).to_be_focused(timeout=3000)
+            expect(page.locator("#place-1")).to_be_focused(timeout=15_000)
             for i, item in enumerate(shown, start=1):
                 field = page.get_by_label(item, exact=True)
                 assert field.get_attribute("id") == f"place-{i}"
