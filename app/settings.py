@@ -275,7 +275,7 @@ def defaults(instance_path: str) -> dict[str, Any]:
         "SQLALCHEMY_ENGINE_OPTIONS": {"hide_parameters": True},
         # flask-smorest / OpenAPI
         "API_TITLE": "Adaptive tutor API",
-        "API_VERSION": "1.3.0",
+        "API_VERSION": "1.3.1",
         "OPENAPI_VERSION": "3.1.0",
         "OPENAPI_URL_PREFIX": "/api/v1",
         "OPENAPI_JSON_PATH": "openapi.json",

@@ -170,11 +170,19 @@ class FitJobRequestSchema(Schema):
     seed = WholeNumber(load_default=42, validate=validate.Range(0, 2**31 - 1))
 
 
+# ASCII whitespace only, as the server's check (bytes.strip) and every regex dialect read it alike.
+NOT_BLANK_NO_NUL = r"^[^\u0000]*[^\u0000\t\n\v\f\r ][^\u0000]*$"
+
+
 class LogImportRequestSchema(Schema):
     format = fields.String(required=True, validate=validate.OneOf(LOG_FORMATS))
     content = fields.String(
         required=True,
-        validate=validate.Length(min=1),
+        # One pattern (no NUL, at least one non-space character) puts "not blank" in the contract itself.
+        validate=[
+            validate.Length(min=1),
+            validate.Regexp(NOT_BLANK_NO_NUL, error="the file is empty or holds a NUL character"),
+        ],
         metadata={
             "description": "The log file's text (CSV or tab-separated, with its header row), at most "
             "JOBS_MAX_UPLOAD_BYTES bytes as UTF-8."
