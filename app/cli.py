@@ -51,7 +51,12 @@ from app.extensions import db
 from app.models import Job, Student
 from app.observability.commands import log_runs
 from app.services.modelling import memory_fit
-from app.services.modelling.evaluation import evaluate_model
+from app.services.modelling.evaluation import (
+    HOLDING_SCHOOL,
+    EvaluationReport,
+    evaluate_model,
+    evaluate_test_log,
+)
 from app.services.modelling.fitting import FitError, fit_parameters
 from app.services.modelling.imports import import_log
 from app.services.modelling.mastery import (
@@ -683,6 +688,17 @@ def import_log_command(
     help="Fit on the workers of the Dask scheduler at ADDR, e.g. tcp://10.0.0.5:8786 (default: FIT_CLUSTER; "
     "'' fits on this machine).",
 )
+@click.option(
+    "--choose-variant",
+    is_flag=True,
+    help="Per skill, fit standard BKT or forgets, whichever predicts held-out students better "
+    "(3 folds of the skill's students); --forgets is then ignored.",
+)
+@click.option(
+    "--like-pybkt",
+    is_flag=True,
+    help="Fit exactly as pyBKT's pure build: one-answer students left out of guess/slip, no pooled prior.",
+)
 @click.option("--enqueue", is_flag=True, help=ENQUEUE_HELP + " (--jobs: the worker decides)")
 @click.option("--school", "school_name", help=JOB_SCHOOL_HELP)
 def fit_params_command(
@@ -693,10 +709,14 @@ def fit_params_command(
     seed: int,
     jobs: int | None,
     cluster: str | None,
+    choose_variant: bool,
+    like_pybkt: bool,
     enqueue: bool,
     school_name: str | None,
 ) -> None:
     """Fit BKT parameters with pyBKT, store them as a new current version, replay mastery."""
+    if enqueue and (choose_variant or like_pybkt):
+        raise click.UsageError("--choose-variant and --like-pybkt run in this process, not with --enqueue")
     if cluster is None:
         cluster = current_settings().fit_cluster
     elif not cluster.strip():
@@ -731,6 +751,8 @@ def fit_params_command(
             n_jobs=jobs,
             rules=mastery_rules(),
             cluster=cluster,
+            choose_variant=choose_variant,
+            like_pybkt=like_pybkt,
         )
     except FitError as error:
         raise click.ClickException(str(error)) from None
@@ -743,7 +765,7 @@ def fit_params_command(
         click.echo(
             f"  fitted {fit.skill_id}: prior={p['prior']:.4f} learn={p['learn']:.4f} "
             f"guess={p['guess']:.4f} slip={p['slip']:.4f} forget={p['forget']:.4f} "
-            f"(n={fit.n_responses}, LL={fit.log_likelihood:.1f})"
+            f"(n={fit.n_responses}, LL={fit.log_likelihood:.1f}) {fit.status}, {fit.variant}"
             + (f" constrained: {', '.join(fit.constrained)} held at 0.45" if fit.constrained else "")
         )
     for skill, n in sorted(report.too_little_data.items()):
@@ -752,6 +774,17 @@ def fit_params_command(
         click.echo(f"  rejected {skill}: degenerate fit, parameters not changed ({why})")
     if report.rebuild:
         click.echo(f"Mastery replayed: {_replayed(report.rebuild)}")
+    if report.pooled is not None:
+        p = report.pooled
+        click.echo(
+            f"Pooled fit behind the prior: prior={p['prior']:.4f} learn={p['learn']:.4f} "
+            f"guess={p['guess']:.4f} slip={p['slip']:.4f} forget={p['forget']:.4f}"
+        )
+    counts = report.status_counts
+    click.echo("Status: " + ", ".join(f"{status} {counts[status]}" for status in counts))
+    if choose_variant:
+        chosen = [fit.variant for fit in report.fitted]
+        click.echo(f"Variants: standard {chosen.count('standard')}, forgets {chosen.count('forgets')}")
     click.echo(
         f"Fitted {len(report.fitted)}, kept {len(report.too_little_data)}, rejected {len(report.rejected)}."
     )
@@ -901,40 +934,94 @@ def check_consistency_command(repair: bool) -> None:
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--num-fits", default=5, show_default=True, type=click.IntRange(1))
 @click.option("--forgets", is_flag=True)
+@click.option("--choose-variant", is_flag=True, help="As fit-params --choose-variant.")
+@click.option("--like-pybkt", is_flag=True, help="As fit-params --like-pybkt.")
 @click.option("--jobs", default=None, type=click.IntRange(1))
+@click.option(
+    "--test-log",
+    type=click.Path(dir_okay=False, exists=True),
+    help="Score this separate log under the current (trained) parameters instead of a split: imported into "
+    "a holding school for the evaluation only (rolled back), never fitted on.",
+)
+@click.option("--format", "fmt", type=click.Choice(LOG_FORMATS), help="The test log's layout (--test-log).")
+@click.option(
+    "--holding-school", default=HOLDING_SCHOOL, show_default=True, help="Where --test-log is imported."
+)
 def evaluate_model_command(
-    test_fraction: float, seed: int, num_fits: int, forgets: bool, jobs: int | None
+    test_fraction: float,
+    seed: int,
+    num_fits: int,
+    forgets: bool,
+    choose_variant: bool,
+    like_pybkt: bool,
+    jobs: int | None,
+    test_log: str | None,
+    fmt: str | None,
+    holding_school: str,
 ) -> None:
-    """Fit on some students and score the tracker's predictions on the held-out ones."""
+    """Fit on some students and score the tracker's predictions on the held-out ones (or, with --test-log,
+    score a separate log under the current parameters); a constant predictor beside every figure."""
+    if test_log is not None and fmt is None:
+        raise click.UsageError("--test-log needs --format")
     try:
-        report = evaluate_model(
-            db.session(),
-            test_fraction=test_fraction,
-            seed=seed,
-            num_fits=num_fits,
-            forgets=forgets,
-            n_jobs=jobs,
-        )
-    except FitError as error:
+        if test_log is not None:
+            report = evaluate_test_log(
+                db.session(),
+                test_log,
+                fmt,  # type: ignore[arg-type]  # click.Choice checked it
+                rules=mastery_rules(),
+                holding_school=holding_school,
+            )
+        else:
+            report = evaluate_model(
+                db.session(),
+                test_fraction=test_fraction,
+                seed=seed,
+                num_fits=num_fits,
+                forgets=forgets,
+                n_jobs=jobs,
+                like_pybkt=like_pybkt,
+                choose_variant=choose_variant,
+            )
+    except (FitError, DomainError) as error:
         raise click.ClickException(str(error)) from None
-    o = report.overall
-    click.echo(f"Students: {report.n_train_students} train, {report.n_test_students} held out (seed {seed})")
-    click.echo(f"{'skill':<40} {'n':>8} {'AUC':>7} {'RMSE':>7} {'logloss':>8} {'acc':>7}")
-    for name, s in [("OVERALL", o), *sorted(report.per_skill.items())]:
+    _echo_evaluation(report, f"test log {test_log}" if test_log else f"seed {seed}")
+
+
+def _echo_evaluation(report: EvaluationReport, source: str) -> None:
+    o, b = report.overall, report.baseline
+    click.echo(f"Students: {report.n_train_students} train, {report.n_test_students} held out ({source})")
+    click.echo(
+        f"Rows scored: {o.n} of {report.n_rows} ({report.share_scored:.1%}); "
+        f"constant predictor: P(correct) = {report.constant:.4f} (the training answers' mean)"
+    )
+    click.echo(f"{'skill':<40} {'n':>8} {'AUC':>7} {'RMSE':>7} {'logloss':>8} {'acc':>7}  status")
+    rows = [
+        ("OVERALL", o, ""),
+        *[(s, v, report.status.get(s, "")) for s, v in sorted(report.per_skill.items())],
+    ]
+    if b is not None:
+        rows.insert(1, ("CONSTANT (baseline)", b, ""))
+    for name, s, status in rows:
         click.echo(
-            f"{name[:40]:<40} {s.n:>8} {s.auc:>7.4f} {s.rmse:>7.4f} {s.log_loss:>8.4f} {s.accuracy:>7.4f}"
+            f"{name[:40]:<40} {s.n:>8} {s.auc:>7.4f} {s.rmse:>7.4f} {s.log_loss:>8.4f} {s.accuracy:>7.4f}  "
+            f"{status}".rstrip()
         )
+    click.echo(
+        f"Calibration error (count-weighted |mean predicted - observed| over the bins): "
+        f"{report.calibration_error:.4f}; constant: {report.baseline_calibration_error:.4f}"
+    )
     click.echo("Calibration (predicted P(correct) bin: n, mean predicted, observed):")
-    for b in report.calibration:
+    for c in report.calibration:
         click.echo(
-            f"  [{b.lower:.1f}, {b.upper:.1f}): {b.count:>7} {b.mean_predicted:.3f} {b.observed_rate:.3f}"
+            f"  [{c.lower:.1f}, {c.upper:.1f}): {c.count:>7} {c.mean_predicted:.3f} {c.observed_rate:.3f}"
         )
     if report.kept_current:
         kept = ", ".join(report.kept_current)
         click.echo(f"Degenerate training fit, scored with current parameters: {kept}")
     if report.unscored_skills:
         click.echo(
-            f"Not scored (no training data): {len(report.unscored_skills)} skills, "
+            f"Not scored (no fitted parameters): {len(report.unscored_skills)} skills, "
             f"{sum(report.unscored_skills.values())} responses"
         )
 
@@ -1246,7 +1333,17 @@ CHANGES_DATA: dict[click.Command, tuple[str, ...]] = {
     audit_bias_command: ("attribute", "skills", "diagnostic", "enqueue"),
     import_log_command: ("fmt", "skip_bad_rows", "enqueue"),
     import_oneroster_command: ("org", "dry_run"),
-    fit_params_command: ("skills", "forgets", "min_responses", "num_fits", "seed", "cluster", "enqueue"),
+    fit_params_command: (
+        "skills",
+        "forgets",
+        "min_responses",
+        "num_fits",
+        "seed",
+        "cluster",
+        "choose_variant",
+        "like_pybkt",
+        "enqueue",
+    ),
     rebuild_mastery_command: (),
     check_consistency_command: ("repair",),
     worker_command: ("threads",),  # one line when the worker stops (each job logs its own)

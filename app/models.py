@@ -101,6 +101,8 @@ class StaffUser(db.Model):  # type: ignore[name-defined]
     last_login_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     # The OneRoster sourcedId of the teacher an import made or matched (None: made any other way).
     sourced_id: Mapped[str | None] = mapped_column(String(255))
+    # Set when an admin deactivates them: they can no longer sign in, and their sessions end.
+    deactivated_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class SchoolClass(db.Model):  # type: ignore[name-defined]
@@ -117,6 +119,9 @@ class SchoolClass(db.Model):  # type: ignore[name-defined]
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     # The OneRoster sourcedId of the class an import made (None: made any other way); stable across renames.
     sourced_id: Mapped[str | None] = mapped_column(String(255))
+    # Set when an admin archives it: gone from every class list and scope, its join code signs nobody in;
+    # its students and their data stay.
+    archived_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class ClassMembership(db.Model):  # type: ignore[name-defined]
@@ -168,6 +173,8 @@ class Student(db.Model):  # type: ignore[name-defined]
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     # Posterior over app.domain.tracking.HYPOTHESES (speed x prior knowledge; None: the prior).
     speed_weights: Mapped[list[float] | None] = mapped_column(JSON)
+    # Total variation the posterior has moved through (the answer path's index with mastery.pace_check_at).
+    pace_drift: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
     # False: the student opted out of personalization (fixed curriculum order).
     personalized: Mapped[bool] = mapped_column(Boolean, default=True, server_default=sa_true())
     personalization_changed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
@@ -451,6 +458,9 @@ class Mastery(db.Model):  # type: ignore[name-defined]
     memory_reviewed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     memory_reviews: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     memory_lapses: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The student's pace_drift at which a new posterior could first earn the skill (app.domain.tracking
+    # pace_slack); NULL: not worked out yet (rows a replay or an import wrote): the next answer looks.
+    pace_check_at: Mapped[float | None] = mapped_column(Float)
 
 
 class ConsentEvent(db.Model):  # type: ignore[name-defined]
@@ -488,6 +498,23 @@ class AccessLogEntry(db.Model):  # type: ignore[name-defined]
     actor: Mapped[str] = mapped_column(String(100))
     actor_name: Mapped[str] = mapped_column(String(200))
     what: Mapped[str] = mapped_column(String(40))  # "profile", "progress", "report", "export", ...
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class AdminChange(db.Model):  # type: ignore[name-defined]
+    """A change a school admin made from the web (teachers, classes, rosters, codes, API keys): who, when,
+    what. Names staff and classes, never a student (a roster change is counted)."""
+
+    __tablename__ = "admin_changes"
+    __table_args__ = (Index("ix_admin_changes_school_id_id", "school_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("schools.id", ondelete="CASCADE"))
+    actor: Mapped[str] = mapped_column(String(100))  # e.g. "admin:3"
+    actor_name: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(40))  # "teacher added", "class archived", ...
+    subject: Mapped[str] = mapped_column(String(300))  # whom or what, in words
+    detail: Mapped[str] = mapped_column(String(500), default="")
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 

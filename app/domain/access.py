@@ -48,6 +48,10 @@ class Action(StrEnum):
     # log imports, retention purges), which the operator also runs from the shell.
     MANAGE_JOBS = "see or cancel background jobs"
     RUN_MAINTENANCE = "fit parameters, import logs or purge expired data"
+    # The school's administration pages: teachers, classes, rosters, class and personal codes.
+    MANAGE_SCHOOL = "manage the school's teachers, classes and rosters"
+    # Staff try an exercise as a student would; the page shows the accepted answers and the solution.
+    PREVIEW_CONTENT = "try exercises as a student would (answers shown)"
 
 
 PERMISSIONS: dict[Role, frozenset[Action]] = {
@@ -83,11 +87,14 @@ PERMISSIONS: dict[Role, frozenset[Action]] = {
             Action.READ_BIAS_CHECK,
             Action.MANAGE_JOBS,
             Action.RUN_MAINTENANCE,
+            Action.MANAGE_SCHOOL,
+            Action.PREVIEW_CONTENT,
         }
     ),
     Role.TEACHER: frozenset(
         {
             Action.READ_CONTENT,
+            Action.PREVIEW_CONTENT,
             Action.READ_STUDENT,
             Action.SET_PERSONALIZATION,
             Action.READ_CLASS,

@@ -35,6 +35,7 @@ learner. Pace and prior knowledge never come from group membership: only from an
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -169,16 +170,83 @@ class SkillState:
     last_practiced_at: datetime | None = None
     review_successes: int = 0  # right answers given while earned
     memory: Memory | None = None  # from the moment the skill is earned
+    # The student's pace drift at which a new posterior could first earn this skill with no answer on it
+    # (``StudentModel.pace_drift``); None: not worked out yet. An index, not knowledge: it decides nothing.
+    pace_check_at: float | None = field(default=None, compare=False)
 
     @classmethod
     def fresh(cls, params: BktParams) -> SkillState:
         return cls(params.prior, [params.prior * a for _, a, _ in HYPOTHESES])
 
 
+# A pace drift no student reaches: it grows by at most 1 per answer.
+NEVER = 1e9
+
+
+def pace_slack(
+    state: SkillState, weights: Sequence[float], now: datetime, rules: MasteryRules = DEFAULT_RULES
+) -> float:
+    """How much pace drift (total variation of the posterior) a skill that is not answered can take before
+    it might be earned.
+
+    The estimate is sum_h w_h a_h with a_h = P(L | h) x recall_h(now) in [0, 1]. Until the skill's next
+    answer its P(L | h) stay and recall only falls, so under any later posterior w' the estimate is at most
+    sum_h w'_h a_h <= estimate + TV(w, w') x (max a - min a): it cannot reach the threshold before the drift
+    has covered (threshold - estimate) / (max a - min a), and never when max a is below it. One earned
+    already, or short of credited answers (only an answer of its own adds one), never is. 1e-12: rounding.
+    """
+    if state.mastered_at is not None or state.correct_count < rules.min_correct:
+        return NEVER
+    levels = recall_by_hypothesis(state.memory, now, rules)
+    reach: list[float] = [p * r for p, r in zip(state.p_by_speed, levels, strict=True)]
+    highest = max(reach, default=0.0)
+    if highest < rules.threshold - 1e-12:
+        return NEVER  # no posterior can bring it there
+    estimate = math.fsum(w * a for w, a in zip(weights, reach, strict=True))
+    spread = highest - min(reach)
+    if spread <= 0.0:
+        return 0.0 if estimate >= rules.threshold - 1e-12 else NEVER
+    return max(0.0, (rules.threshold - 1e-12 - estimate) / spread)
+
+
 @dataclass
 class StudentModel:
     speed_weights: list[float] = field(default_factory=lambda: list(HYPOTHESIS_PRIOR))
     skills: dict[str, SkillState] = field(default_factory=dict)
+    # Total variation the posterior has moved through, answer by answer: with each skill's
+    # ``pace_check_at``, the index that lets an answer check only the skills a new posterior could earn.
+    pace_drift: float = field(default=0.0, compare=False)
+    # (pace_check_at, skill) of every checked skill, for ``apply_answer``; built from ``skills`` on first use.
+    _checks: list[tuple[float, str]] | None = field(default=None, init=False, repr=False, compare=False)
+
+    def index_pace_checks(self) -> None:
+        """Build the index from the skills' stored levels, once per model (a skill without one is due at
+        once); from then on ``apply_answer`` keeps it."""
+        if self._checks is None:
+            self._checks = [
+                (-math.inf if s.pace_check_at is None else s.pace_check_at, skill_id)
+                for skill_id, s in self.skills.items()
+                if s.pace_check_at is None or s.pace_check_at < NEVER
+            ]
+            heapq.heapify(self._checks)
+
+    def due_pace_checks(self) -> list[str]:
+        """The skills whose ``pace_check_at`` the drift has reached, or that have none yet, taken off the
+        index (``apply_answer`` puts them back with their new level)."""
+        self.index_pace_checks()
+        checks, due = self._checks or [], []
+        while checks and checks[0][0] <= self.pace_drift:
+            level, skill_id = heapq.heappop(checks)
+            state = self.skills.get(skill_id)
+            if state is not None and state.pace_check_at in (None, level):  # else a stale entry
+                due.append(skill_id)
+        return due
+
+    def set_pace_check(self, skill_id: str, slack: float) -> None:
+        state = self.skills[skill_id]
+        state.pace_check_at = NEVER if slack >= NEVER else self.pace_drift + slack
+        if self._checks is not None and state.pace_check_at < NEVER:
+            heapq.heappush(self._checks, (state.pace_check_at, skill_id))
 
     def state(self, skill_id: str, params: BktParams) -> SkillState:
         found = self.skills.get(skill_id)
@@ -358,6 +426,41 @@ def _earn(state: SkillState, estimate: float, now: datetime, rules: MasteryRules
             state.memory = memory_model.start_memory(now, rules.memory_weights)
 
 
+def total_variation(a: Sequence[float], b: Sequence[float]) -> float:
+    """Total variation distance between two posteriors over the hypotheses."""
+    return 0.5 * sum(abs(x - y) for x, y in zip(a, b, strict=True))
+
+
+def posterior_after(
+    model: StudentModel,
+    skill_ids: Sequence[str],
+    correct: bool,
+    params: Mapping[str, BktParams],
+    *,
+    now: datetime,
+    rules: MasteryRules = DEFAULT_RULES,
+) -> list[float] | None:
+    """The hypothesis posterior after this answer (None: no hypothesis explains it, the posterior stays).
+    Changes nothing, and needs only the answered skills' states: an answer's caller can work out the pace
+    drift (``total_variation``) before reading any other skill."""
+    likelihood = [1.0] * len(HYPOTHESES)
+    for skill_id in skill_ids:
+        skill_params = params[skill_id]
+        p_by_hypothesis = model._p_by_hypothesis(skill_id, skill_params)
+        found = model.skills.get(skill_id)
+        if found is not None and found.memory is not None:  # forgetting since the last review first
+            levels = recall_by_hypothesis(found.memory, now, rules)
+            p_by_hypothesis = [p * r for p, r in zip(p_by_hypothesis, levels, strict=True)]
+        for i, hp in enumerate(_hypothesis_params(skill_params, rules)):
+            p_correct = predict_correct(p_by_hypothesis[i], hp)
+            likelihood[i] *= p_correct if correct else 1.0 - p_correct
+    weighted = [w * lk for w, lk in zip(model.speed_weights, likelihood, strict=True)]
+    total = sum(weighted)
+    if total > 0 and math.isfinite(total):
+        return [w / total for w in weighted]
+    return None
+
+
 def apply_answer(
     model: StudentModel,
     skill_ids: Sequence[str],
@@ -375,6 +478,8 @@ def apply_answer(
     observations. Forgetting since the last review is applied first, then the posterior
     over hypotheses is updated with the states before the answer, then each state.
     """
+    model.index_pace_checks()  # from the levels before this answer's skills change (a no-op after)
+    posterior = posterior_after(model, skill_ids, correct, params, now=now, rules=rules)
     states = [model.state(s, params[s]) for s in skill_ids]
     before = [model.estimate(s, params[s], now, rules) for s in skill_ids]
     hypothesis_params = [_hypothesis_params(params[s], rules) for s in skill_ids]
@@ -382,16 +487,9 @@ def apply_answer(
         if state.memory is not None:
             levels = recall_by_hypothesis(state.memory, now, rules)
             state.p_by_speed = [p * r for p, r in zip(state.p_by_speed, levels, strict=True)]
-
-    likelihood = [1.0] * len(HYPOTHESES)
-    for state, hps in zip(states, hypothesis_params, strict=True):
-        for i, hp in enumerate(hps):
-            p_correct = predict_correct(state.p_by_speed[i], hp)
-            likelihood[i] *= p_correct if correct else 1.0 - p_correct
-    weighted = [w * lk for w, lk in zip(model.speed_weights, likelihood, strict=True)]
-    total = sum(weighted)
-    if total > 0 and math.isfinite(total):
-        model.speed_weights = [w / total for w in weighted]
+    if posterior is not None:
+        model.pace_drift += total_variation(posterior, model.speed_weights)
+        model.speed_weights = posterior
 
     steps = []
     for state, skill_id, hps, shown in zip(states, skill_ids, hypothesis_params, before, strict=True):
@@ -432,9 +530,15 @@ def apply_answer(
                 after,
             )
         )
+    for step, state in zip(steps, states, strict=True):
+        model.set_pace_check(step.skill_id, pace_slack(state, model.speed_weights, now, rules))
     # A new posterior moves every skill's estimate: record skills earned that way too (on the estimate now:
-    # old evidence of a skill not practised since has faded).
-    for skill_id, state in model.skills.items():
-        if state.mastered_at is None and state.correct_count >= rules.min_correct and skill_id in params:
-            _earn(state, model.estimate(skill_id, params[skill_id], now, rules), now, rules)
+    # old evidence of a skill not practised since has faded). Only the skills the posterior's drift may have
+    # brought to the threshold are looked at (``pace_slack``): an answer's cost does not grow with the skills.
+    for skill_id in model.due_pace_checks():
+        if skill_id not in params:
+            continue
+        state = model.skills[skill_id]
+        _earn(state, model.estimate(skill_id, params[skill_id], now, rules), now, rules)
+        model.set_pace_check(skill_id, pace_slack(state, model.speed_weights, now, rules))
     return steps

@@ -8,7 +8,7 @@ document.addEventListener("DOMContentLoaded", function () {
   var first = document.querySelector("[autofocus]");
   if (first && document.activeElement !== first) first.focus();
 
-  var form = document.querySelector("form.answer");
+  var form = document.querySelector("form.answer:not(.try)"); // the staff's preview answers in place
   if (!form) return;
   var status = form.querySelector(".status");
   var button = form.querySelector("button[type=submit]");

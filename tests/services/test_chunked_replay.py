@@ -70,7 +70,8 @@ def new_parameters(graph: ContentGraph) -> None:
 
 
 def stored_state() -> dict[tuple[str, str], tuple[Any, ...]]:
-    columns = [c for c in Mastery.__table__.c if c.name not in ("student_id", "skill_id")]
+    # pace_check_at is the answer path's index, not state: a replay leaves it to the next answer
+    columns = [c for c in Mastery.__table__.c if c.name not in ("student_id", "skill_id", "pace_check_at")]
     rows = db.session.execute(sa.select(Mastery.student_id, Mastery.skill_id, *columns)).all()
     db.session.rollback()
     return {(r[0], r[1]): tuple(r[2:]) for r in rows}

@@ -278,10 +278,13 @@ def test_fit_parameters_reads_skill_by_skill_and_records_the_e_step(
         import_log(session, path, "assistments", rules=rules)
         whole = fitting.response_frame(session)
         skill_of = {name: skill for skill, name in session.execute(sa.text("SELECT id, name FROM skills"))}
-        one = fitting.fit_parameters(session, num_fits=1, seed=7, min_responses=1, rules=rules)
+        # like_pybkt: the pure build's parameters (the default counts one-answer students and pools).
+        one = fitting.fit_parameters(
+            session, num_fits=1, seed=7, min_responses=1, rules=rules, like_pybkt=True
+        )
         monkeypatch.setattr(fitting, "fit_frame", recording)
         batched = fitting.fit_parameters(
-            session, num_fits=1, seed=7, min_responses=1, batch_rows=2000, rules=rules
+            session, num_fits=1, seed=7, min_responses=1, batch_rows=2000, rules=rules, like_pybkt=True
         )
         monkeypatch.undo()
         assert sorted(batches, key=len) == [{skill_of[BOX]: 1397}, {skill_of[TABLE]: 2303}]  # whole skills

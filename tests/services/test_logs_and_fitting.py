@@ -246,7 +246,10 @@ def test_fit_params_stores_current_versions_and_replays(app, slice_csv, runner, 
     assert kept.exit_code == 0, kept.output
     assert "Fitted 0, kept 2, rejected 0." in kept.output
 
-    result = runner.invoke(args=["fit-params", "--num-fits", "2", "--seed", "7", "--jobs", "2"])
+    # --like-pybkt: pyBKT's pure build's fit (one-answer students left out, no pooled prior).
+    result = runner.invoke(
+        args=["fit-params", "--num-fits", "2", "--seed", "7", "--jobs", "2", "--like-pybkt"]
+    )
     assert result.exit_code == 0, result.output
     assert "Fitted 2, kept 0, rejected 0." in result.output
     with app.app_context():

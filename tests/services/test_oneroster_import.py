@@ -302,3 +302,27 @@ def test_what_an_import_stores_about_a_student_is_exported_and_deleted_with_them
         == 0
     )
     assert "s-1" not in every_text()
+
+
+def test_a_reimport_leaves_a_class_archived_here_as_it_is(app: Flask, hill: Principal):
+    """An admin archived a class; the next roster still lists it, with a new student: the class is not
+    renamed, nobody joins it, and the counts say why (the student's other classes still change)."""
+    from app.services.people.school_admin import archive_class
+
+    roster = hill_roster("1.2")
+    import_roster(db.session(), hill, roster.bundle())
+    maths = db.session.scalar(sa.select(SchoolClass).where(SchoolClass.sourced_id == "k-maths"))
+    before = roster_of_school()["Maths 7B"]
+    archive_class(db.session(), hill, maths.id)
+
+    roster.klass("k-maths", "Maths 7B (renamed)").student("s-9", "Zed", "Brown").enrol("k-maths", "s-9")
+    roster.enrol("k-science", "s-9")
+    changes = import_roster(db.session(), hill, roster.bundle())
+    assert changes.classes_renamed == []
+    assert changes.enrolments_added == [("Science 7B", "s-9")]
+    assert changes.skipped["classes archived here (left as they are, with their enrolments)"] == 1
+    assert changes.skipped["enrollments in classes archived here"] >= 1
+    db.session.expire_all()
+    kept = db.session.get(SchoolClass, maths.id)
+    assert kept.name == "Maths 7B" and kept.archived_at is not None
+    assert roster_of_school()["Maths 7B"] == before

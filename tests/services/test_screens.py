@@ -146,6 +146,7 @@ def test_no_page_shows_statistics_jargon(app: Flask, world: World, shipped_graph
         "<id:response_id>": str(response_id),
         "<id:report_id>": str(bias_id),
         "<id:job_id>": str(job_id),
+        "<exercise_id>": "add-whole-001",
     }
     scanned = 0
     for rule in pages_of(app):

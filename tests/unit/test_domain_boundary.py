@@ -13,8 +13,16 @@ import pytest
 
 DOMAIN = Path(__file__).resolve().parents[2] / "app" / "domain"
 # The standard library, numerics, and small pure libraries a model needs (fsrs: the memory model;
-# sympy and mpmath: expression answers, app/domain/expressions.py).
-ALLOWED_PACKAGES = frozenset(sys.stdlib_module_names) | {"numpy", "scipy", "fsrs", "sympy", "mpmath"}
+# sympy and mpmath: expression answers, app/domain/expressions.py; statsmodels: experiment statistics,
+# app/domain/experiments/analysis.py).
+ALLOWED_PACKAGES = frozenset(sys.stdlib_module_names) | {
+    "numpy",
+    "scipy",
+    "fsrs",
+    "sympy",
+    "mpmath",
+    "statsmodels",
+}
 ALLOWED_APP_MODULES = ("app.domain",)
 
 

@@ -18,9 +18,9 @@ from flask import Flask
 
 from app.domain.access import Principal, Role
 from app.extensions import db
-from app.models import Exercise, School, SchoolClass, Skill
+from app.models import Exercise, School, SchoolClass, Skill, StaffUser
 from app.services.operations.job_kinds import start_purge
-from app.services.people.accounts import enroll
+from app.services.people.accounts import create_class, create_staff_user, enroll
 from app.services.people.apps import create_api_key
 from app.services.reporting.bias import run_bias_check
 from tests.conftest import ROLES, World
@@ -130,10 +130,60 @@ EXPECTED: dict[tuple[str, str], tuple[int, ...]] = {
     ("POST", "/lti/launch"): (403,) * 8,
     ("GET", "/admin/lms"): ADMIN_PAGE,
     ("POST", "/admin/lms"): (303, 403, 403, 403, 403, 303, 303, 400),
+    # School administration (admins): empty forms are 400; what changes a teacher or a class gets a fresh
+    # one of North per call (never teacher A, class A or the admin the other rows use)
+    ("GET", "/admin"): ADMIN_PAGE,
+    ("GET", "/admin/teachers"): ADMIN_PAGE,
+    ("POST", "/admin/teachers"): (303, 403, 403, 403, 403, 303, 303, 400),
+    ("POST", "/admin/teachers/<id:staff_id>/password"): (303, 403, 403, 403, 403, 303, 303, 200),
+    ("POST", "/admin/teachers/<id:staff_id>/deactivate"): (303, 403, 403, 403, 403, 303, 303, 303),
+    ("POST", "/admin/teachers/<id:staff_id>/reactivate"): (303, 403, 403, 403, 403, 303, 303, 303),
+    ("POST", "/admin/teachers/<id:staff_id>/role"): (303, 403, 403, 403, 403, 303, 303, 303),
+    ("GET", "/admin/classes"): ADMIN_PAGE,
+    ("POST", "/admin/classes"): (303, 403, 403, 403, 403, 303, 303, 400),
+    ("POST", "/admin/classes/<id:class_id>/teacher"): (303, 403, 403, 403, 403, 303, 303, 400),
+    ("POST", "/admin/classes/<id:class_id>/archive"): (303, 403, 403, 403, 403, 303, 303, 303),
+    ("POST", "/admin/classes/<id:class_id>/join-code"): (303, 403, 403, 403, 403, 303, 303, 303),
+    ("POST", "/admin/classes/<id:class_id>/codes"): (303, 403, 403, 403, 403, 303, 303, 200),
+    ("GET", "/admin/classes/<id:class_id>/roster"): ADMIN_PAGE,
+    ("POST", "/admin/classes/<id:class_id>/roster"): (303, 403, 403, 403, 403, 303, 303, 400),
+    ("POST", "/admin/classes/<id:class_id>/roster/confirm"): (303, 403, 403, 403, 403, 303, 303, 400),
+    ("GET", "/admin/changes"): ADMIN_PAGE,
+    # the staff's content pages: browse, try an exercise (an empty answer is a 400; nothing is recorded)
+    ("GET", "/admin/content"): STAFF_PAGE,
+    ("GET", "/admin/content/<exercise_id>"): STAFF_PAGE,
+    ("POST", "/admin/content/<exercise_id>"): (303, 403, 403, 400, 400, 303, 303, 400),
     ("POST", "/logout"): (302,) * 8,  # run last: it ends the session
 }
 
+# School administration routes that change the class they name: each call gets a fresh class of North.
+FRESH_CLASS = {
+    ("POST", "/admin/classes/<id:class_id>/archive"),
+    ("POST", "/admin/classes/<id:class_id>/join-code"),
+    ("POST", "/admin/classes/<id:class_id>/codes"),
+}
+
 counter = itertools.count()
+
+
+def fresh_teacher_of_north(app: Flask) -> str:
+    with app.app_context():
+        north = db.session.scalar(sa.select(School).where(School.name == "North"))
+        n = next(counter)
+        return str(
+            create_staff_user(
+                db.session(), north, f"spare-{n}@north.test", "Spare", "x" * 12, role=Role.TEACHER
+            ).id
+        )
+
+
+def fresh_class_of_north(app: Flask) -> str:
+    """A class of a fresh teacher, with one student (so its codes can be reissued)."""
+    with app.app_context():
+        teacher = db.session.get(StaffUser, int(fresh_teacher_of_north(app)))
+        klass = create_class(db.session(), teacher, "Spare class")
+        enroll(db.session(), klass, [f"spare-student-{next(counter)}"])
+        return str(klass.id)
 
 
 def fresh_key_prefix(app: Flask) -> str:
@@ -195,7 +245,12 @@ def request_for(app: Flask, world: World, method: str, rule: str) -> tuple[str, 
             if (method, rule) in FRESH_STUDENT
             else (lambda: world.student_a)
         ),
-        "<id:class_id>": lambda: str(world.class_a),
+        "<id:class_id>": (
+            (lambda: fresh_class_of_north(app))
+            if (method, rule) in FRESH_CLASS
+            else (lambda: str(world.class_a))
+        ),
+        "<id:staff_id>": lambda: fresh_teacher_of_north(app),
         "<skill_id>": lambda: skill,
         "<exercise_id>": lambda: exercise,
         "<prefix>": lambda: fresh_key_prefix(app),
@@ -239,6 +294,18 @@ def request_for(app: Flask, world: World, method: str, rule: str) -> tuple[str, 
         ("POST", "/admin/jobs/<id:job_id>/cancel"): {"form": {}},
         ("POST", "/admin/oneroster"): {"form": {}},
         ("POST", "/admin/oneroster/confirm"): {"form": {}},
+        ("POST", "/admin/teachers"): {"form": {}},
+        ("POST", "/admin/teachers/<id:staff_id>/password"): {"form": {}},
+        ("POST", "/admin/teachers/<id:staff_id>/deactivate"): {"form": {}},
+        ("POST", "/admin/teachers/<id:staff_id>/reactivate"): {"form": {}},
+        ("POST", "/admin/teachers/<id:staff_id>/role"): {"form": {"admin": "on"}},
+        ("POST", "/admin/classes"): {"form": {}},
+        ("POST", "/admin/classes/<id:class_id>/teacher"): {"form": {}},
+        ("POST", "/admin/classes/<id:class_id>/archive"): {"form": {}},
+        ("POST", "/admin/classes/<id:class_id>/join-code"): {"form": {}},
+        ("POST", "/admin/classes/<id:class_id>/codes"): {"form": {}},
+        ("POST", "/admin/classes/<id:class_id>/roster"): {"form": {}},
+        ("POST", "/admin/classes/<id:class_id>/roster/confirm"): {"form": {}},
     }
     return url, bodies.get((method, rule), {})
 

@@ -10,7 +10,7 @@ from flask import Flask
 from app import create_app
 from app.domain.access import Principal, Role
 from app.extensions import db
-from app.models import ApiKey, Response, SchoolClass, Student
+from app.models import AdminChange, ApiKey, Response, SchoolClass, StaffUser, Student
 from app.services.operations.job_kinds import start_purge
 from app.services.people.accounts import enroll
 from tests.conftest import PASSWORD, Actor, World, make_app
@@ -138,11 +138,14 @@ def test_every_form_needs_its_csrf_token(app: Flask, world: World) -> None:
     )
     with app.app_context():
         job = start_purge(db.session(), Principal(Role.ADMIN, "operator", world.north, "operator"))[0].id
+        teacher_b = db.session.scalar(sa.select(StaffUser.id).where(StaffUser.email == "b@north.test"))
     for rule in posts:
         url = (
             rule.replace("<prefix>", key)
             .replace("<id:recommendation_id>", str(suggestion))
             .replace("<id:job_id>", str(job))
+            .replace("<id:class_id>", str(world.class_a))
+            .replace("<id:staff_id>", str(teacher_b))
         )
         # Sign-in forms are posted by signed-out visitors (signed-in ones are sent home); practice and a
         # student's own pages by the student.
@@ -191,6 +194,9 @@ def test_every_form_needs_its_csrf_token(app: Flask, world: World) -> None:
     with app.app_context():
         assert db.session.scalar(sa.select(sa.func.count()).select_from(Response)) == 0
         assert db.session.get(Student, world.student_a).personalized is True
+        assert db.session.get(StaffUser, teacher_b).deactivated_at is None  # the school admin pages too
+        assert db.session.get(SchoolClass, world.class_a).archived_at is None
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(AdminChange)) == 0
 
 
 def test_session_writes_to_the_api_need_the_csrf_header(app: Flask, world: World) -> None:

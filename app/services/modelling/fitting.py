@@ -8,6 +8,17 @@ cluster through joblib's dask backend (``cluster``, ``FIT_CLUSTER``), with the s
 ``pybkt_engine`` routes each fit to a correct E-step (compiled for one class, pure Python for class variants).
 ``fit_parameters`` streams the log in one pass ordered by skill and fits it in batches of whole
 skills of at most ``FIT_BATCH_ROWS`` rows, so memory is bounded by the batch, not the log.
+
+By default a fit uses every answer (a student's only answer on a skill is evidence for prior, guess and
+slip, as in pyBKT's compiled build) and borrows strength across skills: a pooled fit of all the skills
+(each student-skill sequence its own sequence) is the centre of a Beta prior worth ``PRIOR_STRENGTH``
+observations per parameter, and every skill is fitted by MAP-EM under it. A large skill's own answers
+outweigh the prior; a sparse one (most students answer it once or twice) lands near the pooled values
+instead of EM's guess = slip = 0.5. Each fit says what decided it (``SkillFit.status``): ``fitted`` (its
+own answers identify it), ``pooled`` (too few students answered it twice or more: mostly the prior),
+``constrained`` (guess or slip held at ``CONSTRAINED_LIMIT``); skills left out for too little data keep
+their parameters (``default``). ``like_pybkt`` fits exactly as pyBKT's pure build instead.
+``choose_variant`` picks standard BKT or forgets per skill by held-out likelihood (folds of students).
 """
 
 from __future__ import annotations
@@ -35,7 +46,7 @@ from app.models import FitRun, Response, ResponseSkill, SkillParameters
 from app.services.modelling import pybkt_engine
 from app.services.modelling.mastery import Progress, RebuildReport, begin_read_snapshot, replay_stale
 from app.services.modelling.pybkt_engine import pure_python_e_step as pure_python_e_step  # re-exported
-from app.services.tutoring.content import bump_revision
+from app.services.tutoring.content import DEFAULT_PARAMS, bump_revision
 
 # Every pyBKT fit in this process (and in joblib workers, which import this module) goes through the
 # routed EM loop; see pybkt_engine.
@@ -52,6 +63,16 @@ CONSTRAINED_LIMIT = 0.45
 FIT_BATCH_ROWS = 250_000
 STREAM_ROWS = 20_000  # rows fetched from the database at a time
 LOG_COLUMNS = (Response.id, Response.student_id, ResponseSkill.skill_id, Response.credited.label("correct"))
+# The pooled fit behind the prior: a skill's parameters count as its own ("fitted") from this many students
+# with two answers or more on it; the prior weighs as this many observations of each parameter.
+IDENTIFIED_MIN_STUDENTS = 20
+PRIOR_STRENGTH = 20.0
+POOL_ROWS = 250_000  # the pooled fit reads at most this many rows: the log's first, in answer order
+POOLED_SKILL = "(pooled)"
+# choose_variant: folds of students, and the fewest students a skill needs for a choice (else standard).
+VARIANT_FOLDS = 3
+VARIANT_MIN_STUDENTS = 30
+STATUSES = ("fitted", "pooled", "constrained", "default")
 # With the compiled E-step, fits of fewer row-fits (rows x restarts) than this run in this process.
 PARALLEL_MIN_ROW_FITS = 1_000_000
 # log_likelihood steps all students at once while at least this many have an answer left.
@@ -140,6 +161,10 @@ class SkillFit:
     restarts: int
     constrained: tuple[str, ...] = ()  # parameters held at CONSTRAINED_LIMIT
     e_steps: tuple[str, ...] = ()  # which pyBKT E-steps ran (pybkt_engine.COMPILED / PYTHON)
+    status: str = "fitted"  # fitted, pooled or constrained (STATUSES)
+    variant: str = "standard"  # standard or forgets: the model fitted
+    # choose_variant: held-out log-likelihood per variant (summed over the folds)
+    held_out: dict[str, float] = field(default_factory=dict)
 
     @property
     def problems(self) -> list[str]:
@@ -221,6 +246,10 @@ def fit_skill(
     num_fits: int,
     seed: int,
     repair: bool = True,
+    all_answers: bool = False,
+    pooled: dict[str, float] | None = None,
+    choose_variant: bool = False,
+    prior_strength: float = PRIOR_STRENGTH,
 ) -> SkillFit:
     """Fit one skill's rows with pyBKT (``num_fits`` restarts, best likelihood wins).
 
@@ -230,10 +259,58 @@ def fit_skill(
     ``CONSTRAINED_LIMIT`` and the rest refitted (reported as constrained). Only if that
     still fails is the degenerate fit returned (and rejected by the caller).
     ``repair=False`` skips both steps (pyBKT's own fit, for like-for-like benchmarks).
+    ``all_answers`` counts one-answer students' answers; ``pooled`` (the pooled fit's parameters) makes it
+    a MAP fit under a prior centred there (``PRIOR_STRENGTH``); ``choose_variant`` fits standard BKT or
+    forgets, whichever predicts held-out students of the skill better (``forgets`` is then ignored).
     """
-    with pybkt_engine.e_steps_used() as used:
-        fit = _repaired_fit(skill_id, frame, forgets=forgets, num_fits=num_fits, seed=seed, repair=repair)
-    return replace(fit, e_steps=tuple(sorted(used)))
+    prior = None if pooled is None or not prior_strength else pybkt_engine.Prior(pooled, prior_strength)
+    options: dict[str, Any] = {
+        "num_fits": num_fits,
+        "seed": seed,
+        "repair": repair,
+        "pooled": pooled if prior is not None else None,
+    }
+    with pybkt_engine.e_steps_used() as used, pybkt_engine.fit_options(all_answers=all_answers, prior=prior):
+        held_out: dict[str, float] = {}
+        if choose_variant:
+            held_out = _held_out_likelihoods(skill_id, frame, **options)
+            forgets = bool(held_out) and held_out["forgets"] > held_out["standard"]
+        fit = _repaired_fit(skill_id, frame, forgets=forgets, **options)
+    status = "constrained" if fit.constrained else fit.status
+    if prior is not None and status == "fitted" and _repeat_students(frame) < IDENTIFIED_MIN_STUDENTS:
+        status = "pooled"
+    return replace(
+        fit,
+        e_steps=tuple(sorted(used)),
+        status=status,
+        variant="forgets" if forgets else "standard",
+        held_out=held_out,
+    )
+
+
+def _repeat_students(frame: pd.DataFrame) -> int:
+    """Students with two answers or more in ``frame``."""
+    return int((frame["user_id"].value_counts() >= 2).sum())
+
+
+def _held_out_likelihoods(skill_id: str, frame: pd.DataFrame, **options: Any) -> dict[str, float]:
+    """log-likelihood of each fold of students under standard BKT and forgets fitted on the other folds,
+    summed over ``VARIANT_FOLDS`` folds ({} when the skill has too few students to choose)."""
+    users = sorted(frame["user_id"].unique())
+    if len(users) < VARIANT_MIN_STUDENTS:
+        return {}
+    folds = _folds(frame, users, options["seed"])
+    totals = {"standard": 0.0, "forgets": 0.0}
+    for k in range(VARIANT_FOLDS):
+        train, test = frame[folds != k], frame[folds == k]
+        ordered = test.sort_values(["user_id", "order_id"], kind="mergesort")
+        for variant in totals:
+            fit = _repaired_fit(skill_id, train, forgets=variant == "forgets", **options)
+            if fit.problems:
+                totals[variant] = -math.inf
+            elif math.isfinite(totals[variant]):
+                totals[variant] += log_likelihood(ordered, BktParams.of(fit.params))
+    return totals
 
 
 def _repaired_fit(
@@ -244,33 +321,99 @@ def _repaired_fit(
     num_fits: int,
     seed: int,
     repair: bool,
+    pooled: dict[str, float] | None = None,
 ) -> SkillFit:
+    """The fit, repaired when degenerate. Without ``pooled``: the most likely admissible retry, else the
+    offending guess/slip held at ``CONSTRAINED_LIMIT``. With ``pooled`` (the pooled fit's parameters), the
+    repairs (``REPAIRS``: that retry, that hold, the pooled parameters themselves) are compared on held-out
+    students of the skill (``VARIANT_FOLDS`` folds) and the one that predicts them best is kept."""
     ordered = frame.sort_values(["user_id", "order_id"], kind="mergesort")
-    params = _pybkt_fit(frame, skill_id, forgets=forgets, num_fits=num_fits, seed=seed)
+    options: dict[str, Any] = {"forgets": forgets, "num_fits": num_fits, "seed": seed}
+    params = _pybkt_fit(frame, skill_id, **options)
     restarts = num_fits
+    repaired = "fitted"
     if repair and parameter_problems(params):
-        best: tuple[float, dict[str, float]] | None = None
-        for offset in range(1, RETRY_RESTARTS * num_fits + 1):
-            candidate = _pybkt_fit(frame, skill_id, forgets=forgets, num_fits=1, seed=seed + offset)
-            restarts += 1
-            if not parameter_problems(candidate):
-                ll = log_likelihood(ordered, BktParams.of(candidate))
-                if best is None or ll > best[0]:
-                    best = (ll, candidate)
-        if best is not None:
-            params = best[1]
-    constrained: tuple[str, ...] = ()
-    if repair and parameter_problems(params):
-        constrained = tuple(n for n in ("guess", "slip") if params[n] >= 0.5)
-        hold = {f"{n}es" if n == "guess" else f"{n}s": CONSTRAINED_LIMIT for n in constrained}
-        candidate = _pybkt_fit(frame, skill_id, forgets=forgets, num_fits=num_fits, seed=seed, hold=hold)
-        restarts += num_fits
-        if not parameter_problems(candidate):
-            params = candidate
+        if pooled is not None:
+            repaired = _best_repair(skill_id, frame, pooled, **options)
+            params, used = _repair(repaired, skill_id, frame, pooled, **options)
         else:
-            constrained = ()
+            params, used = _repair("retry", skill_id, frame, pooled, **options)
+            if parameter_problems(params):
+                params, more = _repair("hold", skill_id, frame, pooled, **options)
+                used += more
+                repaired = "hold"
+        restarts += used
+    constrained: tuple[str, ...] = ()
+    if repaired == "hold" and not parameter_problems(params):
+        constrained = tuple(n for n in ("guess", "slip") if params[n] == CONSTRAINED_LIMIT)
     ll = math.nan if parameter_problems(params) else log_likelihood(ordered, BktParams.of(params))
-    return SkillFit(skill_id, params, int(frame["user_id"].nunique()), len(frame), ll, restarts, constrained)
+    fit = SkillFit(skill_id, params, int(frame["user_id"].nunique()), len(frame), ll, restarts, constrained)
+    return replace(fit, status="pooled") if repaired == "pooled" else fit
+
+
+# The repairs of a degenerate fit that _best_repair compares on held-out students.
+REPAIRS = ("retry", "hold", "pooled")
+
+
+def _repair(
+    how: str,
+    skill_id: str,
+    frame: pd.DataFrame,
+    pooled: dict[str, float] | None,
+    *,
+    forgets: bool,
+    num_fits: int,
+    seed: int,
+) -> tuple[dict[str, float], int]:
+    """(parameters, EM restarts run) of one repair: "retry" (the most likely admissible of
+    ``RETRY_RESTARTS`` x ``num_fits`` single restarts from other seeds, or the first fit's when none is),
+    "hold" (the guess/slip at 0.5 or above held at ``CONSTRAINED_LIMIT``, the rest refitted) or "pooled"."""
+    if how == "pooled":
+        assert pooled is not None
+        return dict(pooled), 0
+    first = _pybkt_fit(frame, skill_id, forgets=forgets, num_fits=num_fits, seed=seed)
+    if not parameter_problems(first):  # (a fold of a skill may not need the repair)
+        return first, 0
+    if how == "hold":
+        held = tuple(n for n in ("guess", "slip") if first[n] >= 0.5)
+        hold = {f"{n}es" if n == "guess" else f"{n}s": CONSTRAINED_LIMIT for n in held}
+        return _pybkt_fit(frame, skill_id, forgets=forgets, num_fits=num_fits, seed=seed, hold=hold), num_fits
+    ordered = frame.sort_values(["user_id", "order_id"], kind="mergesort")
+    best: tuple[float, dict[str, float]] | None = None
+    for offset in range(1, RETRY_RESTARTS * num_fits + 1):
+        candidate = _pybkt_fit(frame, skill_id, forgets=forgets, num_fits=1, seed=seed + offset)
+        if not parameter_problems(candidate):
+            ll = log_likelihood(ordered, BktParams.of(candidate))
+            if best is None or ll > best[0]:
+                best = (ll, candidate)
+    return (first if best is None else best[1]), RETRY_RESTARTS * num_fits
+
+
+def _best_repair(skill_id: str, frame: pd.DataFrame, pooled: dict[str, float], **options: Any) -> str:
+    """The repair (``REPAIRS``) whose parameters, fitted on the other folds of the skill's students,
+    give the held-out folds the highest log-likelihood ("pooled" when the skill has too few students)."""
+    users = sorted(frame["user_id"].unique())
+    if len(users) < VARIANT_MIN_STUDENTS:
+        return "pooled"
+    folds = _folds(frame, users, options["seed"])
+    totals = dict.fromkeys(REPAIRS, 0.0)
+    for k in range(VARIANT_FOLDS):
+        train, test = frame[folds != k], frame[folds == k]
+        ordered = test.sort_values(["user_id", "order_id"], kind="mergesort")
+        for how in REPAIRS:
+            params, _ = _repair(how, skill_id, train, pooled, **options)
+            if parameter_problems(params):
+                totals[how] = -math.inf
+            elif math.isfinite(totals[how]):
+                totals[how] += log_likelihood(ordered, BktParams.of(params))
+    return max(REPAIRS, key=lambda how: totals[how])  # ties: the first (retry, then hold)
+
+
+def _folds(frame: pd.DataFrame, users: list[str], seed: int) -> np.ndarray:
+    """Each row's fold (0 to ``VARIANT_FOLDS`` - 1), whole students to a fold, seeded."""
+    rng = np.random.default_rng(seed)
+    fold_of = dict(zip(users, rng.permutation(len(users)) % VARIANT_FOLDS, strict=True))
+    return np.asarray(frame["user_id"].map(fold_of).to_numpy(), dtype=np.int64)
 
 
 def default_jobs(rows: int, skills: int, num_fits: int) -> int:
@@ -298,30 +441,66 @@ def fit_frame(
     n_jobs: int | None = None,
     repair: bool = True,
     cluster: bool = False,
+    like_pybkt: bool = False,
+    pooled: dict[str, float] | None = None,
+    choose_variant: bool = False,
+    prior_strength: float = PRIOR_STRENGTH,
 ) -> list[SkillFit]:
     """Fit every skill of the frame, in parallel across skills (``n_jobs`` None: see ``default_jobs``).
 
     ``cluster`` (inside ``cluster.fits_on``): on the Dask cluster's workers, through joblib's dask backend,
     however small the job; the workers' threads decide how many fits run at once, not ``n_jobs``.
+    Unless ``like_pybkt`` (pyBKT's pure build: one-answer students left out, no prior), every answer counts
+    and each skill is fitted under the prior of ``pooled`` (default: ``pooled_fit`` of this frame) worth
+    ``prior_strength`` observations (0: no prior, maximum likelihood on every answer).
     """
+    if not like_pybkt and pooled is None and prior_strength:
+        pooled = pooled_fit(frame, forgets=forgets, num_fits=num_fits, seed=seed)
     groups = [(skill, rows) for skill, rows in frame.groupby("skill_name", sort=True)]
     jobs = 0 if cluster else n_jobs or default_jobs(len(frame), len(groups), num_fits)
+    options: dict[str, Any] = {
+        "forgets": forgets,
+        "num_fits": num_fits,
+        "seed": seed,
+        "repair": repair,
+        "all_answers": not like_pybkt,
+        "pooled": None if like_pybkt else pooled,
+        "choose_variant": choose_variant,
+        "prior_strength": prior_strength,
+    }
     if jobs == 1:
-        return [
-            fit_skill(str(s), rows, forgets=forgets, num_fits=num_fits, seed=seed, repair=repair)
-            for s, rows in groups
-        ]
+        return [fit_skill(str(s), rows, **options) for s, rows in groups]
     # In parallel, the largest skills go first, so that a batch ends on short fits rather than one long fit
     # with the other workers idle; the results are put back in skill order.
     largest_first = sorted(range(len(groups)), key=lambda i: -len(groups[i][1]))
-    tasks = (
-        delayed(fit_skill)(str(s), rows, forgets=forgets, num_fits=num_fits, seed=seed, repair=repair)
-        for s, rows in (groups[i] for i in largest_first)
-    )
+    tasks = (delayed(fit_skill)(str(s), rows, **options) for s, rows in (groups[i] for i in largest_first))
     # On a cluster, the backend is the one cluster.fits_on set, and its worker threads decide the jobs.
     fits: list[SkillFit] = Parallel(n_jobs=-1 if cluster else jobs)(tasks)
     by_group = dict(zip(largest_first, fits, strict=True))
     return [by_group[i] for i in range(len(groups))]
+
+
+def pooled_fit(frame: pd.DataFrame, *, forgets: bool, num_fits: int, seed: int) -> dict[str, float]:
+    """One fit of all the frame's skills as one skill (each student-skill sequence its own sequence), on
+    the first ``POOL_ROWS`` rows in answer order, every answer counted; degenerate fits repaired as a
+    skill's are. The centre of the prior that sparse skills borrow strength from."""
+    ordered = frame.sort_values(["order_id"], kind="mergesort").head(POOL_ROWS)
+    rows = pd.DataFrame(
+        {
+            "order_id": ordered["order_id"].to_numpy(),
+            "user_id": (
+                ordered["user_id"].astype(str) + "\x1f" + ordered["skill_name"].astype(str)
+            ).to_numpy(),
+            "skill_name": POOLED_SKILL,
+            "correct": ordered["correct"].to_numpy(),
+        },
+        columns=FRAME_COLUMNS,
+    )
+    with pybkt_engine.fit_options(all_answers=True):
+        fit = _repaired_fit(POOLED_SKILL, rows, forgets=forgets, num_fits=num_fits, seed=seed, repair=True)
+    if fit.problems:  # even the pooled fit degenerate: fall back on the service-wide defaults
+        return DEFAULT_PARAMS.values()
+    return fit.params
 
 
 def fit_batches(
@@ -333,13 +512,27 @@ def fit_batches(
     n_jobs: int | None = None,
     repair: bool = True,
     cluster: str | None = None,
+    like_pybkt: bool = False,
+    pooled: dict[str, float] | None = None,
+    choose_variant: bool = False,
+    prior_strength: float = PRIOR_STRENGTH,
 ) -> list[SkillFit]:
     """Fit the skills of each frame (frames of whole skills, e.g. ``_skill_batches``), a frame at a time.
 
     ``cluster``: the address of a Dask scheduler (``FIT_CLUSTER``) whose workers run the fits
     (``cluster.fits_on`` checks them first); None: this machine's processes (``n_jobs``).
+    ``pooled``: the prior's centre for every batch (``fit_frame`` otherwise pools each batch by itself).
     """
-    options: dict[str, Any] = {"forgets": forgets, "num_fits": num_fits, "seed": seed, "repair": repair}
+    options: dict[str, Any] = {
+        "forgets": forgets,
+        "num_fits": num_fits,
+        "seed": seed,
+        "repair": repair,
+        "like_pybkt": like_pybkt,
+        "pooled": pooled,
+        "choose_variant": choose_variant,
+        "prior_strength": prior_strength,
+    }
     if cluster is None:
         return [fit for frame in batches for fit in fit_frame(frame, n_jobs=n_jobs, **options)]
     try:
@@ -362,6 +555,22 @@ class FitReport:
     restarts: int = 0  # EM restarts run in all, retries of degenerate fits included
     engine: str = ""  # as recorded in the fit run, e.g. "pyBKT 1.4.3 (compiled E-step)"
     versions: dict[str, int] = field(default_factory=dict)  # skill -> the parameter version made current
+    pooled: dict[str, float] | None = None  # the pooled fit behind the prior (None: like_pybkt)
+
+    @property
+    def status(self) -> dict[str, str]:
+        """skill -> fitted, pooled, constrained or default (kept its parameters: too little data)."""
+        return {
+            **{s: "default" for s in self.too_little_data},
+            **{f.skill_id: f.status for f in self.fitted},
+        }
+
+    @property
+    def status_counts(self) -> dict[str, int]:
+        counts = dict.fromkeys(STATUSES, 0)
+        for status in self.status.values():
+            counts[status] += 1
+        return counts
 
 
 def fit_parameters(
@@ -379,6 +588,9 @@ def fit_parameters(
     progress: Progress | None = None,
     cancelled: Callable[[], bool] | None = None,
     cluster: str | None = None,  # a Dask scheduler's address (FIT_CLUSTER); None: this machine's processes
+    like_pybkt: bool = False,
+    choose_variant: bool = False,
+    prior_strength: float = PRIOR_STRENGTH,
 ) -> FitReport:
     """Fit, store a new parameter version per fitted skill, make it current, then replay mastery in chunks.
 
@@ -394,6 +606,9 @@ def fit_parameters(
 
     Called outside a transaction (the CLI, a job), the log is read and fitted in a read-only snapshot that
     answers never wait for. Answers recorded during the fit are in the replay, not in the fit.
+    Every answer counts and skills borrow strength from a pooled fit of the first ``POOL_ROWS`` rows of
+    the fitted skills (module docstring), unless ``like_pybkt``; ``choose_variant``: standard or forgets
+    per skill by held-out likelihood. Each skill's status and variant are recorded in the run's options.
     """
     started = time.perf_counter()
     wanted = sorted(skills) if skills is not None else "all"
@@ -436,6 +651,11 @@ def fit_parameters(
         report.too_little_data.update({s: 0 for s in skills if s not in counts})
     fits: list[SkillFit] = []
     sizes = {s: n for s, n in counts.items() if s not in report.too_little_data}
+    if not like_pybkt and prior_strength and sizes:
+        sample = _log_query(list(LOG_COLUMNS), sorted(sizes)).order_by(Response.id, ResponseSkill.position)
+        rows = [row for part in _driver_rows(session, sample.limit(POOL_ROWS), STREAM_ROWS) for row in part]
+        report.pooled = pooled_fit(_frame(rows), forgets=forgets, num_fits=num_fits, seed=seed)
+        del rows
     fits += fit_batches(
         _skill_batches(session, skills, sizes, batch_rows),
         forgets=forgets,
@@ -444,6 +664,10 @@ def fit_parameters(
         n_jobs=n_jobs,
         repair=repair,
         cluster=cluster,
+        like_pybkt=like_pybkt,
+        pooled=report.pooled,
+        choose_variant=choose_variant,
+        prior_strength=prior_strength,
     )
     fits.sort(key=lambda fit: fit.skill_id)  # the database's collation may order skills otherwise
     report.restarts = sum(f.restarts for f in fits)
@@ -469,6 +693,13 @@ def fit_parameters(
             "num_fits": num_fits,
             "seed": seed,
             "skills": sorted(skills) if skills is not None else None,
+            "like_pybkt": like_pybkt,
+            "choose_variant": choose_variant,
+            "prior_strength": prior_strength,
+            "pooled": report.pooled,
+            # per skill: what decided its parameters, and the model fitted (kept with the versions' run)
+            "status": report.status,
+            "variant": {f.skill_id: f.variant for f in report.fitted},
         },
         window_start=window[0],
         window_end=window[1],
@@ -497,6 +728,7 @@ def fit_parameters(
         n_students=report.n_students,
         restarts=report.restarts,
         engine=report.engine,
+        status=report.status_counts,
         duration_ms=_ms_since(started),
     )
     if report.fitted:

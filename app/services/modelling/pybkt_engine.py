@@ -10,6 +10,10 @@ faster) with its own EM loop. Measured against the pure build, the compiled one 
 * its E-step ignores ``fixed`` guesses/slips/learns/forgets (it looks them up under other keys);
 * it counts the answer of a student who answered a skill once; the pure E-step leaves that answer out.
 
+Inside :func:`fit_options` a fit can also count those single answers (as the compiled build does: on logs
+where most students answer a skill once they are most of the evidence for prior, guess and slip) and add
+pseudo-counts from a prior (MAP-EM: shrinkage towards a pooled fit, ``fitting``).
+
 So pyBKT's ``EM_fit`` (which ``Model.fit`` calls) is replaced, once per process, by :func:`em_fit`: the pure
 build's loop (tolerance 0.005 on the float log-likelihood) around either the compiled E-step, for fits with
 one class (standard BKT, ``forgets``), its outputs given the pure E-step's meaning, or a port of the
@@ -29,6 +33,7 @@ import importlib.metadata
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -80,6 +85,44 @@ def pure_python_e_step() -> Iterator[None]:
 
 
 @contextmanager
+def fit_options(*, all_answers: bool = False, prior: Prior | None = None) -> Iterator[None]:
+    """Every pyBKT fit started in this block, in this thread: ``all_answers`` counts the answer of a student
+    who answered once in guess/slip (the pure build leaves it out); ``prior`` adds its pseudo-counts to the
+    soft counts before each M-step (a Beta prior on each parameter: MAP instead of maximum likelihood)."""
+    previous = getattr(_local, "options", None)
+    _local.options = (all_answers, prior)
+    try:
+        yield
+    finally:
+        _local.options = previous
+
+
+@dataclass(frozen=True)
+class Prior:
+    """Beta priors centred on ``params`` (prior, learn, guess, slip, forget), each worth ``strength``
+    observations of what it governs (answers for guess/slip, opportunities for learn/forget, students for
+    the prior)."""
+
+    params: dict[str, float]
+    strength: float
+
+    def add_to(self, trans: Array, emission: Array, initial: Array) -> None:
+        """Adds the pseudo-counts in place to soft counts laid out as pyBKT's M-step takes them."""
+        m, p = self.strength, self.params
+        # trans[class][to][from]; emission[class][state][observation]; initial[state][0]
+        trans[:, 1, 0] += m * p["learn"]
+        trans[:, 0, 0] += m * (1 - p["learn"])
+        trans[:, 0, 1] += m * p["forget"]
+        trans[:, 1, 1] += m * (1 - p["forget"])
+        emission[:, 0, 1] += m * p["guess"]
+        emission[:, 0, 0] += m * (1 - p["guess"])
+        emission[:, 1, 0] += m * p["slip"]
+        emission[:, 1, 1] += m * (1 - p["slip"])
+        initial[1] += m * p["prior"]
+        initial[0] += m * (1 - p["prior"])
+
+
+@contextmanager
 def e_steps_used() -> Iterator[set[str]]:
     """Collects which E-steps (``COMPILED``, ``PYTHON``) ran in this thread during the block."""
     outer = getattr(_local, "used", None)
@@ -121,7 +164,8 @@ def em_fit(
     used = getattr(_local, "used", None)
     if used is not None:
         used.add(engine)
-    compiled = CompiledEStep(data) if engine == COMPILED else None
+    all_answers, prior = getattr(_local, "options", None) or (False, None)
+    compiled = CompiledEStep(data, all_answers=all_answers) if engine == COMPILED else None
     log_likelihoods = np.zeros((maxiter, 1))
     i = 0
     for i in range(maxiter):
@@ -130,10 +174,12 @@ def em_fit(
         else:
             # 0/0 where a state cannot be reached: pyBKT turns those NaNs into 0 (nan_to_num) on purpose.
             with np.errstate(divide="ignore", invalid="ignore"):
-                trans, emission, initial, loglike = python_e_step(data, model, fixed)
+                trans, emission, initial, loglike = python_e_step(data, model, fixed, all_answers=all_answers)
         log_likelihoods[i][0] = loglike
         if i > 1 and abs(log_likelihoods[i][0] - log_likelihoods[i - 1][0]) <= tol:
             break
+        if prior is not None:
+            prior.add_to(trans, emission, initial)
         model = M_step.run(model, trans, emission, initial, fixed=fixed)
     return model, log_likelihoods[: i + 1]
 
@@ -169,11 +215,14 @@ def _interleaved(first: Array, second: Array) -> Array:
     return row
 
 
-def python_e_step(data: dict[str, Any], model: dict[str, Any], fixed: dict[str, Any]) -> SoftCounts:
+def python_e_step(
+    data: dict[str, Any], model: dict[str, Any], fixed: dict[str, Any], *, all_answers: bool = False
+) -> SoftCounts:
     """pyBKT 1.4.3's pure-Python E-step (``fit/EM_fit.py``: ``run`` + ``inner``, one block), ported op for op.
 
     Same arithmetic in the same order, so results equal the pure build's bit for bit; the tests pin it
     against numbers from the pure wheel. Returns the soft counts as its ``EM_fit`` hands them to the M-step.
+    ``all_answers``: a student's only answer is counted in the emissions too (as the compiled build does).
     """
     alldata, allresources = data["data"], data["resources"]
     starts, lengths = data["starts"], data["lengths"]
@@ -239,6 +288,11 @@ def python_e_step(data: dict[str, Any], model: dict[str, Any], fixed: dict[str, 
                     if last:
                         emission[:, 2 * n + int(last == 2)] += gamma[:, T - 1]
             first = False
+        if T == 1 and all_answers:
+            for n in range(num_subparts):
+                observed = alldata[n][sequence_start]
+                if observed:
+                    emission[:, 2 * n + int(observed == 2)] += gamma[:, 0]
         initial += gamma[:, 0].reshape((2, 1))
     return _by_class(trans, num_resources), _by_class(emission, num_subparts), initial, float(loglike)
 
@@ -257,14 +311,15 @@ class CompiledEStep:
     the data is worked out once, not at every EM iteration.
     """
 
-    def __init__(self, data: dict[str, Any]) -> None:
+    def __init__(self, data: dict[str, Any], *, all_answers: bool = False) -> None:
         assert _compiled_module is not None and data["data"].shape[0] == 1
         self.data = data
         observed = data["data"][0]
         self.starts = np.asarray(data["starts"], dtype=np.int64) - 1
         lengths = np.asarray(data["lengths"], dtype=np.int64)
         single = self.starts[(lengths == 1) & (observed[self.starts] != 0)]
-        self.single = [single[observed[single] == kind + 1] for kind in (0, 1)]  # incorrect, correct
+        # incorrect, correct; none to take out when single answers count (``fit_options``)
+        self.single = [single[observed[single] == kind + 1] for kind in (0, 1)] if not all_answers else []
         self.kind = np.clip(observed.astype(np.int64) - 1, 0, 1)
         self.unobserved = observed == 0
 

@@ -20,7 +20,7 @@ def _taught_by(teacher_id: int) -> ColumnElement[bool]:
     taught = (
         select(ClassMembership.student_id)
         .join(SchoolClass, SchoolClass.id == ClassMembership.class_id)
-        .where(SchoolClass.teacher_id == teacher_id)
+        .where(SchoolClass.teacher_id == teacher_id, SchoolClass.archived_at.is_(None))
     )
     return Student.id.in_(taught)
 
@@ -38,8 +38,9 @@ def student_scope(principal: Principal) -> ColumnElement[bool]:
 
 
 def class_scope(principal: Principal) -> ColumnElement[bool]:
-    """The classes ``principal`` may see, as a WHERE clause on SchoolClass."""
-    in_school = SchoolClass.school_id == principal.school_id
+    """The classes ``principal`` may see, as a WHERE clause on SchoolClass. An archived class: nobody (the
+    admins' school pages, ``services/people/school_admin.py``, list it)."""
+    in_school = (SchoolClass.school_id == principal.school_id) & SchoolClass.archived_at.is_(None)
     if principal.role in (Role.APP, Role.ADMIN):
         return in_school
     if principal.role is Role.TEACHER:

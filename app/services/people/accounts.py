@@ -129,6 +129,15 @@ def check_password_rules(password: str) -> None:
 def create_staff_user(
     session: Session, school: School, email: str, name: str, password: str, *, role: Role
 ) -> StaffUser:
+    user = add_staff_user(session, school.id, email, name, password, role=role)
+    session.commit()
+    return user
+
+
+def add_staff_user(
+    session: Session, school_id: int, email: str, name: str, password: str, *, role: Role
+) -> StaffUser:
+    """A new teacher or admin, in the caller's transaction (flushed, not committed)."""
     if role not in (Role.TEACHER, Role.ADMIN):
         raise AccountError("staff users are teachers or admins")
     email = email.strip().lower()
@@ -141,14 +150,14 @@ def create_staff_user(
     if session.scalar(select(StaffUser.id).where(StaffUser.email == email)) is not None:
         raise Conflict(f"a staff user with email {email!r} already exists")
     user = StaffUser(
-        school_id=school.id,
+        school_id=school_id,
         email=email,
         name=name,
         role=role.value,
         password_hash=generate_password_hash(password),
     )
     session.add(user)
-    session.commit()
+    session.flush()
     return user
 
 
@@ -206,6 +215,9 @@ def sign_in_staff(
             "staff", "wrong_credentials", throttle.log_key(policy, account), user.id if user else None
         )
         return None
+    if user.deactivated_at is not None:  # the page says the same as for a wrong password
+        sign_in_failed("staff", "deactivated", throttle.log_key(policy, account), user.id)
+        return None
     session.execute(update(StaffUser).where(StaffUser.id == user.id).values(last_login_at=utcnow()))
     throttle.succeeded(session, policy, address, account)
     session.commit()
@@ -244,6 +256,21 @@ def end_sessions(session: Session, principal: Principal) -> None:
 
 
 def create_class(session: Session, teacher: StaffUser, name: str) -> SchoolClass:
+    klass = add_class(session, teacher, name)
+    session.commit()
+    return klass
+
+
+def new_join_code(session: Session) -> str:
+    """A join code no class has."""
+    code = _random_code(JOIN_CODE_LENGTH)
+    while session.scalar(select(SchoolClass.id).where(SchoolClass.join_code == code)) is not None:
+        code = _random_code(JOIN_CODE_LENGTH)  # 31**8 codes: a clash is rare, two in a row rarer
+    return code
+
+
+def add_class(session: Session, teacher: StaffUser, name: str) -> SchoolClass:
+    """A new class of ``teacher``, in the caller's transaction (flushed, not committed)."""
     name = name.strip()
     if not name or len(name) > 200:
         raise AccountError("a class name must be 1 to 200 characters")
@@ -254,12 +281,11 @@ def create_class(session: Session, teacher: StaffUser, name: str) -> SchoolClass
         is not None
     ):
         raise Conflict(f"{teacher.email} already has a class called {name!r}")
-    code = _random_code(JOIN_CODE_LENGTH)
-    while session.scalar(select(SchoolClass.id).where(SchoolClass.join_code == code)) is not None:
-        code = _random_code(JOIN_CODE_LENGTH)  # 31**8 codes: a clash is rare, two in a row rarer
-    klass = SchoolClass(school_id=teacher.school_id, teacher_id=teacher.id, name=name, join_code=code)
+    klass = SchoolClass(
+        school_id=teacher.school_id, teacher_id=teacher.id, name=name, join_code=new_join_code(session)
+    )
     session.add(klass)
-    session.commit()
+    session.flush()
     return klass
 
 
@@ -269,6 +295,8 @@ def find_class_by_code(session: Session, join_code: str) -> SchoolClass:
     )
     if klass is None:
         raise AccountError(f"no class has the join code {join_code!r}")
+    if klass.archived_at is not None:
+        raise AccountError(f"the class {klass.name!r} is archived")
     return klass
 
 
@@ -314,6 +342,20 @@ def enroll(
 
     A student who already has a code keeps it unless ``reissue``.
     """
+    results = enroll_in(session, klass, external_ids, reissue=reissue)
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        raise Conflict("another enrollment ran at the same time; run the command again") from None
+    return results
+
+
+def enroll_in(
+    session: Session, klass: SchoolClass, external_ids: Iterable[str], *, reissue: bool = False
+) -> list[Enrollment]:
+    """``enroll`` in the caller's transaction (the caller commits, and turns an IntegrityError at the commit
+    into a Conflict: another enrollment of the same students ran at the same time)."""
     ids = list(external_ids)
     existing = {
         s.external_id: s
@@ -347,11 +389,6 @@ def enroll(
             credential.code_hash = generate_password_hash(code)
             credential.issued_at = utcnow()
         results.append(Enrollment(external_id, student.id, created, added, code))
-    try:
-        session.commit()
-    except IntegrityError:
-        session.rollback()
-        raise Conflict("another enrollment ran at the same time; run the command again") from None
     return results
 
 
@@ -428,6 +465,7 @@ def sign_in_student(
                     .join(SchoolClass, SchoolClass.id == ClassMembership.class_id)
                     .where(
                         SchoolClass.join_code == _normalise_code(join_code),
+                        SchoolClass.archived_at.is_(None),
                         ClassMembership.student_id == found[1].id,
                     )
                 )
@@ -481,7 +519,7 @@ def load_session_principal(session: Session, session_id: str) -> Principal | Non
         return None
     if kind == "staff" and key.isdigit():
         user = session.get(StaffUser, int(key))
-        if user is not None and user.session_version == int(version):
+        if user is not None and user.session_version == int(version) and user.deactivated_at is None:
             return staff_principal(user)
     elif kind == "student":
         row = session.execute(

@@ -20,6 +20,7 @@ from app.domain.access import Action, Principal, ensure_allowed
 from app.domain.errors import UnknownApiKey
 from app.models import ApiKey, LearningApp, School, utcnow
 from app.services.people.accounts import AccountError, app_principal
+from app.services.people.school_admin import record_change
 
 KEY_SCHEME = "tk"
 # Writing last_used_at on every request would turn every read into a write.
@@ -43,31 +44,38 @@ def create_api_key(session: Session, app_name: str, school: School) -> IssuedKey
 
     The key is returned once and never stored.
     """
+    issued = _add_api_key(session, app_name, school.id)
+    session.commit()
+    return issued
+
+
+def _add_api_key(session: Session, app_name: str, school_id: int) -> IssuedKey:
     name = app_name.strip()
     if not name or len(name) > 100:
         raise AccountError("an app name must be 1 to 100 characters")
     # Names are unique per school, not across schools: whether another tenant has an app of this name is
     # none of this school's business (a refusal here would tell it).
     app = session.scalar(
-        select(LearningApp).where(LearningApp.school_id == school.id, LearningApp.name == name)
+        select(LearningApp).where(LearningApp.school_id == school_id, LearningApp.name == name)
     )
     if app is None:
-        app = LearningApp(name=name, school_id=school.id)
+        app = LearningApp(name=name, school_id=school_id)
         session.add(app)
         session.flush()
     prefix = secrets.token_hex(4)
     key = f"{KEY_SCHEME}_{prefix}_{secrets.token_urlsafe(32)}"
     session.add(ApiKey(app_id=app.id, prefix=prefix, key_hash=_digest(key)))
-    session.commit()
+    session.flush()
     return IssuedKey(app_id=app.id, app_name=app.name, prefix=prefix, key=key)
 
 
 def issue_api_key(session: Session, by: Principal, app_name: str) -> IssuedKey:
-    """An admin issues a key to an app of their school."""
+    """An admin issues a key to an app of their school (recorded in the admins' change log); commits."""
     ensure_allowed(by, Action.MANAGE_API_KEYS)
-    school = session.get(School, by.school_id)
-    assert school is not None  # a principal's school exists while it is signed in
-    return create_api_key(session, app_name, school)
+    issued = _add_api_key(session, app_name, by.school_id)
+    record_change(session, by, "API key issued", issued.app_name, f"prefix {issued.prefix}")
+    session.commit()
+    return issued
 
 
 def list_api_keys(session: Session, by: Principal) -> list[tuple[ApiKey, str]]:
@@ -96,6 +104,8 @@ def revoke_api_key(session: Session, prefix: str, *, by: Principal | None = None
         raise UnknownApiKey(prefix)
     if row.revoked_at is None:
         row.revoked_at = utcnow()
+        if by is not None:
+            record_change(session, by, "API key revoked", row.app.name, f"prefix {row.prefix}")
         session.commit()
     return row
 

@@ -366,6 +366,11 @@ class _Planner:
                 self.deleted_classes.add(row.sourced_id)
                 continue
             existing = self.classes_by_sid.get(row.sourced_id)
+            if existing is not None and existing.archived_at is not None:
+                # An admin archived it here: the school's decision stands over the roster's (no new
+                # enrolments into a class nobody can see); counted, so the preview says so.
+                self.skip("classes archived here (left as they are, with their enrolments)")
+                continue
             teacher = self._class_teacher(row.sourced_id)
             if len(row.title) > 200:
                 self.problem("classes.csv", row.line, "a class title must be at most 200 characters")
@@ -425,6 +430,10 @@ class _Planner:
                 continue
             if row.class_sourced_id in bundle_classes and row.class_sourced_id not in in_scope:
                 self.skip("enrollments in classes of other orgs")
+                continue
+            archived = self.classes_by_sid.get(row.class_sourced_id)
+            if archived is not None and archived.archived_at is not None:
+                self.skip("enrollments in classes archived here")
                 continue
             known_class = row.class_sourced_id in self.planned or row.class_sourced_id in self.classes_by_sid
             if not known_class and row.class_sourced_id not in self.deleted_classes:

@@ -127,6 +127,10 @@ EXPORT_MAP: dict[str, tuple[str, dict[str, str | Shown | Implied | Withheld]]] =
                 "under): it says nothing about the student"
             ),
             "sourced_id": "oneroster_sourced_id",
+            "pace_drift": Withheld(
+                "an index of the answer path (how far the pace posterior has moved, summed over answers): it "
+                "says nothing that pace_weights and the answers do not"
+            ),
         },
     ),
     "student_credentials": (
@@ -202,6 +206,10 @@ EXPORT_MAP: dict[str, tuple[str, dict[str, str | Shown | Implied | Withheld]]] =
             "memory_reviewed_at": "memory_reviewed_at",
             "memory_reviews": "memory_reviews",
             "memory_lapses": "memory_lapses",
+            "pace_check_at": Withheld(
+                "an index of the answer path (when a new pace estimate must look at the skill again): it "
+                "says nothing that the exported mastery values do not"
+            ),
         },
     ),
     "student_baselines": (

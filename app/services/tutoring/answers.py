@@ -26,6 +26,7 @@ from app.services.tutoring.config import mastery_rules
 from app.services.tutoring.content import current_snapshot, load_exercise
 from app.services.tutoring.next_exercise import answered
 from app.services.tutoring.student_models import (
+    answer_model,
     is_behind,
     load_model,
     mastery_rows,
@@ -176,23 +177,28 @@ def _record(
     graded = grade(exercise, answer) if answer is not None else None
     is_correct = graded.correct if graded is not None else bool(correct)
 
-    # The whole model: a new pace estimate can bring other skills to mastery. Behind the current
-    # parameters: the replay of the student's log under them (the version check costs no query).
+    # A new pace estimate can bring other skills to mastery: the model holds every skill it could (not every
+    # skill practised). Behind the current parameters: the replay of the student's log under them, whole
+    # (the version check costs no query).
     rules = mastery_rules()
+    evidence = is_correct and hints_used == 0
     replayed = is_behind(student, snapshot)
     key = (student.answer_count, student.parameters_revision, snapshot.parameters_revision)
+    now = utcnow()
     if replayed and prepared is not None and prepared.key == key:
         model, rows = prepared.model, mastery_rows(session, student)
     elif replayed and not under_lock:
         session.rollback()  # the lock goes while the student's log is replayed
         return PreparedReplay(key, replayed_model(session, student_id, snapshot, rules))
-    else:
+    elif replayed:
         model, rows = load_model(session, student, snapshot, rules)
-    now = utcnow()
-    steps = apply_answer(
-        model, exercise.skill_ids, is_correct and hints_used == 0, snapshot.params, now=now, rules=rules
-    )
+    else:
+        model, rows = answer_model(
+            session, student, exercise.skill_ids, evidence, snapshot.params, now=now, rules=rules
+        )
+    steps = apply_answer(model, exercise.skill_ids, evidence, snapshot.params, now=now, rules=rules)
     student.speed_weights = model.speed_weights
+    student.pace_drift = model.pace_drift
     student.answer_count += 1
     student.last_answer_at = now
     # Computed under the current parameters from here on (a first answer too: there was nothing before).
@@ -203,7 +209,8 @@ def _record(
             continue  # written in full below, in the same UPDATE
         if state is None:  # a replay has no such skill (a row without answers): as rebuild_mastery, gone
             session.delete(existing)
-        elif replayed:  # every row is rewritten under the current parameters
+            continue
+        if replayed:  # every row is rewritten under the current parameters
             for name, value in row_values(state).items():
                 setattr(existing, name, value)
             existing.parameters_id = snapshot.parameters[skill_id].id
@@ -211,12 +218,14 @@ def _record(
             # earned through the new pace estimate: the earning moment and the memory it starts
             for name, value in row_values(state).items():
                 setattr(existing, name, value)
+        existing.pace_check_at = state.pace_check_at
     if replayed:  # a skill of the replay without a row yet (the exercise's own are added below)
         for skill_id in model.skills.keys() - rows.keys() - set(exercise.skill_ids):
             rows[skill_id] = Mastery(
                 student_id=student.id,
                 skill_id=skill_id,
                 parameters_id=snapshot.parameters[skill_id].id,
+                pace_check_at=model.skills[skill_id].pace_check_at,
                 **row_values(model.skills[skill_id]),
             )
             session.add(rows[skill_id])
@@ -240,6 +249,7 @@ def _record(
             session.add(row)
         for name, value in row_values(model.skills[step.skill_id]).items():
             setattr(row, name, value)
+        row.pace_check_at = model.skills[step.skill_id].pace_check_at
         row.parameters_id = parameters_id
         response.skills.append(
             ResponseSkill(

@@ -7,15 +7,24 @@ the chunked replay, stores it), so no reader ever combines old rows with new par
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
+from app.domain.bkt import BktParams
 from app.domain.memory import Memory
-from app.domain.tracking import HYPOTHESES, HYPOTHESIS_PRIOR, MasteryRules, SkillState, StudentModel
+from app.domain.tracking import (
+    HYPOTHESES,
+    HYPOTHESIS_PRIOR,
+    MasteryRules,
+    SkillState,
+    StudentModel,
+    posterior_after,
+    total_variation,
+)
 from app.models import Mastery, Response, Student, StudentBaseline
 
 if TYPE_CHECKING:
@@ -72,6 +81,7 @@ def state_of(row: Mastery) -> SkillState:
         last_practiced_at=row.updated_at,
         review_successes=row.review_successes,
         memory=memory_of(row),
+        pace_check_at=row.pace_check_at,
     )
 
 
@@ -195,5 +205,47 @@ def load_model(
     model = StudentModel(
         speed_weights=weights_of(student.speed_weights),
         skills={skill_id: state_of(row) for skill_id, row in rows.items()},
+        pace_drift=student.pace_drift,
     )
+    return model, rows
+
+
+def answer_model(
+    session: Session,
+    student: Student,
+    skill_ids: Sequence[str],
+    correct: bool,
+    params: Mapping[str, BktParams],
+    *,
+    now: datetime,
+    rules: MasteryRules,
+) -> tuple[StudentModel, dict[str, Mastery]]:
+    """What an answer of a student who is not ``is_behind`` needs of their model, and those rows: the
+    answered skills, and the skills the posterior after this answer could earn (their ``pace_check_at``
+    reached by the drift it brings, or not worked out yet). Two reads whatever the number of skills the
+    student has practised; ``apply_answer`` on this model earns what it would on the whole one."""
+    answered = {
+        row.skill_id: row
+        for row in session.scalars(
+            select(Mastery).where(Mastery.student_id == student.id, Mastery.skill_id.in_(list(skill_ids)))
+        )
+    }
+    model = StudentModel(
+        speed_weights=weights_of(student.speed_weights),
+        skills={skill_id: state_of(row) for skill_id, row in answered.items()},
+        pace_drift=student.pace_drift,
+    )
+    posterior = posterior_after(model, skill_ids, correct, params, now=now, rules=rules)
+    drift = model.pace_drift + (total_variation(posterior, model.speed_weights) if posterior else 0.0)
+    due = select(Mastery).where(
+        Mastery.student_id == student.id,
+        Mastery.skill_id.not_in(list(skill_ids)),
+        Mastery.mastered_at.is_(None),
+        Mastery.correct_count >= rules.min_correct,
+        or_(Mastery.pace_check_at.is_(None), Mastery.pace_check_at <= drift),
+    )
+    rows = dict(answered)
+    for row in session.scalars(due):
+        rows[row.skill_id] = row
+        model.skills[row.skill_id] = state_of(row)
     return model, rows
