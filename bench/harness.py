@@ -98,15 +98,16 @@ class Gunicorn:
     def worker_pids(self) -> list[int]:
         return child_pids(self.process.pid)
 
-    def wait_ready(self, timeout: float, path: str = "/api/v1/openapi.json") -> None:
+    def wait_ready(self, timeout: float, path: str = "/healthz") -> None:
         """Until every worker is forked and one answers ``path``; RuntimeError if gunicorn exits or the
-        deadline passes."""
+        deadline passes. The default is the process probe: exempt from rate limits, so a probe the client gave
+        up on (a worker still importing the app answers it later) cannot use up a test's tight limit."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"gunicorn exited with status {self.process.returncode}")
             if len(self.worker_pids()) == self.workers:
-                probe = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+                probe = http.client.HTTPConnection("127.0.0.1", self.port, timeout=20)
                 try:
                     probe.request("GET", path)
                     if probe.getresponse().status == 200:
