@@ -740,6 +740,10 @@ class LtiContext(db.Model):  # type: ignore[name-defined]
     lineitems_url: Mapped[str | None] = mapped_column(String(1000))
     context_memberships_url: Mapped[str | None] = mapped_column(String(1000))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    # The AGS scopes the platform granted in the latest launch (the access token asks for these).
+    ags_scopes: Mapped[list[str] | None] = mapped_column(JSON)
+    # When the class list was last pulled through NRPS (services/integration/lti_roster.py).
+    roster_synced_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class LtiResourceLink(db.Model):  # type: ignore[name-defined]
@@ -753,6 +757,10 @@ class LtiResourceLink(db.Model):  # type: ignore[name-defined]
     resource_link_id: Mapped[str] = mapped_column(String(255))
     lineitem_url: Mapped[str | None] = mapped_column(String(1000))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    # What the link practises and scores (app.domain.lti_advantage.LinkTarget: "curriculum", "unit:<unit>",
+    # "skill:<id>"), from the deep linking choice the platform sends back as a custom parameter; None: the
+    # whole curriculum.
+    target: Mapped[str | None] = mapped_column(String(300))
 
 
 class LtiAccount(db.Model):  # type: ignore[name-defined]
@@ -775,3 +783,50 @@ class LtiAccount(db.Model):  # type: ignore[name-defined]
     )
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     last_launch_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class LtiDeepLink(db.Model):  # type: ignore[name-defined]
+    """An instructor's deep linking request (LtiDeepLinkingRequest): where to send the answer, answered once
+    (services/integration/lti_deep_linking.py). ``id`` is the random token of the picker's URL."""
+
+    __tablename__ = "lti_deep_links"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    platform_id: Mapped[int] = mapped_column(ForeignKey("lti_platforms.id", ondelete="CASCADE"))
+    context_id: Mapped[int] = mapped_column(ForeignKey("lti_contexts.id", ondelete="CASCADE"))
+    staff_user_id: Mapped[int] = mapped_column(ForeignKey("staff_users.id", ondelete="CASCADE"))
+    deployment_id: Mapped[str] = mapped_column(String(255))
+    return_url: Mapped[str] = mapped_column(String(1000))
+    # The platform's opaque ``data``, echoed back in the response as the spec asks.
+    data: Mapped[Any] = mapped_column(JSON, nullable=True)
+    target: Mapped[str | None] = mapped_column(String(300))  # what the instructor linked (once answered)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
+    answered_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class LtiScore(db.Model):  # type: ignore[name-defined]
+    """A student's score on one graded link (its AGS line item): the last one the platform accepted, and
+    whether a newer state is still to be sent (``changes`` > ``handled``), with the back-off of failed sends
+    (services/integration/lti_grades.py)."""
+
+    __tablename__ = "lti_scores"
+    __table_args__ = (UniqueConstraint("resource_link_id", "student_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    resource_link_id: Mapped[int] = mapped_column(ForeignKey("lti_resource_links.id", ondelete="CASCADE"))
+    student_id: Mapped[str] = mapped_column(ForeignKey("students.id", ondelete="CASCADE"), index=True)
+    # Bumped by each of the student's answers; ``handled`` is the value the last finished check saw.
+    changes: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    handled: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    changed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # The last score the platform accepted (None: nothing sent yet).
+    score_given: Mapped[float | None] = mapped_column(Float)
+    score_maximum: Mapped[float | None] = mapped_column(Float)
+    activity_progress: Mapped[str | None] = mapped_column(String(20))
+    grading_progress: Mapped[str | None] = mapped_column(String(20))
+    sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # Failed sends in a row while the platform was unreachable, and when to try again (back-off).
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    last_error: Mapped[str | None] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

@@ -38,6 +38,10 @@ class Action(StrEnum):
     MANAGE_CLASS_MEMBERS = "enrol students into a class or remove them"
     MANAGE_API_KEYS = "manage API keys"
     MANAGE_LMS = "register LMS platforms (LTI)"
+    # A class made from an LMS course: pull its class list (NRPS), send its scores again (AGS).
+    SYNC_LMS = "sync a class with its LMS course (class list, grades)"
+    # Whether a student's mastery goes to their LMS gradebook: the student, or an admin on their behalf.
+    SET_LMS_SHARING = "choose whether mastery is sent to the LMS gradebook"
     CHANGE_PASSWORD = "change a password"
     DELETE_STUDENT = "delete a student and all their data"
     SET_GROUP_ATTRIBUTES = "record a student's group attributes"
@@ -79,6 +83,8 @@ PERMISSIONS: dict[Role, frozenset[Action]] = {
             Action.MANAGE_CLASS_MEMBERS,
             Action.MANAGE_API_KEYS,
             Action.MANAGE_LMS,
+            Action.SYNC_LMS,
+            Action.SET_LMS_SHARING,
             Action.CHANGE_PASSWORD,
             Action.DELETE_STUDENT,
             Action.SET_GROUP_ATTRIBUTES,
@@ -100,6 +106,7 @@ PERMISSIONS: dict[Role, frozenset[Action]] = {
             Action.READ_CLASS,
             Action.LIST_STUDENTS,
             Action.MANAGE_CLASS_MEMBERS,
+            Action.SYNC_LMS,
             Action.CHANGE_PASSWORD,
             Action.READ_BIAS_CHECK,
         }
@@ -112,6 +119,7 @@ PERMISSIONS: dict[Role, frozenset[Action]] = {
             Action.SET_PERSONALIZATION,
             Action.PRACTISE,
             Action.DECLINE_GROUP_ATTRIBUTES,
+            Action.SET_LMS_SHARING,
         }
     ),
 }

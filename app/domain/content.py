@@ -246,3 +246,29 @@ def build_graph(
         skill_order=tuple(order),
         exercises_by_skill=MappingProxyType({s: tuple(ids) for s, ids in by_skill.items()}),
     )
+
+
+def focused(graph: ContentGraph, skill_ids: Iterable[str]) -> ContentGraph:
+    """The part of ``graph`` that practice keeps to for ``skill_ids`` (a course's link): those skills and
+    every prerequisite they build on (so selection can still go back to them), with the exercises all of
+    whose skills are inside. Unknown ids are ignored; order and everything else are the graph's."""
+    keep: set[str] = set()
+    stack = [s for s in skill_ids if s in graph.skills]
+    while stack:
+        skill_id = stack.pop()
+        if skill_id not in keep:
+            keep.add(skill_id)
+            stack.extend(p for p in graph.skills[skill_id].prerequisites if p in graph.skills)
+    exercises = {e: x for e, x in graph.exercises.items() if x.skill_ids and set(x.skill_ids) <= keep}
+    return ContentGraph(
+        skills=MappingProxyType({s: graph.skills[s] for s in graph.skill_order if s in keep}),
+        exercises=MappingProxyType(exercises),
+        skill_order=tuple(s for s in graph.skill_order if s in keep),
+        exercises_by_skill=MappingProxyType(
+            {
+                s: tuple(e for e in ids if e in exercises)
+                for s, ids in graph.exercises_by_skill.items()
+                if s in keep
+            }
+        ),
+    )

@@ -43,6 +43,10 @@ class PersonalizationForm(FlaskForm):
     personalized = HiddenField(validators=[AnyOf(["on", "off"])])
 
 
+class ScoreSharingForm(FlaskForm):
+    share = HiddenField(validators=[AnyOf(["on", "off"])])
+
+
 class AnswerForm(FlaskForm):
     """One answer box or choice; checkboxes send several ``answer`` values, an order sends ``item`` and
     ``place`` pairs (read by ``answer_from``: WTForms fields hold one value)."""

@@ -9,12 +9,14 @@ from app.domain.access import Principal
 from app.domain.grading import InvalidAnswer
 from app.domain.wording import STUDENT_STATUS, by_unit, percent
 from app.extensions import db
+from app.services.integration import lti_grades
 from app.services.reporting import reports
 from app.services.reporting.export_download import student_export_response
 from app.services.tutoring import practice as practice_service
 from app.services.tutoring.next_exercise import next_exercise
 from app.services.tutoring.students import get_student, set_personalization
-from app.web.forms import AnswerForm, ConfirmForm, PersonalizationForm, answer_from
+from app.web.forms import AnswerForm, ConfirmForm, PersonalizationForm, ScoreSharingForm, answer_from
+from app.web.lti import launched_focus
 from app.web.pages import export_format, signed_in_page, students_only
 
 bp = Blueprint("student", __name__)
@@ -28,7 +30,8 @@ bp.add_app_template_filter(percent, "percent")
 def me(principal: Principal) -> ResponseReturnValue:
     students_only(principal)
     student, report = reports.student_report(db.session(), principal, principal.id)
-    upcoming = next_exercise(db.session(), principal, principal.id)
+    focus = launched_focus()
+    upcoming = next_exercise(db.session(), principal, principal.id, focus=focus.skill_ids if focus else None)
     names = {s.skill_id: s.name for s in report.skills}
     return render_template(
         "me.html",
@@ -47,8 +50,11 @@ def me(principal: Principal) -> ResponseReturnValue:
 def practice(principal: Principal) -> ResponseReturnValue:
     """The next exercise, why it was chosen, hints on request."""
     students_only(principal)
-    item = practice_service.current_item(db.session(), principal)
-    return render_template("practice.html", item=item, form=AnswerForm(), hint_form=ConfirmForm())
+    focus = launched_focus()  # launched from a course's link: what it practises
+    item = practice_service.current_item(db.session(), principal, focus=focus.skill_ids if focus else None)
+    return render_template(
+        "practice.html", item=item, form=AnswerForm(), hint_form=ConfirmForm(), focus=focus
+    )
 
 
 @bp.post("/practice/<id:recommendation_id>/hint")
@@ -101,7 +107,16 @@ def my_data(principal: Principal) -> ResponseReturnValue:
     students_only(principal)
     student = get_student(db.session(), principal, principal.id)
     form = PersonalizationForm(personalized="off" if student.personalized else "on")
-    return render_template("my_data.html", student=student, personalization_form=form)
+    lms = lti_grades.is_lms_learner(db.session(), principal, principal.id)
+    shares = lti_grades.shares_scores(db.session(), principal.id) if lms else False
+    return render_template(
+        "my_data.html",
+        student=student,
+        personalization_form=form,
+        lms=lms,
+        shares_scores=shares,
+        sharing_form=ScoreSharingForm(share="off" if shares else "on"),
+    )
 
 
 @bp.get("/me/export")
@@ -127,5 +142,24 @@ def my_personalization(principal: Principal) -> ResponseReturnValue:
         if enabled
         else "Personalization is off: exercises come in the fixed order, and nothing about you is used to "
         "choose them."
+    )
+    return redirect(url_for("student.my_data"))
+
+
+@bp.post("/me/lms-scores")
+@student_page
+def my_lms_scores(principal: Principal) -> ResponseReturnValue:
+    """A student who practises from an LMS stops their mastery going to its gradebook, or lets it go again."""
+    students_only(principal)
+    form = ScoreSharingForm()
+    if not form.validate_on_submit():
+        abort(400, "Choose on or off.")
+    share = form.share.data == "on"
+    lti_grades.set_score_sharing(db.session(), principal, principal.id, share=share)
+    flash(
+        "Your course's gradebook gets your mastery again (what you have mastered now goes first)."
+        if share
+        else "Your mastery is no longer sent to your course's gradebook. What it shows already stays there: "
+        "ask your teacher if it should go."
     )
     return redirect(url_for("student.my_data"))

@@ -11,11 +11,13 @@ from flask.typing import ResponseReturnValue
 from app.domain.access import Principal
 from app.domain.wording import TEACHER_STATUS, by_unit
 from app.extensions import db
+from app.services.integration import lti_roster
 from app.services.people import rosters
 from app.services.reporting import reports
 from app.services.reporting.export_download import student_export_response
 from app.web import exports
 from app.web.charts import mastery_over_time
+from app.web.forms import ConfirmForm
 from app.web.pages import export_format, signed_in_page
 
 bp = Blueprint("teacher", __name__)
@@ -39,6 +41,8 @@ def class_page(principal: Principal, class_id: int) -> ResponseReturnValue:
     column = {s.skill_id: i for i, s in enumerate(report.skills)}
     return render_template(
         "class.html",
+        lms=lti_roster.course_of_class(db.session(), principal, class_id),
+        lms_form=ConfirmForm(),
         klass=result.klass,
         report=report,
         dashboard=result.dashboard,

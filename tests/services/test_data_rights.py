@@ -94,6 +94,7 @@ def test_export_holds_everything_and_explains_it(app: Flask, world: World) -> No
         "access_log.csv",
         "group_attributes.csv",
         "lms_accounts.csv",
+        "lms_scores.csv",
     }
     responses_csv = bundle.read("responses.csv").decode().splitlines()
     assert len(responses_csv) == 1 + sum(len(r["skills"]) for r in export["responses"])

@@ -24,7 +24,7 @@ from flask import Flask
 import app.models  # noqa: F401 - registers every table on the metadata
 from app.csv_writer import cell
 from app.extensions import db
-from app.models import LtiAccount, LtiPlatform, Response
+from app.models import LtiAccount, LtiContext, LtiPlatform, LtiResourceLink, LtiScore, Response
 from app.services.reporting.privacy import EXPORT_MAP, Implied, Shown, Withheld
 from tests.conftest import World
 
@@ -186,6 +186,35 @@ def test_the_export_carries_every_exported_column_of_every_table(app: Flask, wor
                 sub="lms-sub-1",
                 student_id=world.student_a,
                 last_launch_at=datetime.now(UTC),
+            )
+        )
+        # ... and has a score on a graded link of that course (an lti_scores row, every column set)
+        course = LtiContext(platform_id=lms.id, context_id="course-1", class_id=world.class_a)
+        db.session.add(course)
+        db.session.flush()
+        link = LtiResourceLink(
+            context_id=course.id,
+            resource_link_id="link-1",
+            lineitem_url="https://lms.north.test/li/1",
+            target="skill:place-value",
+        )
+        db.session.add(link)
+        db.session.flush()
+        db.session.add(
+            LtiScore(
+                resource_link_id=link.id,
+                student_id=world.student_a,
+                changes=3,
+                handled=2,
+                changed_at=datetime.now(UTC),
+                score_given=0.0,
+                score_maximum=1.0,
+                activity_progress="InProgress",
+                grading_progress="Pending",
+                sent_at=datetime.now(UTC),
+                attempts=1,
+                next_attempt_at=datetime.now(UTC) + timedelta(minutes=1),
+                last_error="Test LMS did not answer",
             )
         )
         db.session.commit()

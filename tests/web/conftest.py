@@ -1,5 +1,5 @@
 """A real browser (Debian's Chromium, driven by Playwright) for page tests; the real server they load pages
-from is tests/conftest.py's ``live_server``."""
+from is tests/conftest.py's ``live_server``; and the real LTI platform the LTI tests launch from."""
 
 from __future__ import annotations
 
@@ -10,6 +10,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from flask import Flask
+
+from tests.conftest import serve
+from tests.web.lti_platform import (
+    CLIENT_ID,
+    DEPLOYMENT_ID,
+    INSTRUCTOR,
+    LEARNER,
+    MENTOR,
+    Platform,
+    User,
+    platform_app,
+)
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -45,3 +58,38 @@ def screenshot(page: Any, name: str) -> None:
     """Saved for people to look at (not committed); CI keeps test-artifacts/."""
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+@pytest.fixture
+def platform(app: Flask, live_server: str, school: str, runner: Any) -> Iterator[Platform]:
+    """The LTI platform (tests/web/lti_platform.py), served, and registered with the tutor by the
+    operator's command."""
+    lms = Platform(tool_base=live_server)
+    lms.users["ada"] = User("lms-user-77", [LEARNER], "Ada Lovelace", "ada@example.edu")
+    lms.users["grace"] = User("lms-teacher-9", [INSTRUCTOR], "Grace Hopper", "grace@example.edu")
+    lms.users["linus"] = User("lms-teacher-10", [INSTRUCTOR], "Linus Pauling", "linus@example.edu")
+    lms.users["mona"] = User("lms-mentor-3", [MENTOR], "Mona Mentor", "mona@example.edu")
+    with serve(platform_app(lms)) as url:
+        lms.base = url.replace("127.0.0.1", "localhost")
+        result = runner.invoke(
+            args=[
+                "lti",
+                "register-platform",
+                "--name",
+                "Test LMS",
+                "--issuer",
+                lms.issuer,
+                "--client-id",
+                CLIENT_ID,
+                "--deployment-id",
+                DEPLOYMENT_ID,
+                "--auth-login-url",
+                f"{lms.base}/authorize",
+                "--auth-token-url",
+                f"{lms.base}/token",
+                "--key-set-url",
+                f"{lms.base}/jwks",
+            ]
+        )
+        assert result.exit_code == 0, result.output
+        yield lms

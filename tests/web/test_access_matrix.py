@@ -18,7 +18,7 @@ from flask import Flask
 
 from app.domain.access import Principal, Role
 from app.extensions import db
-from app.models import Exercise, School, SchoolClass, Skill, StaffUser
+from app.models import Exercise, LtiContext, LtiDeepLink, LtiPlatform, School, SchoolClass, Skill, StaffUser
 from app.services.operations.job_kinds import start_purge
 from app.services.people.accounts import create_class, create_staff_user, enroll
 from app.services.people.apps import create_api_key
@@ -153,6 +153,13 @@ EXPECTED: dict[tuple[str, str], tuple[int, ...]] = {
     ("GET", "/admin/content"): STAFF_PAGE,
     ("GET", "/admin/content/<exercise_id>"): STAFF_PAGE,
     ("POST", "/admin/content/<exercise_id>"): (303, 403, 403, 400, 400, 303, 303, 400),
+    # Deep linking: teacher A's own request only (an empty choice: 400); anyone else's is not there
+    ("GET", "/lti/deep-links/<token>"): (302, 404, 404, 200, 404, 302, 302, 404),
+    ("POST", "/lti/deep-links/<token>"): (303, 404, 404, 400, 404, 303, 303, 404),
+    # A class's LMS buttons: class A's course sent no class list (422); no score to send (done)
+    ("POST", "/classes/<id:class_id>/lms/class-list"): (303, 403, 403, 422, 404, 303, 303, 422),
+    ("POST", "/classes/<id:class_id>/lms/scores"): (303, 403, 403, 303, 404, 303, 303, 303),
+    ("POST", "/me/lms-scores"): (303, 302, 302, 403, 403, 303, 303, 403),
     ("POST", "/logout"): (302,) * 8,  # run last: it ends the session
 }
 
@@ -215,6 +222,41 @@ def job_of_north(app: Flask) -> int:
         return job.id
 
 
+def deep_link_of_teacher_a(app: Flask, world: World) -> str:
+    """A deep linking request teacher A made from an LMS course of class A (a fresh one each time)."""
+    with app.app_context():
+        n = next(counter)
+        klass = db.session.get(SchoolClass, world.class_a)
+        platform = LtiPlatform(
+            school_id=world.north,
+            name=f"LMS {n}",
+            issuer=f"https://lms-{n}.north.test",
+            client_id="tutor",
+            auth_login_url=f"https://lms-{n}.north.test/auth",
+            auth_token_url=f"https://lms-{n}.north.test/token",
+            key_set_url=f"https://lms-{n}.north.test/jwks",
+        )
+        db.session.add(platform)
+        db.session.flush()
+        context = LtiContext(platform_id=platform.id, context_id=f"course-{n}", class_id=world.class_a)
+        db.session.add(context)
+        db.session.flush()
+        token = f"matrix-request-{n}"
+        db.session.add(
+            LtiDeepLink(
+                id=token,
+                platform_id=platform.id,
+                context_id=context.id,
+                staff_user_id=klass.teacher_id,
+                deployment_id="1",
+                return_url=f"https://lms-{n}.north.test/return",
+                data=None,
+            )
+        )
+        db.session.commit()
+        return token
+
+
 def suggestion_for_a(world: World) -> int:
     body = world.actors["app1"].request("GET", f"/api/v1/students/{world.student_a}/next-exercise").get_json()
     return int(body["recommendation_id"])
@@ -259,6 +301,7 @@ def request_for(app: Flask, world: World, method: str, rule: str) -> tuple[str, 
         "<id:report_id>": lambda: str(bias_report_of_north(app)),
         "<id:bias_check_id>": lambda: str(bias_report_of_north(app)),
         "<id:job_id>": lambda: str(job_of_north(app)),
+        "<token>": lambda: deep_link_of_teacher_a(app, world),
     }
     url = rule
     for placeholder, value in fill.items():
@@ -281,6 +324,7 @@ def request_for(app: Flask, world: World, method: str, rule: str) -> tuple[str, 
         ("POST", "/admin/api-keys/<prefix>/revoke"): {"form": {}},
         ("POST", "/logout"): {"form": {}},
         ("POST", "/me/personalization"): {"form": {"personalized": "on"}},
+        ("POST", "/me/lms-scores"): {"form": {"share": "off"}},
         ("POST", "/practice/<id:recommendation_id>/answer"): {"form": {"answer": "42"}},
         ("POST", "/practice/<id:recommendation_id>/hint"): {"form": {}},
         ("POST", "/api/v1/bias-checks"): {"json": {"attribute": "class", "bootstrap": 50}},

@@ -64,6 +64,8 @@ def test_an_admin_registers_a_platform_and_sees_what_to_give_the_lms(app: Flask,
         assert deployments == {"1", "7"}
         assert db.session.scalar(sa.select(sa.func.count()).select_from(LtiToolKey)) == 1  # the first key
         db.session.commit()
+    changes = admin.request("GET", "/admin/changes").get_data(as_text=True)
+    assert "LMS registered" in changes and "North Moodle" in changes  # in the school's change log
 
     again = admin.request("POST", "/admin/lms", form=FORM)
     assert again.status_code == 409 and "already registered" in again.get_data(as_text=True)

@@ -10,7 +10,6 @@ cross-site, as it is from a real LMS."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -26,25 +25,20 @@ from app.models import (
     LtiContext,
     LtiLogin,
     LtiResourceLink,
+    LtiScore,
     Response,
     SchoolClass,
     StaffUser,
     Student,
 )
-from tests.conftest import serve
 from tests.web.lti_platform import (
     CLIENT_ID,
     COURSE,
     DEPLOYMENT_ID,
-    INSTRUCTOR,
-    LEARNER,
     Platform,
-    User,
-    platform_app,
 )
 from tests.web.test_practice_browser import answer_current
 
-MENTOR = "http://purl.imsglobal.org/vocab/lis/v2/membership#Mentor"
 WRITTEN = (
     Student,
     StaffUser,
@@ -55,40 +49,6 @@ WRITTEN = (
     LtiResourceLink,
     Response,
 )
-
-
-@pytest.fixture
-def platform(app: Flask, live_server: str, school: str, runner: Any) -> Iterator[Platform]:
-    """The platform, served, and registered with the tutor by the operator's command."""
-    lms = Platform(tool_base=live_server)
-    lms.users["ada"] = User("lms-user-77", [LEARNER], "Ada Lovelace", "ada@example.edu")
-    lms.users["grace"] = User("lms-teacher-9", [INSTRUCTOR], "Grace Hopper", "grace@example.edu")
-    lms.users["linus"] = User("lms-teacher-10", [INSTRUCTOR], "Linus Pauling", "linus@example.edu")
-    lms.users["mona"] = User("lms-mentor-3", [MENTOR], "Mona Mentor", "mona@example.edu")
-    with serve(platform_app(lms)) as url:
-        lms.base = url.replace("127.0.0.1", "localhost")
-        result = runner.invoke(
-            args=[
-                "lti",
-                "register-platform",
-                "--name",
-                "Test LMS",
-                "--issuer",
-                lms.issuer,
-                "--client-id",
-                CLIENT_ID,
-                "--deployment-id",
-                DEPLOYMENT_ID,
-                "--auth-login-url",
-                f"{lms.base}/authorize",
-                "--auth-token-url",
-                f"{lms.base}/token",
-                "--key-set-url",
-                f"{lms.base}/jwks",
-            ]
-        )
-        assert result.exit_code == 0, result.output
-        yield lms
 
 
 def counts(app: Flask) -> dict[str, int]:
@@ -107,10 +67,10 @@ def counts(app: Flask) -> dict[str, int]:
         return found
 
 
-def launch(page: Any, platform: Platform, user: str, mode: str = "valid") -> Any:
-    """Start a launch at the platform; the tutor's response to the launch POST."""
+def launch(page: Any, platform: Platform, user: str, mode: str = "valid", *, link: str = "link-1") -> Any:
+    """Start a launch of the course's ``link`` at the platform; the tutor's response to the launch POST."""
     with page.expect_response(lambda r: urlsplit(r.url).path == "/lti/launch") as answered:
-        page.goto(f"{platform.base}/start/{user}?mode={mode}")
+        page.goto(f"{platform.base}/start/{user}?mode={mode}&link={link}")
     page.wait_for_load_state()
     return answered.value
 
@@ -284,11 +244,19 @@ def test_a_launched_student_is_exported_and_deleted_with_their_lms_account(
     assert exported.exit_code == 0, exported.output
     [account] = json.loads(exported.output)["lms_accounts"]
     assert account["lms"] == "Test LMS" and account["lms_user_id"] == "lms-user-77"
+    [score] = json.loads(exported.output)["lms_scores"]  # link-1 is graded: its score row, nothing sent yet
+    assert (score["lms"], score["course"], score["link"], score["practises"]) == (
+        "Test LMS",
+        COURSE["id"],
+        "link-1",
+        "curriculum",
+    )
     deleted = runner.invoke(args=["delete-student", student_id, "--yes"])
     assert deleted.exit_code == 0, deleted.output
-    assert "lti_accounts 1" in deleted.output
+    assert "lti_accounts 1" in deleted.output and "lti_scores 1" in deleted.output
     with app.app_context():
         assert db.session.scalar(sa.select(sa.func.count()).select_from(LtiAccount)) == 0
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(LtiScore)) == 0
         db.session.commit()
     # The same LMS user launching again is a new pseudonymous student (nothing of the old one is left).
     assert launch(page, platform, "ada").status == 303
@@ -312,6 +280,26 @@ def test_launches_the_tutor_has_no_place_for_are_refused_and_write_nothing(
     assert mentor.status == 400
     expect(page.locator("main")).to_contain_text("neither a learner's nor an instructor's")
     assert counts(app) == before
+
+
+def test_a_course_whose_class_was_archived_takes_no_launches(
+    app: Flask, platform: Platform, page: Any
+) -> None:
+    assert launch(page, platform, "ada").status == 303
+    with app.app_context():
+        context = db.session.scalar(sa.select(LtiContext))
+        assert context is not None
+        klass = db.session.get(SchoolClass, context.class_id)
+        assert klass is not None
+        klass.archived_at = sa.func.now()  # a school admin archived it (services/people/school_admin.py)
+        db.session.commit()
+    for user in ("grace", "ada"):  # neither the instructor nor a learner lands on a closed class
+        page.context.clear_cookies()
+        before = counts(app)
+        answered = launch(page, platform, user)
+        assert answered.status == 403
+        expect(page.locator("main")).to_contain_text("is archived in the tutor")
+        assert counts(app) == before
 
 
 def test_a_login_posted_by_the_lms_redirects_to_its_authentication_url(

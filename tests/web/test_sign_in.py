@@ -146,6 +146,7 @@ def test_every_form_needs_its_csrf_token(app: Flask, world: World) -> None:
             .replace("<id:job_id>", str(job))
             .replace("<id:class_id>", str(world.class_a))
             .replace("<id:staff_id>", str(teacher_b))
+            .replace("<token>", "any-request")
         )
         # Sign-in forms are posted by signed-out visitors (signed-in ones are sent home); practice and a
         # student's own pages by the student.

@@ -9,8 +9,10 @@ cookie for the browser that started the login. Then a launch becomes the platfor
 course), a pseudonymous student (a learner, by the platform's ``sub``) or a teacher without a password (an
 instructor): all in one transaction, so a refused launch writes nothing.
 
-Writes the ``lti_*`` tables; students, staff users, classes, memberships and credentials are made through
-``people/accounts.py`` and ``tutoring/students.py``, in the launch's transaction.
+Writes the ``lti_*`` tables but two: a deep linking request is kept by ``lti_deep_linking`` and a
+learner's score row made by ``lti_grades``, both in the launch's transaction; students, staff users,
+classes, memberships and credentials are made through ``people/accounts.py`` and ``tutoring/students.py``,
+in it too.
 """
 
 from __future__ import annotations
@@ -44,12 +46,14 @@ from sqlalchemy.orm import Session
 from app.domain.access import Action, Principal, ensure_allowed
 from app.domain.errors import Conflict, Forbidden, InvalidInput
 from app.domain.lti import (
+    DeepLinkRequest,
     Launch,
     LaunchRefused,
     LaunchRole,
     check_audience,
     check_platform_url,
     origin_of,
+    read_deep_link_request,
     read_launch,
 )
 from app.models import (
@@ -67,6 +71,7 @@ from app.models import (
     utcnow,
 )
 from app.services.people import accounts
+from app.services.people.school_admin import record_change
 from app.services.tutoring.students import add_students
 
 log = structlog.stdlib.get_logger(__name__)
@@ -76,6 +81,7 @@ LOGIN_LIFETIME = timedelta(minutes=10)  # a login's nonce is good for one launch
 LOGIN_KEPT = timedelta(days=1)  # used or expired logins are deleted by later logins after this
 STATE_COOKIE_PATH = "/lti/"
 RESOURCE_LINK_REQUEST = "LtiResourceLinkRequest"
+DEEP_LINKING_REQUEST = "LtiDeepLinkingRequest"
 
 
 class LaunchRejected(Forbidden):
@@ -102,7 +108,7 @@ def _new_key() -> LtiToolKey:
     return LtiToolKey(kid=kid, private_key_pem=pem, public_jwk=public)
 
 
-def _signing_key(session: Session) -> LtiToolKey | None:
+def signing_key(session: Session) -> LtiToolKey | None:
     key: LtiToolKey | None = session.scalar(
         select(LtiToolKey).where(LtiToolKey.retired_at.is_(None)).order_by(LtiToolKey.id.desc()).limit(1)
     )
@@ -123,7 +129,7 @@ def retire_key(session: Session, kid: str) -> LtiToolKey:
     key: LtiToolKey | None = session.scalar(select(LtiToolKey).where(LtiToolKey.kid == kid))
     if key is None or key.retired_at is not None:
         raise InvalidInput(f"no published key has the kid {kid!r}")
-    newest = _signing_key(session)
+    newest = signing_key(session)
     if newest is not None and newest.id == key.id:
         raise InvalidInput("that key signs now: rotate first ('flask lti rotate-key'), then retire it")
     key.retired_at = utcnow()
@@ -233,8 +239,10 @@ def register_platform(
     session.add(platform)
     session.flush()
     session.add_all(LtiDeployment(platform_id=platform.id, deployment_id=d) for d in deployments)
-    if _signing_key(session) is None:
+    if signing_key(session) is None:
         session.add(_new_key())
+    if principal is not None:
+        record_change(session, principal, "LMS registered", name, f"{issuer} (client id {client_id})")
     try:
         session.commit()
     except IntegrityError:
@@ -321,7 +329,7 @@ class _ToolConf(ToolConfAbstract[FlaskRequest]):
             .set_key_set_url(platform.key_set_url)
             .set_key_set(platform.key_set)  # type: ignore[arg-type]
         )
-        key = _signing_key(self.session)
+        key = signing_key(self.session)
         if key is not None:
             registration.set_tool_private_key(key.private_key_pem)
         return registration
@@ -458,12 +466,22 @@ class Launched:
     role: LaunchRole
     class_id: int
     frame_origin: str | None  # the platform's origin, allowed to frame the session's pages
+    target: str | None = None  # what the launched link practises (a learner's practice keeps to it)
+    deep_link: str | None = None  # an instructor's deep linking request: the picker's token
+    # After the commit: the course whose class list may be due a sync, and whether a score is due.
+    context_id: int | None = None
+    platform_id: int | None = None
+    scores_due: bool = False
 
 
 def complete_launch(session: Session) -> Launched:
     """Validate the launch POST (the library), then map it to the platform's school: the course's class
     (made on its first launch), and a student or a teacher for the platform's ``sub``. One transaction:
-    refused (LaunchRejected, LaunchRefused, Forbidden, Conflict), nothing is written."""
+    refused (LaunchRejected, LaunchRefused, Forbidden, Conflict), nothing is written.
+
+    A resource link launch lands the person in the tutor; a deep linking request (an instructor adding the
+    tutor to the course) opens the picker of what to link. After the commit, the course's class list is
+    pulled (NRPS) when it was not lately, and a learner's score on a graded link is queued (AGS)."""
     conf = _ToolConf(session)
     request = _request()
     message = FlaskMessageLaunch(
@@ -492,9 +510,16 @@ def complete_launch(session: Session) -> Launched:
         except LaunchRefused as error:
             raise LaunchRejected(f"The LMS launch was refused: {error}.") from None
         message_type = body.get("https://purl.imsglobal.org/spec/lti/claim/message_type")
-        if message_type != RESOURCE_LINK_REQUEST:
-            raise LaunchRefused(f"the tutor takes resource link launches only, not {message_type!r}")
-        launched = _admit(session, platform, read_launch(body, accept_names=platform.accept_names))
+        if message_type == RESOURCE_LINK_REQUEST:
+            launched = _admit(session, platform, read_launch(body, accept_names=platform.accept_names))
+        elif message_type == DEEP_LINKING_REQUEST:
+            launched = _admit_deep_link(
+                session, platform, read_deep_link_request(body, accept_names=platform.accept_names)
+            )
+        else:
+            raise LaunchRefused(
+                f"the tutor takes resource link launches and deep linking requests, not {message_type!r}"
+            )
         session.commit()
     except IntegrityError:
         session.rollback()
@@ -504,8 +529,30 @@ def complete_launch(session: Session) -> Launched:
     except BaseException:
         session.rollback()
         raise
-    log.info("lti.launched", platform_id=platform.id, role=launched.role.value, class_id=launched.class_id)
+    log.info(
+        "lti.launched",
+        platform_id=platform.id,
+        role=launched.role.value,
+        class_id=launched.class_id,
+        deep_link=launched.deep_link is not None,
+    )
+    _after_launch(session, launched)
     return launched
+
+
+def _after_launch(session: Session, launched: Launched) -> None:
+    """The services a launch starts, once it is committed; a failure here is logged, never the launch's."""
+    # Imported here: these modules build on this one (signing keys, external ids).
+    from app.services.integration import lti_grades, lti_roster
+
+    try:
+        if launched.context_id is not None:
+            lti_roster.sync_after_launch(session, launched.context_id)
+        if launched.scores_due and launched.platform_id is not None:
+            lti_grades.queue_sends(session, launched.platform_id)
+    except Exception as error:  # noqa: BLE001 - the person is launched; the sync and the send come later
+        session.rollback()
+        log.warning("lti.after_launch_failed", reason=f"{type(error).__name__}: {error}"[:200])
 
 
 def _reason(error: Exception) -> str:
@@ -515,6 +562,14 @@ def _reason(error: Exception) -> str:
 
 def _hashed(platform: LtiPlatform, sub: str, length: int) -> str:
     return hashlib.sha256(f"{platform.id}:{sub}".encode()).hexdigest()[:length]
+
+
+LEARNER_PREFIX = "lms-"  # every student made for an LMS learner has an external id starting with it
+
+
+def learner_external_id(platform: LtiPlatform, sub: str) -> str:
+    """The pseudonymous external id of a platform's learner: ``lms-<platform>-<hash of sub>``."""
+    return f"{LEARNER_PREFIX}{platform.id}-{_hashed(platform, sub, 20)}"
 
 
 def _course_owner(session: Session, platform: LtiPlatform) -> StaffUser:
@@ -533,73 +588,96 @@ def _account(session: Session, platform: LtiPlatform, sub: str) -> LtiAccount | 
     return found
 
 
+def _teacher(session: Session, platform: LtiPlatform, sub: str, name: str | None) -> StaffUser:
+    """The teacher an instructor's ``sub`` is (made on their first launch)."""
+    account = _account(session, platform, sub)
+    if account is not None and account.staff_user_id is None:
+        raise LaunchRefused("this LMS user launched as a learner before; a person is a student or a teacher")
+    if account is None:
+        teacher = accounts.add_launched_teacher(
+            session,
+            platform.school_id,
+            f"lms-{platform.id}-{_hashed(platform, sub, 24)}@lms.invalid",
+            name or f"Teacher from {platform.name}",
+        )
+        account = LtiAccount(platform_id=platform.id, sub=sub, staff_user_id=teacher.id)
+        session.add(account)
+    else:
+        found = session.get(StaffUser, account.staff_user_id)
+        assert found is not None
+        teacher = found
+        if name and teacher.name != name:
+            teacher.name = name
+    account.last_launch_at = utcnow()
+    return teacher
+
+
+def learner(session: Session, platform: LtiPlatform, sub: str) -> tuple[Student, LtiAccount]:
+    """The student a learner's ``sub`` is, made when new (pseudonymous: no name or email), with the
+    credential row their sessions name. In the caller's transaction (launches, class lists)."""
+    account = _account(session, platform, sub)
+    if account is not None and account.student_id is None:
+        raise LaunchRefused(
+            "this LMS user launched as an instructor before; a person is a student or a teacher"
+        )
+    if account is None:
+        student = add_students(session, platform.school_id, [learner_external_id(platform, sub)])[0]
+        accounts.add_launch_credential(session, student.id)
+        account = LtiAccount(platform_id=platform.id, sub=sub, student_id=student.id)
+        session.add(account)
+        return student, account
+    found = session.get(Student, account.student_id)
+    assert found is not None
+    return found, account
+
+
+def _course(
+    session: Session, platform: LtiPlatform, context_id: str, title: str, teacher: StaffUser | None
+) -> tuple[LtiContext, SchoolClass]:
+    """The course's context and class (made on its first launch); an instructor takes over a class still
+    held by the placeholder owner."""
+    context: LtiContext | None = session.scalar(
+        select(LtiContext).where(LtiContext.platform_id == platform.id, LtiContext.context_id == context_id)
+    )
+    if context is None:
+        klass = accounts.add_launched_class(session, teacher or _course_owner(session, platform), title)
+        context = LtiContext(platform_id=platform.id, context_id=context_id, class_id=klass.id)
+        session.add(context)
+        session.flush()
+        return context, klass
+    found_class = session.get(SchoolClass, context.class_id)
+    assert found_class is not None
+    if found_class.archived_at is not None:
+        # The school's decision stands over the LMS's: no new members, no class page to land on.
+        raise Forbidden(
+            f"This course's class {found_class.name!r} is archived in the tutor (a school admin closed it), "
+            "so it takes no more launches."
+        )
+    if teacher is not None and found_class.teacher_id != teacher.id:
+        owner = session.get(StaffUser, found_class.teacher_id)
+        if owner is None or owner.email != f"lms-{platform.id}-courses@lms.invalid":
+            raise Forbidden(
+                "This course's class belongs to another teacher in the tutor: ask them or an admin "
+                "(one teacher per LMS course for now)."
+            )
+        found_class.teacher_id = teacher.id  # the first instructor to launch takes the class over
+    return context, found_class
+
+
 def _admit(session: Session, platform: LtiPlatform, launch: Launch) -> Launched:
     now = utcnow()
-    account = _account(session, platform, launch.sub)
     teacher: StaffUser | None = None
     student: Student | None = None
     if launch.role is LaunchRole.INSTRUCTOR:
-        if account is not None and account.staff_user_id is None:
-            raise LaunchRefused(
-                "this LMS user launched as a learner before; a person is a student or a teacher"
-            )
-        if account is None:
-            teacher = accounts.add_launched_teacher(
-                session,
-                platform.school_id,
-                f"lms-{platform.id}-{_hashed(platform, launch.sub, 24)}@lms.invalid",
-                launch.name or f"Teacher from {platform.name}",
-            )
-            account = LtiAccount(platform_id=platform.id, sub=launch.sub, staff_user_id=teacher.id)
-            session.add(account)
-        else:
-            teacher = session.get(StaffUser, account.staff_user_id)
-            assert teacher is not None
-            if launch.name and teacher.name != launch.name:
-                teacher.name = launch.name
+        teacher = _teacher(session, platform, launch.sub, launch.name)
     else:
-        if account is not None and account.student_id is None:
-            raise LaunchRefused(
-                "this LMS user launched as an instructor before; a person is a student or a teacher"
-            )
-        if account is None:
-            student = add_students(
-                session, platform.school_id, [f"lms-{platform.id}-{_hashed(platform, launch.sub, 20)}"]
-            )[0]
-            accounts.add_launch_credential(session, student.id)
-            account = LtiAccount(platform_id=platform.id, sub=launch.sub, student_id=student.id)
-            session.add(account)
-        else:
-            student = session.get(Student, account.student_id)
-            assert student is not None
-    account.last_launch_at = now
-
-    context: LtiContext | None = session.scalar(
-        select(LtiContext).where(
-            LtiContext.platform_id == platform.id, LtiContext.context_id == launch.context_id
-        )
-    )
-    if context is None:
-        klass = accounts.add_launched_class(
-            session, teacher or _course_owner(session, platform), launch.context_title
-        )
-        context = LtiContext(platform_id=platform.id, context_id=launch.context_id, class_id=klass.id)
-        session.add(context)
-        session.flush()
-    else:
-        found_class = session.get(SchoolClass, context.class_id)
-        assert found_class is not None
-        klass = found_class
-        if teacher is not None and klass.teacher_id != teacher.id:
-            owner = session.get(StaffUser, klass.teacher_id)
-            if owner is None or owner.email != f"lms-{platform.id}-courses@lms.invalid":
-                raise Forbidden(
-                    "This course's class belongs to another teacher in the tutor: ask them or an admin "
-                    "(one teacher per LMS course for now)."
-                )
-            klass.teacher_id = teacher.id  # the first instructor to launch takes the class over
+        student, account = learner(session, platform, launch.sub)
+        account.last_launch_at = now
+    context, klass = _course(session, platform, launch.context_id, launch.context_title, teacher)
     context.lineitems_url = launch.lineitems_url or context.lineitems_url
     context.context_memberships_url = launch.context_memberships_url or context.context_memberships_url
+    if launch.ags_scopes:
+        context.ags_scopes = list(launch.ags_scopes)
     link: LtiResourceLink | None = session.scalar(
         select(LtiResourceLink).where(
             LtiResourceLink.context_id == context.id,
@@ -610,15 +688,54 @@ def _admit(session: Session, platform: LtiPlatform, launch: Launch) -> Launched:
         link = LtiResourceLink(context_id=context.id, resource_link_id=launch.resource_link_id)
         session.add(link)
     link.lineitem_url = launch.lineitem_url or link.lineitem_url
+    # Sent with every launch of a deep-linked link; none: an ordinary placement (the whole curriculum).
+    link.target = str(launch.target) if launch.target is not None else None
 
+    scores_due = False
     if student is not None:
         accounts.add_members(session, klass.id, [student.id])
         credential = session.get(StudentCredential, student.id) or accounts.add_launch_credential(
             session, student.id
         )
         signed = accounts.launched_session(accounts.student_principal(student), None, credential)
+        if link.lineitem_url:
+            from app.services.integration import lti_grades  # builds on this module
+
+            session.flush()
+            scores_due = lti_grades.open_score(session, link.id, student.id)
     else:
         assert teacher is not None
         signed = accounts.launched_session(accounts.staff_principal(teacher), teacher, None)
     session.flush()
-    return Launched(signed, launch.role, klass.id, origin_of(platform.auth_login_url))
+    return Launched(
+        signed,
+        launch.role,
+        klass.id,
+        origin_of(platform.auth_login_url),
+        target=link.target,
+        context_id=context.id,
+        platform_id=platform.id,
+        scores_due=scores_due,
+    )
+
+
+def _admit_deep_link(session: Session, platform: LtiPlatform, request: DeepLinkRequest) -> Launched:
+    """An instructor's deep linking request: their teacher account and the course's class as for a launch,
+    and the request kept for the picker (services/integration/lti_deep_linking.py)."""
+    from app.services.integration import lti_deep_linking  # builds on this module
+
+    teacher = _teacher(session, platform, request.sub, request.name)
+    context, klass = _course(session, platform, request.context_id, request.context_title, teacher)
+    context.context_memberships_url = request.context_memberships_url or context.context_memberships_url
+    token = lti_deep_linking.open_request(session, platform, context, teacher, request)
+    signed = accounts.launched_session(accounts.staff_principal(teacher), teacher, None)
+    session.flush()
+    return Launched(
+        signed,
+        LaunchRole.INSTRUCTOR,
+        klass.id,
+        origin_of(platform.auth_login_url),
+        deep_link=token,
+        context_id=context.id,
+        platform_id=platform.id,
+    )

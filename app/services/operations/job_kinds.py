@@ -35,6 +35,7 @@ from app.domain.access import Action, Principal, ensure_allowed
 from app.domain.errors import InvalidInput
 from app.domain.logs import LOG_FORMATS
 from app.models import BiasReport, FitRun, Job, LogImport, School
+from app.services.integration import lti_grades, lti_roster
 from app.services.modelling.fitting import fit_parameters
 from app.services.modelling.imports import import_log
 from app.services.operations.jobs import JobContext, JobKind, Upload, register, submit
@@ -356,5 +357,53 @@ register(
         Action.RUN_MAINTENANCE,
         _run_oneroster_import,
         page_url="/classes",
+    )
+)
+
+
+# --- LTI Advantage: scores to the LMS (AGS), class lists from it (NRPS) --------------------------------
+# Queued by the tutor itself (after answers and launches, and by the minute's sweep) as "admin:lms"; a class
+# list also by the class's teacher (its page's button).
+
+
+def _run_grade_send(ctx: JobContext) -> dict[str, Any]:
+    return dict(
+        lti_grades.send_scores(
+            ctx.session,
+            ctx.principal,
+            ctx.params["platform_id"],
+            progress=lambda checked: ctx.progress(checked, None, "sending scores to the LMS"),
+        )
+    )
+
+
+# Each score commits on its own (a run stopped halfway resumes with the scores still due).
+register(
+    JobKind(
+        lti_grades.GRADE_SEND,
+        "LMS grade send",
+        Action.SYNC_LMS,
+        _run_grade_send,
+        single_commit=False,
+    )
+)
+
+
+def _run_roster_sync(ctx: JobContext) -> dict[str, Any]:
+    return lti_roster.sync_roster(
+        ctx.session,
+        ctx.principal,
+        ctx.params["context_id"],
+        progress=lambda message: ctx.progress(0, None, message),
+    )
+
+
+register(
+    JobKind(
+        lti_roster.ROSTER_SYNC,
+        "LMS class list sync",
+        Action.SYNC_LMS,
+        _run_roster_sync,
+        page_url="/classes/{class_id}",
     )
 )

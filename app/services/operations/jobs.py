@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
@@ -164,8 +164,10 @@ def submit(
     *,
     idempotency_key: str | None = None,
     upload: Upload | None = None,
+    delay: timedelta | None = None,
 ) -> tuple[Job, bool]:
     """Queue a job of ``kind`` (the caller must be allowed to start it); (the job, whether it is new).
+    ``delay``: a worker takes it no sooner (equal requests meanwhile are this job: a debounce).
 
     The same ``idempotency_key`` (per school and kind) always gives the same job, and refuses other
     parameters (IdempotencyKeyReused); without one, an equal request while such a job is queued or running
@@ -209,7 +211,7 @@ def submit(
             raise
         return existing, False
     log.info("job.queued", job_id=job.id, kind=kind, school_id=job.school_id, actor=job.created_by)
-    _send(session, [job.id])
+    _send(session, [job.id], delay)
     return job, True
 
 
@@ -240,13 +242,13 @@ def _same_request(
     return active
 
 
-def _send(session: Session, job_ids: list[int]) -> None:
+def _send(session: Session, job_ids: list[int], delay: timedelta | None = None) -> None:
     """Send each job's id to the workers and note the message's id; a queue that is down is logged (the
     job stays queued without a message, and ``requeue_stale`` sends it again)."""
     queue = current_queue()
     for job_id in job_ids:
         try:
-            task_id = queue.send(job_id)
+            task_id = queue.send(job_id, delay)
         except Exception as error:  # noqa: BLE001 - any failure of the storage: the reaper resends
             log.warning("job.not_sent", job_id=job_id, reason=f"{type(error).__name__}: {error}"[:200])
             continue
@@ -454,12 +456,35 @@ def _acquire(session: Session, job_id: int, token: str, worker: str) -> Job | No
     return job
 
 
+# Work the tutor queues by itself for a school's LMS (grade sends after answers, class lists after launches):
+# recorded as "admin:lms", run for the school as its admin would.
+LMS_ACTOR = "lms"
+
+
+def lms_principal(school_id: int) -> Principal:
+    """Whom the tutor's own LMS work (LTI grade sends, class-list syncs) runs as."""
+    return Principal(Role.ADMIN, LMS_ACTOR, school_id, "LMS sync (automatic)")
+
+
+def forget_finished(session: Session, kind: str, before: datetime) -> int:
+    """Delete the succeeded jobs of ``kind`` that finished before ``before``: for kinds the tutor queues by
+    itself that keep their own record (LMS grade sends: ``lti_scores``), whose jobs matter only while
+    recent. Commits; how many went."""
+    gone = session.execute(
+        delete(Job).where(Job.kind == kind, Job.state == JobState.SUCCEEDED.value, Job.finished_at < before)
+    )
+    session.commit()
+    return int(gone.rowcount or 0)  # type: ignore[attr-defined]
+
+
 def _principal_of(session: Session, job: Job) -> Principal:
     """Whom the job acts as: the staff member who asked for it, as they are now (a demoted admin's queued
     jobs fail their permission check), or the operator at the shell."""
     role, _, key = job.created_by.partition(":")
     if key == "operator":
         return Principal(Role.ADMIN, "operator", job.school_id, "operator (CLI)")
+    if key == LMS_ACTOR:
+        return lms_principal(job.school_id)
     user = session.get(StaffUser, int(key)) if role in ("admin", "teacher") and key.isdigit() else None
     if user is None or user.school_id != job.school_id:
         raise DomainError("The person who asked for this job is no longer on the school's staff.")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import socket
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -23,6 +24,7 @@ from flask import Flask, current_app
 from huey import RedisHuey, SqliteHuey, crontab
 from huey.api import Huey
 from huey.consumer import Consumer
+from huey.utils import normalize_time
 
 from app.settings import Jobs
 
@@ -61,9 +63,12 @@ class JobQueue:
         self.settings = settings
         self._tasks = tasks
 
-    def send(self, job_id: int) -> str:
-        """Queue ``run_job(job_id)``; the message's id (to revoke it). Raises when the storage is down."""
+    def send(self, job_id: int, delay: timedelta | None = None) -> str:
+        """Queue ``run_job(job_id)``, for a worker to take at once or ``delay`` later; the message's id (to
+        revoke it). Raises when the storage is down."""
         task = self._tasks["run_job"].s(job_id)
+        if delay:
+            task.eta = normalize_time(delay=delay.total_seconds(), utc=True)
         self.huey.enqueue(task)
         return str(task.id)
 
@@ -95,7 +100,8 @@ def current_queue() -> JobQueue:
 
 
 def init_app(app: Flask) -> None:
-    """Make the app's queue and its two tasks: ``run_job`` and the minute's ``requeue_stale_jobs``."""
+    """Make the app's queue and its tasks: ``run_job``, and each minute's ``requeue_stale_jobs`` and
+    ``queue_due_lms_scores``."""
     settings: Jobs = app.extensions["settings"].jobs
     huey = make_huey(settings)
 
@@ -110,9 +116,19 @@ def init_app(app: Flask) -> None:
         with app.app_context():
             jobs.requeue_stale()
 
+    def queue_due_lms_scores() -> None:
+        from app.services.integration import lti_grades
+
+        with app.app_context():
+            lti_grades.queue_due_sends()
+
     tasks = {
         "run_job": huey.task(name="run_job")(run_job),
         # Every minute on every worker: jobs whose worker stopped (their lease lapsed) go back to the queue.
         "requeue_stale_jobs": huey.periodic_task(crontab(), name="requeue_stale_jobs")(requeue_stale_jobs),
+        # Every minute: LMS scores whose send failed are sent again once their back-off has passed.
+        "queue_due_lms_scores": huey.periodic_task(crontab(), name="queue_due_lms_scores")(
+            queue_due_lms_scores
+        ),
     }
     app.extensions[EXTENSION] = JobQueue(huey, settings, tasks)

@@ -27,7 +27,10 @@ from app.models import (
     GroupAttribute,
     LearningApp,
     LtiAccount,
+    LtiContext,
     LtiPlatform,
+    LtiResourceLink,
+    LtiScore,
     Mastery,
     Recommendation,
     Response,
@@ -273,6 +276,33 @@ EXPORT_MAP: dict[str, tuple[str, dict[str, str | Shown | Implied | Withheld]]] =
             "last_launch_at": "last_launch_at",
         },
     ),
+    "lti_scores": (
+        "lms_scores",
+        {
+            "id": Withheld("a row number: it says nothing about the student"),
+            "resource_link_id": Shown(
+                "link",
+                "the link's id at the LMS, beside the LMS's name, the course's id there ('course') and what "
+                "the link practises ('practises')",
+            ),
+            "student_id": THE_STUDENT,
+            "changes": Withheld(
+                "a counter bumped by each answer so the tutor knows a score may have changed (the answers "
+                "themselves are under 'responses')"
+            ),
+            "handled": Withheld("the value of that counter the last check saw: a service counter"),
+            "changed_at": "last_change_at",
+            "score_given": "score_given",
+            "score_maximum": "score_maximum",
+            "activity_progress": "activity_progress",
+            "grading_progress": "grading_progress",
+            "sent_at": "sent_at",
+            "attempts": "failed_sends_in_a_row",
+            "next_attempt_at": "next_attempt_at",
+            "last_error": "last_error",
+            "created_at": "first_launch_at",
+        },
+    ),
     "access_log": (
         "access_log",
         {
@@ -393,6 +423,29 @@ def export_student(
                 .order_by(LtiAccount.id)
             ).all()
         ],
+        "lms_scores": [
+            {
+                "lms": lms,
+                "course": course,
+                "link": link_id,
+                "practises": target or "curriculum",
+                **_stored(score),
+            }
+            for score, lms, course, link_id, target in session.execute(
+                select(
+                    LtiScore,
+                    LtiPlatform.name,
+                    LtiContext.context_id,
+                    LtiResourceLink.resource_link_id,
+                    LtiResourceLink.target,
+                )
+                .join(LtiResourceLink, LtiResourceLink.id == LtiScore.resource_link_id)
+                .join(LtiContext, LtiContext.id == LtiResourceLink.context_id)
+                .join(LtiPlatform, LtiPlatform.id == LtiContext.platform_id)
+                .where(LtiScore.student_id == student.id)
+                .order_by(LtiScore.id)
+            ).all()
+        ],
         "access_log": rows(AccessLogEntry, AccessLogEntry.id),
     }
     session.commit()
@@ -424,6 +477,7 @@ def export_zip(export: StudentExport) -> bytes:
         "consents.csv": data["consents"],
         "group_attributes.csv": data["group_attributes"],
         "lms_accounts.csv": data["lms_accounts"],
+        "lms_scores.csv": data["lms_scores"],
         "access_log.csv": data["access_log"],
     }
     buffer = io.BytesIO()
@@ -467,6 +521,7 @@ def delete_student(
         (GroupAttribute, GroupAttribute.student_id == student.id),
         (AccessLogEntry, AccessLogEntry.student_id == student.id),
         (LtiAccount, LtiAccount.student_id == student.id),
+        (LtiScore, LtiScore.student_id == student.id),
         (Student, Student.id == student.id),
     ):
         result = session.execute(delete(table).where(condition))

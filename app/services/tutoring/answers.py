@@ -21,6 +21,7 @@ from app.domain.grading import Answer, InvalidAnswer, answer_of, correct_answer_
 from app.domain.tracking import MasteryRules, StudentModel, apply_answer
 from app.models import Mastery, Recommendation, Response, ResponseSkill, utcnow
 from app.observability.metrics import ANSWERS
+from app.services.integration import lti_grades
 from app.services.people.access import find_student
 from app.services.tutoring.config import mastery_rules
 from app.services.tutoring.content import current_snapshot, load_exercise
@@ -267,6 +268,7 @@ def _record(
     session.add(response)
     session.commit()
     ANSWERS.labels(graded_by).inc()
+    lti_grades.answer_recorded(session, student)  # an LMS learner's score: queued (no query for others)
     return RecordedResponse(
         id=response.id,
         exercise_id=exercise.id,

@@ -4,6 +4,7 @@ of ``recommendations``; and the history of what was recommended."""
 from __future__ import annotations
 
 import random
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.domain.access import Action, Principal
-from app.domain.content import Exercise
+from app.domain.content import Exercise, focused
 from app.domain.selection import PolicyConfig, StudentView, choose_next_exercise
 from app.domain.selection import Recommendation as Choice
 from app.models import Recommendation, Response, ResponseSkill, Student, utcnow
@@ -79,12 +80,18 @@ def _view(
 
 
 def next_exercise(
-    session: Session, principal: Principal, student_id: str, *, seed: int | None = None
+    session: Session,
+    principal: Principal,
+    student_id: str,
+    *,
+    seed: int | None = None,
+    focus: Collection[str] | None = None,
 ) -> NextExercise:
     """The next exercise for a student, with the reason it was chosen (stored for later review).
 
     Without a seed the draw is seeded by the student and their latest response, so
-    asking twice without answering gives the same exercise.
+    asking twice without answering gives the same exercise. ``focus``: choose among these skills and their
+    prerequisites only (what an LMS course's link practises).
     """
     student = find_student(session, principal, student_id, Action.PRACTISE)
     snapshot = current_snapshot(session)
@@ -92,7 +99,8 @@ def next_exercise(
     view, latest = _view(session, student, config, snapshot)
     if seed is None:
         seed = random.Random(f"{student.id}:{latest}").getrandbits(63)
-    choice = choose_next_exercise(snapshot.graph, snapshot.params, view, config, seed)
+    graph = focused(snapshot.graph, focus) if focus else snapshot.graph
+    choice = choose_next_exercise(graph, snapshot.params, view, config, seed)
     stored = _store_recommendation(session, student.id, choice)
     NEXT_EXERCISES.labels(choice.reason).inc()
     exercise = snapshot.graph.exercises[choice.exercise_id] if choice.exercise_id else None

@@ -6,6 +6,7 @@ client response id: a double click, a refresh or the back button can never recor
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -41,8 +42,11 @@ class PracticeItem:
     input_mode: str = "text"  # the phone keyboard for the answer box (a fraction or a minus needs "text")
 
 
-def current_item(session: Session, principal: Principal) -> PracticeItem:
-    chosen = next_exercise(session, principal, principal.id)
+def current_item(
+    session: Session, principal: Principal, *, focus: Collection[str] | None = None
+) -> PracticeItem:
+    """The exercise to practise now (``focus``: among these skills, as ``next_exercise``)."""
+    chosen = next_exercise(session, principal, principal.id, focus=focus)
     shown = 0
     if chosen.recommendation_id is not None:
         shown = (
