@@ -439,6 +439,8 @@ class Mastery(db.Model):  # type: ignore[name-defined]
     student_id: Mapped[str] = mapped_column(ForeignKey("students.id", ondelete="CASCADE"), primary_key=True)
     skill_id: Mapped[str] = mapped_column(ForeignKey("skills.id"), primary_key=True)
     p_mastery: Mapped[float] = mapped_column(Float)
+    # Standard BKT P(not L), kept apart from 1 - p_mastery (app/domain/bkt.py, Belief); NULL: 1 - p_mastery.
+    p_not_mastered: Mapped[float | None] = mapped_column(Float)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     correct_count: Mapped[int] = mapped_column(Integer, default=0)
     # P(L | hypothesis), one per app.domain.tracking.HYPOTHESES (speed x prior knowledge)

@@ -10,6 +10,10 @@ Notation (all probabilities in [0, 1]):
 ``p`` is always P(L) *before* the next response, which is what pyBKT's
 ``predict()`` calls ``state_predictions``; the tracker stores that value so that
 replaying a log reproduces pyBKT row for row.
+
+A ``Belief`` carries P(L) and P(not L) as two numbers, as pyBKT's forward pass carries its two state
+probabilities: with forget = 0 a long run of right answers takes P(not L) below 1e-16, where P(L) alone
+rounds to exactly 1.0 and no wrong answer could move it again. Each side keeps its own precision.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from app.domain.errors import InvalidParameters
 
@@ -84,6 +89,41 @@ def parameter_problems(values: Mapping[str, object]) -> list[str]:
     return problems
 
 
+class Belief(NamedTuple):
+    """P(L) and P(not L) before the next response (they sum to 1 but are kept apart: see the module)."""
+
+    known: float
+    unknown: float
+
+    @classmethod
+    def of(cls, p: float) -> Belief:
+        return cls(p, 1.0 - p)
+
+
+def predict_from(belief: Belief, params: BktParams) -> float:
+    """P(correct) on the next response."""
+    return belief.known * (1.0 - params.slip) + belief.unknown * params.guess
+
+
+def belief_after(belief: Belief, correct: bool, params: BktParams) -> Belief:
+    """The belief before the next response, given this one's outcome: the posterior, then the transition."""
+    if correct:
+        known = belief.known * (1.0 - params.slip)
+        unknown = belief.unknown * params.guess
+    else:
+        known = belief.known * params.slip
+        unknown = belief.unknown * (1.0 - params.guess)
+    total = known + unknown
+    if total == 0.0:  # guess or slip at 0 or 1 and an impossible observation: keep the belief
+        known, unknown = belief
+    else:
+        known, unknown = known / total, unknown / total
+    return Belief(
+        known * (1.0 - params.forget) + unknown * params.learn,
+        known * params.forget + unknown * (1.0 - params.learn),
+    )
+
+
 def predict_correct(p: float, params: BktParams) -> float:
     """P(correct) on the next response, given P(L) = ``p`` before it."""
     return p * (1.0 - params.slip) + (1.0 - p) * params.guess
@@ -109,8 +149,9 @@ def transition(p: float, params: BktParams) -> float:
 
 
 def update_mastery(p: float, correct: bool, params: BktParams) -> float:
-    """P(L) before the next response, given P(L) = ``p`` before this one and its outcome."""
-    return transition(posterior(p, correct, params), params)
+    """P(L) before the next response, given P(L) = ``p`` before this one and its outcome (when P(not L) is
+    1 - p to double precision; else carry a ``Belief``)."""
+    return belief_after(Belief.of(p), correct, params).known
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,11 +165,11 @@ class TraceStep:
 
 def trace(outcomes: Iterable[bool], params: BktParams, p: float | None = None) -> list[TraceStep]:
     """Replay a sequence of outcomes on one skill, starting from ``p`` (default: the prior)."""
-    state = params.prior if p is None else p
+    state = Belief.of(params.prior if p is None else p)
     steps = []
     for correct in outcomes:
-        after = update_mastery(state, correct, params)
-        steps.append(TraceStep(state, predict_correct(state, params), after))
+        after = belief_after(state, correct, params)
+        steps.append(TraceStep(state.known, predict_from(state, params), after.known))
         state = after
     return steps
 

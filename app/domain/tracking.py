@@ -45,7 +45,7 @@ from functools import lru_cache
 from operator import mul
 
 from app.domain import memory as memory_model
-from app.domain.bkt import BktParams, predict_correct, update_mastery
+from app.domain.bkt import Belief, BktParams, belief_after, predict_correct, predict_from, update_mastery
 from app.domain.memory import DEFAULT_WEIGHTS, Memory
 
 SPEEDS: tuple[float, ...] = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
@@ -173,10 +173,21 @@ class SkillState:
     # The student's pace drift at which a new posterior could first earn this skill with no answer on it
     # (``StudentModel.pace_drift``); None: not worked out yet. An index, not knowledge: it decides nothing.
     pace_check_at: float | None = field(default=None, compare=False)
+    # Standard BKT P(not L), kept apart from 1 - p_mastery (bkt.Belief); None: 1 - p_mastery (rows stored
+    # before it was kept).
+    p_not_mastered: float | None = None
 
     @classmethod
     def fresh(cls, params: BktParams) -> SkillState:
-        return cls(params.prior, [params.prior * a for _, a, _ in HYPOTHESES])
+        return cls(
+            params.prior, [params.prior * a for _, a, _ in HYPOTHESES], p_not_mastered=1.0 - params.prior
+        )
+
+    @property
+    def belief(self) -> Belief:
+        """Standard BKT's belief before the next response."""
+        unknown = 1.0 - self.p_mastery if self.p_not_mastered is None else self.p_not_mastered
+        return Belief(self.p_mastery, unknown)
 
 
 # A pace drift no student reaches: it grows by at most 1 per answer.
@@ -494,8 +505,8 @@ def apply_answer(
     steps = []
     for state, skill_id, hps, shown in zip(states, skill_ids, hypothesis_params, before, strict=True):
         skill_params = params[skill_id]
-        standard_before = state.p_mastery
-        state.p_mastery = update_mastery(standard_before, correct, skill_params)
+        standard_before = state.belief
+        state.p_mastery, state.p_not_mastered = belief_after(standard_before, correct, skill_params)
         state.p_by_speed = [
             update_mastery(p, correct, hp) for p, hp in zip(state.p_by_speed, hps, strict=True)
         ]
@@ -521,8 +532,8 @@ def apply_answer(
         steps.append(
             TraceStep(
                 skill_id,
-                standard_before,
-                predict_correct(standard_before, skill_params),
+                standard_before.known,
+                predict_from(standard_before, skill_params),
                 state.p_mastery,
                 paced,
                 status_of(state, after, rules) == MasteryStatus.MASTERED,

@@ -14,7 +14,7 @@ from flask import Flask
 from app.domain.access import Principal, Role
 from app.domain.oneroster import BundleProblems, Mode
 from app.extensions import db
-from app.models import ClassMembership, School, SchoolClass, StaffUser, Student
+from app.models import AdminChange, ClassMembership, School, SchoolClass, StaffUser, Student
 from app.services.people.accounts import add_members, create_school, create_staff_user
 from app.services.people.oneroster import import_roster
 from app.services.reporting import privacy
@@ -116,6 +116,10 @@ def test_an_import_makes_classes_teachers_and_pseudonymous_students(
     assert not [name for name in NAMES if name in stored], "a student's name or email was stored"
     # Nothing more to do: the same bundle again changes nothing.
     assert not import_roster(db.session(), hill, data).changes_anything
+    logged = db.session.execute(sa.select(AdminChange.action, AdminChange.detail)).all()
+    assert logged == [  # the import, counted, once: the empty re-import is not a change
+        ("OneRoster imported", "2 classes added, 2 teachers added, 3 students added, 4 enrolments added")
+    ]
 
 
 @pytest.mark.parametrize("version", ["1.1", "1.2"])

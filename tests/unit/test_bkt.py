@@ -1,12 +1,16 @@
 import math
+from fractions import Fraction
 
 import pytest
 
 from app.domain.bkt import (
+    Belief,
     BktParams,
+    belief_after,
     is_mastered,
     posterior,
     predict_correct,
+    predict_from,
     trace,
     transition,
     update_mastery,
@@ -82,3 +86,41 @@ def test_impossible_observation_keeps_belief() -> None:
     certain = BktParams(prior=1.0, learn=0.0, guess=0.0, slip=0.0)
     # A wrong answer from a student who surely knows the skill has probability 0.
     assert posterior(1.0, False, certain) == 1.0
+
+
+def exact_predictions(outcomes: list[bool], params: BktParams) -> list[Fraction]:
+    """The forward pass in exact rational arithmetic: the truth the floats approximate."""
+    prior, learn, guess, slip = (Fraction(v) for v in (params.prior, params.learn, params.guess, params.slip))
+    known, predictions = prior, []
+    for correct in outcomes:
+        predictions.append(known * (1 - slip) + (1 - known) * guess)
+        hit = known * (1 - slip) if correct else known * slip
+        miss = (1 - known) * guess if correct else (1 - known) * (1 - guess)
+        known = hit / (hit + miss)
+        known = known + (1 - known) * learn
+    return predictions
+
+
+def test_a_long_right_run_does_not_make_wrong_answers_powerless() -> None:
+    # 30 right answers take P(not L) to ~1e-24: as one float P(L) is exactly 1.0 and 40 wrong answers
+    # after it would all be predicted at 1 - slip. The belief keeps P(not L), as pyBKT's forward pass does.
+    outcomes = [True] * 30 + [False] * 40
+    steps = trace(outcomes, PARAMS)
+    truth = exact_predictions(outcomes, PARAMS)
+    assert max(abs(step.p_correct - float(t)) for step, t in zip(steps, truth, strict=True)) < 1e-12
+    assert steps[30].p_mastery_before == 1.0  # the float P(L) saturates ...
+    assert steps[-1].p_correct < 0.5  # ... and the wrong answers still bring the prediction down (from 0.9)
+    state = PARAMS.prior
+    for correct in outcomes:  # P(L) alone: stuck at 1 - slip
+        state = update_mastery(state, correct, PARAMS)
+    assert predict_correct(state, PARAMS) == pytest.approx(1 - PARAMS.slip)
+
+
+def test_the_belief_update_is_the_float_update_while_both_are_precise() -> None:
+    belief = Belief.of(PARAMS.prior)
+    for correct in (True, False, False, True, True):
+        p = belief.known
+        belief = belief_after(belief, correct, PARAMS)
+        assert belief.known == update_mastery(p, correct, PARAMS)
+        assert belief.known + belief.unknown == pytest.approx(1.0, abs=1e-15)
+        assert predict_from(belief, PARAMS) == pytest.approx(predict_correct(belief.known, PARAMS), abs=1e-15)

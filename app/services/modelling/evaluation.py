@@ -15,7 +15,7 @@ import pandas as pd
 from sqlalchemy import Engine, case, func, select
 from sqlalchemy.orm import Session
 
-from app.domain.bkt import BktParams, predict_correct, update_mastery
+from app.domain.bkt import Belief, BktParams, belief_after, predict_from
 from app.domain.logs import LogFormat
 from app.domain.metrics import CalibrationBin, Scores, calibration_table, score
 from app.domain.tracking import MasteryRules
@@ -42,15 +42,15 @@ def predict_frame(frame: pd.DataFrame, params: dict[str, BktParams]) -> pd.DataF
     ordered = frame[frame["skill_name"].isin(params)].sort_values(["order_id"], kind="mergesort")
     p_correct = np.empty(len(ordered))
     p_state = np.empty(len(ordered))
-    state: dict[tuple[str, str], float] = {}
+    state: dict[tuple[str, str], Belief] = {}
     for i, (user, skill, correct) in enumerate(
         zip(ordered["user_id"], ordered["skill_name"], ordered["correct"], strict=True)
     ):
         skill_params = params[skill]
-        p = state.get((user, skill), skill_params.prior)
-        p_state[i] = p
-        p_correct[i] = predict_correct(p, skill_params)
-        state[(user, skill)] = update_mastery(p, bool(correct), skill_params)
+        belief = state.get((user, skill)) or Belief.of(skill_params.prior)
+        p_state[i] = belief.known
+        p_correct[i] = predict_from(belief, skill_params)
+        state[(user, skill)] = belief_after(belief, bool(correct), skill_params)
     return ordered.assign(correct_predictions=p_correct, state_predictions=p_state)
 
 

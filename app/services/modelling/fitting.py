@@ -39,7 +39,7 @@ from joblib import Parallel, delayed
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
-from app.domain.bkt import BktParams, parameter_problems, predict_correct, update_mastery
+from app.domain.bkt import Belief, BktParams, belief_after, parameter_problems, predict_from
 from app.domain.errors import DomainError
 from app.domain.tracking import MasteryRules
 from app.models import FitRun, Response, ResponseSkill, SkillParameters
@@ -185,28 +185,35 @@ def log_likelihood(frame: pd.DataFrame, params: BktParams) -> float:
     correct = frame["correct"].to_numpy().astype(bool)
     order = np.argsort(step, kind="stable")
     bounds = np.searchsorted(step[order], np.arange(step.max() + 2))
+    # P(L) and P(not L) kept apart, as domain.bkt.Belief (one alone rounds to 1.0 after long right runs).
     p_known = np.full(student.max() + 1, params.prior)
+    p_unknown = np.full(student.max() + 1, 1.0 - params.prior)
     logs = np.zeros(len(frame))
     t = 0
     while t < len(bounds) - 1 and bounds[t + 1] - bounds[t] >= VECTOR_MIN_ROWS:
         rows = order[bounds[t] : bounds[t + 1]]
         who, right = student[rows], correct[rows]
-        p = p_known[who]
-        p_correct = p * (1.0 - params.slip) + (1.0 - p) * params.guess
+        p, q = p_known[who], p_unknown[who]
+        p_correct = p * (1.0 - params.slip) + q * params.guess
         logs[rows] = np.log(np.where(right, p_correct, 1.0 - p_correct))
         known = np.where(right, p * (1.0 - params.slip), p * params.slip)
-        total = known + np.where(right, (1.0 - p) * params.guess, (1.0 - p) * (1.0 - params.guess))
-        # As domain.bkt.posterior: an impossible observation keeps the belief.
-        after = np.divide(known, total, out=p.copy(), where=total != 0.0)
-        p_known[who] = after * (1.0 - params.forget) + (1.0 - after) * params.learn
+        unknown = np.where(right, q * params.guess, q * (1.0 - params.guess))
+        total = known + unknown
+        # As domain.bkt.belief_after: an impossible observation keeps the belief.
+        known = np.divide(known, total, out=p.copy(), where=total != 0.0)
+        unknown = np.divide(unknown, total, out=q.copy(), where=total != 0.0)
+        p_known[who] = known * (1.0 - params.forget) + unknown * params.learn
+        p_unknown[who] = known * params.forget + unknown * (1.0 - params.learn)
         t += 1
-    state = {int(s): float(p_known[s]) for s in np.unique(student[order[bounds[t] :]])}
+    state = {
+        int(s): Belief(float(p_known[s]), float(p_unknown[s])) for s in np.unique(student[order[bounds[t] :]])
+    }
     tail = 0.0
     for row in np.sort(order[bounds[t] :]):  # frame order, so each student's answers in sequence
         who, right = int(student[row]), bool(correct[row])
-        p_correct = predict_correct(state[who], params)
+        p_correct = predict_from(state[who], params)
         tail += math.log(p_correct if right else 1.0 - p_correct)
-        state[who] = update_mastery(state[who], right, params)
+        state[who] = belief_after(state[who], right, params)
     return float(logs.sum()) + tail
 
 

@@ -36,6 +36,7 @@ from app.domain.external_ids import EXTERNAL_ID_RULE, clean_external_id
 from app.domain.oneroster import Bundle, BundleProblems, Enrollment, Mode, Problem, User, read_bundle
 from app.models import ClassMembership, SchoolClass, StaffUser, Student, utcnow
 from app.services.people.accounts import CODE_ALPHABET, EMAIL, JOIN_CODE_LENGTH
+from app.services.people.school_admin import record_change
 from app.services.tutoring.students import add_students
 
 log = structlog.stdlib.get_logger(__name__)
@@ -524,6 +525,11 @@ def import_roster(
         if dry_run:
             session.rollback()
         else:
+            if changes.changes_anything:  # in the school's change log, counted (no student named)
+                counted = ", ".join(
+                    f"{n} {what.replace('_', ' ')}" for what, n in changes.counts.items() if n
+                )
+                record_change(session, principal, "OneRoster imported", planner.org or "the school", counted)
             say("saving")
             session.commit()
     except IntegrityError:

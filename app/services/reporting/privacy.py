@@ -196,6 +196,10 @@ EXPORT_MAP: dict[str, tuple[str, dict[str, str | Shown | Implied | Withheld]]] =
             "student_id": THE_STUDENT,
             "skill_id": "skill_id",
             "p_mastery": "p_mastery",
+            "p_not_mastered": Withheld(
+                "1 - p_mastery, kept to its own precision for the tracker's next update: it says nothing "
+                "that p_mastery does not"
+            ),
             "attempts": "attempts",
             "correct_count": "correct",
             "p_by_speed": "p_by_speed",

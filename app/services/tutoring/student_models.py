@@ -73,6 +73,7 @@ def memory_of(row: Any) -> Memory | None:
 def state_of(row: Mastery) -> SkillState:
     return SkillState(
         p_mastery=row.p_mastery,
+        p_not_mastered=row.p_not_mastered,
         p_by_speed=by_hypothesis(list(row.p_by_speed)),
         attempts=row.attempts,
         correct_count=row.correct_count,
@@ -90,6 +91,7 @@ def row_values(state: SkillState) -> dict[str, Any]:
     memory = state.memory
     return {
         "p_mastery": state.p_mastery,
+        "p_not_mastered": state.belief.unknown,
         "p_by_speed": list(state.p_by_speed),
         "attempts": state.attempts,
         "correct_count": state.correct_count,
@@ -129,6 +131,7 @@ def state_from_json(values: dict[str, Any]) -> SkillState:
         )
     return SkillState(
         p_mastery=values["p_mastery"],
+        p_not_mastered=values.get("p_not_mastered"),  # older baselines: 1 - p_mastery
         p_by_speed=by_hypothesis(list(values["p_by_speed"])),
         attempts=values["attempts"],
         correct_count=values["correct_count"],
