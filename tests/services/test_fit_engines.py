@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from pyBKT.models import Model
 from pyBKT.util import data_helper
 
-from app.domain.bkt import BktParams, predict_correct, update_mastery
+from app.domain.bkt import Belief, BktParams, belief_after, predict_from
 from app.extensions import db
 from app.models import FitRun, SkillParameters
 from app.services.modelling import fitting, pybkt_engine
@@ -234,11 +234,11 @@ def simple_log_likelihood(frame: pd.DataFrame, params: BktParams) -> float:
     """The definition, one answer at a time."""
     total = 0.0
     for _, answers in frame.groupby("user_id", sort=False)["correct"]:
-        p = params.prior
+        belief = Belief.of(params.prior)
         for correct in answers.to_numpy():
-            p_correct = predict_correct(p, params)
+            p_correct = predict_from(belief, params)
             total += math.log(p_correct if correct else 1.0 - p_correct)
-            p = update_mastery(p, bool(correct), params)
+            belief = belief_after(belief, bool(correct), params)
     return total
 
 
